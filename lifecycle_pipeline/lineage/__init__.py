@@ -1,0 +1,1 @@
+"""Lineage value objects, canonical hashes and model fingerprints."""

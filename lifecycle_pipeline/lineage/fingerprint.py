@@ -1,0 +1,132 @@
+"""Model fingerprints that are stable across processes and machines with the same lock.
+
+Serialized model bytes are not stable (skops archives carry timestamps; scikit-learn tree
+node records contain uninitialised struct padding), so the fingerprint is built from two
+things that are: a canonical walk of the fitted state, hashing each numeric array by dtype,
+shape and value (structured arrays field by field, which drops padding), and a digest of
+``predict_proba`` on a fixed set of golden inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lifecycle_pipeline.lineage.hashing import combine
+
+
+class FingerprintError(TypeError):
+    """The fitted state holds a value the canonical walk cannot hash deterministically."""
+
+
+@dataclass(frozen=True)
+class ModelFingerprint:
+    state: str
+    predictions: str
+
+    @property
+    def combined(self) -> str:
+        return combine([self.state, self.predictions])
+
+    def to_dict(self) -> dict[str, str]:
+        return {"state": self.state, "predictions": self.predictions, "combined": self.combined}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> ModelFingerprint:
+        return cls(state=data["state"], predictions=data["predictions"])
+
+
+def _tag(digest: Any, name: str) -> None:
+    digest.update(b"<" + name.encode() + b">")
+
+
+def _feed_array(digest: Any, array: np.ndarray, path: str) -> None:
+    if array.dtype.names:
+        _tag(digest, f"struct{array.shape}")
+        for name in array.dtype.names:
+            _tag(digest, name)
+            _feed_array(digest, np.ascontiguousarray(array[name]), f"{path}.{name}")
+        return
+    if array.dtype == object:
+        _tag(digest, f"objects{array.shape}")
+        for index, item in enumerate(array.ravel()):
+            _feed(digest, item, f"{path}[{index}]")
+        return
+    canonical = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False)
+    _tag(digest, f"array:{canonical.dtype.str}:{array.shape}")
+    digest.update(canonical.tobytes())
+
+
+def _feed(digest: Any, value: Any, path: str) -> None:
+    if value is None:
+        _tag(digest, "none")
+    elif isinstance(value, bool | np.bool_):
+        _tag(digest, f"bool:{bool(value)}")
+    elif isinstance(value, int | np.integer):
+        _tag(digest, f"int:{int(value)}")
+    elif isinstance(value, float | np.floating):
+        digest.update(b"<float>" + struct.pack("<d", float(value)))
+    elif isinstance(value, str):
+        _tag(digest, "str")
+        digest.update(value.encode("utf-8"))
+    elif isinstance(value, bytes):
+        _tag(digest, "bytes")
+        digest.update(value)
+    elif isinstance(value, np.ndarray):
+        _feed_array(digest, value, path)
+    elif isinstance(value, list | tuple):
+        _tag(digest, f"{type(value).__name__}:{len(value)}")
+        for index, item in enumerate(value):
+            _feed(digest, item, f"{path}[{index}]")
+    elif isinstance(value, dict):
+        _tag(digest, f"dict:{len(value)}")
+        for key in sorted(value, key=str):
+            _feed(digest, str(key), path)
+            _feed(digest, value[key], f"{path}.{key}")
+    elif isinstance(value, type):
+        _tag(digest, f"type:{value.__module__}.{value.__qualname__}")
+    else:
+        state = _object_state(value, path)
+        _tag(digest, f"object:{type(value).__module__}.{type(value).__qualname__}")
+        _feed(digest, state, path)
+
+
+def _object_state(value: Any, path: str) -> Any:
+    """Estimators expose a dict via ``__getstate__``; Cython trees via ``__reduce__``."""
+    if hasattr(value, "__reduce__") and type(value).__module__.startswith("sklearn.tree"):
+        reduced = value.__reduce__()
+        if isinstance(reduced, tuple) and len(reduced) >= 3:
+            return [list(reduced[1]), reduced[2]]
+    getstate = getattr(value, "__getstate__", None)
+    state = getstate() if getstate is not None else None
+    if isinstance(state, dict):
+        return state
+    raise FingerprintError(
+        f"Cannot fingerprint {type(value).__module__}.{type(value).__qualname__} at {path}: it "
+        "exposes no dict state. Add a canonical rule for it in lineage/fingerprint.py."
+    )
+
+
+def state_digest(estimator: Any) -> str:
+    """Canonical SHA-256 of a fitted estimator's state (parameters and fitted attributes)."""
+    digest = hashlib.sha256()
+    _feed(digest, estimator, type(estimator).__name__)
+    return digest.hexdigest()
+
+
+def prediction_digest(probabilities: np.ndarray) -> str:
+    """SHA-256 of predicted probabilities as little-endian float64: bit-for-bit equality."""
+    canonical = np.ascontiguousarray(probabilities, dtype="<f8")
+    return hashlib.sha256(f"{canonical.shape}".encode() + canonical.tobytes()).hexdigest()
+
+
+def fingerprint(estimator: Any, golden_inputs: pd.DataFrame) -> ModelFingerprint:
+    return ModelFingerprint(
+        state=state_digest(estimator),
+        predictions=prediction_digest(estimator.predict_proba(golden_inputs)),
+    )

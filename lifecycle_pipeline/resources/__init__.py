@@ -1,0 +1,1 @@
+"""Resources: the DVC data registry and the immutable artifact store."""

@@ -1,0 +1,157 @@
+"""The artifact store: an IO manager that writes every output once and loads it by identity.
+
+Paths are ``<root>/<asset>/<partition>/<sha256>.zip``: content-addressed, so an artifact is
+never overwritten and earlier versions are never touched. Writes go to a temporary name in
+the same folder and are renamed into place, so a reader never sees half an artifact. Loads
+use the URI and digest recorded in the upstream materialization (preferring the one made in
+the same run), never "the newest file", and refuse bytes whose digest has changed.
+
+The root is any universal path (a local folder, ``file://``, ``s3://``, ``gs://``, ``memory://``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any
+
+import dagster as dg
+from dagster._core.events import DagsterEventType
+from pydantic import Field
+from upath import UPath
+
+from lifecycle_pipeline.lineage.hashing import sha256_bytes
+from lifecycle_pipeline.lineage.records import ArtifactRef
+from lifecycle_pipeline.partitions import validate_partition_key
+from lifecycle_pipeline.resources import codecs
+from lifecycle_pipeline.settings import Settings
+
+URI_KEY = "artifact/uri"
+SHA_KEY = "artifact/sha256"
+SIZE_KEY = "artifact/bytes"
+
+
+class ArtifactIntegrityError(RuntimeError):
+    """A stored artifact is missing or its bytes no longer match the recorded digest."""
+
+
+def _asset_name(key: dg.AssetKey) -> str:
+    return "/".join(key.path)
+
+
+def _latest_record(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None, run_id: str | None
+) -> Any:
+    """The materialization to load: this run's if it made one, else the latest recorded."""
+    if run_id is not None:
+        records = instance.get_records_for_run(
+            run_id=run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
+        ).records
+        for record in reversed(records):
+            materialization = record.asset_materialization
+            if (
+                materialization is not None
+                and materialization.asset_key == key
+                and materialization.partition == partition
+            ):
+                return record
+    filter_ = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None)
+    found = instance.fetch_materializations(filter_, limit=1).records
+    return found[0] if found else None
+
+
+def ref_from_record(record: Any) -> ArtifactRef:
+    materialization = record.asset_materialization
+    metadata = materialization.metadata
+    if URI_KEY not in metadata or SHA_KEY not in metadata:
+        raise ArtifactIntegrityError(
+            f"Materialization of {_asset_name(materialization.asset_key)} in run {record.run_id} "
+            "recorded no artifact URI; it was not written by the artifact store."
+        )
+    return ArtifactRef(
+        asset=_asset_name(materialization.asset_key),
+        partition=materialization.partition,
+        uri=str(metadata[URI_KEY].value),
+        sha256=str(metadata[SHA_KEY].value),
+        run_id=record.run_id,
+    )
+
+
+class ArtifactStore(dg.ConfigurableIOManager):
+    """Immutable, content-addressed, atomically written artifacts on a universal path."""
+
+    root: str | None = Field(
+        default=None,
+        description="Artifact root URL or folder; default $LIFECYCLE_ARTIFACT_ROOT or .lifecycle/artifacts.",
+    )
+
+    def _root(self) -> UPath:
+        return UPath(self.root or Settings.from_env().artifact_root)
+
+    def write(self, asset: str, partition: str | None, payload: bytes) -> tuple[str, str]:
+        """Write ``payload`` once under its digest and return (uri, sha256)."""
+        digest = sha256_bytes(payload)
+        folder = self._root().joinpath(*asset.split("/"))
+        if partition is not None:
+            folder = folder / validate_partition_key(partition)
+        target = folder / f"{digest}.zip"
+        if target.exists():
+            # Same digest means same bytes: the artifact already exists and stays untouched.
+            self._verify(target, digest)
+            return str(target), digest
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".tmp-{uuid.uuid4().hex}"
+        try:
+            temporary.write_bytes(payload)
+            temporary.rename(target)
+        finally:
+            if temporary.exists():
+                temporary.unlink()
+        return str(target), digest
+
+    def read(self, ref: ArtifactRef) -> bytes:
+        return self._verify(UPath(ref.uri), ref.sha256)
+
+    @staticmethod
+    def _verify(path: UPath, digest: str) -> bytes:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ArtifactIntegrityError(
+                f"Artifact {path} is missing; the store must never lose a recorded artifact. "
+                "Restore it from backup or re-materialize the partition."
+            ) from exc
+        actual = sha256_bytes(data)
+        if actual != digest:
+            raise ArtifactIntegrityError(
+                f"Artifact {path} has sha256 {actual} but {digest} was recorded: it was modified "
+                "after it was written. Do not use it; investigate and re-materialize."
+            )
+        return data
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        payload = codecs.encode(obj)
+        uri, digest = self.write(_asset_name(context.asset_key), partition, payload)
+        context.add_output_metadata(
+            {
+                URI_KEY: dg.MetadataValue.path(uri),
+                SHA_KEY: dg.MetadataValue.text(digest),
+                SIZE_KEY: dg.MetadataValue.int(len(payload)),
+            }
+        )
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        key = context.asset_key
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        run_id = context.step_context.run_id if context.step_context else None
+        record = _latest_record(context.instance, key, partition, run_id)
+        if record is None:
+            raise ArtifactIntegrityError(
+                f"{_asset_name(key)} has no materialization for partition {partition!r}; "
+                "materialize it first."
+            )
+        ref = ref_from_record(record)
+        value = codecs.decode(self.read(ref), source=ref.uri)
+        context.add_input_metadata({"loaded/uri": ref.uri, "loaded/run_id": ref.run_id})
+        return dataclasses.replace(value, source=ref)

@@ -1,0 +1,214 @@
+"""File formats of lifecycle artifacts: a deterministic zip of JSON, Parquet and skops parts.
+
+No pickle anywhere: frames are Parquet, models are skops loaded with an explicit list of
+trusted types, everything else is JSON. Each bundle carries a manifest with the SHA-256 of
+every part, checked on load, so a tampered part is named rather than silently used.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import pandas as pd
+
+from lifecycle_pipeline.lineage.fingerprint import ModelFingerprint
+from lifecycle_pipeline.lineage.hashing import sha256_bytes
+from lifecycle_pipeline.lineage.records import (
+    DataSnapshot,
+    EvaluationReport,
+    FeatureSet,
+    GateVerdict,
+    ResolvedVersion,
+    TrainedModel,
+)
+
+FORMAT_VERSION = 1
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+# Types a model artifact may contain beyond skops' defaults. Anything else is refused on load.
+TRUSTED_MODEL_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
+
+
+class ArtifactFormatError(ValueError):
+    """An artifact's bytes do not form a valid, untampered bundle."""
+
+
+def _frame_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False, engine="pyarrow", compression="zstd")
+    return buffer.getvalue()
+
+
+def _frame(data: bytes) -> pd.DataFrame:
+    return pd.read_parquet(io.BytesIO(data), engine="pyarrow")
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, indent=1, allow_nan=False).encode("utf-8")
+
+
+def dump_model(pipeline: Any) -> bytes:
+    import skops.io as sio
+
+    return bytes(sio.dumps(pipeline))
+
+
+def load_model(data: bytes, *, source: str) -> Any:
+    """Load a skops model, refusing any type outside skops' defaults and our trusted list."""
+    import skops.io as sio
+
+    untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_MODEL_TYPES]
+    if untrusted:
+        raise ArtifactFormatError(
+            f"{source}: model contains untrusted type(s) {untrusted}; refusing to load. If the "
+            "type is genuinely needed, review it and add it to TRUSTED_MODEL_TYPES."
+        )
+    return sio.loads(data, trusted=list(TRUSTED_MODEL_TYPES))
+
+
+def _snapshot_parts(value: DataSnapshot) -> dict[str, bytes]:
+    return {"version.json": _json_bytes(value.version.to_dict()), "frame.parquet": _frame_bytes(value.frame)}
+
+
+def _snapshot(parts: dict[str, bytes], source: str) -> DataSnapshot:
+    del source
+    return DataSnapshot(
+        frame=_frame(parts["frame.parquet"]),
+        version=ResolvedVersion.from_dict(json.loads(parts["version.json"])),
+    )
+
+
+def _features_parts(value: FeatureSet) -> dict[str, bytes]:
+    meta = {
+        "feature_columns": list(value.feature_columns),
+        "target": value.target,
+        "seed": value.seed,
+        "test_size": value.test_size,
+        "data_md5": value.data_md5,
+    }
+    return {
+        "features.json": _json_bytes(meta),
+        "train.parquet": _frame_bytes(value.train),
+        "test.parquet": _frame_bytes(value.test),
+    }
+
+
+def _features(parts: dict[str, bytes], source: str) -> FeatureSet:
+    del source
+    meta = json.loads(parts["features.json"])
+    return FeatureSet(
+        train=_frame(parts["train.parquet"]),
+        test=_frame(parts["test.parquet"]),
+        feature_columns=tuple(meta["feature_columns"]),
+        target=meta["target"],
+        seed=int(meta["seed"]),
+        test_size=float(meta["test_size"]),
+        data_md5=meta["data_md5"],
+    )
+
+
+def _model_parts(value: TrainedModel) -> dict[str, bytes]:
+    meta = {"fingerprint": value.fingerprint.to_dict(), "lineage": value.lineage}
+    return {
+        "model.json": _json_bytes(meta),
+        "model.skops": dump_model(value.pipeline),
+        "golden_inputs.parquet": _frame_bytes(value.golden_inputs),
+    }
+
+
+def _model(parts: dict[str, bytes], source: str) -> TrainedModel:
+    meta = json.loads(parts["model.json"])
+    return TrainedModel(
+        pipeline=load_model(parts["model.skops"], source=f"{source}:model.skops"),
+        golden_inputs=_frame(parts["golden_inputs.parquet"]),
+        fingerprint=ModelFingerprint.from_dict(meta["fingerprint"]),
+        lineage=meta["lineage"],
+    )
+
+
+def _evaluation_parts(value: EvaluationReport) -> dict[str, bytes]:
+    meta = {
+        "metrics": value.metrics,
+        "slices": value.slices,
+        "gates": [asdict(g) for g in value.gates],
+        "model_fingerprint": value.model_fingerprint,
+    }
+    return {"evaluation.json": _json_bytes(meta), "predictions.parquet": _frame_bytes(value.predictions)}
+
+
+def _evaluation(parts: dict[str, bytes], source: str) -> EvaluationReport:
+    del source
+    meta = json.loads(parts["evaluation.json"])
+    return EvaluationReport(
+        metrics=meta["metrics"],
+        slices=meta["slices"],
+        gates=tuple(GateVerdict.from_dict(g) for g in meta["gates"]),
+        predictions=_frame(parts["predictions.parquet"]),
+        model_fingerprint=meta["model_fingerprint"],
+    )
+
+
+_CODECS: dict[str, tuple[type, Callable[[Any], dict[str, bytes]], Callable[[dict[str, bytes], str], Any]]] = {
+    "data_snapshot": (DataSnapshot, _snapshot_parts, _snapshot),
+    "feature_set": (FeatureSet, _features_parts, _features),
+    "trained_model": (TrainedModel, _model_parts, _model),
+    "evaluation_report": (EvaluationReport, _evaluation_parts, _evaluation),
+}
+
+
+def encode(value: Any) -> bytes:
+    """Serialize a value object into a deterministic zip bundle."""
+    for kind, (cls, to_parts, _) in _CODECS.items():
+        if isinstance(value, cls):
+            parts = to_parts(value)
+            break
+    else:
+        raise ArtifactFormatError(
+            f"No artifact format for {type(value).__name__}; add a codec in resources/codecs.py."
+        )
+    manifest = {
+        "kind": kind,
+        "format_version": FORMAT_VERSION,
+        "parts": {name: sha256_bytes(data) for name, data in sorted(parts.items())},
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in [("manifest.json", _json_bytes(manifest)), *sorted(parts.items())]:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data)
+    return buffer.getvalue()
+
+
+def decode(data: bytes, *, source: str) -> Any:
+    """Load a bundle, verifying every part against the manifest before parsing it."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            parts = {name: archive.read(name) for name in archive.namelist()}
+    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+        raise ArtifactFormatError(f"{source}: not a readable artifact bundle ({exc}).") from exc
+    try:
+        manifest = json.loads(parts.pop("manifest.json"))
+        kind = manifest["kind"]
+        expected = manifest["parts"]
+    except (KeyError, ValueError) as exc:
+        raise ArtifactFormatError(f"{source}: bundle has no valid manifest.json ({exc}).") from exc
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactFormatError(
+            f"{source}: format_version {manifest.get('format_version')!r}, this code reads {FORMAT_VERSION}."
+        )
+    if set(parts) != set(expected):
+        raise ArtifactFormatError(
+            f"{source}: parts {sorted(parts)} differ from the manifest's {sorted(expected)}."
+        )
+    for name, digest in expected.items():
+        if sha256_bytes(parts[name]) != digest:
+            raise ArtifactFormatError(f"{source}: part {name!r} does not match its manifest digest.")
+    if kind not in _CODECS:
+        raise ArtifactFormatError(f"{source}: unknown artifact kind {kind!r}.")
+    return _CODECS[kind][2](parts, source)

@@ -1,0 +1,123 @@
+"""The data registry: a git + DVC repository whose tags name data versions.
+
+Data is only ever read through DVC at a pinned revision, so a moved working copy or an
+uncommitted edit in the registry can never leak into a model. The commit and DVC md5 behind a
+revision are returned with the bytes, and the bytes are checked against that md5.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from lifecycle_pipeline.lineage.records import ResolvedVersion
+from lifecycle_pipeline.partitions import validate_partition_key
+from lifecycle_pipeline.settings import Settings
+
+
+class RegistryError(RuntimeError):
+    """The registry cannot resolve or serve a data version."""
+
+
+class DataRegistry(dg.ConfigurableResource):
+    """A git + DVC data registry (DVC's data-registry pattern) read at pinned revisions."""
+
+    url: str | None = Field(
+        default=None,
+        description="Registry git URL or path; default $LIFECYCLE_REGISTRY_URL or the demo registry.",
+    )
+    dataset_path: str = Field(
+        default="data/breast_cancer.csv", description="Path of the dataset file inside the registry."
+    )
+    version_pattern: str = Field(
+        default="data-v*", description="Glob over tag names that marks a tag as a data version."
+    )
+    remote: str | None = Field(
+        default=None, description="DVC remote name to fetch from; default the registry's own."
+    )
+
+    def resolved_url(self) -> str:
+        return self.url or Settings.from_env().registry_url
+
+    def _filesystem(self, rev: str) -> Any:
+        os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+        from dvc.api import DVCFileSystem
+
+        config = {"core": {"remote": self.remote}} if self.remote else None
+        try:
+            return DVCFileSystem(self.resolved_url(), rev=rev, config=config)
+        except Exception as exc:  # scmrepo and dvc raise many unrelated types here
+            raise RegistryError(
+                f"Data version {rev!r} cannot be opened in registry {self.resolved_url()!r}: "
+                f"{type(exc).__name__}: {exc}. Check that the tag exists in the registry "
+                "(git tag --list) or remove the partition."
+            ) from exc
+
+    def resolve(self, key: str) -> ResolvedVersion:
+        """Resolve a data-version key to its commit and DVC md5 without reading the data."""
+        validate_partition_key(key)
+        fs = self._filesystem(key)
+        return self._resolve_with(fs, key)
+
+    def _resolve_with(self, fs: Any, key: str) -> ResolvedVersion:
+        try:
+            info = fs.info(self.dataset_path)
+        except FileNotFoundError as exc:
+            raise RegistryError(
+                f"Data version {key!r} of registry {self.resolved_url()!r} has no "
+                f"{self.dataset_path!r}; the tag does not point at a data version."
+            ) from exc
+        md5 = (info.get("dvc_info") or {}).get("md5")
+        if not md5:
+            raise RegistryError(
+                f"{self.dataset_path!r} at {key!r} is not tracked by DVC (no md5 in its .dvc "
+                "file); publish data with `dvc add` so it is versioned by content."
+            )
+        commit = fs.repo.scm.resolve_rev(key)
+        return ResolvedVersion(
+            key=key,
+            registry=self.resolved_url(),
+            path=self.dataset_path,
+            commit=str(commit),
+            md5=str(md5),
+            size=int(info.get("size") or 0),
+        )
+
+    def read(self, key: str) -> tuple[ResolvedVersion, bytes]:
+        """Return the resolved version and its bytes, verified against the DVC md5."""
+        validate_partition_key(key)
+        fs = self._filesystem(key)
+        resolved = self._resolve_with(fs, key)
+        try:
+            raw = fs.cat_file(self.dataset_path)
+        except Exception as exc:
+            raise RegistryError(
+                f"Data version {key!r}: the content of {self.dataset_path!r} (md5 {resolved.md5}) "
+                f"is neither in the registry cache nor in its DVC remote: {exc}. "
+                "Run `dvc push` in the registry for that revision."
+            ) from exc
+        actual = hashlib.md5(raw, usedforsecurity=False).hexdigest()
+        if actual != resolved.md5:
+            raise RegistryError(
+                f"Data version {key!r}: {self.dataset_path!r} read with md5 {actual}, but DVC "
+                f"records {resolved.md5}; the cache or remote is corrupted."
+            )
+        return resolved, raw
+
+    def versions(self) -> list[str]:
+        """Tag names that match the version pattern, in creation order of their commits."""
+        from scmrepo.git import Git
+
+        url = self.resolved_url()
+        if not os.path.isdir(url):
+            raise RegistryError(
+                f"Listing versions needs a local clone of the registry; {url!r} is not a folder."
+            )
+        with Git(url) as scm:
+            tags = [t for t in scm.list_tags() if fnmatch.fnmatchcase(t, self.version_pattern)]
+            return sorted(tags, key=lambda t: (scm.resolve_commit(t).commit_time, t))

@@ -1,0 +1,147 @@
+"""The dataset contract: which columns a data version must have and what they may hold.
+
+The sample data is scikit-learn's copy of the Wisconsin Diagnostic Breast Cancer dataset.
+Column names are snake_cased once, at the registry boundary, so that every later stage
+(features, model input schema, drift monitor) speaks the same names.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+TARGET = "malignant"
+"""1 = malignant, 0 = benign. The positive class is the one a missed diagnosis hurts."""
+
+FEATURES: tuple[str, ...] = tuple(
+    f"{stat}_{measure}"
+    for stat in ("mean", "se", "worst")
+    for measure in (
+        "radius",
+        "texture",
+        "perimeter",
+        "area",
+        "smoothness",
+        "compactness",
+        "concavity",
+        "concave_points",
+        "symmetry",
+        "fractal_dimension",
+    )
+)
+
+SLICE_FACTOR = "tumour_size"
+"""A clinically meaningful factor for per-slice metrics: tumour size from ``mean_radius`` (mm)."""
+SLICE_BINS: tuple[tuple[str, float, float], ...] = (
+    ("small (<12mm)", -math.inf, 12.0),
+    ("medium (12-15mm)", 12.0, 15.0),
+    ("large (>=15mm)", 15.0, math.inf),
+)
+
+
+class DataValidationError(ValueError):
+    """A data version does not satisfy the dataset contract."""
+
+
+@dataclass(frozen=True)
+class ColumnProblem:
+    column: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"column {self.column!r}: {self.problem}"
+
+
+def parse_csv(raw: bytes, *, source: str) -> pd.DataFrame:
+    """Parse CSV bytes strictly, so that encoding and shape errors name the source."""
+    if not raw.strip():
+        raise DataValidationError(f"{source}: the file is empty (0 data bytes).")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataValidationError(
+            f"{source}: not valid UTF-8 at byte {exc.start}; re-export the file as UTF-8."
+        ) from exc
+    try:
+        # round_trip keeps float64 values bit-identical to what was written.
+        frame = pd.read_csv(io.StringIO(text), float_precision="round_trip")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataValidationError(f"{source}: cannot be parsed as CSV: {exc}") from exc
+    duplicated = [c for c in frame.columns if isinstance(c, str) and "." in c and c.split(".")[0] in frame.columns]
+    if duplicated:
+        raise DataValidationError(f"{source}: duplicated column header(s) {duplicated}.")
+    return frame
+
+
+def validate_frame(
+    frame: pd.DataFrame,
+    *,
+    source: str,
+    require_target: bool = True,
+) -> pd.DataFrame:
+    """Check the contract and return a frame with canonical column order and dtypes.
+
+    All problems are collected first so that one run tells the data owner everything that
+    is wrong with a version, not just the first thing.
+    """
+    problems: list[ColumnProblem] = []
+    if frame.empty:
+        raise DataValidationError(f"{source}: the data has no rows.")
+    required = (*FEATURES, TARGET) if require_target else FEATURES
+    for column in required:
+        if column not in frame.columns:
+            problems.append(ColumnProblem(column, "required column is missing"))
+    for column in FEATURES:
+        if column not in frame.columns:
+            continue
+        values = frame[column]
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            bad = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()]
+            example = repr(bad.iloc[0]) if len(bad) else repr(values.dtype)
+            row = int(bad.index[0]) if len(bad) else None
+            where = f" (first at row {row}: {example})" if row is not None else f" ({example})"
+            problems.append(ColumnProblem(column, f"must be numeric{where}"))
+            continue
+        as_float = values.astype("float64")
+        nulls = int(as_float.isna().sum())
+        if nulls:
+            first = int(as_float[as_float.isna()].index[0])
+            problems.append(ColumnProblem(column, f"{nulls} missing value(s), first at row {first}"))
+        infinite = int(np.isinf(as_float.to_numpy()).sum())
+        if infinite:
+            problems.append(ColumnProblem(column, f"{infinite} infinite value(s)"))
+    if require_target and TARGET in frame.columns:
+        target = frame[TARGET]
+        if target.isna().any():
+            first = int(target[target.isna()].index[0])
+            problems.append(
+                ColumnProblem(TARGET, f"{int(target.isna().sum())} missing label(s), first at row {first}")
+            )
+        else:
+            labels = set(pd.unique(target))
+            if not labels <= {0, 1}:
+                unexpected = sorted(repr(v) for v in labels - {0, 1})
+                problems.append(ColumnProblem(TARGET, f"labels must be 0 or 1, found {', '.join(unexpected)}"))
+            elif len(labels) < 2:
+                problems.append(ColumnProblem(TARGET, f"only one class present ({labels.pop()})"))
+    if problems:
+        listing = "; ".join(str(p) for p in problems)
+        raise DataValidationError(f"{source}: {len(problems)} problem(s): {listing}.")
+    columns = list(required)
+    clean = frame[columns].copy()
+    clean[list(FEATURES)] = clean[list(FEATURES)].astype("float64")
+    if require_target:
+        clean[TARGET] = clean[TARGET].astype("int64")
+    return clean.reset_index(drop=True)
+
+
+def tumour_size_slice(mean_radius: pd.Series) -> pd.Series:
+    """Label each row with its tumour-size band (the slice factor for per-slice metrics)."""
+    labels = pd.Series(index=mean_radius.index, dtype="object")
+    for name, low, high in SLICE_BINS:
+        labels[(mean_radius >= low) & (mean_radius < high)] = name
+    return labels
