@@ -8,7 +8,6 @@ from lifecycle_pipeline.assets.data import data_snapshot
 from lifecycle_pipeline.assets.evaluation import evaluation
 from lifecycle_pipeline.assets.features import features
 from lifecycle_pipeline.assets.training import trained_model
-from lifecycle_pipeline.partitions import DATA_VERSIONS
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.registry import DataRegistry
 
@@ -17,7 +16,6 @@ ASSETS = [data_snapshot, features, trained_model, evaluation]
 lifecycle_job = dg.define_asset_job(
     "lifecycle",
     selection=dg.AssetSelection.assets(*ASSETS),
-    partitions_def=DATA_VERSIONS,
     description="Every lifecycle stage for one data version.",
 )
 

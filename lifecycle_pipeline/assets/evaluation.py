@@ -144,7 +144,10 @@ def slice_table(slices: dict[str, dict[str, Any]]) -> dg.TableMetadataValue:
     ],
 )
 def evaluation(
-    config: EvaluationConfig, trained_model: TrainedModel, features: FeatureSet
+    context: dg.AssetExecutionContext,
+    config: EvaluationConfig,
+    trained_model: TrainedModel,
+    features: FeatureSet,
 ) -> Iterator[dg.Output[EvaluationReport] | dg.AssetCheckResult]:
     """Held-out metrics overall and per tumour-size slice, gated by blocking threshold checks."""
     report = evaluate(trained_model, features, config)
@@ -164,6 +167,8 @@ def evaluation(
         },
     )
     for gate in report.gates:
+        if not gate.passed:
+            context.log.error(f"{gate.describe()} (partition {context.partition_key}); downstream blocked.")
         yield dg.AssetCheckResult(
             check_name=gate.name,
             passed=gate.passed,

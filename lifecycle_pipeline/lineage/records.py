@@ -84,8 +84,8 @@ class GateVerdict:
     def describe(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
         return (
-            f"Gate {self.name} {verdict}: {self.metric} = {self.value:.4f}, "
-            f"required {self.comparison} {self.threshold:.4f}"
+            f"Gate {self.name} {verdict}: {self.metric} = {self.value:.6g}, "
+            f"required {self.comparison} {self.threshold:.6g}"
         )
 
     def to_dict(self) -> dict[str, Any]:

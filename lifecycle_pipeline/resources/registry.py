@@ -45,18 +45,24 @@ class DataRegistry(dg.ConfigurableResource):
         return self.url or Settings.from_env().registry_url
 
     def _filesystem(self, rev: str) -> Any:
+        """A DVC filesystem pinned at ``rev``; it opens lazily, so errors surface on first use."""
         os.environ.setdefault("DVC_NO_ANALYTICS", "1")
         from dvc.api import DVCFileSystem
+
+        from dvc.exceptions import DvcException
 
         config = {"core": {"remote": self.remote}} if self.remote else None
         try:
             return DVCFileSystem(self.resolved_url(), rev=rev, config=config)
-        except Exception as exc:  # scmrepo and dvc raise many unrelated types here
-            raise RegistryError(
-                f"Data version {rev!r} cannot be opened in registry {self.resolved_url()!r}: "
-                f"{type(exc).__name__}: {exc}. Check that the tag exists in the registry "
-                "(git tag --list) or remove the partition."
-            ) from exc
+        except (DvcException, OSError, ValueError) as exc:
+            raise self._unreachable(rev, exc) from exc
+
+    def _unreachable(self, rev: str, exc: Exception) -> RegistryError:
+        return RegistryError(
+            f"Data version {rev!r} cannot be opened in registry {self.resolved_url()!r}: "
+            f"{type(exc).__name__}: {exc}. Check that the tag exists in the registry "
+            "(git tag --list) or remove the partition."
+        )
 
     def resolve(self, key: str) -> ResolvedVersion:
         """Resolve a data-version key to its commit and DVC md5 without reading the data."""
@@ -65,6 +71,8 @@ class DataRegistry(dg.ConfigurableResource):
         return self._resolve_with(fs, key)
 
     def _resolve_with(self, fs: Any, key: str) -> ResolvedVersion:
+        from dvc.scm import SCMError
+
         try:
             info = fs.info(self.dataset_path)
         except FileNotFoundError as exc:
@@ -72,6 +80,8 @@ class DataRegistry(dg.ConfigurableResource):
                 f"Data version {key!r} of registry {self.resolved_url()!r} has no "
                 f"{self.dataset_path!r}; the tag does not point at a data version."
             ) from exc
+        except (SCMError, OSError, ValueError) as exc:
+            raise self._unreachable(key, exc) from exc
         md5 = (info.get("dvc_info") or {}).get("md5")
         if not md5:
             raise RegistryError(

@@ -1,0 +1,72 @@
+"""The embedded-default demo: build the registry, add partitions, materialize, summarize.
+
+Everything lands under ``LIFECYCLE_HOME`` (default ``.lifecycle/``) with SQLite storage and
+telemetry off, so that `make ui` afterwards shows the same instance. Running it again is safe:
+the registry builder refuses to move tags, partitions are only added when missing, and a
+re-materialization must reproduce the recorded fingerprints (the `reproducible` check).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+
+from lifecycle_pipeline.lineage.query import VersionSummary, format_table, summarize
+from lifecycle_pipeline.partitions import DATA_VERSIONS
+from lifecycle_pipeline.registry_demo import build_demo_registry
+from lifecycle_pipeline.settings import Settings
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+DAGSTER_YAML = """\
+# Embedded default: SQLite run, event-log and schedule storage under this folder.
+telemetry:
+  enabled: false
+"""
+
+
+def prepare_environment(settings: Settings) -> None:
+    """Point Dagster at the project-local instance and switch telemetry and analytics off."""
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home)))
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML, encoding="utf-8")
+
+
+def add_missing_partitions(instance: dg.DagsterInstance, versions: list[str]) -> list[str]:
+    known = set(instance.get_dynamic_partitions(DATA_VERSIONS.name or "data_versions"))
+    missing = [v for v in versions if v not in known]
+    if missing:
+        instance.add_dynamic_partitions(DATA_VERSIONS.name or "data_versions", missing)
+    return missing
+
+
+def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> list[VersionSummary]:
+    prepare_environment(settings)
+    from lifecycle_pipeline.definitions import defs
+    from lifecycle_pipeline.resources.registry import DataRegistry
+
+    tags = build_demo_registry(
+        settings.sample_data_dir, Path(settings.registry_url), Path(settings.registry_remote_url)
+    )
+    echo(f"registry {settings.registry_url}: {', '.join(f'{t}={m[:8]}' for t, m in tags.items())}")
+    versions = DataRegistry().versions()
+    with dg.DagsterInstance.get() as instance:
+        added = add_missing_partitions(instance, versions)
+        echo(f"partitions: {', '.join(versions)} ({len(added)} new)")
+        job = defs.resolve_job_def("lifecycle")
+        for version in versions:
+            result = job.execute_in_process(
+                partition_key=version, instance=instance, raise_on_error=False, run_config=QUIET
+            )
+            echo(f"materialized {version}: {'success' if result.success else 'FAILED'} (run {result.run_id})")
+        rows = [row for v in versions if (row := summarize(instance, v)) is not None]
+    echo("")
+    echo(format_table(rows))
+    echo(f"\nDagster instance: {os.environ['DAGSTER_HOME']}  (open it with `make ui`)")
+    return rows

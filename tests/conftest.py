@@ -1,0 +1,137 @@
+"""Factories for real collaborators: sample data, git + DVC registries, Dagster instances."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from lifecycle_pipeline.definitions import build_definitions
+from lifecycle_pipeline.partitions import DATA_VERSIONS
+from lifecycle_pipeline.registry_demo import DATASET_PATH, Publication, build_demo_registry, publish
+from lifecycle_pipeline.resources.artifact_store import ArtifactStore
+from lifecycle_pipeline.resources.registry import DataRegistry
+from lifecycle_pipeline.sample_data import SampleParams, generate
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+# Small forests keep the suite fast; determinism does not depend on the tree count.
+FAST_TRAINING = {"ops": {"trained_model": {"config": {"n_estimators": 40}}}}
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sample")
+    generate(out, SampleParams.from_yaml(PROJECT_ROOT / "params.yaml"))
+    return out
+
+
+@dataclass
+class Registry:
+    """A real git + DVC registry with a local remote, built in a temporary folder."""
+
+    repo: Path
+    remote: Path
+
+    def publish(self, tag: str, content: bytes, target: str = DATASET_PATH) -> str:
+        source = self.repo.parent / f"{tag}.upload"
+        source.write_bytes(content)
+        return publish(self.repo, Publication(tag=tag, source=source, target=target, message=tag))
+
+    def resource(self) -> DataRegistry:
+        return DataRegistry(url=str(self.repo))
+
+
+@pytest.fixture(scope="session")
+def demo_registry(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """The demo registry (data-v1, data-v2 and two batches). Tests must not add tags to it."""
+    base = tmp_path_factory.mktemp("registry")
+    registry = Registry(repo=base / "registry", remote=base / "remote")
+    build_demo_registry(sample_dir, registry.repo, registry.remote)
+    return registry
+
+
+@pytest.fixture
+def registry_copy(demo_registry: Registry, tmp_path: Path) -> Registry:
+    """A private copy of the demo registry that a test may add or move tags in."""
+    copy = Registry(repo=tmp_path / "registry", remote=tmp_path / "remote")
+    shutil.copytree(demo_registry.repo, copy.repo, symlinks=True)
+    shutil.copytree(demo_registry.remote, copy.remote)
+    # config.local (git-ignored) points pushes from the copy at the copy's own remote.
+    (copy.repo / ".dvc" / "config.local").write_text(
+        f"['remote \"local\"']\n    url = {copy.remote}\n", encoding="utf-8"
+    )
+    return copy
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    """A real SQLite-backed Dagster instance in a temporary DAGSTER_HOME."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as test_instance:
+        yield test_instance
+
+
+@dataclass
+class Pipeline:
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    artifacts: Path
+
+    def add(self, *keys: str) -> None:
+        known = set(self.instance.get_dynamic_partitions(DATA_VERSIONS.name or ""))
+        new = [k for k in keys if k not in known]
+        if new:
+            self.instance.add_dynamic_partitions(DATA_VERSIONS.name or "", new)
+
+    def run(
+        self, key: str, run_config: dict[str, Any] | None = None, selection: Any = None
+    ) -> dg.ExecuteInProcessResult:
+        self.add(key)
+        job = self.defs.resolve_job_def("lifecycle")
+        config = dict(FAST_TRAINING) if run_config is None else run_config
+        if selection is not None:
+            return dg.materialize(
+                self.defs.assets,  # type: ignore[arg-type]
+                selection=selection,
+                partition_key=key,
+                instance=self.instance,
+                resources=self.defs.resources,
+                run_config=config,
+                raise_on_error=False,
+            )
+        return job.execute_in_process(
+            partition_key=key, instance=self.instance, run_config=config, raise_on_error=False
+        )
+
+
+@pytest.fixture
+def pipeline_factory(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> Callable[[Registry], Pipeline]:
+    def make(registry: Registry, artifact_root: str | None = None) -> Pipeline:
+        artifacts = tmp_path / "artifacts"
+        defs = build_definitions(
+            registry=registry.resource(),
+            artifact_store=ArtifactStore(root=artifact_root or str(artifacts)),
+        )
+        return Pipeline(defs=defs, instance=instance, artifacts=artifacts)
+
+    return make
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under ``root``: proves nothing was touched."""
+    from lifecycle_pipeline.lineage.hashing import sha256_file
+
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}

@@ -1,0 +1,107 @@
+"""The artifact store writes once, atomically, content-addressed, and detects tampering."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lifecycle_pipeline.lineage.records import ArtifactRef, DataSnapshot, ResolvedVersion
+from lifecycle_pipeline.partitions import PartitionKeyError
+from lifecycle_pipeline.resources import codecs
+from lifecycle_pipeline.resources.artifact_store import ArtifactIntegrityError, ArtifactStore
+
+
+def snapshot(rows: int = 3) -> DataSnapshot:
+    version = ResolvedVersion("data-v1", "reg", "data/x.csv", "c" * 40, "m" * 32, 10)
+    return DataSnapshot(frame=pd.DataFrame({"a": range(rows)}, dtype="float64"), version=version)
+
+
+def ref(uri: str, digest: str) -> ArtifactRef:
+    return ArtifactRef("data_snapshot", "data-v1", uri, digest, "run")
+
+
+def test_same_content_same_path_and_existing_file_untouched(tmp_path: Path) -> None:
+    store = ArtifactStore(root=str(tmp_path))
+    payload = codecs.encode(snapshot())
+    uri, digest = store.write("data_snapshot", "data-v1", payload)
+    mtime = Path(uri).stat().st_mtime_ns
+    assert store.write("data_snapshot", "data-v1", payload) == (uri, digest)
+    assert Path(uri).stat().st_mtime_ns == mtime
+    assert uri.endswith(f"data_snapshot/data-v1/{digest}.zip")
+
+
+def test_encoding_is_deterministic_and_content_sensitive() -> None:
+    assert codecs.encode(snapshot()) == codecs.encode(snapshot())
+    assert codecs.encode(snapshot(3)) != codecs.encode(snapshot(4))
+
+
+def test_new_content_never_overwrites_earlier_versions(tmp_path: Path) -> None:
+    store = ArtifactStore(root=str(tmp_path))
+    first, _ = store.write("data_snapshot", "data-v1", codecs.encode(snapshot(3)))
+    before = Path(first).read_bytes()
+    second, _ = store.write("data_snapshot", "data-v1", codecs.encode(snapshot(4)))
+    assert first != second
+    assert Path(first).read_bytes() == before
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_tampered_artifact_is_refused_naming_it(tmp_path: Path) -> None:
+    store = ArtifactStore(root=str(tmp_path))
+    uri, digest = store.write("data_snapshot", "data-v1", codecs.encode(snapshot()))
+    data = bytearray(Path(uri).read_bytes())
+    data[-1] ^= 0xFF
+    Path(uri).write_bytes(bytes(data))
+    with pytest.raises(ArtifactIntegrityError, match=f"{uri} has sha256 .* but {digest} was recorded"):
+        store.read(ref(uri, digest))
+
+
+def test_missing_artifact_is_reported(tmp_path: Path) -> None:
+    store = ArtifactStore(root=str(tmp_path))
+    with pytest.raises(ArtifactIntegrityError, match="is missing"):
+        store.read(ref(str(tmp_path / "gone.zip"), "0" * 64))
+
+
+def test_tampered_part_inside_bundle_is_named() -> None:
+    """A part rewritten with a valid zip CRC is still caught by the manifest digest."""
+    with zipfile.ZipFile(io.BytesIO(codecs.encode(snapshot()))) as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    parts["version.json"] = parts["version.json"].replace(b"data-v1", b"data-v9")
+    forged = io.BytesIO()
+    with zipfile.ZipFile(forged, "w") as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    with pytest.raises(codecs.ArtifactFormatError, match="part 'version.json' does not match"):
+        codecs.decode(forged.getvalue(), source="bundle.zip")
+
+
+def test_failed_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from upath import UPath
+
+    def broken_rename(self: UPath, target: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(type(UPath(tmp_path)), "rename", broken_rename)
+    store = ArtifactStore(root=str(tmp_path))
+    with pytest.raises(OSError, match="disk full"):
+        store.write("data_snapshot", "data-v1", codecs.encode(snapshot()))
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_partition_key_is_validated_before_it_becomes_a_path(tmp_path: Path) -> None:
+    store = ArtifactStore(root=str(tmp_path))
+    with pytest.raises(PartitionKeyError):
+        store.write("data_snapshot", "../escape", b"x")
+    assert not (tmp_path.parent / "escape").exists()
+
+
+def test_round_trip_through_a_non_local_filesystem() -> None:
+    store = ArtifactStore(root="memory://lifecycle-test/artifacts")
+    payload = codecs.encode(snapshot())
+    uri, digest = store.write("data_snapshot", "data-v1", payload)
+    assert uri.startswith("memory://")
+    loaded = codecs.decode(store.read(ref(uri, digest)), source=uri)
+    pd.testing.assert_frame_equal(loaded.frame, snapshot().frame)

@@ -1,0 +1,59 @@
+"""A failing metric gate is recorded on the evaluation and blocks every downstream stage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import dagster as dg
+import pytest
+
+from lifecycle_pipeline.definitions import ASSETS
+from lifecycle_pipeline.lineage.query import check_results, latest
+from lifecycle_pipeline.partitions import DATA_VERSIONS
+from tests.conftest import FAST_TRAINING, Pipeline, Registry
+
+
+@dg.asset(partitions_def=DATA_VERSIONS, deps=["evaluation"])
+def release_candidate() -> None:
+    """Stands in for the packaging stage: it must never run after a failed gate."""
+
+
+@pytest.fixture
+def gated(pipeline_factory: Callable[[Registry], Pipeline], demo_registry: Registry) -> Pipeline:
+    pipeline = pipeline_factory(demo_registry)
+    pipeline.defs = dg.Definitions(
+        assets=[*ASSETS, release_candidate],
+        resources=pipeline.defs.resources,
+        jobs=[dg.define_asset_job("lifecycle", selection=dg.AssetSelection.all())],
+        executor=dg.in_process_executor,
+    )
+    return pipeline
+
+
+def test_failing_gate_blocks_downstream_and_names_gate_and_value(gated: Pipeline) -> None:
+    strict = {"ops": {**FAST_TRAINING["ops"], "evaluation": {"config": {"min_roc_auc": 0.99999}}}}
+    result = gated.run("data-v1", run_config=strict)
+
+    assert not result.success
+    checks = check_results(gated.instance, result.run_id)
+    gate = checks["evaluation:gate_roc_auc"]
+    assert not gate.passed
+    assert gate.metadata["threshold"] == 0.99999
+    assert gate.metadata["value"] < 0.99999
+    assert f"roc_auc = {gate.metadata['value']:.6g}" in gate.description
+    assert "required >= 0.99999" in gate.description
+    assert checks["evaluation:gate_f1"].passed
+
+    # The evaluation itself is on record (the evidence), the downstream stage is not.
+    assert latest(gated.instance, "evaluation", "data-v1") is not None
+    assert latest(gated.instance, "release_candidate", "data-v1") is None
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "gate_roc_auc" in str(failure.event_specific_data.error)  # type: ignore[union-attr]
+    logs = [r.user_message for r in gated.instance.all_logs(result.run_id)]
+    assert any(gate.description in m and "downstream blocked" in m for m in logs)
+
+
+def test_passing_gates_let_downstream_run(gated: Pipeline) -> None:
+    result = gated.run("data-v1")
+    assert result.success
+    assert latest(gated.instance, "release_candidate", "data-v1") is not None

@@ -1,0 +1,108 @@
+"""Acceptance: two data versions through all four stages, read back from the instance."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lifecycle_pipeline.lineage.query import check_results, history, latest, metadata_values, summarize
+from tests.conftest import Pipeline, Registry
+
+
+def test_two_versions_materialize_with_lineage_read_back(
+    demo_registry: Registry, pipeline_factory: Callable[[Registry], Pipeline]
+) -> None:
+    pipeline = pipeline_factory(demo_registry)
+    for key in ("data-v1", "data-v2"):
+        assert pipeline.run(key).success, key
+
+    resolved = {k: demo_registry.resource().resolve(k) for k in ("data-v1", "data-v2")}
+    rows = {k: summarize(pipeline.instance, k) for k in resolved}
+    for key, version in resolved.items():
+        row = rows[key]
+        assert row is not None
+        assert row.md5 == version.md5
+        assert row.commit == version.commit
+        assert len(row.fingerprint) == 64
+        assert set(row.metrics) == {"accuracy", "precision", "recall", "f1", "roc_auc", "brier", "ece"}
+        assert 0.9 < row.metrics["roc_auc"] <= 1.0
+        assert row.verdict == "PASS"
+    assert rows["data-v1"].md5 != rows["data-v2"].md5  # type: ignore[union-attr]
+    assert rows["data-v1"].fingerprint != rows["data-v2"].fingerprint  # type: ignore[union-attr]
+
+    # Dagster's own data versions differ per data version and equal the DVC md5.
+    for key, version in resolved.items():
+        record = latest(pipeline.instance, "data_snapshot", key)
+        assert record is not None
+        tags = record.event_log_entry.dagster_event.event_specific_data.materialization.tags
+        assert tags["dagster/data_version"] == version.md5
+
+
+def test_each_stage_records_the_exact_upstream_artifact(
+    demo_registry: Registry, pipeline_factory: Callable[[Registry], Pipeline]
+) -> None:
+    pipeline = pipeline_factory(demo_registry)
+    assert pipeline.run("data-v1").success
+    snapshot = metadata_values(latest(pipeline.instance, "data_snapshot", "data-v1"))
+    features = metadata_values(latest(pipeline.instance, "features", "data-v1"))
+    model = metadata_values(latest(pipeline.instance, "trained_model", "data-v1"))
+    evaluation = metadata_values(latest(pipeline.instance, "evaluation", "data-v1"))
+
+    assert features["upstream/data_snapshot"]["sha256"] == snapshot["artifact/sha256"]
+    assert model["upstream/features"]["sha256"] == features["artifact/sha256"]
+    assert evaluation["upstream/trained_model"]["sha256"] == model["artifact/sha256"]
+    assert evaluation["model/fingerprint"] == model["model/fingerprint"]
+    # Artifacts live at content-addressed paths under the partition.
+    assert model["artifact/uri"].endswith(f"/trained_model/data-v1/{model['artifact/sha256']}.zip")
+    # Training lineage carries every element of the lineage tuple.
+    lineage = model["lineage"]
+    assert lineage["data_md5"] == snapshot["dvc/md5"]
+    assert set(lineage["code"]) == {"commit", "dirty", "source_digest", "lock_hash"}
+    assert len(lineage["code"]["lock_hash"]) == 64
+    assert model["hyperparameters"]["n_estimators"] == 40
+    assert {"scikit-learn", "numpy", "pandas", "python"} <= set(model["env/libraries"])
+    # Column schema and null counts on the snapshot.
+    schema = snapshot["dagster/column_schema"]
+    assert len(schema.columns) == 31
+    assert sum(snapshot["null_counts"].values()) == 0
+    assert features["train/rows"] + features["test/rows"] == snapshot["dagster/row_count"]
+
+
+def test_rematerializing_reproduces_fingerprint_and_prediction_digest(
+    demo_registry: Registry, pipeline_factory: Callable[[Registry], Pipeline]
+) -> None:
+    pipeline = pipeline_factory(demo_registry)
+    first = pipeline.run("data-v1")
+    second = pipeline.run("data-v1")
+    assert first.success and second.success
+
+    models = [metadata_values(r) for r in history(pipeline.instance, "trained_model", "data-v1")]
+    assert len(models) == 2
+    assert models[0]["model/fingerprint"] == models[1]["model/fingerprint"]
+    assert models[0]["model/prediction_digest"] == models[1]["model/prediction_digest"]
+    assert models[0]["model/state_digest"] == models[1]["model/state_digest"]
+
+    check = check_results(pipeline.instance, second.run_id)["trained_model:reproducible"]
+    assert check.passed
+    assert check.metadata["compared_run"] == first.run_id
+
+    evaluations = [metadata_values(r) for r in history(pipeline.instance, "evaluation", "data-v1")]
+    # Evaluation and its inputs are byte-identical, so the store keeps one artifact.
+    assert evaluations[0]["artifact/sha256"] == evaluations[1]["artifact/sha256"]
+
+
+def test_changed_hyperparameter_is_a_new_version_not_a_failure(
+    demo_registry: Registry, pipeline_factory: Callable[[Registry], Pipeline]
+) -> None:
+    pipeline = pipeline_factory(demo_registry)
+    assert pipeline.run("data-v1").success
+    changed = {"ops": {"trained_model": {"config": {"n_estimators": 41}}}}
+    result = pipeline.run("data-v1", run_config=changed)
+    assert result.success
+    check = check_results(pipeline.instance, result.run_id)["trained_model:reproducible"]
+    assert check.passed
+    assert check.metadata["changed_inputs"] == ["config_hash"]
+    fingerprints = {
+        metadata_values(r)["model/fingerprint"]
+        for r in history(pipeline.instance, "trained_model", "data-v1")
+    }
+    assert len(fingerprints) == 2
