@@ -122,7 +122,7 @@ def validate_frame(
                 ColumnProblem(TARGET, f"{int(target.isna().sum())} missing label(s), first at row {first}")
             )
         else:
-            labels = set(pd.unique(target))
+            labels = set(pd.unique(target).tolist())
             if not labels <= {0, 1}:
                 unexpected = sorted(repr(v) for v in labels - {0, 1})
                 problems.append(ColumnProblem(TARGET, f"labels must be 0 or 1, found {', '.join(unexpected)}"))

@@ -8,6 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from lifecycle_pipeline import schema
+from lifecycle_pipeline.assets.preflight import validate_run_config
 from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version
 from lifecycle_pipeline.lineage.records import DataSnapshot, ResolvedVersion
 from lifecycle_pipeline.partitions import DATA_VERSIONS, validate_partition_key
@@ -91,6 +92,7 @@ def data_snapshot(
     context: dg.AssetExecutionContext, config: DataSnapshotConfig, registry: DataRegistry
 ) -> Iterator[dg.Output[DataSnapshot] | dg.AssetCheckResult]:
     """The dataset at one DVC revision of the data registry, validated against its schema."""
+    validate_run_config(context.run.run_config)
     key = validate_partition_key(context.partition_key)
     version, raw = registry.read(key)
     guard_against_moved_version(context, version)

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 from sklearn import metrics as skm
-from threadpoolctl import threadpool_limits
 
 from lifecycle_pipeline import schema
 from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version, upstream_metadata
 from lifecycle_pipeline.assets.features import ROW_ID
+from lifecycle_pipeline.lineage.fingerprint import predict_proba
 from lifecycle_pipeline.lineage.records import EvaluationReport, FeatureSet, GateVerdict, TrainedModel
 from lifecycle_pipeline.partitions import DATA_VERSIONS
 
@@ -79,8 +79,7 @@ def score(y_true: np.ndarray, proba: np.ndarray, threshold: float, bins: int) ->
 
 def evaluate(model: TrainedModel, feature_set: FeatureSet, config: EvaluationConfig) -> EvaluationReport:
     test = feature_set.test
-    with threadpool_limits(limits=1):
-        proba = model.pipeline.predict_proba(test[list(feature_set.feature_columns)])[:, 1]
+    proba = predict_proba(model.pipeline, test[list(feature_set.feature_columns)])[:, 1]
     y_true = test[feature_set.target].to_numpy()
     overall = score(y_true, proba, config.decision_threshold, config.calibration_bins)
     slices = schema.tumour_size_slice(test["mean_radius"])

@@ -96,7 +96,14 @@ def golden_inputs(feature_set: FeatureSet, rows: int) -> pd.DataFrame:
 
 
 def fit(feature_set: FeatureSet, config: TrainingConfig) -> tuple[Pipeline, float]:
-    """Fit with thread pools pinned, so BLAS and OpenMP reductions run in a fixed order."""
+    """Fit with thread pools pinned, then make prediction single-threaded.
+
+    Fitting a forest in parallel is deterministic (every tree gets its own seeded random
+    state), but ``predict_proba`` with ``n_jobs > 1`` adds per-tree probabilities in thread
+    completion order, so the last bits of a prediction vary from call to call. The stored
+    model therefore predicts with ``n_jobs=1``: bit-identical in evaluation, in the package
+    and in production.
+    """
     pipeline = build_pipeline(config)
     started = time.perf_counter()
     with threadpool_limits(limits=config.threads):
@@ -104,7 +111,10 @@ def fit(feature_set: FeatureSet, config: TrainingConfig) -> tuple[Pipeline, floa
             feature_set.train[list(feature_set.feature_columns)],
             feature_set.train[feature_set.target],
         )
-    return pipeline, time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    if "n_jobs" in pipeline.named_steps["classifier"].get_params():
+        pipeline.set_params(classifier__n_jobs=1)
+    return pipeline, elapsed
 
 
 def lineage_hash(lineage: dict[str, Any]) -> str:

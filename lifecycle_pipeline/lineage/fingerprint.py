@@ -125,8 +125,16 @@ def prediction_digest(probabilities: np.ndarray) -> str:
     return hashlib.sha256(f"{canonical.shape}".encode() + canonical.tobytes()).hexdigest()
 
 
+def predict_proba(estimator: Any, inputs: pd.DataFrame) -> np.ndarray:
+    """Predictions with BLAS and OpenMP pinned to one thread, so reductions run in one order."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return np.asarray(estimator.predict_proba(inputs))
+
+
 def fingerprint(estimator: Any, golden_inputs: pd.DataFrame) -> ModelFingerprint:
     return ModelFingerprint(
         state=state_digest(estimator),
-        predictions=prediction_digest(estimator.predict_proba(golden_inputs)),
+        predictions=prediction_digest(predict_proba(estimator, golden_inputs)),
     )

@@ -1,0 +1,52 @@
+"""Validate every stage's configuration before the first stage of a run writes anything.
+
+Dagster's config schema checks keys and types when a run is launched, but not value ranges
+(pydantic validates those when a stage starts). Without this check, an out-of-range
+hyperparameter would surface only after the data and feature stages had already
+materialized. The first stage therefore validates the whole run's config up front.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+from pydantic import ValidationError
+
+
+class ConfigurationError(ValueError):
+    """Run configuration that names a valid field with an invalid value."""
+
+
+def _config_classes() -> dict[str, type[dg.Config]]:
+    from lifecycle_pipeline.assets.data import DataSnapshotConfig
+    from lifecycle_pipeline.assets.evaluation import EvaluationConfig
+    from lifecycle_pipeline.assets.features import FeaturesConfig
+    from lifecycle_pipeline.assets.training import TrainingConfig
+
+    return {
+        "data_snapshot": DataSnapshotConfig,
+        "features": FeaturesConfig,
+        "trained_model": TrainingConfig,
+        "evaluation": EvaluationConfig,
+    }
+
+
+def validate_run_config(run_config: dict[str, Any]) -> None:
+    problems: list[str] = []
+    ops = run_config.get("ops") or {}
+    for stage, cls in _config_classes().items():
+        values = (ops.get(stage) or {}).get("config") or {}
+        try:
+            cls(**values)
+        except ValidationError as exc:
+            for error in exc.errors():
+                field = ".".join(str(p) for p in error["loc"])
+                problems.append(
+                    f"ops.{stage}.config.{field} = {error.get('input')!r}: {error['msg']}"
+                )
+    if problems:
+        raise ConfigurationError(
+            f"Invalid run configuration ({len(problems)} problem(s)); nothing was materialized: "
+            + "; ".join(problems)
+        )

@@ -1,0 +1,87 @@
+"""Fingerprints identify fitted state and behaviour, stably across processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.tree import DecisionTreeClassifier
+
+from lifecycle_pipeline.assets.features import FeaturesConfig, split
+from lifecycle_pipeline.assets.training import TrainingConfig, fit, golden_inputs
+from lifecycle_pipeline.lineage.fingerprint import FingerprintError, fingerprint, state_digest
+from lifecycle_pipeline.lineage.records import DataSnapshot, ResolvedVersion
+from lifecycle_pipeline.sample_data import reference_frame
+
+SCRIPT = """
+import json
+from tests.test_fingerprint import train
+config, golden, model = train({config})
+print(json.dumps(__import__("lifecycle_pipeline.lineage.fingerprint", fromlist=["x"]).fingerprint(model, golden).to_dict()))
+"""
+
+
+def train(overrides: dict[str, object]) -> tuple[TrainingConfig, pd.DataFrame, object]:
+    snapshot = DataSnapshot(
+        frame=reference_frame(), version=ResolvedVersion("data-v1", "r", "p", "c", "m", 0)
+    )
+    feature_set = split(snapshot, FeaturesConfig())
+    config = TrainingConfig(**{"n_estimators": 25, **overrides})  # type: ignore[arg-type]
+    model, _ = fit(feature_set, config)
+    return config, golden_inputs(feature_set, config.golden_rows), model
+
+
+@pytest.mark.parametrize("estimator", ["random_forest", "logistic_regression"])
+def test_fingerprint_is_equal_in_a_fresh_process(estimator: str) -> None:
+    overrides = {"estimator": estimator, "threads": 2}
+    _, golden, model = train(overrides)
+    here = fingerprint(model, golden).to_dict()
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(config=repr(overrides))],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == here
+
+
+def test_fingerprint_moves_with_a_hyperparameter_and_a_seed() -> None:
+    _, golden, base = train({})
+    _, _, other_trees = train({"n_estimators": 26})
+    _, _, other_seed = train({"seed": 8})
+    digests = {fingerprint(m, golden).combined for m in (base, other_trees, other_seed)}
+    assert len(digests) == 3
+
+
+def test_state_digest_ignores_struct_padding() -> None:
+    """Tree node records have padding bytes; whatever sits there must not change the digest."""
+    x = np.array([[0.0], [1.0], [2.0], [3.0]])
+    tree = DecisionTreeClassifier(random_state=0).fit(x, [0, 0, 1, 1])
+    nodes = tree.tree_.__getstate__()["nodes"]
+    dtype = nodes.dtype
+    used = np.zeros(dtype.itemsize, dtype=bool)
+    for name in dtype.names:
+        field, offset = dtype.fields[name][:2]
+        used[offset : offset + field.itemsize] = True
+    assert not used.all(), "expected padding in sklearn's node struct"
+
+    def with_padding(fill: int) -> np.ndarray:
+        raw = np.frombuffer(nodes.tobytes(), dtype=np.uint8).reshape(len(nodes), dtype.itemsize).copy()
+        raw[:, ~used] = fill
+        return np.frombuffer(raw.tobytes(), dtype=dtype)
+
+    zeros, noise = with_padding(0x00), with_padding(0xA5)
+    assert zeros.tobytes() != noise.tobytes()
+    assert state_digest({"nodes": zeros}) == state_digest({"nodes": noise}) == state_digest({"nodes": nodes})
+
+
+def test_unknown_state_is_refused_not_guessed() -> None:
+    class Opaque:
+        __slots__ = ()
+
+    with pytest.raises(FingerprintError, match="Cannot fingerprint .*Opaque"):
+        state_digest({"thing": Opaque()})

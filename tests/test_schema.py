@@ -1,0 +1,69 @@
+"""The dataset contract: every violation is named with its column and row."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lifecycle_pipeline.sample_data import reference_frame
+from lifecycle_pipeline.schema import FEATURES, TARGET, DataValidationError, parse_csv, validate_frame
+
+
+@pytest.fixture(scope="module")
+def reference() -> pd.DataFrame:
+    return reference_frame()
+
+
+def test_reference_data_satisfies_the_contract(reference: pd.DataFrame) -> None:
+    clean = validate_frame(reference, source="ref")
+    assert list(clean.columns) == [*FEATURES, TARGET]
+    assert clean[list(FEATURES)].dtypes.unique().tolist() == [np.dtype("float64")]
+    assert set(clean[TARGET]) == {0, 1}
+
+
+def test_extra_columns_are_dropped_and_order_is_canonical(reference: pd.DataFrame) -> None:
+    shuffled = reference[list(reversed(reference.columns))].assign(notes="x")
+    assert list(validate_frame(shuffled, source="s").columns) == [*FEATURES, TARGET]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda f: f.drop(columns=["worst_area"]), "column 'worst_area': required column is missing"),
+        (lambda f: f.drop(columns=[TARGET]), f"column '{TARGET}': required column is missing"),
+        (lambda f: f.assign(mean_radius=np.nan), "column 'mean_radius': 569 missing value(s), first at row 0"),
+        (lambda f: f.assign(se_area=np.inf), "column 'se_area': 569 infinite value(s)"),
+        (lambda f: f.assign(malignant=2), f"column '{TARGET}': labels must be 0 or 1, found 2"),
+        (lambda f: f.assign(malignant=1), f"column '{TARGET}': only one class present (1)"),
+        (lambda f: f.assign(mean_area=True), "column 'mean_area': must be numeric"),
+        (lambda f: f.iloc[0:0], "the data has no rows"),
+    ],
+)
+def test_violations_are_named(reference: pd.DataFrame, mutate, expected: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(DataValidationError) as error:
+        validate_frame(mutate(reference.copy()), source="registry@data-vX:data.csv")
+    assert str(error.value).startswith("registry@data-vX:data.csv: ")
+    assert expected in str(error.value)
+
+
+def test_all_problems_are_reported_at_once(reference: pd.DataFrame) -> None:
+    broken = reference.drop(columns=["mean_area", "worst_area"])
+    with pytest.raises(DataValidationError, match="2 problem"):
+        validate_frame(broken, source="s")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"", "the file is empty"),
+        (b"   \n", "the file is empty"),
+        (b"a,b\n\xff\xfe,1\n", "not valid UTF-8 at byte 4"),
+        (b"a,a\n1,2\n", "duplicated column header(s) ['a.1']"),
+        (b'a,b\n1,"2\n', "cannot be parsed as CSV"),
+    ],
+)
+def test_unparseable_files_are_named(raw: bytes, expected: str) -> None:
+    with pytest.raises(DataValidationError) as error:
+        parse_csv(raw, source="data.csv")
+    assert expected in str(error.value)
