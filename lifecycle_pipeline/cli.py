@@ -52,14 +52,18 @@ def _registry(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lifecycle", description="Run and inspect the model lifecycle.")
+    parser = argparse.ArgumentParser(
+        prog="lifecycle", description="Run and inspect the model lifecycle."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="Build the demo registry and materialize every data version.")
+    demo = commands.add_parser(
+        "demo", help="Build the demo registry and materialize every data version."
+    )
     demo.add_argument("--verbose", action="store_true", help="Show Dagster's step logs.")
     demo.set_defaults(handler=_demo)
-    commands.add_parser("summary", help="Print the recorded versions, metrics and gates.").set_defaults(
-        handler=_summary
-    )
+    commands.add_parser(
+        "summary", help="Print the recorded versions, metrics and gates."
+    ).set_defaults(handler=_summary)
     commands.add_parser("registry", help="Build (or check) the demo data registry.").set_defaults(
         handler=_registry
     )

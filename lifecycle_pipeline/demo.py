@@ -64,7 +64,10 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> list[Ve
             result = job.execute_in_process(
                 partition_key=version, instance=instance, raise_on_error=False, run_config=QUIET
             )
-            echo(f"materialized {version}: {'success' if result.success else 'FAILED'} (run {result.run_id})")
+            echo(
+                f"materialized {version}: {'success' if result.success else 'FAILED'} "
+                f"(run {result.run_id})"
+            )
         rows = [row for v in versions if (row := summarize(instance, v)) is not None]
     echo("")
     echo(format_table(rows))

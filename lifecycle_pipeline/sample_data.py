@@ -128,12 +128,18 @@ def generate(out_dir: Path, params: SampleParams) -> dict[str, object]:
     write_csv(reference, out_dir / "versions" / "data-v1" / DATASET_FILE)
     write_csv(later_version(reference, params), out_dir / "versions" / "data-v2" / DATASET_FILE)
     for spec in params.batches:
-        write_csv(production_batch(reference, spec, params.seed), out_dir / "batches" / f"{spec.name}.csv")
+        write_csv(
+            production_batch(reference, spec, params.seed), out_dir / "batches" / f"{spec.name}.csv"
+        )
     manifest: dict[str, object] = {
         "dataset_file": DATASET_FILE,
         "versions": ["data-v1", "data-v2"],
         "batches": {
-            b.name: {"rows": b.rows, "shifted_columns": list(b.shift_columns), "shift_sd": b.shift_sd}
+            b.name: {
+                "rows": b.rows,
+                "shifted_columns": list(b.shift_columns),
+                "shift_sd": b.shift_sd,
+            }
             for b in params.batches
         },
         "seed": params.seed,

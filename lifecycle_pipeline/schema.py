@@ -71,7 +71,11 @@ def parse_csv(raw: bytes, *, source: str) -> pd.DataFrame:
         frame = pd.read_csv(io.StringIO(text), float_precision="round_trip")
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataValidationError(f"{source}: cannot be parsed as CSV: {exc}") from exc
-    duplicated = [c for c in frame.columns if isinstance(c, str) and "." in c and c.split(".")[0] in frame.columns]
+    duplicated = [
+        c
+        for c in frame.columns
+        if isinstance(c, str) and "." in c and c.split(".")[0] in frame.columns
+    ]
     if duplicated:
         raise DataValidationError(f"{source}: duplicated column header(s) {duplicated}.")
     return frame
@@ -110,7 +114,9 @@ def validate_frame(
         nulls = int(as_float.isna().sum())
         if nulls:
             first = int(as_float[as_float.isna()].index[0])
-            problems.append(ColumnProblem(column, f"{nulls} missing value(s), first at row {first}"))
+            problems.append(
+                ColumnProblem(column, f"{nulls} missing value(s), first at row {first}")
+            )
         infinite = int(np.isinf(as_float.to_numpy()).sum())
         if infinite:
             problems.append(ColumnProblem(column, f"{infinite} infinite value(s)"))
@@ -119,13 +125,17 @@ def validate_frame(
         if target.isna().any():
             first = int(target[target.isna()].index[0])
             problems.append(
-                ColumnProblem(TARGET, f"{int(target.isna().sum())} missing label(s), first at row {first}")
+                ColumnProblem(
+                    TARGET, f"{int(target.isna().sum())} missing label(s), first at row {first}"
+                )
             )
         else:
             labels = set(pd.unique(target).tolist())
             if not labels <= {0, 1}:
                 unexpected = sorted(repr(v) for v in labels - {0, 1})
-                problems.append(ColumnProblem(TARGET, f"labels must be 0 or 1, found {', '.join(unexpected)}"))
+                problems.append(
+                    ColumnProblem(TARGET, f"labels must be 0 or 1, found {', '.join(unexpected)}")
+                )
             elif len(labels) < 2:
                 problems.append(ColumnProblem(TARGET, f"only one class present ({labels.pop()})"))
     if problems:

@@ -134,4 +134,6 @@ def tree_digest(root: Path) -> dict[str, str]:
 
     if not root.exists():
         return {}
-    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()
+    }

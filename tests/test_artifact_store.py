@@ -55,7 +55,9 @@ def test_tampered_artifact_is_refused_naming_it(tmp_path: Path) -> None:
     data = bytearray(Path(uri).read_bytes())
     data[-1] ^= 0xFF
     Path(uri).write_bytes(bytes(data))
-    with pytest.raises(ArtifactIntegrityError, match=f"{uri} has sha256 .* but {digest} was recorded"):
+    with pytest.raises(
+        ArtifactIntegrityError, match=f"{uri} has sha256 .* but {digest} was recorded"
+    ):
         store.read(ref(uri, digest))
 
 
@@ -74,11 +76,13 @@ def test_tampered_part_inside_bundle_is_named() -> None:
     with zipfile.ZipFile(forged, "w") as archive:
         for name, data in parts.items():
             archive.writestr(name, data)
-    with pytest.raises(codecs.ArtifactFormatError, match="part 'version.json' does not match"):
+    with pytest.raises(codecs.ArtifactFormatError, match=r"part 'version\.json' does not match"):
         codecs.decode(forged.getvalue(), source="bundle.zip")
 
 
-def test_failed_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from upath import UPath
 
     def broken_rename(self: UPath, target: object) -> None:

@@ -57,7 +57,11 @@ def _empty(frame: pd.DataFrame) -> bytes:
 
 CASES = [
     ("bad-missing-column", _missing_column, "column 'mean_area': required column is missing"),
-    ("bad-non-numeric", _non_numeric, "column 'mean_radius': must be numeric (first at row 7: 'twelve')"),
+    (
+        "bad-non-numeric",
+        _non_numeric,
+        "column 'mean_radius': must be numeric (first at row 7: 'twelve')",
+    ),
     ("bad-nan-target", _nan_target, "column 'malignant': 1 missing label(s), first at row 3"),
     ("bad-empty", _empty, "the file is empty"),
 ]

@@ -19,9 +19,10 @@ from lifecycle_pipeline.sample_data import reference_frame
 
 SCRIPT = """
 import json
+from lifecycle_pipeline.lineage.fingerprint import fingerprint
 from tests.test_fingerprint import train
 config, golden, model = train({config})
-print(json.dumps(__import__("lifecycle_pipeline.lineage.fingerprint", fromlist=["x"]).fingerprint(model, golden).to_dict()))
+print(json.dumps(fingerprint(model, golden).to_dict()))
 """
 
 
@@ -70,18 +71,26 @@ def test_state_digest_ignores_struct_padding() -> None:
     assert not used.all(), "expected padding in sklearn's node struct"
 
     def with_padding(fill: int) -> np.ndarray:
-        raw = np.frombuffer(nodes.tobytes(), dtype=np.uint8).reshape(len(nodes), dtype.itemsize).copy()
+        raw = (
+            np.frombuffer(nodes.tobytes(), dtype=np.uint8)
+            .reshape(len(nodes), dtype.itemsize)
+            .copy()
+        )
         raw[:, ~used] = fill
         return np.frombuffer(raw.tobytes(), dtype=dtype)
 
     zeros, noise = with_padding(0x00), with_padding(0xA5)
     assert zeros.tobytes() != noise.tobytes()
-    assert state_digest({"nodes": zeros}) == state_digest({"nodes": noise}) == state_digest({"nodes": nodes})
+    assert (
+        state_digest({"nodes": zeros})
+        == state_digest({"nodes": noise})
+        == state_digest({"nodes": nodes})
+    )
 
 
 def test_unknown_state_is_refused_not_guessed() -> None:
     class Opaque:
         __slots__ = ()
 
-    with pytest.raises(FingerprintError, match="Cannot fingerprint .*Opaque"):
+    with pytest.raises(FingerprintError, match=r"Cannot fingerprint .*Opaque"):
         state_digest({"thing": Opaque()})

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lifecycle_pipeline.lineage.query import check_results, history, latest, metadata_values, summarize
+from lifecycle_pipeline.lineage.query import (
+    check_results,
+    history,
+    latest,
+    metadata_values,
+    summarize,
+)
 from tests.conftest import Pipeline, Registry
 
 
@@ -23,7 +29,15 @@ def test_two_versions_materialize_with_lineage_read_back(
         assert row.md5 == version.md5
         assert row.commit == version.commit
         assert len(row.fingerprint) == 64
-        assert set(row.metrics) == {"accuracy", "precision", "recall", "f1", "roc_auc", "brier", "ece"}
+        assert set(row.metrics) == {
+            "accuracy",
+            "precision",
+            "recall",
+            "f1",
+            "roc_auc",
+            "brier",
+            "ece",
+        }
         assert 0.9 < row.metrics["roc_auc"] <= 1.0
         assert row.verdict == "PASS"
     assert rows["data-v1"].md5 != rows["data-v2"].md5  # type: ignore[union-attr]

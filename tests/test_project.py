@@ -14,8 +14,12 @@ from tests.conftest import PROJECT_ROOT
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    result = subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, (
+        f"{' '.join(args)}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    )
     return result
 
 
@@ -25,15 +29,23 @@ def project_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("project") / "lifecycle"
     listed = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     for name in listed:
         source = PROJECT_ROOT / name
         if source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     for args in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
         _run(args, target, env)
     return target
@@ -70,9 +82,13 @@ def test_demo_runs_twice_and_the_second_run_reproduces(project_copy: Path) -> No
     lifecycle = str(Path(sys.executable).with_name("lifecycle"))
     _run([dvc, "repro"], project_copy, env)
     first = _run([lifecycle, "demo"], project_copy, env)
-    tags_before = _run(["git", "-C", ".lifecycle/registry", "show-ref", "--tags"], project_copy, env).stdout
+    tags_before = _run(
+        ["git", "-C", ".lifecycle/registry", "show-ref", "--tags"], project_copy, env
+    ).stdout
     second = _run([lifecycle, "demo"], project_copy, env)
-    tags_after = _run(["git", "-C", ".lifecycle/registry", "show-ref", "--tags"], project_copy, env).stdout
+    tags_after = _run(
+        ["git", "-C", ".lifecycle/registry", "show-ref", "--tags"], project_copy, env
+    ).stdout
 
     assert tags_before == tags_after
     for output in (first.stdout, second.stdout):

@@ -12,7 +12,9 @@ from lifecycle_pipeline.resources.registry import DataRegistry, RegistryError
 from tests.conftest import Registry
 
 
-def test_resolve_and_read_match_the_published_file(demo_registry: Registry, sample_dir: Path) -> None:
+def test_resolve_and_read_match_the_published_file(
+    demo_registry: Registry, sample_dir: Path
+) -> None:
     source = (sample_dir / "versions" / "data-v2" / "breast_cancer.csv").read_bytes()
     version, raw = demo_registry.resource().read("data-v2")
     assert raw == source

@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from lifecycle_pipeline.sample_data import reference_frame
-from lifecycle_pipeline.schema import FEATURES, TARGET, DataValidationError, parse_csv, validate_frame
+from lifecycle_pipeline.schema import (
+    FEATURES,
+    TARGET,
+    DataValidationError,
+    parse_csv,
+    validate_frame,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +36,15 @@ def test_extra_columns_are_dropped_and_order_is_canonical(reference: pd.DataFram
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda f: f.drop(columns=["worst_area"]), "column 'worst_area': required column is missing"),
+        (
+            lambda f: f.drop(columns=["worst_area"]),
+            "column 'worst_area': required column is missing",
+        ),
         (lambda f: f.drop(columns=[TARGET]), f"column '{TARGET}': required column is missing"),
-        (lambda f: f.assign(mean_radius=np.nan), "column 'mean_radius': 569 missing value(s), first at row 0"),
+        (
+            lambda f: f.assign(mean_radius=np.nan),
+            "column 'mean_radius': 569 missing value(s), first at row 0",
+        ),
         (lambda f: f.assign(se_area=np.inf), "column 'se_area': 569 infinite value(s)"),
         (lambda f: f.assign(malignant=2), f"column '{TARGET}': labels must be 0 or 1, found 2"),
         (lambda f: f.assign(malignant=1), f"column '{TARGET}': only one class present (1)"),

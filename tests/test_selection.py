@@ -36,7 +36,9 @@ def test_string_selection_resolves(selection: str, expected: set[str]) -> None:
 
 
 @pytest.mark.slow
-def test_dagster_cli_materializes_a_string_selection(demo_registry: Registry, tmp_path: Path) -> None:
+def test_dagster_cli_materializes_a_string_selection(
+    demo_registry: Registry, tmp_path: Path
+) -> None:
     """`dagster asset materialize --select ... --partition ...` in a fresh process."""
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -52,9 +54,23 @@ def test_dagster_cli_materializes_a_string_selection(demo_registry: Registry, tm
         instance.add_dynamic_partitions("data_versions", ["data-v1"])
     dagster = str(Path(sys.executable).with_name("dagster"))
     result = subprocess.run(
-        [dagster, "asset", "materialize", "-m", "lifecycle_pipeline.definitions",
-         "--select", "+key:features", "--partition", "data-v1"],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        [
+            dagster,
+            "asset",
+            "materialize",
+            "-m",
+            "lifecycle_pipeline.definitions",
+            "--select",
+            "+key:features",
+            "--partition",
+            "data-v1",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     with dg.DagsterInstance.from_config(str(home)) as instance:

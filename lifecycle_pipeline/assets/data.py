@@ -8,8 +8,8 @@ import dagster as dg
 from pydantic import Field
 
 from lifecycle_pipeline import schema
-from lifecycle_pipeline.assets.preflight import validate_run_config
 from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version
+from lifecycle_pipeline.assets.preflight import validate_run_config
 from lifecycle_pipeline.lineage.records import DataSnapshot, ResolvedVersion
 from lifecycle_pipeline.partitions import DATA_VERSIONS, validate_partition_key
 from lifecycle_pipeline.resources import registry as registry_module
@@ -29,7 +29,9 @@ class DataVersionMovedError(RuntimeError):
     """A data-version key now resolves to other bytes than it did when first materialized."""
 
 
-def _first_recorded_version(context: dg.AssetExecutionContext, key: str) -> tuple[str, str, str] | None:
+def _first_recorded_version(
+    context: dg.AssetExecutionContext, key: str
+) -> tuple[str, str, str] | None:
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[key]),
         limit=1,
@@ -37,7 +39,7 @@ def _first_recorded_version(context: dg.AssetExecutionContext, key: str) -> tupl
     ).records
     if not records:
         return None
-    metadata = records[0].asset_materialization.metadata  # type: ignore[union-attr]
+    metadata = records[0].asset_materialization.metadata
     return (
         str(metadata["dvc/md5"].value),
         str(metadata["git/commit"].value),
@@ -45,7 +47,9 @@ def _first_recorded_version(context: dg.AssetExecutionContext, key: str) -> tupl
     )
 
 
-def guard_against_moved_version(context: dg.AssetExecutionContext, version: ResolvedVersion) -> None:
+def guard_against_moved_version(
+    context: dg.AssetExecutionContext, version: ResolvedVersion
+) -> None:
     """Fail loudly if a key that was materialized before now points at different bytes."""
     first = _first_recorded_version(context, version.key)
     if first is not None and first[0] != version.md5:
@@ -82,10 +86,18 @@ def _column_schema(frame: Any) -> dg.TableSchema:
     io_manager_key=IO_MANAGER_KEY,
     code_version=code_version(sys.modules[__name__], schema, registry_module),
     check_specs=[
-        dg.AssetCheckSpec("row_count", asset="data_snapshot", blocking=True,
-                          description="The version has at least `min_rows` rows."),
-        dg.AssetCheckSpec("class_balance", asset="data_snapshot", blocking=True,
-                          description="The minority class is at least `min_class_share` of rows."),
+        dg.AssetCheckSpec(
+            "row_count",
+            asset="data_snapshot",
+            blocking=True,
+            description="The version has at least `min_rows` rows.",
+        ),
+        dg.AssetCheckSpec(
+            "class_balance",
+            asset="data_snapshot",
+            blocking=True,
+            description="The minority class is at least `min_class_share` of rows.",
+        ),
     ],
 )
 def data_snapshot(

@@ -14,7 +14,12 @@ from lifecycle_pipeline import schema
 from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version, upstream_metadata
 from lifecycle_pipeline.assets.features import ROW_ID
 from lifecycle_pipeline.lineage.fingerprint import predict_proba
-from lifecycle_pipeline.lineage.records import EvaluationReport, FeatureSet, GateVerdict, TrainedModel
+from lifecycle_pipeline.lineage.records import (
+    EvaluationReport,
+    FeatureSet,
+    GateVerdict,
+    TrainedModel,
+)
 from lifecycle_pipeline.partitions import DATA_VERSIONS
 
 METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "brier", "ece")
@@ -30,7 +35,9 @@ GATES: tuple[tuple[str, str, str], ...] = (
 class EvaluationConfig(dg.Config):
     """Decision threshold and the metric gates a model must pass before it may ship."""
 
-    decision_threshold: float = Field(default=0.5, gt=0.0, lt=1.0, description="P(malignant) cut-off.")
+    decision_threshold: float = Field(
+        default=0.5, gt=0.0, lt=1.0, description="P(malignant) cut-off."
+    )
     min_roc_auc: float = Field(default=0.95, ge=0.0, le=1.0, description="Gate: ROC AUC at least.")
     min_f1: float = Field(default=0.90, ge=0.0, le=1.0, description="Gate: F1 at least.")
     min_recall: float = Field(
@@ -65,7 +72,7 @@ def score(y_true: np.ndarray, proba: np.ndarray, threshold: float, bins: int) ->
     labels = (proba >= threshold).astype("int64")
     both_classes = len(np.unique(y_true)) == 2
     return {
-        "rows": int(len(y_true)),
+        "rows": len(y_true),
         "positives": int(y_true.sum()),
         "accuracy": float(skm.accuracy_score(y_true, labels)),
         "precision": float(skm.precision_score(y_true, labels, zero_division=0)),
@@ -77,7 +84,9 @@ def score(y_true: np.ndarray, proba: np.ndarray, threshold: float, bins: int) ->
     }
 
 
-def evaluate(model: TrainedModel, feature_set: FeatureSet, config: EvaluationConfig) -> EvaluationReport:
+def evaluate(
+    model: TrainedModel, feature_set: FeatureSet, config: EvaluationConfig
+) -> EvaluationReport:
     test = feature_set.test
     proba = predict_proba(model.pipeline, test[list(feature_set.feature_columns)])[:, 1]
     y_true = test[feature_set.target].to_numpy()
@@ -112,13 +121,18 @@ def slice_table(slices: dict[str, dict[str, Any]]) -> dg.TableMetadataValue:
     columns = ("rows", "positives", *METRICS)
     return dg.MetadataValue.table(
         records=[
-            dg.TableRecord({"slice": name, **{c: values[c] for c in columns if values[c] is not None}})
+            dg.TableRecord(
+                {"slice": name, **{c: values[c] for c in columns if values[c] is not None}}
+            )
             for name, values in slices.items()
         ],
         schema=dg.TableSchema(
             columns=[
                 dg.TableColumn("slice", "string", description=f"{schema.SLICE_FACTOR} band"),
-                *(dg.TableColumn(c, "int" if c in ("rows", "positives") else "float") for c in columns),
+                *(
+                    dg.TableColumn(c, "int" if c in ("rows", "positives") else "float")
+                    for c in columns
+                ),
             ]
         ),
     )
@@ -167,11 +181,17 @@ def evaluation(
     )
     for gate in report.gates:
         if not gate.passed:
-            context.log.error(f"{gate.describe()} (partition {context.partition_key}); downstream blocked.")
+            context.log.error(
+                f"{gate.describe()} (partition {context.partition_key}); downstream blocked."
+            )
         yield dg.AssetCheckResult(
             check_name=gate.name,
             passed=gate.passed,
             severity=dg.AssetCheckSeverity.ERROR,
             description=gate.describe(),
-            metadata={"value": gate.value, "threshold": gate.threshold, "comparison": gate.comparison},
+            metadata={
+                "value": gate.value,
+                "threshold": gate.threshold,
+                "comparison": gate.comparison,
+            },
         )

@@ -18,7 +18,7 @@ TRANSFORMS = (
     "row_id = row position in the data version (stable join key for predictions)",
     "features cast to float64 and checked finite at the snapshot",
     "no imputation: missing values are rejected upstream",
-    "scaling, where the estimator needs it, lives in the model pipeline so production applies it too",
+    "scaling, where the estimator needs it, is a model-pipeline step (so production applies it)",
 )
 
 

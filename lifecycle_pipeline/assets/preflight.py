@@ -8,6 +8,7 @@ materialized. The first stage therefore validates the whole run's config up fron
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
@@ -32,7 +33,7 @@ def _config_classes() -> dict[str, type[dg.Config]]:
     }
 
 
-def validate_run_config(run_config: dict[str, Any]) -> None:
+def validate_run_config(run_config: Mapping[str, Any]) -> None:
     problems: list[str] = []
     ops = run_config.get("ops") or {}
     for stage, cls in _config_classes().items():

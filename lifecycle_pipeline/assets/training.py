@@ -31,8 +31,12 @@ class TrainingConfig(dg.Config):
         default="random_forest", description="Which estimator family to fit."
     )
     n_estimators: int = Field(default=300, ge=1, le=5000, description="random_forest: trees.")
-    max_depth: int | None = Field(default=None, ge=1, le=200, description="random_forest: depth cap.")
-    min_samples_leaf: int = Field(default=2, ge=1, le=10_000, description="random_forest: leaf size.")
+    max_depth: int | None = Field(
+        default=None, ge=1, le=200, description="random_forest: depth cap."
+    )
+    min_samples_leaf: int = Field(
+        default=2, ge=1, le=10_000, description="random_forest: leaf size."
+    )
     regularization_c: float = Field(
         default=1.0, gt=0.0, le=1e6, description="logistic_regression: inverse regularization C."
     )
@@ -47,7 +51,7 @@ class TrainingConfig(dg.Config):
 
     def hyperparameters(self) -> dict[str, Any]:
         if self.estimator == "random_forest":
-            keys = ("n_estimators", "max_depth", "min_samples_leaf")
+            keys: tuple[str, ...] = ("n_estimators", "max_depth", "min_samples_leaf")
         else:
             keys = ("regularization_c", "max_iter")
         return {"estimator": self.estimator, **{k: getattr(self, k) for k in keys}}
@@ -119,15 +123,17 @@ def fit(feature_set: FeatureSet, config: TrainingConfig) -> tuple[Pipeline, floa
 
 def lineage_hash(lineage: dict[str, Any]) -> str:
     """Short identity of a model version: data, code, environment, config and fingerprint."""
-    return json_hash(
-        {k: lineage[k] for k in ("data_md5", "code", "config_hash", "fingerprint")}
-    )[:12]
+    return json_hash({k: lineage[k] for k in ("data_md5", "code", "config_hash", "fingerprint")})[
+        :12
+    ]
 
 
 def previous_versions(context: dg.AssetExecutionContext, limit: int = 100) -> list[Any]:
     return list(
         context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[context.partition_key]),
+            dg.AssetRecordsFilter(
+                asset_key=context.asset_key, asset_partitions=[context.partition_key]
+            ),
             limit=limit,
         ).records
     )
@@ -152,11 +158,16 @@ def reproducibility_verdict(lineage: dict[str, Any], history: list[Any]) -> dg.A
             return dg.AssetCheckResult(
                 check_name="reproducible",
                 passed=same,
-                metadata={"compared_run": record.run_id, "recorded": earlier_fp, "now": fingerprint_now},
+                metadata={
+                    "compared_run": record.run_id,
+                    "recorded": earlier_fp,
+                    "now": fingerprint_now,
+                },
                 description=(
                     f"Identical to run {record.run_id}: same inputs, same fingerprint."
                     if same
-                    else f"NOT reproducible: same data, code, lock and config as run {record.run_id} "
+                    else "NOT reproducible: same data, code, lock and config as run "
+                    f"{record.run_id} "
                     f"but fingerprint {fingerprint_now[:16]} != recorded {earlier_fp[:16]}. "
                     "Look for unseeded randomness or unpinned threads."
                 ),
@@ -164,16 +175,22 @@ def reproducibility_verdict(lineage: dict[str, Any], history: list[Any]) -> dg.A
         latest_other = latest_other or earlier_lineage
     if latest_other is None:
         return dg.AssetCheckResult(
-            check_name="reproducible", passed=True, description="First model version of this data version."
+            check_name="reproducible",
+            passed=True,
+            description="First model version of this data version.",
         )
-    changed = sorted(k for k in inputs if inputs[k] != (
-        latest_other[k] if k in ("data_md5", "config_hash") else latest_other["code"][k]
-    ))
+    changed = sorted(
+        k
+        for k in inputs
+        if inputs[k]
+        != (latest_other[k] if k in ("data_md5", "config_hash") else latest_other["code"][k])
+    )
     return dg.AssetCheckResult(
         check_name="reproducible",
         passed=True,
         metadata={"changed_inputs": changed},
-        description=f"New model version of this data version; changed on purpose: {', '.join(changed)}.",
+        description="New model version of this data version; changed on purpose: "
+        f"{', '.join(changed)}.",
     )
 
 
@@ -190,7 +207,8 @@ def reproducibility_verdict(lineage: dict[str, Any], history: list[Any]) -> dg.A
             "reproducible",
             asset="trained_model",
             blocking=True,
-            description="Re-training with identical data, code, lock and config gives the same fingerprint.",
+            description="Re-training with identical data, code, lock and config gives the "
+            "same fingerprint.",
         )
     ],
 )
@@ -209,12 +227,16 @@ def trained_model(
         "split": {"seed": features.seed, "test_size": features.test_size},
         "code": code.to_dict(),
         "config": resolved_config,
-        "config_hash": json_hash({"training": resolved_config, "split": [features.seed, features.test_size]}),
+        "config_hash": json_hash(
+            {"training": resolved_config, "split": [features.seed, features.test_size]}
+        ),
         "fingerprint": model_fingerprint.to_dict(),
     }
     version_id = lineage_hash(lineage)
     yield dg.Output(
-        TrainedModel(pipeline=pipeline, golden_inputs=golden, fingerprint=model_fingerprint, lineage=lineage),
+        TrainedModel(
+            pipeline=pipeline, golden_inputs=golden, fingerprint=model_fingerprint, lineage=lineage
+        ),
         data_version=dg.DataVersion(model_fingerprint.combined[:32]),
         metadata={
             "model/fingerprint": dg.MetadataValue.text(model_fingerprint.combined),

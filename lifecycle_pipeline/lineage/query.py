@@ -22,7 +22,9 @@ def latest(instance: dg.DagsterInstance, asset: str, partition: str) -> Any | No
     return records[0] if records else None
 
 
-def history(instance: dg.DagsterInstance, asset: str, partition: str, limit: int = 1000) -> list[Any]:
+def history(
+    instance: dg.DagsterInstance, asset: str, partition: str, limit: int = 1000
+) -> list[Any]:
     """Materializations of one partition, oldest first."""
     return list(
         instance.fetch_materializations(
@@ -75,9 +77,11 @@ class VersionSummary:
 def check_results(instance: dg.DagsterInstance, run_id: str) -> dict[str, CheckOutcome]:
     """Every asset check evaluated in a run, keyed ``asset:check``."""
     results: dict[str, CheckOutcome] = {}
-    records = instance.get_records_for_run(run_id=run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+    records = instance.get_records_for_run(
+        run_id=run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
+    )
     for record in records.records:
-        data = record.event_log_entry.dagster_event.event_specific_data  # type: ignore[union-attr]
+        data: Any = record.event_log_entry.get_dagster_event().event_specific_data
         results[f"{data.asset_key.to_user_string()}:{data.check_name}"] = CheckOutcome(
             passed=bool(data.passed),
             description=str(data.description or ""),
@@ -98,7 +102,11 @@ def summarize(instance: dg.DagsterInstance, partition: str) -> VersionSummary | 
         md5=str(data["dvc/md5"]),
         commit=str(data["git/commit"]),
         fingerprint=str(trained["model/fingerprint"]),
-        metrics={k.removeprefix("metric/"): float(v) for k, v in scores.items() if k.startswith("metric/")},
+        metrics={
+            k.removeprefix("metric/"): float(v)
+            for k, v in scores.items()
+            if k.startswith("metric/")
+        },
         gates_passed=int(scores["gates/passed"]),
         gates_total=int(scores["gates/total"]),
         run_id=evaluation.run_id,
@@ -108,8 +116,16 @@ def summarize(instance: dg.DagsterInstance, partition: str) -> VersionSummary | 
 
 def format_table(rows: list[VersionSummary]) -> str:
     header = (
-        "version", "data md5", "registry commit", "accuracy", "f1", "roc_auc", "brier",
-        "fingerprint", "reproduced", "checks",
+        "version",
+        "data md5",
+        "registry commit",
+        "accuracy",
+        "f1",
+        "roc_auc",
+        "brier",
+        "fingerprint",
+        "reproduced",
+        "checks",
     )
     lines = [
         (
@@ -128,4 +144,6 @@ def format_table(rows: list[VersionSummary]) -> str:
     ]
     widths = [max(len(str(c)) for c in column) for column in zip(header, *lines, strict=False)]
     render = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
-    return "\n".join([render(header), render(["-" * w for w in widths]), *(render(line) for line in lines)])
+    return "\n".join(
+        [render(header), render(["-" * w for w in widths]), *(render(line) for line in lines)]
+    )

@@ -55,7 +55,9 @@ def _latest_record(
                 and materialization.partition == partition
             ):
                 return record
-    filter_ = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None)
+    filter_ = dg.AssetRecordsFilter(
+        asset_key=key, asset_partitions=[partition] if partition else None
+    )
     found = instance.fetch_materializations(filter_, limit=1).records
     return found[0] if found else None
 
@@ -82,7 +84,8 @@ class ArtifactStore(dg.ConfigurableIOManager):
 
     root: str | None = Field(
         default=None,
-        description="Artifact root URL or folder; default $LIFECYCLE_ARTIFACT_ROOT or .lifecycle/artifacts.",
+        description="Artifact root URL or folder; default $LIFECYCLE_ARTIFACT_ROOT, else "
+        ".lifecycle/artifacts.",
     )
 
     def _root(self) -> UPath:

@@ -72,7 +72,10 @@ def load_model(data: bytes, *, source: str) -> Any:
 
 
 def _snapshot_parts(value: DataSnapshot) -> dict[str, bytes]:
-    return {"version.json": _json_bytes(value.version.to_dict()), "frame.parquet": _frame_bytes(value.frame)}
+    return {
+        "version.json": _json_bytes(value.version.to_dict()),
+        "frame.parquet": _frame_bytes(value.frame),
+    }
 
 
 def _snapshot(parts: dict[str, bytes], source: str) -> DataSnapshot:
@@ -138,7 +141,10 @@ def _evaluation_parts(value: EvaluationReport) -> dict[str, bytes]:
         "gates": [asdict(g) for g in value.gates],
         "model_fingerprint": value.model_fingerprint,
     }
-    return {"evaluation.json": _json_bytes(meta), "predictions.parquet": _frame_bytes(value.predictions)}
+    return {
+        "evaluation.json": _json_bytes(meta),
+        "predictions.parquet": _frame_bytes(value.predictions),
+    }
 
 
 def _evaluation(parts: dict[str, bytes], source: str) -> EvaluationReport:
@@ -153,7 +159,9 @@ def _evaluation(parts: dict[str, bytes], source: str) -> EvaluationReport:
     )
 
 
-_CODECS: dict[str, tuple[type, Callable[[Any], dict[str, bytes]], Callable[[dict[str, bytes], str], Any]]] = {
+_CODECS: dict[
+    str, tuple[type, Callable[[Any], dict[str, bytes]], Callable[[dict[str, bytes], str], Any]]
+] = {
     "data_snapshot": (DataSnapshot, _snapshot_parts, _snapshot),
     "feature_set": (FeatureSet, _features_parts, _features),
     "trained_model": (TrainedModel, _model_parts, _model),
@@ -163,14 +171,12 @@ _CODECS: dict[str, tuple[type, Callable[[Any], dict[str, bytes]], Callable[[dict
 
 def encode(value: Any) -> bytes:
     """Serialize a value object into a deterministic zip bundle."""
-    for kind, (cls, to_parts, _) in _CODECS.items():
-        if isinstance(value, cls):
-            parts = to_parts(value)
-            break
-    else:
+    kind = next((k for k, (cls, _, _) in _CODECS.items() if isinstance(value, cls)), None)
+    if kind is None:
         raise ArtifactFormatError(
             f"No artifact format for {type(value).__name__}; add a codec in resources/codecs.py."
         )
+    parts = _CODECS[kind][1](value)
     manifest = {
         "kind": kind,
         "format_version": FORMAT_VERSION,
@@ -200,7 +206,8 @@ def decode(data: bytes, *, source: str) -> Any:
         raise ArtifactFormatError(f"{source}: bundle has no valid manifest.json ({exc}).") from exc
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ArtifactFormatError(
-            f"{source}: format_version {manifest.get('format_version')!r}, this code reads {FORMAT_VERSION}."
+            f"{source}: format_version {manifest.get('format_version')!r}, "
+            f"this code reads {FORMAT_VERSION}."
         )
     if set(parts) != set(expected):
         raise ArtifactFormatError(
@@ -208,7 +215,9 @@ def decode(data: bytes, *, source: str) -> Any:
         )
     for name, digest in expected.items():
         if sha256_bytes(parts[name]) != digest:
-            raise ArtifactFormatError(f"{source}: part {name!r} does not match its manifest digest.")
+            raise ArtifactFormatError(
+                f"{source}: part {name!r} does not match its manifest digest."
+            )
     if kind not in _CODECS:
         raise ArtifactFormatError(f"{source}: unknown artifact kind {kind!r}.")
     return _CODECS[kind][2](parts, source)

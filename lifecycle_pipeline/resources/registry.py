@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -29,10 +30,12 @@ class DataRegistry(dg.ConfigurableResource):
 
     url: str | None = Field(
         default=None,
-        description="Registry git URL or path; default $LIFECYCLE_REGISTRY_URL or the demo registry.",
+        description="Registry git URL or path; default $LIFECYCLE_REGISTRY_URL, else the demo "
+        "registry.",
     )
     dataset_path: str = Field(
-        default="data/breast_cancer.csv", description="Path of the dataset file inside the registry."
+        default="data/breast_cancer.csv",
+        description="Path of the dataset file inside the registry.",
     )
     version_pattern: str = Field(
         default="data-v*", description="Glob over tag names that marks a tag as a data version."
@@ -48,7 +51,6 @@ class DataRegistry(dg.ConfigurableResource):
         """A DVC filesystem pinned at ``rev``; it opens lazily, so errors surface on first use."""
         os.environ.setdefault("DVC_NO_ANALYTICS", "1")
         from dvc.api import DVCFileSystem
-
         from dvc.exceptions import DvcException
 
         config = {"core": {"remote": self.remote}} if self.remote else None
@@ -124,7 +126,7 @@ class DataRegistry(dg.ConfigurableResource):
         from scmrepo.git import Git
 
         url = self.resolved_url()
-        if not os.path.isdir(url):
+        if not Path(url).is_dir():
             raise RegistryError(
                 f"Listing versions needs a local clone of the registry; {url!r} is not a folder."
             )
