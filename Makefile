@@ -9,6 +9,8 @@ UV := $(TOOLS)/bin/uv
 RUN := $(UV) run --frozen --no-sync
 
 export UV_PYTHON_DOWNLOADS := never
+# An unrelated activated virtualenv must not redirect uv away from this project's .venv.
+unexport VIRTUAL_ENV
 export DVC_NO_ANALYTICS := 1
 export DAGSTER_HOME ?= $(CURDIR)/.lifecycle/dagster_home
 

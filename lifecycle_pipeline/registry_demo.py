@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
+import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,13 +34,36 @@ class Publication:
     message: str
 
 
+@contextlib.contextmanager
+def _quiet_dvc() -> Iterator[None]:
+    """DVC logs hints meant for interactive users ("you can now commit..."); not ours."""
+    logger = logging.getLogger("dvc")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _git(repo: Path, *args: str) -> str:
+    # A fixed identity and a date derived from the commit count make the demo registry's
+    # commits identical on every machine, so its commit ids can be compared and documented.
+    count = subprocess.run(
+        ["git", "-C", str(repo), "rev-list", "--count", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    date = f"2026-01-01T00:{int(count or 0):02d}:00+0000"
     env = {
         **os.environ,
         "GIT_AUTHOR_NAME": "lifecycle demo",
         "GIT_AUTHOR_EMAIL": "demo@lifecycle.invalid",
         "GIT_COMMITTER_NAME": "lifecycle demo",
         "GIT_COMMITTER_EMAIL": "demo@lifecycle.invalid",
+        "GIT_AUTHOR_DATE": date,
+        "GIT_COMMITTER_DATE": date,
     }
     result = subprocess.run(
         ["git", "-C", str(repo), *args], capture_output=True, text=True, env=env, check=False
@@ -66,14 +90,16 @@ def init_registry(repo: Path, remote: Path) -> None:
     remote.mkdir(parents=True, exist_ok=True)
     _git(repo, "init", "-q", "-b", "main")
     _git(repo, "config", "commit.gpgsign", "false")
-    with contextlib.redirect_stdout(io.StringIO()):  # DVC prints a welcome banner
+    with _quiet_dvc():
         Repo.init(str(repo))
-    with Repo(str(repo)) as dvc_repo, dvc_repo.config.edit() as conf:
-        conf["core"]["remote"] = "local"
-        conf["core"]["analytics"] = False
-        conf["core"]["autostage"] = True
-        # DVC stores a local path relative to .dvc/config, so the pair stays movable.
-        conf["remote"]["local"] = {"url": str(remote.resolve())}
+    # DVC resolves a relative local remote against .dvc/, so the registry and its remote stay
+    # movable as a pair and the committed config (hence every commit id) is location-free.
+    relative = os.path.relpath(remote.resolve(), (repo / ".dvc").resolve())
+    (repo / ".dvc" / "config").write_text(
+        "[core]\n    remote = local\n    analytics = false\n    autostage = true\n"
+        f"['remote \"local\"']\n    url = {Path(relative).as_posix()}\n",
+        encoding="utf-8",
+    )
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "Initialise data registry")
 
@@ -95,7 +121,7 @@ def publish(repo: Path, item: Publication) -> str:
     destination = repo / item.target
     destination.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(item.source, destination)
-    with Repo(str(repo)) as dvc_repo:
+    with Repo(str(repo)) as dvc_repo, _quiet_dvc():
         dvc_repo.add(str(destination))
         _git(repo, "commit", "-q", "-m", item.message)
         _git(repo, "tag", item.tag)

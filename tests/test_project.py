@@ -59,6 +59,8 @@ def _env(project: Path) -> dict[str, str]:
         "DVC_NO_ANALYTICS": "1",
         "LIFECYCLE_PROJECT_ROOT": str(project),
         "LIFECYCLE_HOME": str(project / ".lifecycle"),
+        # `make test` exports the developer's DAGSTER_HOME; the copy must use its own.
+        "DAGSTER_HOME": str(project / ".lifecycle" / "dagster_home"),
     }
 
 
