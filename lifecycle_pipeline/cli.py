@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import warnings
+from pathlib import Path
 
 from lifecycle_pipeline.settings import Settings
 
@@ -51,6 +52,60 @@ def _registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def _public_key(args: argparse.Namespace) -> Path:
+    from lifecycle_pipeline.resources.signing import PackageSigner
+
+    if args.public_key:
+        return Path(args.public_key)
+    return PackageSigner().key_pair()[1]
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from lifecycle_pipeline.package.verify import verify_package
+
+    report = verify_package(Path(args.package), _public_key(args))
+    print(report.render(), file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from lifecycle_pipeline.package.verify import opened, verify_package
+
+    package = Path(args.package)
+    report = verify_package(package, _public_key(args))
+    if not report.ok:
+        print(report.render(), file=sys.stderr)
+        return 1
+    with opened(package) as folder:
+        # Score with the package's own entry point: the code production runs.
+        spec = importlib.util.spec_from_file_location(
+            "lifecycle_package_predict", folder / "predict.py"
+        )
+        if spec is None or spec.loader is None:
+            print(f"{folder / 'predict.py'}: cannot be loaded", file=sys.stderr)
+            return 1
+        entry = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(entry)
+        try:
+            frame = entry.read_table(Path(args.input))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", entry.OutOfRangeWarning)
+                predictions = entry.predict(folder, frame, args.out_of_range)
+        except entry.InputError as exc:
+            print(f"{args.input}: invalid input: {exc}", file=sys.stderr)
+            return 2
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    if args.output:
+        entry.write_table(predictions, Path(args.output))
+        print(f"{len(predictions)} prediction(s) written to {args.output}")
+    else:
+        predictions.to_csv(sys.stdout, float_format="%.17g", index_label="row")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lifecycle", description="Run and inspect the model lifecycle."
@@ -67,6 +122,26 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("registry", help="Build (or check) the demo data registry.").set_defaults(
         handler=_registry
     )
+    verify = commands.add_parser("verify", help="Verify a deployment package (folder or .zip).")
+    verify.add_argument("package", help="package folder or archive")
+    verify.add_argument("--public-key", help="trusted PEM public key (default: the configured one)")
+    verify.set_defaults(handler=_verify)
+    predict = commands.add_parser(
+        "predict", help="Validate input rows and score them with a package."
+    )
+    predict.add_argument("package", help="package folder or archive")
+    predict.add_argument("input", help="CSV or Parquet with the package's input columns")
+    predict.add_argument("--output", help="CSV or Parquet file (default: CSV on stdout)")
+    predict.add_argument(
+        "--out-of-range",
+        choices=["reject", "warn"],
+        default="reject",
+        help="policy for values far outside the training range (default: reject)",
+    )
+    predict.add_argument(
+        "--public-key", help="trusted PEM public key (default: the configured one)"
+    )
+    predict.set_defaults(handler=_predict)
     return parser
 
 

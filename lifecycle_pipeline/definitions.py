@@ -5,13 +5,16 @@ from __future__ import annotations
 import dagster as dg
 
 from lifecycle_pipeline.assets.data import data_snapshot
+from lifecycle_pipeline.assets.documentation import model_card
 from lifecycle_pipeline.assets.evaluation import evaluation
 from lifecycle_pipeline.assets.features import features
+from lifecycle_pipeline.assets.packaging import deployment_package
 from lifecycle_pipeline.assets.training import trained_model
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.registry import DataRegistry
+from lifecycle_pipeline.resources.signing import PackageSigner
 
-ASSETS = [data_snapshot, features, trained_model, evaluation]
+ASSETS = [data_snapshot, features, trained_model, evaluation, model_card, deployment_package]
 
 lifecycle_job = dg.define_asset_job(
     "lifecycle",
@@ -21,7 +24,10 @@ lifecycle_job = dg.define_asset_job(
 
 
 def build_definitions(
-    *, registry: DataRegistry | None = None, artifact_store: ArtifactStore | None = None
+    *,
+    registry: DataRegistry | None = None,
+    artifact_store: ArtifactStore | None = None,
+    signer: PackageSigner | None = None,
 ) -> dg.Definitions:
     """Definitions with the given resources; defaults resolve their locations from the env.
 
@@ -34,6 +40,7 @@ def build_definitions(
         resources={
             "registry": registry or DataRegistry(),
             "artifact_store": artifact_store or ArtifactStore(),
+            "signer": signer or PackageSigner(),
         },
         executor=dg.in_process_executor,
     )

@@ -62,7 +62,11 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> list[Ve
         job = defs.resolve_job_def("lifecycle")
         for version in versions:
             result = job.execute_in_process(
-                partition_key=version, instance=instance, raise_on_error=False, run_config=QUIET
+                partition_key=version,
+                instance=instance,
+                raise_on_error=False,
+                run_config=QUIET,
+                tags={"lifecycle/reason": f"demo: train and document data version {version}"},
             )
             echo(
                 f"materialized {version}: {'success' if result.success else 'FAILED'} "

@@ -22,6 +22,20 @@ from lifecycle_pipeline.sample_data import SampleParams, generate
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Keep tests away from the developer's .lifecycle (dev signing key, artifacts, registry)."""
+    home = tmp_path_factory.mktemp("lifecycle_home")
+    previous = os.environ.get("LIFECYCLE_HOME")
+    os.environ["LIFECYCLE_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("LIFECYCLE_HOME", None)
+    else:
+        os.environ["LIFECYCLE_HOME"] = previous
+
+
 # Small forests keep the suite fast; determinism does not depend on the tree count.
 FAST_TRAINING = {"ops": {"trained_model": {"config": {"n_estimators": 40}}}}
 

@@ -23,7 +23,11 @@ def test_antlr_runtime_is_the_override() -> None:
 @pytest.mark.parametrize(
     ("selection", "expected"),
     [
-        ("key:features+", {"features", "trained_model", "evaluation"}),
+        (
+            "key:features+",
+            {"features", "trained_model", "evaluation", "model_card", "deployment_package"},
+        ),
+        ("key:features+1", {"features", "trained_model", "evaluation", "deployment_package"}),
         ("+key:features", {"data_snapshot", "features"}),
         ("1+key:evaluation", {"evaluation", "trained_model", "features"}),
         ("group:data", {"data_snapshot", "features"}),

@@ -114,6 +114,7 @@ def evaluate(
         gates=gates,
         predictions=predictions,
         model_fingerprint=model.fingerprint.combined,
+        decision_threshold=config.decision_threshold,
     )
 
 

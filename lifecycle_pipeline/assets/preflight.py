@@ -21,8 +21,10 @@ class ConfigurationError(ValueError):
 
 def _config_classes() -> dict[str, type[dg.Config]]:
     from lifecycle_pipeline.assets.data import DataSnapshotConfig
+    from lifecycle_pipeline.assets.documentation import ModelCardConfig
     from lifecycle_pipeline.assets.evaluation import EvaluationConfig
     from lifecycle_pipeline.assets.features import FeaturesConfig
+    from lifecycle_pipeline.assets.packaging import PackagingConfig
     from lifecycle_pipeline.assets.training import TrainingConfig
 
     return {
@@ -30,6 +32,8 @@ def _config_classes() -> dict[str, type[dg.Config]]:
         "features": FeaturesConfig,
         "trained_model": TrainingConfig,
         "evaluation": EvaluationConfig,
+        "model_card": ModelCardConfig,
+        "deployment_package": PackagingConfig,
     }
 
 

@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version, upstream_metadata
 from lifecycle_pipeline.lineage import fingerprint as fingerprint_module
-from lifecycle_pipeline.lineage.environment import code_state, library_versions
+from lifecycle_pipeline.lineage.environment import code_state, library_versions, machine
 from lifecycle_pipeline.lineage.fingerprint import fingerprint
 from lifecycle_pipeline.lineage.hashing import json_hash
 from lifecycle_pipeline.lineage.records import FeatureSet, TrainedModel
@@ -252,6 +252,7 @@ def trained_model(
             "code/dirty": dg.MetadataValue.bool(code.dirty),
             "env/lock_hash": dg.MetadataValue.text(code.lock_hash),
             "env/libraries": dg.MetadataValue.json(library_versions()),
+            "env/machine": dg.MetadataValue.json(machine()),
             "config_hash": dg.MetadataValue.text(lineage["config_hash"]),
             "dvc/md5": dg.MetadataValue.text(features.data_md5),
             "golden_inputs/rows": dg.MetadataValue.int(len(golden)),

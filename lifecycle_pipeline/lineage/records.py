@@ -104,6 +104,20 @@ class GateVerdict:
 
 
 @dataclass(frozen=True)
+class FileTree:
+    """An artifact handed to people or to production, so stored as a folder of plain files.
+
+    ``kind`` names what the files form (``documentation_bundle``, ``deployment_package``);
+    ``summary`` carries a few facts for the stage that produced it and is not stored.
+    """
+
+    kind: str
+    files: dict[str, bytes]
+    summary: dict[str, Any] = field(default_factory=dict, compare=False)
+    source: ArtifactRef | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class DataSnapshot:
     frame: pd.DataFrame
     version: ResolvedVersion
@@ -138,4 +152,5 @@ class EvaluationReport:
     gates: tuple[GateVerdict, ...]
     predictions: pd.DataFrame
     model_fingerprint: str
+    decision_threshold: float
     source: ArtifactRef | None = field(default=None, compare=False)

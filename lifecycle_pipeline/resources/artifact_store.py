@@ -21,7 +21,7 @@ from pydantic import Field
 from upath import UPath
 
 from lifecycle_pipeline.lineage.hashing import sha256_bytes
-from lifecycle_pipeline.lineage.records import ArtifactRef
+from lifecycle_pipeline.lineage.records import ArtifactRef, FileTree
 from lifecycle_pipeline.partitions import validate_partition_key
 from lifecycle_pipeline.resources import codecs
 from lifecycle_pipeline.settings import Settings
@@ -29,6 +29,9 @@ from lifecycle_pipeline.settings import Settings
 URI_KEY = "artifact/uri"
 SHA_KEY = "artifact/sha256"
 SIZE_KEY = "artifact/bytes"
+ARCHIVE_KEY = "artifact/archive"
+KIND_KEY = "artifact/kind"
+FILES_KEY = "artifact/files"
 
 
 class ArtifactIntegrityError(RuntimeError):
@@ -91,13 +94,15 @@ class ArtifactStore(dg.ConfigurableIOManager):
     def _root(self) -> UPath:
         return UPath(self.root or Settings.from_env().artifact_root)
 
-    def write(self, asset: str, partition: str | None, payload: bytes) -> tuple[str, str]:
+    def write(
+        self, asset: str, partition: str | None, payload: bytes, name: str | None = None
+    ) -> tuple[str, str]:
         """Write ``payload`` once under its digest and return (uri, sha256)."""
         digest = sha256_bytes(payload)
         folder = self._root().joinpath(*asset.split("/"))
         if partition is not None:
             folder = folder / validate_partition_key(partition)
-        target = folder / f"{digest}.zip"
+        target = folder / (name or f"{digest}.zip")
         if target.exists():
             # Same digest means same bytes: the artifact already exists and stays untouched.
             self._verify(target, digest)
@@ -114,6 +119,62 @@ class ArtifactStore(dg.ConfigurableIOManager):
 
     def read(self, ref: ArtifactRef) -> bytes:
         return self._verify(UPath(ref.uri), ref.sha256)
+
+    def write_tree(self, asset: str, partition: str | None, tree: FileTree) -> tuple[str, str, str]:
+        """Write a folder artifact once under its digest, plus a zip of it; (folder, zip, digest).
+
+        Files go into a temporary folder that is renamed into place, so the final folder is
+        complete or absent, and it holds exactly the artifact's files (a package folder can
+        be verified as it is).
+        """
+        digest = codecs.tree_digest(tree.files)
+        folder = self._root().joinpath(*asset.split("/"))
+        if partition is not None:
+            folder = folder / validate_partition_key(partition)
+        target = folder / digest
+        if not target.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            temporary = folder / f".tmp-{uuid.uuid4().hex}"
+            try:
+                for name, data in tree.files.items():
+                    path = temporary.joinpath(*name.split("/"))
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(data)
+                temporary.rename(target)
+            finally:
+                if temporary.exists():
+                    temporary.fs.rm(temporary.path, recursive=True)
+        listing = {name: sha256_bytes(data) for name, data in tree.files.items()}
+        self.read_tree(ArtifactRef(asset, partition, str(target), digest, ""), tree.kind, listing)
+        archive, _ = self.write(
+            asset, partition, codecs.tree_archive(tree.files), name=f"{digest}.zip"
+        )
+        return str(target), archive, digest
+
+    def read_tree(self, ref: ArtifactRef, kind: str, listing: dict[str, str]) -> FileTree:
+        """Load a folder artifact, naming any added, missing or modified file."""
+        folder = UPath(ref.uri)
+        if not folder.is_dir():
+            raise ArtifactIntegrityError(f"Artifact folder {folder} is missing.")
+        present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+        added, removed = sorted(present - set(listing)), sorted(set(listing) - present)
+        if added or removed:
+            raise ArtifactIntegrityError(
+                f"Artifact folder {folder} changed after it was written: added {added}, "
+                f"removed {removed}."
+            )
+        files = {name: folder.joinpath(*name.split("/")).read_bytes() for name in sorted(present)}
+        for name, data in files.items():
+            if sha256_bytes(data) != listing[name]:
+                raise ArtifactIntegrityError(
+                    f"Artifact file {folder / name} was modified after it was written "
+                    f"(sha256 {sha256_bytes(data)}, recorded {listing[name]})."
+                )
+        if codecs.tree_digest(files) != ref.sha256:
+            raise ArtifactIntegrityError(
+                f"Artifact folder {folder} does not match digest {ref.sha256}."
+            )
+        return FileTree(kind=kind, files=files)
 
     @staticmethod
     def _verify(path: UPath, digest: str) -> bytes:
@@ -134,6 +195,23 @@ class ArtifactStore(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         partition = context.asset_partition_key if context.has_asset_partitions else None
+        if isinstance(obj, FileTree):
+            folder, archive, tree_sha = self.write_tree(
+                _asset_name(context.asset_key), partition, obj
+            )
+            context.add_output_metadata(
+                {
+                    URI_KEY: dg.MetadataValue.path(folder),
+                    SHA_KEY: dg.MetadataValue.text(tree_sha),
+                    ARCHIVE_KEY: dg.MetadataValue.path(archive),
+                    KIND_KEY: dg.MetadataValue.text(obj.kind),
+                    FILES_KEY: dg.MetadataValue.json(
+                        {name: sha256_bytes(data) for name, data in sorted(obj.files.items())}
+                    ),
+                    SIZE_KEY: dg.MetadataValue.int(sum(len(d) for d in obj.files.values())),
+                }
+            )
+            return
         payload = codecs.encode(obj)
         uri, digest = self.write(_asset_name(context.asset_key), partition, payload)
         context.add_output_metadata(
@@ -155,6 +233,13 @@ class ArtifactStore(dg.ConfigurableIOManager):
                 "materialize it first."
             )
         ref = ref_from_record(record)
+        metadata = record.asset_materialization.metadata
+        if KIND_KEY in metadata:
+            tree = self.read_tree(
+                ref, str(metadata[KIND_KEY].value), dict(metadata[FILES_KEY].value)
+            )
+            context.add_input_metadata({"loaded/uri": ref.uri, "loaded/run_id": ref.run_id})
+            return dataclasses.replace(tree, source=ref)
         value = codecs.decode(self.read(ref), source=ref.uri)
         context.add_input_metadata({"loaded/uri": ref.uri, "loaded/run_id": ref.run_id})
         return dataclasses.replace(value, source=ref)

@@ -11,7 +11,6 @@ import io
 import json
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
@@ -138,8 +137,9 @@ def _evaluation_parts(value: EvaluationReport) -> dict[str, bytes]:
     meta = {
         "metrics": value.metrics,
         "slices": value.slices,
-        "gates": [asdict(g) for g in value.gates],
+        "gates": [g.to_dict() for g in value.gates],
         "model_fingerprint": value.model_fingerprint,
+        "decision_threshold": value.decision_threshold,
     }
     return {
         "evaluation.json": _json_bytes(meta),
@@ -156,6 +156,7 @@ def _evaluation(parts: dict[str, bytes], source: str) -> EvaluationReport:
         gates=tuple(GateVerdict.from_dict(g) for g in meta["gates"]),
         predictions=_frame(parts["predictions.parquet"]),
         model_fingerprint=meta["model_fingerprint"],
+        decision_threshold=float(meta["decision_threshold"]),
     )
 
 
@@ -188,6 +189,24 @@ def encode(value: Any) -> bytes:
             info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
             info.external_attr = 0o644 << 16
             archive.writestr(info, data)
+    return buffer.getvalue()
+
+
+def tree_digest(files: dict[str, bytes]) -> str:
+    """Digest of a folder: its file names and contents (an added or removed file changes it)."""
+    listing = {name: sha256_bytes(data) for name, data in files.items()}
+    return sha256_bytes(json.dumps(listing, sort_keys=True, separators=(",", ":")).encode())
+
+
+def tree_archive(files: dict[str, bytes]) -> bytes:
+    """A deterministic zip of a folder artifact (fixed timestamps, sorted names)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, files[name])
     return buffer.getvalue()
 
 

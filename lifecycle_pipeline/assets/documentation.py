@@ -1,0 +1,133 @@
+"""Lifecycle stage 5: the documentation bundle (model card, datasheet, technical documentation)."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version, upstream_metadata
+from lifecycle_pipeline.documentation import bundle as bundle_module
+from lifecycle_pipeline.documentation import render
+from lifecycle_pipeline.documentation import spec as spec_module
+from lifecycle_pipeline.documentation.bundle import (
+    Lineage,
+    changes_since,
+    datasheet,
+    technical_documentation,
+)
+from lifecycle_pipeline.documentation.bundle import (
+    model_card as build_model_card,
+)
+from lifecycle_pipeline.documentation.spec import load_spec
+from lifecycle_pipeline.lineage.records import EvaluationReport, FileTree
+from lifecycle_pipeline.lineage.trace import LineageError, in_run, previous_model_version, trace
+from lifecycle_pipeline.partitions import DATA_VERSIONS
+from lifecycle_pipeline.settings import Settings
+
+REASON_TAG = "lifecycle/reason"
+BUNDLE_KIND = "documentation_bundle"
+
+
+class ModelCardConfig(dg.Config):
+    """Where the reviewed, human-written fields of the documentation live."""
+
+    spec_path: str | None = Field(
+        default=None,
+        description="Spec YAML; default $LIFECYCLE_MODEL_CARD_SPEC, else specs/model_card.yaml.",
+    )
+
+    def resolved_spec_path(self) -> Path:
+        settings = Settings.from_env()
+        configured = self.spec_path or os.environ.get("LIFECYCLE_MODEL_CARD_SPEC")
+        return (
+            Path(configured) if configured else settings.project_root / "specs" / "model_card.yaml"
+        )
+
+
+@dg.asset(
+    partitions_def=DATA_VERSIONS,
+    group_name="documentation",
+    kinds={"markdown", "html"},
+    owners=OWNERS,
+    tags={"lifecycle/stage": "5-documentation"},
+    io_manager_key=IO_MANAGER_KEY,
+    code_version=code_version(sys.modules[__name__], bundle_module, spec_module, render),
+)
+def model_card(
+    context: dg.AssetExecutionContext, config: ModelCardConfig, evaluation: EvaluationReport
+) -> dg.Output[FileTree]:
+    """Model card, datasheet and technical documentation, generated from recorded lineage."""
+    spec = load_spec(config.resolved_spec_path())
+    instance = context.instance
+    if evaluation.source is None:
+        raise LineageError(
+            "evaluation was not loaded from the artifact store; no lineage to document"
+        )
+    start = in_run(
+        instance,
+        "evaluation",
+        evaluation.source.partition,
+        evaluation.source.run_id,
+        evaluation.source.sha256,
+    )
+    lineage = Lineage.from_trace(trace(instance, start))
+    previous: Lineage | None = None
+    earlier = previous_model_version(instance, start)
+    if earlier is not None:
+        try:
+            previous = Lineage.from_trace(trace(instance, earlier))
+        except (LineageError, KeyError) as exc:
+            context.log.warning(f"Previous version {earlier.cite()} has incomplete lineage: {exc}")
+    training_run = instance.get_run_by_id(lineage.model.run_id)
+    reason = training_run.tags.get(REASON_TAG) if training_run else None
+    changes = changes_since(lineage, previous, reason)
+    documents = [
+        build_model_card(lineage, spec, changes),
+        datasheet(lineage, spec),
+        technical_documentation(lineage, spec, changes),
+    ]
+    heading = f"{lineage.model.partition} / model {lineage.model.metadata.get('model/version_id')}"
+    gaps = [g for d in documents for g in d.gaps()]
+    markdown = {d.title: render.markdown(d, heading) for d in documents}
+    record = {
+        "version": {
+            "partition": lineage.model.partition,
+            "model_fingerprint": lineage.model.metadata.get("model/fingerprint"),
+            "version_id": lineage.model.metadata.get("model/version_id"),
+        },
+        "sources": {name: m.source() | {"timestamp": m.when} for name, m in vars(lineage).items()},
+        "spec": {"path": spec.path, "sha256": spec.sha256},
+        "gaps": gaps,
+        "documents": [d.to_dict() for d in documents],
+    }
+    files = {
+        "bundle.json": json.dumps(record, indent=1, sort_keys=True, default=str).encode(),
+        "model_card.md": markdown["Model card"].encode(),
+        "datasheet.md": markdown["Datasheet"].encode(),
+        "technical_documentation.md": markdown["Technical documentation"].encode(),
+        "documentation.html": render.html(
+            documents, heading, spec.path, spec.sha256, gaps
+        ).encode(),
+    }
+    return dg.Output(
+        FileTree(kind=BUNDLE_KIND, files=files),
+        metadata={
+            "model_card": dg.MetadataValue.md(markdown["Model card"]),
+            "datasheet": dg.MetadataValue.md(markdown["Datasheet"]),
+            "technical_documentation": dg.MetadataValue.md(markdown["Technical documentation"]),
+            "gaps": dg.MetadataValue.json(gaps),
+            "gaps/count": dg.MetadataValue.int(len(gaps)),
+            "spec/path": dg.MetadataValue.path(spec.path),
+            "spec/sha256": dg.MetadataValue.text(spec.sha256),
+            "model/fingerprint": dg.MetadataValue.text(
+                str(lineage.model.metadata.get("model/fingerprint"))
+            ),
+            "previous_version": dg.MetadataValue.text(
+                previous.model.cite() if previous else "none"
+            ),
+            **upstream_metadata(evaluation.source),
+        },
+    )

@@ -1,0 +1,1 @@
+"""The documentation bundle: model card, datasheet and technical documentation."""

@@ -1,0 +1,104 @@
+"""A small document model shared by the Markdown and HTML renderings and the JSON record.
+
+Every row carries either a value with its provenance (a materialization or the spec file)
+or a gap that says what is missing, so no rendering can show a value without its source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lifecycle_pipeline.lineage.trace import Materialization
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    value: Any = None
+    source: dict[str, Any] | None = None
+    cite: str = ""
+    gap: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "value": self.value,
+            "source": self.source,
+            "gap": self.gap,
+        }
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    cite: str = ""
+    source: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "columns": list(self.columns),
+            "rows": [list(r) for r in self.rows],
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    rows: tuple[Row, ...] = ()
+    tables: tuple[Table, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "rows": [r.to_dict() for r in self.rows],
+            "tables": [t.to_dict() for t in self.tables],
+        }
+
+
+@dataclass(frozen=True)
+class Document:
+    title: str
+    reference: str
+    sections: tuple[Section, ...] = field(default_factory=tuple)
+
+    def gaps(self) -> list[str]:
+        return [
+            f"{self.title} / {s.title} / {r.label}: {r.gap}"
+            for s in self.sections
+            for r in s.rows
+            if r.gap
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "reference": self.reference,
+            "sections": [s.to_dict() for s in self.sections],
+        }
+
+
+def fact(label: str, value: Any, origin: Materialization) -> Row:
+    """A machine-filled value, stamped with the materialization it was read from."""
+    if value is None:
+        return Row(label, gap=f"not recorded by {origin.cite()}")
+    return Row(label, value=value, source=origin.source(), cite=origin.cite())
+
+
+def human(label: str, value: Any, spec_path: str, dotted: str) -> Row:
+    """A reviewed, human-written value from the spec file, or a gap naming the field."""
+    if value is None or (isinstance(value, str | list) and not value):
+        return Row(label, gap=f"required field `{dotted}` is missing from {spec_path}")
+    return Row(
+        label, value=value, source={"spec": spec_path, "field": dotted}, cite=f"spec `{dotted}`"
+    )
+
+
+def gap(label: str, reason: str) -> Row:
+    return Row(label, gap=reason)
+
+
+def table(columns: tuple[str, ...], rows: list[tuple[Any, ...]], origin: Materialization) -> Table:
+    return Table(columns=columns, rows=tuple(rows), cite=origin.cite(), source=origin.source())

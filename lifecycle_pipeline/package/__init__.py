@@ -1,0 +1,1 @@
+"""The deployment-package format: build, sign, verify, load and predict."""

@@ -1,0 +1,244 @@
+"""The deployment package: verify catches every tampering, parity holds, predict validates."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lifecycle_pipeline.cli import main
+from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
+from lifecycle_pipeline.package.verify import verify_package
+from lifecycle_pipeline.resources.codecs import decode
+from lifecycle_pipeline.resources.signing import PackageSigner, ensure_dev_key
+from tests.conftest import Pipeline, Registry
+
+
+class Packaged(NamedTuple):
+    package: Path
+    public_key: Path
+    predictions: pd.DataFrame
+    test_rows: pd.DataFrame
+
+
+@pytest.fixture(scope="module")
+def packaged(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Packaged:
+    """One packaged demo version, with evaluation's predictions and the held-out rows."""
+    import dagster as dg
+
+    from lifecycle_pipeline.definitions import build_definitions
+    from lifecycle_pipeline.resources.artifact_store import ArtifactStore
+
+    base = tmp_path_factory.mktemp("packaged")
+    (base / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(base / "home")) as instance:
+        defs = build_definitions(
+            registry=demo_registry.resource(),
+            artifact_store=ArtifactStore(root=str(base / "artifacts")),
+        )
+        pipeline = Pipeline(defs=defs, instance=instance, artifacts=base / "artifacts")
+        result = pipeline.run("data-v1")
+        assert result.success
+        checks = check_results(instance, result.run_id)
+        assert checks["deployment_package:prediction_parity"].passed
+        assert checks["deployment_package:package_verifies"].passed
+        package = Path(
+            metadata_values(latest(instance, "deployment_package", "data-v1"))["artifact/uri"]
+        )
+        evaluation = metadata_values(latest(instance, "evaluation", "data-v1"))
+        features = metadata_values(latest(instance, "features", "data-v1"))
+    report = decode(Path(evaluation["artifact/uri"]).read_bytes(), source="evaluation")
+    feature_set = decode(Path(features["artifact/uri"]).read_bytes(), source="features")
+    test_rows = feature_set.test[list(feature_set.feature_columns)]
+    return Packaged(package, PackageSigner().key_pair()[1], report.predictions, test_rows)
+
+
+def copy_of(package: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "package"
+    shutil.copytree(package, target)
+    return target
+
+
+def test_fresh_package_verifies_as_folder_and_archive(packaged: Packaged) -> None:
+    package, public, _, _ = packaged
+    assert verify_package(package, public).ok
+    assert verify_package(Path(f"{package}.zip"), public).ok
+    assert sorted(p.name for p in package.iterdir()) == sorted(
+        [
+            "documentation.html",
+            "golden_inputs.parquet",
+            "golden_outputs.parquet",
+            "input_schema.json",
+            "manifest.json",
+            "model.sig",
+            "model.skops",
+            "model_card.md",
+            "output_schema.json",
+            "predict.py",
+            "uv.lock",
+        ]
+    )
+
+
+def test_flipped_model_byte_fails_naming_the_file(packaged: Packaged, tmp_path: Path) -> None:
+    package, public, _, _ = packaged
+    copy = copy_of(package, tmp_path)
+    model = copy / "model.skops"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    model.write_bytes(bytes(data))
+    report = verify_package(copy, public)
+    assert not report.ok
+    assert any("model.skops" in p and "sha256" in p for p in report.problems)
+    assert any("model.sig" in p and "model.skops" in p for p in report.problems)
+
+
+def test_edited_manifest_fails_naming_the_file(packaged: Packaged, tmp_path: Path) -> None:
+    package, public, _, _ = packaged
+    copy = copy_of(package, tmp_path)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["evaluation"]["metrics"]["recall"] = 1.0
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    report = verify_package(copy, public)
+    assert not report.ok
+    assert any("manifest.json" in p for p in report.problems)
+
+
+def test_removed_signature_fails_naming_the_file(packaged: Packaged, tmp_path: Path) -> None:
+    package, public, _, _ = packaged
+    copy = copy_of(package, tmp_path)
+    (copy / "model.sig").unlink()
+    report = verify_package(copy, public)
+    assert not report.ok
+    assert any("model.sig" in p and "missing" in p for p in report.problems)
+
+
+def test_foreign_key_does_not_verify(
+    packaged: Packaged, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package, _, _, _ = packaged
+    monkeypatch.setenv("LIFECYCLE_HOME", str(tmp_path / "other"))
+    _, other_public = ensure_dev_key()
+    assert not verify_package(package, other_public).ok
+    assert main(["verify", str(package), "--public-key", str(other_public)]) == 1
+
+
+def test_parity_in_a_separate_process_is_bit_for_bit(packaged: Packaged, tmp_path: Path) -> None:
+    """Only the package's files, a fresh interpreter, and no lifecycle_pipeline importable."""
+    package, _, predictions, test_rows = packaged
+    alone = copy_of(package, tmp_path)
+    source, target = tmp_path / "rows.parquet", tmp_path / "out.parquet"
+    test_rows.to_parquet(source, index=False)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    blocker = (
+        "import runpy, sys; sys.modules['lifecycle_pipeline'] = None; "
+        f"sys.argv = ['predict.py', {str(source)!r}, {str(target)!r}, '--out-of-range', 'warn']; "
+        "runpy.run_path('predict.py', run_name='__main__')"
+    )
+    subprocess.run([sys.executable, "-I", "-c", blocker], cwd=alone, env=env, check=True)
+    produced = pd.read_parquet(target)
+    assert np.ascontiguousarray(produced["probability"], "<f8").tobytes() == (
+        np.ascontiguousarray(predictions["probability"], "<f8").tobytes()
+    )
+    assert produced["label"].tolist() == predictions["label"].tolist()
+
+
+def _rows(
+    test_rows: pd.DataFrame, tmp_path: Path, edit: Callable[[pd.DataFrame], pd.DataFrame]
+) -> Path:
+    path = tmp_path / "input.csv"
+    edit(test_rows.head(6).reset_index(drop=True).copy()).to_csv(path, index=False)
+    return path
+
+
+def _with_text(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.astype({"mean_area": object})
+    frame.loc[4, "mean_area"] = "large"
+    return frame
+
+
+def _far_out(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.loc[2, "worst_radius"] = 500.0
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda f: f.drop(columns=["worst_texture"]), "column 'worst_texture': missing"),
+        (_with_text, "row 4, column 'mean_area': 'large' is not a number"),
+        (_far_out, "row 2, column 'worst_radius': 500 outside"),
+    ],
+)
+def test_predict_rejects_bad_rows_naming_row_and_column(
+    packaged: Packaged,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    edit: Callable[[pd.DataFrame], pd.DataFrame],
+    expected: str,
+) -> None:
+    package, _, _, test_rows = packaged
+    source = _rows(test_rows, tmp_path, edit)
+    assert main(["predict", str(package), str(source), "--output", str(tmp_path / "p.csv")]) == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_out_of_range_policy_warn_scores_and_warns(
+    packaged: Packaged,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    package, _, predictions, test_rows = packaged
+    source = _rows(test_rows, tmp_path, _far_out)
+    out = tmp_path / "p.csv"
+    assert (
+        main(["predict", str(package), str(source), "--output", str(out), "--out-of-range", "warn"])
+        == 0
+    )
+    assert "row 2, column 'worst_radius'" in capsys.readouterr().err
+    scored = pd.read_csv(out, float_precision="round_trip")
+    assert len(scored) == 6
+    # Untouched rows score exactly as in evaluation.
+    assert scored["probability"][0] == predictions["probability"][0]
+
+
+def test_untrusted_type_in_model_is_refused(packaged: Packaged, tmp_path: Path) -> None:
+    import skops.io as sio
+
+    from lifecycle_pipeline.package import runtime
+
+    package, _, _, _ = packaged
+    copy = copy_of(package, tmp_path)
+    (copy / "model.skops").write_bytes(sio.dumps({"payload": pd.Timestamp("2026-01-01")}))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["model.skops"] = (
+        __import__("hashlib").sha256((copy / "model.skops").read_bytes()).hexdigest()
+    )
+    with pytest.raises(runtime.PackageError, match="untrusted type"):
+        runtime.load_model(copy, manifest)
+
+
+def test_dev_signing_key_is_private_and_ignored_by_git(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIFECYCLE_HOME", str(tmp_path))
+    private, public = ensure_dev_key()
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert public.exists()
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", ".lifecycle/keys/signing-key.pem"],
+        cwd=Path(__file__).resolve().parents[1],
+        check=False,
+    )
+    assert ignored.returncode == 0
