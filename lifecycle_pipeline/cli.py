@@ -60,10 +60,33 @@ def _public_key(args: argparse.Namespace) -> Path:
     return PackageSigner().key_pair()[1]
 
 
+def _package_path(reference: str) -> Path:
+    """A package folder or archive path, or a data version meaning its latest package."""
+    path = Path(reference)
+    if path.exists():
+        return path
+    import dagster as dg
+
+    from lifecycle_pipeline.demo import prepare_environment
+    from lifecycle_pipeline.lineage.query import latest, metadata_values
+    from lifecycle_pipeline.partitions import validate_partition_key
+
+    validate_partition_key(reference)
+    prepare_environment(Settings.from_env())
+    with dg.DagsterInstance.get() as instance:
+        record = latest(instance, "deployment_package", reference)
+    if record is None:
+        raise FileNotFoundError(
+            f"{reference!r} is neither a package path nor a data version with a deployment_package "
+            "materialization in this instance."
+        )
+    return Path(str(metadata_values(record)["artifact/uri"]))
+
+
 def _verify(args: argparse.Namespace) -> int:
     from lifecycle_pipeline.package.verify import verify_package
 
-    report = verify_package(Path(args.package), _public_key(args))
+    report = verify_package(_package_path(args.package), _public_key(args))
     print(report.render(), file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else 1
 
@@ -73,7 +96,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     from lifecycle_pipeline.package.verify import opened, verify_package
 
-    package = Path(args.package)
+    package = _package_path(args.package)
     report = verify_package(package, _public_key(args))
     if not report.ok:
         print(report.render(), file=sys.stderr)
@@ -123,13 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
         handler=_registry
     )
     verify = commands.add_parser("verify", help="Verify a deployment package (folder or .zip).")
-    verify.add_argument("package", help="package folder or archive")
+    verify.add_argument("package", help="package folder or archive, or a data version (its latest)")
     verify.add_argument("--public-key", help="trusted PEM public key (default: the configured one)")
     verify.set_defaults(handler=_verify)
     predict = commands.add_parser(
         "predict", help="Validate input rows and score them with a package."
     )
-    predict.add_argument("package", help="package folder or archive")
+    predict.add_argument(
+        "package", help="package folder or archive, or a data version (its latest)"
+    )
     predict.add_argument("input", help="CSV or Parquet with the package's input columns")
     predict.add_argument("--output", help="CSV or Parquet file (default: CSV on stdout)")
     predict.add_argument(

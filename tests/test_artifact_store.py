@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from lifecycle_pipeline.lineage.records import ArtifactRef, DataSnapshot, ResolvedVersion
+from lifecycle_pipeline.lineage.hashing import sha256_bytes
+from lifecycle_pipeline.lineage.records import ArtifactRef, DataSnapshot, FileTree, ResolvedVersion
 from lifecycle_pipeline.partitions import PartitionKeyError
 from lifecycle_pipeline.resources import codecs
 from lifecycle_pipeline.resources.artifact_store import ArtifactIntegrityError, ArtifactStore
@@ -109,3 +111,44 @@ def test_round_trip_through_a_non_local_filesystem() -> None:
     assert uri.startswith("memory://")
     loaded = codecs.decode(store.read(ref(uri, digest)), source=uri)
     pd.testing.assert_frame_equal(loaded.frame, snapshot().frame)
+
+
+def tree() -> FileTree:
+    return FileTree(
+        kind="documentation_bundle", files={"card.md": b"# card\n", "card.html": b"<h1>"}
+    )
+
+
+def test_folder_artifact_is_written_once_with_an_archive(tmp_path: Path) -> None:
+    store = ArtifactStore(root=str(tmp_path))
+    folder, archive, digest = store.write_tree("model_card", "data-v1", tree())
+    assert sorted(p.name for p in Path(folder).iterdir()) == ["card.html", "card.md"]
+    assert Path(archive).name == f"{digest}.zip"
+    assert store.write_tree("model_card", "data-v1", tree()) == (folder, archive, digest)
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+@pytest.mark.parametrize(
+    ("tamper", "expected"),
+    [
+        (lambda f: (f / "card.md").write_bytes(b"# edited\n"), "card.md was modified"),
+        (lambda f: (f / "extra.txt").write_text("x"), "added ['extra.txt']"),
+        (lambda f: (f / "card.html").unlink(), "removed ['card.html']"),
+    ],
+)
+def test_tampered_folder_artifact_names_the_file(tmp_path: Path, tamper, expected: str) -> None:  # type: ignore[no-untyped-def]
+    store = ArtifactStore(root=str(tmp_path))
+    folder, _, digest = store.write_tree("model_card", "data-v1", tree())
+    listing = {name: sha256_bytes(data) for name, data in tree().files.items()}
+    tamper(Path(folder))
+    with pytest.raises(ArtifactIntegrityError, match=re.escape(expected)):
+        store.read_tree(ref(folder, digest), "documentation_bundle", listing)
+
+
+def test_folder_artifact_round_trips_through_a_non_local_filesystem() -> None:
+    store = ArtifactStore(root="memory://lifecycle-test/trees")
+    folder, _, digest = store.write_tree("model_card", "data-v1", tree())
+    listing = {name: sha256_bytes(data) for name, data in tree().files.items()}
+    assert (
+        store.read_tree(ref(folder, digest), "documentation_bundle", listing).files == tree().files
+    )

@@ -242,3 +242,36 @@ def test_dev_signing_key_is_private_and_ignored_by_git(
         check=False,
     )
     assert ignored.returncode == 0
+
+
+def test_parity_check_fails_on_a_one_ulp_difference(packaged: Packaged, tmp_path: Path) -> None:
+    from lifecycle_pipeline.assets.packaging import parity
+    from lifecycle_pipeline.lineage.records import EvaluationReport, FeatureSet
+
+    package, _, predictions, test_rows = packaged
+    feature_set = FeatureSet(
+        train=test_rows,
+        test=test_rows,
+        feature_columns=tuple(test_rows.columns),
+        target="malignant",
+        seed=0,
+        test_size=0.25,
+        data_md5="",
+    )
+
+    def report(frame: pd.DataFrame) -> EvaluationReport:
+        return EvaluationReport(
+            metrics={},
+            slices={},
+            gates=(),
+            predictions=frame,
+            model_fingerprint="",
+            decision_threshold=0.5,
+        )
+
+    assert parity(package, feature_set, report(predictions), tmp_path).passed
+    nudged = predictions.copy()
+    nudged.loc[3, "probability"] = np.nextafter(nudged.loc[3, "probability"], 2.0)
+    result = parity(package, feature_set, report(nudged), tmp_path)
+    assert not result.passed
+    assert result.metadata["differing_rows"].value == 1

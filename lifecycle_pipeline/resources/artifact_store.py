@@ -65,6 +65,16 @@ def _latest_record(
     return found[0] if found else None
 
 
+def _move_folder(source: UPath, target: UPath) -> None:
+    """Atomic rename on a local disk; on object stores a recursive move (no atomic folder
+    rename exists there), which is still safe because readers only follow URIs that a
+    materialization recorded after the move completed."""
+    if source.protocol in ("", "file", "local"):
+        source.rename(target)
+    else:
+        source.fs.mv(source.path, target.path, recursive=True)
+
+
 def ref_from_record(record: Any) -> ArtifactRef:
     materialization = record.asset_materialization
     metadata = materialization.metadata
@@ -140,7 +150,7 @@ class ArtifactStore(dg.ConfigurableIOManager):
                     path = temporary.joinpath(*name.split("/"))
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(data)
-                temporary.rename(target)
+                _move_folder(temporary, target)
             finally:
                 if temporary.exists():
                     temporary.fs.rm(temporary.path, recursive=True)
