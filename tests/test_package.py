@@ -271,7 +271,9 @@ def test_parity_check_fails_on_a_one_ulp_difference(packaged: Packaged, tmp_path
 
     assert parity(package, feature_set, report(predictions), tmp_path).passed
     nudged = predictions.copy()
-    nudged.loc[3, "probability"] = np.nextafter(nudged.loc[3, "probability"], 2.0)
+    probability = nudged["probability"].to_numpy(copy=True)
+    probability[3] = np.nextafter(probability[3], 2.0)
+    nudged["probability"] = probability
     result = parity(package, feature_set, report(nudged), tmp_path)
     assert not result.passed
     assert result.metadata["differing_rows"].value == 1
