@@ -7,8 +7,14 @@ import logging
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lifecycle_pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from lifecycle_pipeline.monitoring.drift import DriftSummary
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -129,6 +135,84 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drift(args: argparse.Namespace) -> int:
+    """A registry batch is materialized (and recorded); a file is checked ad hoc."""
+    import dagster as dg
+
+    from lifecycle_pipeline.demo import (
+        QUIET,
+        add_missing_partitions,
+        failure_summary,
+        prepare_environment,
+    )
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    prepare_environment(Settings.from_env())
+    path = Path(args.batch)
+    with dg.DagsterInstance.get() as instance:
+        if path.exists():
+            summary, location = _adhoc_drift(instance, path, args.version)
+            print(summary.describe())
+            print(f"report: {location}/report.html (ad hoc: not recorded in the Dagster instance)")
+            return 0
+        from lifecycle_pipeline.definitions import defs
+        from lifecycle_pipeline.lineage.query import latest, metadata_values
+        from lifecycle_pipeline.partitions import PRODUCTION_BATCHES, validate_partition_key
+        from lifecycle_pipeline.resources.registry import DataRegistry
+
+        batch = validate_partition_key(args.batch)
+        registry = DataRegistry()
+        registry.resolve(batch, registry.batch_path.format(key=batch))  # fails clearly if absent
+        add_missing_partitions(instance, [batch], PRODUCTION_BATCHES.name or "")
+        config: dict[str, object] = dict(QUIET)
+        if args.version:
+            config["ops"] = {"drift_monitor": {"config": {"reference_version": args.version}}}
+        result = defs.resolve_job_def("drift").execute_in_process(
+            partition_key=batch, instance=instance, run_config=config, raise_on_error=False
+        )
+        if not result.success:
+            print(f"drift monitor failed for {batch}:\n{failure_summary(result)}", file=sys.stderr)
+            return 2
+        meta = metadata_values(latest(instance, "drift_monitor", batch))
+    check = [e for e in result.get_asset_check_evaluations() if e.check_name == "drift_share"]
+    print(check[0].description if check else meta["drift/verdict"])
+    print(f"report: {meta['artifact/entry']}")
+    return 0
+
+
+def _adhoc_drift(
+    instance: dg.DagsterInstance, path: Path, version: str | None
+) -> tuple[DriftSummary, str]:
+    import hashlib
+
+    from lifecycle_pipeline import schema
+    from lifecycle_pipeline.assets.monitoring import (
+        DriftConfig,
+        load_stage,
+        monitor,
+        reference_version,
+    )
+    from lifecycle_pipeline.lineage.records import FileTree
+    from lifecycle_pipeline.resources.artifact_store import ArtifactStore
+    from lifecycle_pipeline.resources.registry import DataRegistry
+
+    raw = path.read_bytes()
+    md5 = hashlib.md5(raw, usedforsecurity=False).hexdigest()
+    frame = schema.validate_frame(
+        schema.parse_csv(raw, source=str(path)), source=str(path), require_target=False
+    )
+    store, registry = ArtifactStore(), DataRegistry()
+    chosen = reference_version(instance, registry, version)
+    features, _ = load_stage(instance, store, "features", chosen)
+    model, _ = load_stage(instance, store, "trained_model", chosen)
+    key = f"adhoc-{md5[:12]}"
+    summary, files = monitor(key, md5, frame, features, model, chosen, DriftConfig().settings())
+    folder, _, _ = store.write_tree(
+        "drift_monitor", key, FileTree("drift_report", files, "report.html")
+    )
+    return summary, folder
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lifecycle", description="Run and inspect the model lifecycle."
@@ -167,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--public-key", help="trusted PEM public key (default: the configured one)"
     )
     predict.set_defaults(handler=_predict)
+    drift = commands.add_parser("drift", help="Check a production batch for drift.")
+    drift.add_argument("--batch", required=True, help="a batch tag in the registry, or a CSV file")
+    drift.add_argument("--version", help="reference data version (default: newest with a model)")
+    drift.set_defaults(handler=_drift)
     return parser
 
 

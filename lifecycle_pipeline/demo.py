@@ -14,12 +14,33 @@ from pathlib import Path
 
 import dagster as dg
 
-from lifecycle_pipeline.lineage.query import VersionSummary, format_table, summarize
-from lifecycle_pipeline.partitions import DATA_VERSIONS
+from lifecycle_pipeline.lineage.query import (
+    VersionSummary,
+    format_table,
+    latest,
+    metadata_values,
+    summarize,
+)
+from lifecycle_pipeline.partitions import DATA_VERSIONS, PRODUCTION_BATCHES
 from lifecycle_pipeline.registry_demo import build_demo_registry
 from lifecycle_pipeline.settings import Settings
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Step logs stay in the instance (the UI shows them); the console gets a one-line summary.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def failure_summary(result: dg.ExecuteInProcessResult) -> str:
+    """The root cause of each failed step, one line each, for a terminal."""
+    lines = []
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        message = error.message.strip().splitlines()[-1] if error else "unknown error"
+        lines.append(f"  {event.step_key}: {message}")
+    return "\n".join(lines)
+
+
 DAGSTER_YAML = """\
 # Embedded default: SQLite run, event-log and schedule storage under this folder.
 telemetry:
@@ -38,12 +59,29 @@ def prepare_environment(settings: Settings) -> None:
         config.write_text(DAGSTER_YAML, encoding="utf-8")
 
 
-def add_missing_partitions(instance: dg.DagsterInstance, versions: list[str]) -> list[str]:
-    known = set(instance.get_dynamic_partitions(DATA_VERSIONS.name or "data_versions"))
-    missing = [v for v in versions if v not in known]
+def add_missing_partitions(
+    instance: dg.DagsterInstance, keys: list[str], partitions: str = DATA_VERSIONS.name or ""
+) -> list[str]:
+    known = set(instance.get_dynamic_partitions(partitions))
+    missing = [k for k in keys if k not in known]
     if missing:
-        instance.add_dynamic_partitions(DATA_VERSIONS.name or "data_versions", missing)
+        instance.add_dynamic_partitions(partitions, missing)
     return missing
+
+
+def drift_table(instance: dg.DagsterInstance, batches: list[str]) -> str:
+    lines = ["batch      verdict   drift share  drifted columns                        report"]
+    for batch in batches:
+        record = latest(instance, "drift_monitor", batch)
+        if record is None:
+            continue
+        meta = metadata_values(record)
+        columns = ", ".join(meta["drift/drifted_columns"]) or "-"
+        lines.append(
+            f"{batch:<10} {meta['drift/verdict']:<9} {meta['drift/share']:<12.3f} {columns:<38} "
+            f"{meta.get('artifact/entry', '')}"
+        )
+    return "\n".join(lines)
 
 
 def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> list[VersionSummary]:
@@ -72,8 +110,26 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> list[Ve
                 f"materialized {version}: {'success' if result.success else 'FAILED'} "
                 f"(run {result.run_id})"
             )
+            if not result.success:
+                echo(failure_summary(result))
         rows = [row for v in versions if (row := summarize(instance, v)) is not None]
+        batches = DataRegistry().batches()
+        add_missing_partitions(instance, batches, PRODUCTION_BATCHES.name or "")
+        drift = defs.resolve_job_def("drift")
+        for batch in batches:
+            result = drift.execute_in_process(
+                partition_key=batch, instance=instance, raise_on_error=False, run_config=QUIET
+            )
+            echo(
+                f"drift monitor {batch}: {'success' if result.success else 'FAILED'} "
+                f"(run {result.run_id})"
+            )
+            if not result.success:
+                echo(failure_summary(result))
+        drift_rows = drift_table(instance, batches)
     echo("")
     echo(format_table(rows))
+    echo("")
+    echo(drift_rows)
     echo(f"\nDagster instance: {os.environ['DAGSTER_HOME']}  (open it with `make ui`)")
     return rows

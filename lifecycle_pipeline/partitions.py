@@ -7,6 +7,7 @@ import re
 import dagster as dg
 
 DATA_VERSIONS = dg.DynamicPartitionsDefinition(name="data_versions")
+PRODUCTION_BATCHES = dg.DynamicPartitionsDefinition(name="production_batches")
 
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.partitions import DATA_VERSIONS
@@ -21,6 +23,25 @@ from lifecycle_pipeline.sample_data import SampleParams, generate
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def _import_evidently_quietly() -> None:
+    """Evidently 0.7 warns while importing (numpy.core, invalid escapes, litestar deprecations).
+
+    Its modules load lazily on the first report, so one tiny report runs here with warnings
+    ignored; warnings raised later, while our code runs, still fail the tests.
+    """
+    import pandas as pd
+    from evidently import Report
+    from evidently.metrics import ValueDrift
+
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+    Report([ValueDrift(column="x", method="psi")]).run(frame, frame).get_html_str(as_iframe=False)
+
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    _import_evidently_quietly()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -125,6 +146,34 @@ class Pipeline:
         return job.execute_in_process(
             partition_key=key, instance=self.instance, run_config=config, raise_on_error=False
         )
+
+    def drift(self, batch: str, config: dict[str, Any] | None = None) -> dg.ExecuteInProcessResult:
+        """Materialize drift_monitor for one production batch."""
+        known = set(self.instance.get_dynamic_partitions("production_batches"))
+        if batch not in known:
+            self.instance.add_dynamic_partitions("production_batches", [batch])
+        run_config = {"ops": {"drift_monitor": {"config": config}}} if config else None
+        return self.defs.resolve_job_def("drift").execute_in_process(
+            partition_key=batch, instance=self.instance, run_config=run_config, raise_on_error=False
+        )
+
+    def tick(self, name: str, cursor: str | None = None) -> SensorExecutionData:
+        """Evaluate one tick of a sensor from these definitions, as the daemon would."""
+        sensor = self.defs.resolve_sensor_def(name)
+        # Entered and closed here: a context left to the garbage collector resets Dagster's
+        # context-local instance state at a random later point, in another test.
+        with (
+            dg.build_sensor_context(
+                instance=self.instance,
+                instance_ref=self.instance.get_ref(),  # as the daemon does: partition adds resolve
+                cursor=cursor,
+                resources=self.defs.resources,
+                definitions=self.defs,
+            ) as context,
+            # The daemon evaluates ticks inside this context; partition keys are checked there.
+            dg.partition_loading_context(dynamic_partitions_store=self.instance),
+        ):
+            return sensor.evaluate_tick(context)
 
 
 @pytest.fixture

@@ -85,7 +85,7 @@ def bad_pipeline(
     ("key", "expected"),
     [
         *((tag, message) for tag, _, message in CASES),
-        ("data-v99", "Data version 'data-v99' cannot be opened in registry"),
+        ("data-v99", "Registry revision 'data-v99' cannot be opened in registry"),
         ("../x", "Invalid data-version key '../x'"),
         ("data/v1", "Invalid data-version key 'data/v1'"),
         ("data-v1..", "Invalid data-version key 'data-v1..'"),

@@ -38,6 +38,9 @@ def describe(definitions: dg.Definitions) -> dict[str, Any]:
             "owners": list(node.owners),
             "has_description": bool(node.description),
             "has_code_version": bool(node.code_version),
+            "automation": node.automation_condition.get_label()
+            if node.automation_condition
+            else None,
         }
     return {"assets": assets}
 
@@ -60,4 +63,5 @@ def test_every_asset_is_described_owned_grouped_and_versioned() -> None:
         assert asset["has_code_version"], name
         assert asset["owners"] == ["team:ml-platform"], name
         assert asset["kinds"], name
-        assert asset["partitions"] == "data_versions", name
+        expected = "production_batches" if name == "drift_monitor" else "data_versions"
+        assert asset["partitions"] == expected, name

@@ -55,6 +55,7 @@ class ModelCardConfig(dg.Config):
     tags={"lifecycle/stage": "5-documentation"},
     io_manager_key=IO_MANAGER_KEY,
     code_version=code_version(sys.modules[__name__], bundle_module, spec_module, render),
+    automation_condition=dg.AutomationCondition.eager(),
 )
 def model_card(
     context: dg.AssetExecutionContext, config: ModelCardConfig, evaluation: EvaluationReport
@@ -113,7 +114,7 @@ def model_card(
         ).encode(),
     }
     return dg.Output(
-        FileTree(kind=BUNDLE_KIND, files=files),
+        FileTree(kind=BUNDLE_KIND, files=files, entry="documentation.html"),
         metadata={
             "model_card": dg.MetadataValue.md(markdown["Model card"]),
             "datasheet": dg.MetadataValue.md(markdown["Datasheet"]),

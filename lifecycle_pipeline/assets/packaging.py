@@ -104,6 +104,11 @@ def parity(
     tags={"lifecycle/stage": "6-deployment"},
     io_manager_key=IO_MANAGER_KEY,
     code_version=code_version(sys.modules[__name__], build_module, runtime_module, verify_module),
+    # No automation condition on purpose: eager would package a model whose gates failed (the
+    # evaluation materialization is recorded before its blocking checks run), and Dagster 1.13's
+    # check conditions (all_deps_blocking_checks_passed) read one status per check across all
+    # partitions, so one failing version blocks every other. The lifecycle job packages after
+    # its blocking checks pass, and the asset refuses a failing model itself.
     check_specs=[
         dg.AssetCheckSpec(
             "prediction_parity",
@@ -136,6 +141,13 @@ def deployment_package(
             f"evaluation scored model {evaluation.model_fingerprint[:16]} but trained_model is "
             f"{trained_model.fingerprint.combined[:16]}; re-run evaluation for this model."
         )
+    failed = [gate.describe() for gate in evaluation.gates if not gate.passed]
+    if failed:
+        raise PackageBuildError(
+            f"data version {context.partition_key!r}: the model failed its evaluation gates "
+            f"({'; '.join(failed)}); a failing model is never packaged. Retrain or revise the "
+            "gates in review."
+        )
     lock_path = Settings.from_env().project_root / "uv.lock"
     if not lock_path.is_file():
         raise PackageBuildError(
@@ -160,7 +172,7 @@ def deployment_package(
         parity_result = parity(folder, features, evaluation, Path(scratch))
         files = build_module.read_folder(folder)
     yield dg.Output(
-        FileTree(kind=PACKAGE_KIND, files=files),
+        FileTree(kind=PACKAGE_KIND, files=files, entry="manifest.json"),
         metadata={
             "files": dg.MetadataValue.json({n: sha256_bytes(d) for n, d in sorted(files.items())}),
             "signature/public_key_id": dg.MetadataValue.text(inputs.public_key_id),

@@ -107,12 +107,14 @@ class GateVerdict:
 class FileTree:
     """An artifact handed to people or to production, so stored as a folder of plain files.
 
-    ``kind`` names what the files form (``documentation_bundle``, ``deployment_package``);
-    ``summary`` carries a few facts for the stage that produced it and is not stored.
+    ``kind`` names what the files form (``documentation_bundle``, ``deployment_package``,
+    ``drift_report``); ``entry`` is the file a person opens first (its path is recorded as
+    metadata, so the UI can link to it); ``summary`` is not stored.
     """
 
     kind: str
     files: dict[str, bytes]
+    entry: str | None = None
     summary: dict[str, Any] = field(default_factory=dict, compare=False)
     source: ArtifactRef | None = field(default=None, compare=False)
 

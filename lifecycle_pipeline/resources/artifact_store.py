@@ -32,6 +32,7 @@ SIZE_KEY = "artifact/bytes"
 ARCHIVE_KEY = "artifact/archive"
 KIND_KEY = "artifact/kind"
 FILES_KEY = "artifact/files"
+ENTRY_KEY = "artifact/entry"
 
 
 class ArtifactIntegrityError(RuntimeError):
@@ -215,6 +216,11 @@ class ArtifactStore(dg.ConfigurableIOManager):
                     SHA_KEY: dg.MetadataValue.text(tree_sha),
                     ARCHIVE_KEY: dg.MetadataValue.path(archive),
                     KIND_KEY: dg.MetadataValue.text(obj.kind),
+                    **(
+                        {ENTRY_KEY: dg.MetadataValue.path(f"{folder}/{obj.entry}")}
+                        if obj.entry
+                        else {}
+                    ),
                     FILES_KEY: dg.MetadataValue.json(
                         {name: sha256_bytes(data) for name, data in sorted(obj.files.items())}
                     ),

@@ -40,6 +40,12 @@ class DataRegistry(dg.ConfigurableResource):
     version_pattern: str = Field(
         default="data-v*", description="Glob over tag names that marks a tag as a data version."
     )
+    batch_pattern: str = Field(
+        default="batch-*", description="Glob over tag names that marks a production batch."
+    )
+    batch_path: str = Field(
+        default="batches/{key}.csv", description="Path of a batch's file; {key} is its tag."
+    )
     remote: str | None = Field(
         default=None, description="DVC remote name to fetch from; default the registry's own."
     )
@@ -61,75 +67,86 @@ class DataRegistry(dg.ConfigurableResource):
 
     def _unreachable(self, rev: str, exc: Exception) -> RegistryError:
         return RegistryError(
-            f"Data version {rev!r} cannot be opened in registry {self.resolved_url()!r}: "
+            f"Registry revision {rev!r} cannot be opened in registry {self.resolved_url()!r}: "
             f"{type(exc).__name__}: {exc}. Check that the tag exists in the registry "
             "(git tag --list) or remove the partition."
         )
 
-    def resolve(self, key: str) -> ResolvedVersion:
-        """Resolve a data-version key to its commit and DVC md5 without reading the data."""
+    def resolve(self, key: str, path: str | None = None) -> ResolvedVersion:
+        """Resolve a key to its commit and DVC md5 without reading the data."""
         validate_partition_key(key)
         fs = self._filesystem(key)
-        return self._resolve_with(fs, key)
+        return self._resolve_with(fs, key, path or self.dataset_path)
 
-    def _resolve_with(self, fs: Any, key: str) -> ResolvedVersion:
+    def _resolve_with(self, fs: Any, key: str, path: str) -> ResolvedVersion:
         from dvc.scm import SCMError
 
         try:
-            info = fs.info(self.dataset_path)
+            info = fs.info(path)
         except FileNotFoundError as exc:
             raise RegistryError(
                 f"Data version {key!r} of registry {self.resolved_url()!r} has no "
-                f"{self.dataset_path!r}; the tag does not point at a data version."
+                f"{path!r}; the tag does not point at a data version."
             ) from exc
         except (SCMError, OSError, ValueError) as exc:
             raise self._unreachable(key, exc) from exc
         md5 = (info.get("dvc_info") or {}).get("md5")
         if not md5:
             raise RegistryError(
-                f"{self.dataset_path!r} at {key!r} is not tracked by DVC (no md5 in its .dvc "
+                f"{path!r} at {key!r} is not tracked by DVC (no md5 in its .dvc "
                 "file); publish data with `dvc add` so it is versioned by content."
             )
         commit = fs.repo.scm.resolve_rev(key)
         return ResolvedVersion(
             key=key,
             registry=self.resolved_url(),
-            path=self.dataset_path,
+            path=path,
             commit=str(commit),
             md5=str(md5),
             size=int(info.get("size") or 0),
         )
 
-    def read(self, key: str) -> tuple[ResolvedVersion, bytes]:
+    def read(self, key: str, path: str | None = None) -> tuple[ResolvedVersion, bytes]:
         """Return the resolved version and its bytes, verified against the DVC md5."""
         validate_partition_key(key)
+        path = path or self.dataset_path
         fs = self._filesystem(key)
-        resolved = self._resolve_with(fs, key)
+        resolved = self._resolve_with(fs, key, path)
         try:
-            raw = fs.cat_file(self.dataset_path)
+            raw = fs.cat_file(path)
         except Exception as exc:
             raise RegistryError(
-                f"Data version {key!r}: the content of {self.dataset_path!r} (md5 {resolved.md5}) "
+                f"Data version {key!r}: the content of {path!r} (md5 {resolved.md5}) "
                 f"is neither in the registry cache nor in its DVC remote: {exc}. "
                 "Run `dvc push` in the registry for that revision."
             ) from exc
         actual = hashlib.md5(raw, usedforsecurity=False).hexdigest()
         if actual != resolved.md5:
             raise RegistryError(
-                f"Data version {key!r}: {self.dataset_path!r} read with md5 {actual}, but DVC "
+                f"Data version {key!r}: {path!r} read with md5 {actual}, but DVC "
                 f"records {resolved.md5}; the cache or remote is corrupted."
             )
         return resolved, raw
 
     def versions(self) -> list[str]:
-        """Tag names that match the version pattern, in creation order of their commits."""
+        """Data-version tags, oldest commit first."""
+        return self._tags(self.version_pattern)
+
+    def batches(self) -> list[str]:
+        """Production-batch tags, oldest commit first."""
+        return self._tags(self.batch_pattern)
+
+    def read_batch(self, key: str) -> tuple[ResolvedVersion, bytes]:
+        return self.read(key, self.batch_path.format(key=validate_partition_key(key)))
+
+    def _tags(self, pattern: str) -> list[str]:
         from scmrepo.git import Git
 
         url = self.resolved_url()
         if not Path(url).is_dir():
             raise RegistryError(
-                f"Listing versions needs a local clone of the registry; {url!r} is not a folder."
+                f"Listing tags needs a local clone of the registry; {url!r} is not a folder."
             )
         with Git(url) as scm:
-            tags = [t for t in scm.list_tags() if fnmatch.fnmatchcase(t, self.version_pattern)]
+            tags = [t for t in scm.list_tags() if fnmatch.fnmatchcase(t, pattern)]
             return sorted(tags, key=lambda t: (scm.resolve_commit(t).commit_time, t))

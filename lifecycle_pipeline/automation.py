@@ -1,0 +1,196 @@
+"""Sensors, the retraining schedule and automation conditions: retraining for a readable reason.
+
+Every run these request carries a ``lifecycle/reason`` tag, which the next model card shows
+under "What changed since the previous version", and a run key, so a tick that is evaluated
+twice never requests the same run twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import dagster as dg
+
+from lifecycle_pipeline.assets.documentation import REASON_TAG
+from lifecycle_pipeline.partitions import (
+    DATA_VERSIONS,
+    PartitionKeyError,
+    validate_partition_key,
+)
+from lifecycle_pipeline.resources.registry import DataRegistry
+
+DEFAULT_RETRAIN_CRON = "0 3 * * 1"  # Mondays 03:00 UTC
+TRIGGER_TAG = "lifecycle/trigger"
+
+
+def _unseen(
+    context: dg.SensorEvaluationContext, partitions: str, tags: list[str]
+) -> tuple[list[str], set[str]]:
+    """Valid tags not yet a partition and not handled by an earlier tick (the cursor)."""
+    handled = set(json.loads(context.cursor)) if context.cursor else set()
+    known = set(context.instance.get_dynamic_partitions(partitions)) | handled
+    new: list[str] = []
+    for tag in tags:
+        try:
+            validate_partition_key(tag)
+        except PartitionKeyError as exc:
+            context.log.warning(f"Skipping registry tag {tag!r}: {exc}")
+            continue
+        if tag not in known:
+            new.append(tag)
+    return new, handled | set(new)
+
+
+def discovery_sensor(
+    name: str,
+    job: dg.UnresolvedAssetJobDefinition,
+    partitions: dg.DynamicPartitionsDefinition,
+    list_tags: str,
+    describe: str,
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=name,
+        job=job,
+        minimum_interval_seconds=60,
+        description=f"Adds new {describe} as partitions and requests their runs.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, registry: DataRegistry) -> dg.SensorResult:
+        tags = getattr(registry, list_tags)()
+        new, handled = _unseen(context, partitions.name or "", tags)
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    partition_key=tag,
+                    run_key=f"{partitions.name}:{tag}",
+                    tags={
+                        REASON_TAG: f"new {describe[:-1]} {tag} in the registry",
+                        TRIGGER_TAG: name,
+                    },
+                )
+                for tag in new
+            ],
+            dynamic_partitions_requests=[partitions.build_add_request(new)] if new else [],
+            cursor=json.dumps(sorted(handled)),
+        )
+
+    return _sensor
+
+
+def newest_known_version(instance: dg.DagsterInstance, registry: DataRegistry) -> str | None:
+    """The newest registry data version that is already a partition (so a run can target it)."""
+    known = set(instance.get_dynamic_partitions(DATA_VERSIONS.name or ""))
+    candidates = [v for v in registry.versions() if v in known]
+    return candidates[-1] if candidates else None
+
+
+def _drift_alert(record: dg.EventLogRecord) -> str | None:
+    """The reason text for one drift_monitor materialization, or None if it did not drift."""
+    materialization = record.asset_materialization
+    if materialization is None:
+        return None
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    if metadata.get("drift/verdict") != "drift":
+        return None
+    share, threshold = metadata["drift/share"], metadata["drift/share_threshold"]
+    columns = ", ".join(metadata.get("drift/drifted_columns") or [])  # type: ignore[arg-type]
+    return (
+        f"drift on production batch {materialization.partition}: share {share:.3f} > {threshold} "
+        f"(columns: {columns}; drift_monitor run {record.run_id})"
+    )
+
+
+def drift_retraining_sensor(
+    job: dg.UnresolvedAssetJobDefinition, batch_limit: int = 100
+) -> dg.SensorDefinition:
+    """One retraining request per tick in which any batch drifted, naming every such batch.
+
+    Dagster's ``asset_sensor`` looks only at the newest materialization after its cursor, so a
+    drifting batch followed by a calm one within one tick would be missed; this sensor reads
+    every drift_monitor materialization after its cursor (a storage id) in order instead.
+    """
+
+    @dg.sensor(
+        name="drift_retraining_sensor",
+        job=job,
+        minimum_interval_seconds=60,
+        description="Requests retraining of the newest data version when a batch drifts.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, registry: DataRegistry) -> dg.SensorResult:
+        after = int(context.cursor) if context.cursor else None
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("drift_monitor"), after_storage_id=after),
+            limit=batch_limit,
+            ascending=True,
+        ).records
+        if not records:
+            return dg.SensorResult(skip_reason="no new drift results")
+        cursor = str(records[-1].storage_id)
+        alerts = [(r, reason) for r in records if (reason := _drift_alert(r)) is not None]
+        if not alerts:
+            batches = ", ".join(str(r.partition_key) for r in records)
+            return dg.SensorResult(skip_reason=f"no drift in batch(es) {batches}", cursor=cursor)
+        version = newest_known_version(context.instance, registry)
+        if version is None:
+            # Keep the cursor: the alert is acted on once a data version exists.
+            return dg.SensorResult(
+                skip_reason="drift detected but no data version is a partition yet"
+            )
+        drifted = [str(r.partition_key) for r, _ in alerts]
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    partition_key=version,
+                    run_key="retrain-after-drift:"
+                    + ",".join(f"{r.partition_key}@{r.storage_id}" for r, _ in alerts),
+                    tags={
+                        REASON_TAG: "; ".join(reason for _, reason in alerts),
+                        TRIGGER_TAG: "drift_retraining_sensor",
+                        "lifecycle/drift_batches": ",".join(drifted),
+                    },
+                )
+            ],
+            cursor=cursor,
+        )
+
+    return _sensor
+
+
+def retraining_schedule(
+    job: dg.UnresolvedAssetJobDefinition, cron: str | None = None
+) -> dg.ScheduleDefinition:
+    """Weekly (or ``LIFECYCLE_RETRAIN_CRON``) retraining of the newest data version."""
+    cron = cron or os.environ.get("LIFECYCLE_RETRAIN_CRON") or DEFAULT_RETRAIN_CRON
+    from dagster._utils.schedules import is_valid_cron_string
+
+    if not is_valid_cron_string(cron):
+        raise ValueError(f"LIFECYCLE_RETRAIN_CRON {cron!r} is not a valid cron expression.")
+
+    @dg.schedule(
+        cron_schedule=cron,
+        job=job,
+        name="retraining_schedule",
+        execution_timezone="UTC",
+        description=f"Retrains the newest data version on cron {cron!r}.",
+    )
+    def _schedule(
+        context: dg.ScheduleEvaluationContext, registry: DataRegistry
+    ) -> dg.RunRequest | dg.SkipReason:
+        version = newest_known_version(context.instance, registry)
+        if version is None:
+            return dg.SkipReason("no data version is a partition yet")
+        when = (
+            context.scheduled_execution_time.isoformat()
+            if context.scheduled_execution_time
+            else "now"
+        )
+        return dg.RunRequest(
+            partition_key=version,
+            run_key=f"scheduled-retraining:{when}",
+            tags={
+                REASON_TAG: f"scheduled retraining ({cron}) of the newest data version {version}",
+                TRIGGER_TAG: "retraining_schedule",
+            },
+        )
+
+    return _schedule

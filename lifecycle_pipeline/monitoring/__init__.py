@@ -1,0 +1,1 @@
+"""Production monitoring: data and prediction drift against a model's training reference."""

@@ -1,0 +1,174 @@
+"""Sensors, the retraining schedule and automation conditions, against a real registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from lifecycle_pipeline.automation import DEFAULT_RETRAIN_CRON
+from lifecycle_pipeline.definitions import build_definitions
+from lifecycle_pipeline.partitions import DATA_VERSIONS, PRODUCTION_BATCHES
+from lifecycle_pipeline.resources.artifact_store import ArtifactStore
+from tests.conftest import FAST_TRAINING, Pipeline, Registry
+
+REASON = "lifecycle/reason"
+
+
+def _added(result: object) -> list[str]:
+    requests = getattr(result, "dynamic_partitions_requests", None) or []
+    return [key for request in requests for key in request.partition_keys]
+
+
+def test_sensors_target_their_jobs(
+    pipeline_factory: Callable[[Registry], Pipeline], demo_registry: Registry
+) -> None:
+    defs = pipeline_factory(demo_registry).defs
+    assert defs.resolve_sensor_def("new_data_version_sensor").job_name == "lifecycle"
+    assert defs.resolve_sensor_def("new_batch_sensor").job_name == "drift"
+    assert defs.resolve_sensor_def("drift_retraining_sensor").job_name == "lifecycle"
+
+
+def test_new_data_version_yields_one_partition_add_and_one_run(
+    pipeline_factory: Callable[[Registry], Pipeline], registry_copy: Registry, sample_dir: Path
+) -> None:
+    pipeline = pipeline_factory(registry_copy)
+    pipeline.add("data-v1", "data-v2")
+    quiet = pipeline.tick("new_data_version_sensor")
+    assert not quiet.run_requests and not _added(quiet)
+
+    data_v2 = (sample_dir / "versions" / "data-v2" / "breast_cancer.csv").read_bytes()
+    last_row = data_v2.rstrip(b"\n").rsplit(b"\n", 1)[1]
+    registry_copy.publish("data-v3", data_v2 + last_row + b"\n")
+    registry_copy.publish("experiment-7", b"not a data version\n", target="notes.txt")
+    found = pipeline.tick("new_data_version_sensor", quiet.cursor)
+    assert _added(found) == ["data-v3"]
+    assert len(found.run_requests or []) == 1
+    request = (found.run_requests or [])[0]
+    assert request.partition_key == "data-v3"
+    assert request.run_key == "data_versions:data-v3"
+    assert request.tags[REASON] == "new data version data-v3 in the registry"
+
+    again = pipeline.tick("new_data_version_sensor", found.cursor)
+    assert not again.run_requests and not _added(again)
+    # Once the daemon has applied the add, even a sensor that lost its cursor asks nothing.
+    pipeline.instance.add_dynamic_partitions(DATA_VERSIONS.name or "", ["data-v3"])
+    assert not pipeline.tick("new_data_version_sensor").run_requests
+
+
+def test_first_tick_discovers_every_existing_batch_once(
+    pipeline_factory: Callable[[Registry], Pipeline], registry_copy: Registry, sample_dir: Path
+) -> None:
+    pipeline = pipeline_factory(registry_copy)
+    first = pipeline.tick("new_batch_sensor")
+    assert _added(first) == ["batch-001", "batch-002"]
+    assert [r.partition_key for r in first.run_requests or []] == ["batch-001", "batch-002"]
+
+    batch = (sample_dir / "batches" / "batch-002.csv").read_bytes()
+    registry_copy.publish("batch-003", batch, target="batches/batch-003.csv")
+    second = pipeline.tick("new_batch_sensor", first.cursor)
+    assert _added(second) == ["batch-003"]
+    assert [r.run_key for r in second.run_requests or []] == ["production_batches:batch-003"]
+    assert not pipeline.tick("new_batch_sensor", second.cursor).run_requests
+    assert PRODUCTION_BATCHES.name == "production_batches"
+
+
+def _schedule_tick(
+    pipeline: Pipeline, when: dt.datetime
+) -> dg.RunRequest | dg.SkipReason | list[dg.RunRequest]:
+    schedule = pipeline.defs.resolve_schedule_def("retraining_schedule")
+    with dg.build_schedule_context(
+        instance=pipeline.instance,
+        scheduled_execution_time=when,
+        resources=pipeline.defs.resources,
+        repository_def=pipeline.defs.get_repository_def(),
+    ) as context:
+        data = schedule.evaluate_tick(context)
+    if data.skip_message:
+        return dg.SkipReason(data.skip_message)
+    return list(data.run_requests or [])
+
+
+def test_schedule_is_weekly_and_retrains_the_newest_version(
+    pipeline_factory: Callable[[Registry], Pipeline], demo_registry: Registry
+) -> None:
+    pipeline = pipeline_factory(demo_registry)
+    schedule = pipeline.defs.resolve_schedule_def("retraining_schedule")
+    assert schedule.cron_schedule == DEFAULT_RETRAIN_CRON == "0 3 * * 1"
+    assert schedule.execution_timezone == "UTC"
+    assert schedule.job_name == "lifecycle"
+
+    monday = dt.datetime(2026, 11, 23, 3, 0, tzinfo=dt.UTC)
+    skipped = _schedule_tick(pipeline, monday)
+    assert isinstance(skipped, dg.SkipReason)
+    assert "no data version is a partition yet" in (skipped.skip_message or "")
+
+    pipeline.add("data-v1", "data-v2")
+    requests = _schedule_tick(pipeline, monday)
+    assert isinstance(requests, list) and len(requests) == 1
+    assert requests[0].partition_key == "data-v2"
+    assert requests[0].run_key == "scheduled-retraining:2026-11-23T03:00:00+00:00"
+    assert "scheduled retraining (0 3 * * 1)" in requests[0].tags[REASON]
+    # The same tick evaluated again carries the same run key, so the daemon launches it once.
+    again = _schedule_tick(pipeline, monday)
+    assert isinstance(again, list) and again[0].run_key == requests[0].run_key
+
+
+def test_schedule_cron_comes_from_config(
+    demo_registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = demo_registry.resource()
+    custom = build_definitions(registry=registry, retrain_cron="30 2 1 * *")
+    assert custom.resolve_schedule_def("retraining_schedule").cron_schedule == "30 2 1 * *"
+
+    monkeypatch.setenv("LIFECYCLE_RETRAIN_CRON", "0 4 * * *")
+    from_env = build_definitions(registry=registry)
+    assert from_env.resolve_schedule_def("retraining_schedule").cron_schedule == "0 4 * * *"
+
+    monkeypatch.setenv("LIFECYCLE_RETRAIN_CRON", "every monday")
+    with pytest.raises(ValueError, match="'every monday' is not a valid cron expression"):
+        build_definitions(registry=registry)
+
+
+def test_automation_condition_documents_every_evaluated_version(
+    demo_registry: Registry, tmp_path: Path
+) -> None:
+    """model_card follows every evaluation, failing ones too; packaging is left to the job."""
+    home = tmp_path / "home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        defs = build_definitions(
+            registry=demo_registry.resource(),
+            artifact_store=ArtifactStore(root=str(tmp_path / "artifacts")),
+        )
+        pipeline = Pipeline(defs=defs, instance=instance, artifacts=tmp_path / "artifacts")
+        card, package = dg.AssetKey("model_card"), dg.AssetKey("deployment_package")
+        pipeline.add("data-v1", "data-v2")
+        # Conditions start from the state at their first evaluation, as when a deployment turns on.
+        baseline = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        assert baseline.total_requested == 0
+        upstream = dg.AssetSelection.assets("data_snapshot", "features", "trained_model")
+        evaluated = upstream | dg.AssetSelection.assets("evaluation")
+        assert pipeline.run("data-v1", selection=evaluated).success
+        failing = {
+            "ops": {
+                **FAST_TRAINING["ops"],
+                "evaluation": {"config": {"min_f1": 1.0}},
+            }
+        }
+        assert not pipeline.run("data-v2", run_config=failing, selection=evaluated).success
+
+        first = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, cursor=baseline.cursor
+        )
+        assert first.get_requested_partitions(card) == {"data-v1", "data-v2"}
+        assert first.get_requested_partitions(package) == set()
+        assert first.total_requested == 2
+
+        second = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, cursor=first.cursor
+        )
+        assert second.total_requested == 0
