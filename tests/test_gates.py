@@ -24,7 +24,12 @@ def gated(pipeline_factory: Callable[[Registry], Pipeline], demo_registry: Regis
     pipeline.defs = dg.Definitions(
         assets=[*ASSETS, release_candidate],
         resources=pipeline.defs.resources,
-        jobs=[dg.define_asset_job("lifecycle", selection=dg.AssetSelection.all())],
+        jobs=[
+            dg.define_asset_job(
+                "lifecycle",
+                selection=dg.AssetSelection.all() - dg.AssetSelection.assets("drift_monitor"),
+            )
+        ],
         executor=dg.in_process_executor,
     )
     return pipeline

@@ -25,13 +25,21 @@ def test_antlr_runtime_is_the_override() -> None:
     [
         (
             "key:features+",
-            {"features", "trained_model", "evaluation", "model_card", "deployment_package"},
+            {
+                "features",
+                "trained_model",
+                "evaluation",
+                "model_card",
+                "deployment_package",
+                "drift_monitor",
+            },
         ),
         ("key:features+1", {"features", "trained_model", "evaluation", "deployment_package"}),
         ("+key:features", {"data_snapshot", "features"}),
         ("1+key:evaluation", {"evaluation", "trained_model", "features"}),
         ("group:data", {"data_snapshot", "features"}),
-        ("kind:dvc", {"data_snapshot"}),
+        ("kind:dvc", {"data_snapshot", "drift_monitor"}),
+        ("kind:evidently", {"drift_monitor"}),
     ],
 )
 def test_string_selection_resolves(selection: str, expected: set[str]) -> None:
