@@ -33,14 +33,18 @@ def _demo(args: argparse.Namespace) -> int:
 def _summary(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from lifecycle_pipeline.demo import prepare_environment
+    from lifecycle_pipeline.demo import drift_table, prepare_environment
     from lifecycle_pipeline.lineage.query import format_table, summarize
 
     prepare_environment(Settings.from_env())
     with dg.DagsterInstance.get() as instance:
         versions = instance.get_dynamic_partitions("data_versions")
         rows = [row for v in versions if (row := summarize(instance, v)) is not None]
+        batches = instance.get_dynamic_partitions("production_batches")
+        drift = drift_table(instance, list(batches)) if batches else ""
     print(format_table(rows) if rows else "No materialized data versions yet: run `make demo`.")
+    if drift:
+        print(f"\n{drift}")
     return 0
 
 

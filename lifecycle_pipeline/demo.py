@@ -19,6 +19,7 @@ from lifecycle_pipeline.lineage.query import (
     format_table,
     latest,
     metadata_values,
+    render_table,
     summarize,
 )
 from lifecycle_pipeline.partitions import DATA_VERSIONS, PRODUCTION_BATCHES
@@ -70,18 +71,22 @@ def add_missing_partitions(
 
 
 def drift_table(instance: dg.DagsterInstance, batches: list[str]) -> str:
-    lines = ["batch      verdict   drift share  drifted columns                        report"]
+    rows: list[tuple[str, ...]] = []
     for batch in batches:
         record = latest(instance, "drift_monitor", batch)
         if record is None:
             continue
         meta = metadata_values(record)
-        columns = ", ".join(meta["drift/drifted_columns"]) or "-"
-        lines.append(
-            f"{batch:<10} {meta['drift/verdict']:<9} {meta['drift/share']:<12.3f} {columns:<38} "
-            f"{meta.get('artifact/entry', '')}"
+        rows.append(
+            (
+                batch,
+                str(meta["drift/verdict"]),
+                f"{meta['drift/share']:.3f}",
+                ", ".join(meta["drift/drifted_columns"]) or "-",
+                str(meta.get("artifact/entry", "")),
+            )
         )
-    return "\n".join(lines)
+    return render_table(("batch", "verdict", "drift share", "drifted columns", "report"), rows)
 
 
 def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> list[VersionSummary]:

@@ -86,9 +86,9 @@ def bad_pipeline(
     [
         *((tag, message) for tag, _, message in CASES),
         ("data-v99", "Registry revision 'data-v99' cannot be opened in registry"),
-        ("../x", "Invalid data-version key '../x'"),
-        ("data/v1", "Invalid data-version key 'data/v1'"),
-        ("data-v1..", "Invalid data-version key 'data-v1..'"),
+        ("../x", "Invalid partition key '../x'"),
+        ("data/v1", "Invalid partition key 'data/v1'"),
+        ("data-v1..", "Invalid partition key 'data-v1..'"),
     ],
 )
 def test_bad_version_fails_snapshot_and_loses_nothing(

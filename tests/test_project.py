@@ -104,3 +104,37 @@ def test_demo_runs_twice_and_the_second_run_reproduces(project_copy: Path) -> No
         assert before.split()[:8] == after.split()[:8]
         assert " yes " in after
     assert (project_copy / ".lifecycle" / "dagster_home" / "dagster.yaml").exists()
+
+
+@pytest.mark.slow
+def test_drift_by_hand_for_a_registry_batch_and_a_file(project_copy: Path) -> None:
+    env = _env(project_copy)
+    lifecycle = str(Path(sys.executable).with_name("lifecycle"))
+    if not (project_copy / ".lifecycle" / "dagster_home").exists():
+        _run([str(Path(sys.executable).with_name("dvc")), "repro"], project_copy, env)
+        _run([lifecycle, "demo"], project_copy, env)
+
+    tagged = _run([lifecycle, "drift", "--batch", "batch-002"], project_copy, env).stdout
+    assert "Batch batch-002: drift; drift share 0.100" in tagged
+    assert "mean_texture, mean_smoothness, worst_texture" in tagged and "against data-v2" in tagged
+    report = Path(tagged.split("report: ")[1].split()[0])
+    assert report.is_file() and report.name == "report.html"
+
+    csv = project_copy / "data" / "sample" / "batches" / "batch-001.csv"
+    adhoc = _run(
+        [lifecycle, "drift", "--batch", str(csv), "--version", "data-v1"], project_copy, env
+    ).stdout
+    assert ": no drift; drift share 0.000" in adhoc and "against data-v1" in adhoc
+    assert "not recorded in the Dagster instance" in adhoc
+    assert Path(adhoc.split("report: ")[1].split()[0]).is_file()
+
+    missing = subprocess.run(
+        [lifecycle, "drift", "--batch", "batch-404"],
+        cwd=project_copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert missing.returncode == 2
+    assert "Registry revision 'batch-404' cannot be opened" in missing.stderr

@@ -127,7 +127,7 @@ def format_table(rows: list[VersionSummary]) -> str:
         "reproduced",
         "checks",
     )
-    lines = [
+    lines: list[tuple[str, ...]] = [
         (
             row.partition,
             row.md5[:12],
@@ -142,8 +142,16 @@ def format_table(rows: list[VersionSummary]) -> str:
         )
         for row in rows
     ]
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *lines, strict=False)]
-    render = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
+    return render_table(header, lines)
+
+
+def render_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Plain-text columns, each as wide as its widest cell."""
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
+
+    def render(cells: tuple[str, ...] | list[str]) -> str:
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
     return "\n".join(
-        [render(header), render(["-" * w for w in widths]), *(render(line) for line in lines)]
+        [render(header), render(["-" * w for w in widths]), *(render(row) for row in rows)]
     )
