@@ -26,6 +26,7 @@ def validate_partition_key(key: str) -> str:
     if not isinstance(key, str) or not _KEY.fullmatch(key) or ".." in key:
         raise PartitionKeyError(
             f"Invalid partition key {key!r} (a data version or batch tag): use 1-100 "
-            "characters from [A-Za-z0-9._-], starting with a letter or digit and without '..' (for example 'data-v3')."
+            "characters from [A-Za-z0-9._-], starting with a letter or digit and without '..' "
+            "(for example 'data-v3' or 'batch-003')."
         )
     return key
