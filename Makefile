@@ -14,7 +14,7 @@ unexport VIRTUAL_ENV
 export DVC_NO_ANALYTICS := 1
 export DAGSTER_HOME ?= $(CURDIR)/.lifecycle/dagster_home
 
-.PHONY: install demo test lint ui summary clean
+.PHONY: install demo test lint ui summary clean bench-drift
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -36,14 +36,19 @@ test: install
 	$(RUN) pytest -n 2 --dist loadgroup
 
 lint: install
-	$(RUN) ruff check lifecycle_pipeline tests
-	$(RUN) ruff format --check lifecycle_pipeline tests
-	$(RUN) mypy lifecycle_pipeline tests
+	$(RUN) ruff check lifecycle_pipeline tests bench
+	$(RUN) ruff format --check lifecycle_pipeline tests bench
+	$(RUN) mypy lifecycle_pipeline tests bench
 
 ## ui: the Dagster UI on http://127.0.0.1:3000 with the demo's instance
 ui: install
 	$(RUN) lifecycle summary
 	$(RUN) dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+## bench-drift: drift monitor vs Evidently's default DataDriftPreset at 100k and 1M rows (minutes)
+bench-drift: install
+	$(RUN) dvc repro
+	$(RUN) python bench/drift_monitor.py
 
 summary: install
 	$(RUN) lifecycle summary

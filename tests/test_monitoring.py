@@ -14,7 +14,7 @@ import pytest
 from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.lineage.query import check_results, history, latest, metadata_values
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
-from tests.conftest import Pipeline, Registry, tree_digest
+from tests.conftest import FAST_TRAINING, Pipeline, Registry, tree_digest
 from tests.test_bad_versions import failure_text
 
 
@@ -176,3 +176,19 @@ def test_drift_above_threshold_requests_one_retraining_with_the_reason(monitored
     calm = monitored.tick("drift_retraining_sensor", first.cursor)
     assert not calm.run_requests and "no drift in batch(es) batch-001" in (calm.skip_message or "")
     assert calm.cursor != first.cursor
+
+
+def test_retraining_for_drift_puts_the_reason_in_the_next_model_card(monitored: Pipeline) -> None:
+    tick = monitored.tick("drift_retraining_sensor")
+    request = (tick.run_requests or [])[0]
+    result = monitored.defs.resolve_job_def("lifecycle").execute_in_process(
+        partition_key=request.partition_key,
+        instance=monitored.instance,
+        run_config=FAST_TRAINING,
+        tags=request.tags,
+        raise_on_error=False,
+    )
+    assert result.success
+    card = metadata_values(latest(monitored.instance, "model_card", "data-v1"))["model_card"]
+    assert isinstance(card, str)
+    assert "drift on production batch batch-002: share 0.100 > 0.05" in card
