@@ -211,8 +211,9 @@ def _adhoc_drift(
     model, _ = load_stage(instance, store, "trained_model", chosen)
     key = f"adhoc-{md5[:12]}"
     summary, files = monitor(key, md5, frame, features, model, chosen, DriftConfig().settings())
+    # Kept apart from drift_monitor's folder, which holds only recorded materializations.
     folder, _, _ = store.write_tree(
-        "drift_monitor", key, FileTree("drift_report", files, "report.html")
+        "drift_adhoc", key, FileTree("drift_report", files, "report.html")
     )
     return summary, folder
 

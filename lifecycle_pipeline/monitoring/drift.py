@@ -6,6 +6,9 @@ method and threshold are pinned here instead, and both sides are sampled to a fi
 a recorded seed, which keeps time and memory bounded and verdicts comparable across batches.
 PSI is the default: on the demo data it flags exactly the shifted columns at 300 rows, where
 Wasserstein at 0.1 also flags resampling noise.
+
+Not byte-reproducible: Evidently's HTML report and snapshot embed their generation time and
+random widget ids. Scores, verdicts and ``summary.json`` are deterministic for the same inputs.
 """
 
 from __future__ import annotations

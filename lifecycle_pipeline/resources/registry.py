@@ -145,7 +145,9 @@ class DataRegistry(dg.ConfigurableResource):
         url = self.resolved_url()
         if not Path(url).is_dir():
             raise RegistryError(
-                f"Listing tags needs a local clone of the registry; {url!r} is not a folder."
+                f"Listing tags needs a local clone of the registry; {url!r} is not a folder. "
+                "Point LIFECYCLE_REGISTRY_URL at a clone kept current with `git fetch --tags` "
+                "(reading pinned revisions works with a remote URL, listing does not yet)."
             )
         with Git(url) as scm:
             tags = [t for t in scm.list_tags() if fnmatch.fnmatchcase(t, pattern)]
