@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 import dagster as dg
 
 from lifecycle_pipeline.assets.data import data_snapshot
@@ -43,18 +46,69 @@ drift_job = dg.define_asset_job(
 )
 
 
+EXECUTORS = ("in_process", "multiprocess", "dask")
+
+
+def executor_from_env(env: Mapping[str, str] | None = None) -> dg.ExecutorDefinition:
+    """The executor named by ``LIFECYCLE_EXECUTOR``; a deployment picks it without code changes.
+
+    ``in_process`` (default): a single partition's stages run in sequence anyway, and a process
+    per step costs seconds the computation does not. ``multiprocess``: one process per step,
+    ``LIFECYCLE_MAX_CONCURRENT`` at once. ``dask``: steps on a Dask cluster, the scheduler at
+    ``LIFECYCLE_DASK_ADDRESS``, or a local cluster of ``LIFECYCLE_DASK_WORKERS`` processes.
+    Steps share nothing but the artifact store and the instance, so any of them works.
+    """
+    env = os.environ if env is None else env
+    kind = env.get("LIFECYCLE_EXECUTOR", "in_process")
+    if kind == "in_process":
+        return dg.in_process_executor
+    if kind == "multiprocess":
+        limit = _int_env(env, "LIFECYCLE_MAX_CONCURRENT", 0)
+        return dg.multiprocess_executor.configured({"max_concurrent": limit})
+    if kind == "dask":
+        from lifecycle_pipeline.executors import dask_executor
+
+        address = env.get("LIFECYCLE_DASK_ADDRESS")
+        cluster = (
+            {"existing": {"address": address}}
+            if address
+            else {
+                "local": {
+                    "n_workers": _int_env(env, "LIFECYCLE_DASK_WORKERS", 2),
+                    "threads_per_worker": 1,
+                    "processes": True,
+                    "dashboard_address": None,
+                }
+            }
+        )
+        return dask_executor(cluster)
+    raise ValueError(
+        f"LIFECYCLE_EXECUTOR={kind!r} is not an executor here; use one of {', '.join(EXECUTORS)}."
+    )
+
+
+def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} must be a whole number.") from None
+    if value < 0:
+        raise ValueError(f"{name}={raw!r} must not be negative.")
+    return value
+
+
 def build_definitions(
     *,
     registry: DataRegistry | None = None,
     artifact_store: ArtifactStore | None = None,
     signer: PackageSigner | None = None,
     retrain_cron: str | None = None,
+    executor: dg.ExecutorDefinition | None = None,
 ) -> dg.Definitions:
-    """Definitions with the given resources; defaults resolve their locations from the env.
-
-    The in-process executor is the default because a single partition's stages run in
-    sequence anyway, and a process per step costs seconds that the computation does not.
-    """
+    """Definitions with the given resources; defaults resolve from the environment."""
     return dg.Definitions(
         assets=ASSETS,
         jobs=[lifecycle_job, drift_job],
@@ -83,8 +137,17 @@ def build_definitions(
             "artifact_store": artifact_store or ArtifactStore(),
             "signer": signer or PackageSigner(),
         },
-        executor=dg.in_process_executor,
+        executor=executor or executor_from_env(),
     )
 
 
 defs = build_definitions()
+
+
+def lifecycle_job_from_env() -> dg.JobDefinition:
+    """The lifecycle job as this process's environment defines it.
+
+    A reconstructable target (``dg.reconstructable``) for running the job outside a code
+    server, e.g. with steps on Dask workers that rebuild it from this module.
+    """
+    return build_definitions().resolve_job_def("lifecycle")

@@ -1,0 +1,71 @@
+"""Team deployment: executors chosen by configuration, steps in other processes, same models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from lifecycle_pipeline.definitions import executor_from_env, lifecycle_job_from_env
+from lifecycle_pipeline.lineage.query import latest, metadata_values
+from tests.conftest import FAST_TRAINING, Pipeline, Registry
+
+
+def test_executor_is_chosen_by_environment() -> None:
+    assert executor_from_env({}).name == "in_process"
+    assert executor_from_env({"LIFECYCLE_EXECUTOR": "multiprocess"}).name == "multiprocess"
+    assert executor_from_env({"LIFECYCLE_EXECUTOR": "dask"}).name == "dask"
+    with pytest.raises(ValueError, match="'celery' is not an executor here; use one of"):
+        executor_from_env({"LIFECYCLE_EXECUTOR": "celery"})
+    with pytest.raises(ValueError, match="LIFECYCLE_MAX_CONCURRENT='two' must be a whole number"):
+        executor_from_env({"LIFECYCLE_EXECUTOR": "multiprocess", "LIFECYCLE_MAX_CONCURRENT": "two"})
+
+
+def _fingerprints(instance: dg.DagsterInstance, key: str) -> dict[str, object]:
+    model = metadata_values(latest(instance, "trained_model", key))
+    data = metadata_values(latest(instance, "data_snapshot", key))
+    package = metadata_values(latest(instance, "deployment_package", key))
+    # The package's own digest differs between runs: its model card cites run ids and times.
+    return {
+        "fingerprint": model["model/fingerprint"],
+        "md5": data["dvc/md5"],
+        "package_predictions": package["golden/prediction_digest"],
+    }
+
+
+@pytest.mark.slow
+def test_dask_cluster_runs_the_lifecycle_with_the_same_fingerprints(
+    demo_registry: Registry,
+    pipeline_factory: object,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reference: Pipeline = pipeline_factory(demo_registry)  # type: ignore[operator]
+    assert reference.run("data-v1").success
+    expected = _fingerprints(reference.instance, "data-v1")
+
+    home = tmp_path / "dask_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    # Worker processes rebuild the job from the environment, as a deployed code location does.
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("LIFECYCLE_REGISTRY_URL", str(demo_registry.repo))
+    monkeypatch.setenv("LIFECYCLE_ARTIFACT_ROOT", (tmp_path / "dask_artifacts").as_uri())
+    monkeypatch.setenv("LIFECYCLE_EXECUTOR", "dask")
+    monkeypatch.setenv("LIFECYCLE_DASK_WORKERS", "2")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions("data_versions", ["data-v1"])
+        result = dg.execute_job(
+            dg.reconstructable(lifecycle_job_from_env),
+            instance=instance,
+            run_config=FAST_TRAINING,
+            tags={"dagster/partition": "data-v1"},
+        )
+        assert result.success
+        starts = [e for e in result.all_events if e.event_type_value == "STEP_START"]
+        assert len(starts) == 6
+        # Every step ran in a Dask worker process, none in this one.
+        assert os.getpid() not in {e.pid for e in starts}
+        assert _fingerprints(instance, "data-v1") == expected
