@@ -128,6 +128,24 @@ def test_postgres_storage_records_the_same_lineage_as_sqlite(
         assert _fingerprints(instance, "data-v1") != _fingerprints(instance, "data-v2")
         # The password-bearing URL is configuration, never evidence.
         assert postgres_url not in _all_metadata_text(instance)
+        recorded = {r.run_id for r in instance.get_runs()}
+
+    # dagster-postgres's other config form (fields, password from the environment) reaches
+    # the same database and reads back the same runs.
+    socket_dir = postgres_url.split("host=", 1)[1]
+    monkeypatch.setenv("LIFECYCLE_POSTGRES_PASSWORD", "")
+    fields = tmp_path / "pg_fields_home"
+    fields.mkdir()
+    (fields / "dagster.yaml").write_text(
+        "storage:\n  postgres:\n    postgres_db:\n      username: postgres\n"
+        "      password: {env: LIFECYCLE_POSTGRES_PASSWORD}\n      hostname: ''\n"
+        f"      db_name: postgres\n      port: 5432\n      params: {{host: '{socket_dir}'}}\n"
+        "telemetry:\n  enabled: false\n",
+        encoding="utf-8",
+    )
+    with dg.DagsterInstance.from_config(str(fields)) as by_fields:
+        assert {r.run_id for r in by_fields.get_runs()} == recorded
+        assert _fingerprints(by_fields, "data-v2") == _fingerprints(sqlite.instance, "data-v2")
 
 
 def _all_metadata_text(instance: dg.DagsterInstance) -> str:
