@@ -82,34 +82,18 @@ def reference_model() -> Any:
 
 
 def run_ours(reference: Any, current: Any, model: Any) -> dict[str, Any]:
-    from lifecycle_pipeline.lineage.fingerprint import predict_proba
-    from lifecycle_pipeline.monitoring.drift import (
-        PREDICTION_COLUMN,
-        DriftSettings,
-        DriftSummary,
-        compute_drift,
-        report_files,
-        sample,
-    )
+    from lifecycle_pipeline.monitoring.drift import DriftSettings, drift_summary, report_files
 
     settings = DriftSettings()
-    columns = list(reference.columns)
-    ref = sample(reference, settings.sample_cap, settings.seed).copy()
-    cur = sample(current, settings.sample_cap, settings.seed + 1).copy()
-    ref[PREDICTION_COLUMN] = predict_proba(model, ref[columns])[:, 1]
-    cur[PREDICTION_COLUMN] = predict_proba(model, cur[columns])[:, 1]
-    results, snapshot = compute_drift(ref, cur, [*columns, PREDICTION_COLUMN], settings)
-    summary = DriftSummary(
+    summary, snapshot = drift_summary(
+        reference,
+        current,
+        list(reference.columns),
+        model,
+        settings,
         batch="bench",
         batch_md5="",
         reference_version="bench",
-        columns=tuple(results[c] for c in columns),
-        prediction=results[PREDICTION_COLUMN],
-        settings=settings,
-        reference_rows=len(reference),
-        current_rows=len(current),
-        sampled_reference_rows=len(ref),
-        sampled_current_rows=len(cur),
     )
     files = report_files(summary, snapshot)
     return {

@@ -6,6 +6,7 @@ import os
 import shutil
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,21 @@ class Pipeline:
             dg.partition_loading_context(dynamic_partitions_store=self.instance),
         ):
             return sensor.evaluate_tick(context)
+
+
+@contextmanager
+def scratch_pipeline(registry: Registry, base: Path) -> Iterator[Pipeline]:
+    """A pipeline with its own SQLite instance and artifact root under ``base``.
+
+    For module-scoped fixtures and tests that need an instance outside the ``instance`` fixture.
+    """
+    (base / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(base / "home")) as instance:
+        defs = build_definitions(
+            registry=registry.resource(),
+            artifact_store=ArtifactStore(root=str(base / "artifacts")),
+        )
+        yield Pipeline(defs=defs, instance=instance, artifacts=base / "artifacts")
 
 
 @pytest.fixture

@@ -11,9 +11,8 @@ import pytest
 
 from lifecycle_pipeline.automation import DEFAULT_RETRAIN_CRON
 from lifecycle_pipeline.definitions import build_definitions
-from lifecycle_pipeline.partitions import DATA_VERSIONS, PRODUCTION_BATCHES
-from lifecycle_pipeline.resources.artifact_store import ArtifactStore
-from tests.conftest import FAST_TRAINING, Pipeline, Registry
+from lifecycle_pipeline.partitions import DATA_VERSIONS
+from tests.conftest import FAST_TRAINING, Pipeline, Registry, scratch_pipeline
 
 REASON = "lifecycle/reason"
 
@@ -73,7 +72,6 @@ def test_first_tick_discovers_every_existing_batch_once(
     assert _added(second) == ["batch-003"]
     assert [r.run_key for r in second.run_requests or []] == ["production_batches:batch-003"]
     assert not pipeline.tick("new_batch_sensor", second.cursor).run_requests
-    assert PRODUCTION_BATCHES.name == "production_batches"
 
 
 def _schedule_tick(
@@ -137,14 +135,8 @@ def test_automation_condition_documents_every_evaluated_version(
     demo_registry: Registry, tmp_path: Path
 ) -> None:
     """model_card follows every evaluation, failing ones too; packaging is left to the job."""
-    home = tmp_path / "home"
-    home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
-        defs = build_definitions(
-            registry=demo_registry.resource(),
-            artifact_store=ArtifactStore(root=str(tmp_path / "artifacts")),
-        )
-        pipeline = Pipeline(defs=defs, instance=instance, artifacts=tmp_path / "artifacts")
+    with scratch_pipeline(demo_registry, tmp_path) as pipeline:
+        defs, instance = pipeline.defs, pipeline.instance
         card, package = dg.AssetKey("model_card"), dg.AssetKey("deployment_package")
         pipeline.add("data-v1", "data-v2")
         # Conditions start from the state at their first evaluation, as when a deployment turns on.

@@ -14,7 +14,7 @@ import pytest
 from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.lineage.query import check_results, history, latest, metadata_values
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
-from tests.conftest import FAST_TRAINING, Pipeline, Registry, tree_digest
+from tests.conftest import FAST_TRAINING, Pipeline, Registry, scratch_pipeline, tree_digest
 from tests.test_bad_versions import failure_text
 
 
@@ -23,14 +23,7 @@ def monitored(
     demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pipeline]:
     """A trained data-v1 model and drift results for both demo batches."""
-    base = tmp_path_factory.mktemp("monitored")
-    (base / "home").mkdir()
-    with dg.instance_for_test(temp_dir=str(base / "home")) as instance:
-        defs = build_definitions(
-            registry=demo_registry.resource(),
-            artifact_store=ArtifactStore(root=str(base / "artifacts")),
-        )
-        pipeline = Pipeline(defs=defs, instance=instance, artifacts=base / "artifacts")
+    with scratch_pipeline(demo_registry, tmp_path_factory.mktemp("monitored")) as pipeline:
         assert pipeline.run("data-v1").success
         for batch in ("batch-001", "batch-002"):
             assert pipeline.drift(batch).success

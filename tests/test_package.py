@@ -21,7 +21,7 @@ from lifecycle_pipeline.lineage.query import check_results, latest, metadata_val
 from lifecycle_pipeline.package.verify import verify_package
 from lifecycle_pipeline.resources.codecs import decode
 from lifecycle_pipeline.resources.signing import PackageSigner, ensure_dev_key
-from tests.conftest import Pipeline, Registry
+from tests.conftest import Registry, scratch_pipeline
 
 
 class Packaged(NamedTuple):
@@ -34,19 +34,8 @@ class Packaged(NamedTuple):
 @pytest.fixture(scope="module")
 def packaged(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Packaged:
     """One packaged demo version, with evaluation's predictions and the held-out rows."""
-    import dagster as dg
-
-    from lifecycle_pipeline.definitions import build_definitions
-    from lifecycle_pipeline.resources.artifact_store import ArtifactStore
-
-    base = tmp_path_factory.mktemp("packaged")
-    (base / "home").mkdir()
-    with dg.instance_for_test(temp_dir=str(base / "home")) as instance:
-        defs = build_definitions(
-            registry=demo_registry.resource(),
-            artifact_store=ArtifactStore(root=str(base / "artifacts")),
-        )
-        pipeline = Pipeline(defs=defs, instance=instance, artifacts=base / "artifacts")
+    with scratch_pipeline(demo_registry, tmp_path_factory.mktemp("packaged")) as pipeline:
+        instance = pipeline.instance
         result = pipeline.run("data-v1")
         assert result.success
         checks = check_results(instance, result.run_id)

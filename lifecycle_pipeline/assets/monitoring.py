@@ -10,17 +10,14 @@ from pydantic import Field
 
 from lifecycle_pipeline import schema
 from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version, upstream_metadata
-from lifecycle_pipeline.lineage.fingerprint import predict_proba
 from lifecycle_pipeline.lineage.query import latest
 from lifecycle_pipeline.lineage.records import ArtifactRef, FeatureSet, FileTree, TrainedModel
 from lifecycle_pipeline.monitoring import drift as drift_module
 from lifecycle_pipeline.monitoring.drift import (
-    PREDICTION_COLUMN,
     DriftSettings,
     DriftSummary,
-    compute_drift,
+    drift_summary,
     report_files,
-    sample,
 )
 from lifecycle_pipeline.partitions import PRODUCTION_BATCHES, validate_partition_key
 from lifecycle_pipeline.resources import codecs
@@ -100,30 +97,15 @@ def monitor(
     settings: DriftSettings,
 ) -> tuple[DriftSummary, dict[str, bytes]]:
     """Feature drift on every model input, and prediction drift of the reference's model."""
-    columns = list(features.feature_columns)
-    reference = features.train[columns]
-    sampled_reference = sample(reference, settings.sample_cap, settings.seed).copy()
-    sampled_current = sample(current[columns], settings.sample_cap, settings.seed + 1).copy()
-    sampled_reference[PREDICTION_COLUMN] = predict_proba(
-        model.pipeline, sampled_reference[columns]
-    )[:, 1]
-    sampled_current[PREDICTION_COLUMN] = predict_proba(model.pipeline, sampled_current[columns])[
-        :, 1
-    ]
-    results, snapshot = compute_drift(
-        sampled_reference, sampled_current, [*columns, PREDICTION_COLUMN], settings
-    )
-    summary = DriftSummary(
+    summary, snapshot = drift_summary(
+        features.train,
+        current,
+        list(features.feature_columns),
+        model.pipeline,
+        settings,
         batch=batch_key,
         batch_md5=batch_md5,
         reference_version=version,
-        columns=tuple(results[c] for c in columns),
-        prediction=results[PREDICTION_COLUMN],
-        settings=settings,
-        reference_rows=len(reference),
-        current_rows=len(current),
-        sampled_reference_rows=len(sampled_reference),
-        sampled_current_rows=len(sampled_current),
     )
     return summary, report_files(summary, snapshot)
 

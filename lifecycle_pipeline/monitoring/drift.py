@@ -190,6 +190,46 @@ def compute_drift(
     )
 
 
+def drift_summary(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: list[str],
+    estimator: Any,
+    settings: DriftSettings,
+    *,
+    batch: str,
+    batch_md5: str,
+    reference_version: str,
+) -> tuple[DriftSummary, Any]:
+    """Feature drift on ``columns`` and prediction drift of ``estimator``, on seeded samples.
+
+    Returns the summary and Evidently's snapshot (for ``report_files``). The drift monitor
+    asset, ``lifecycle drift`` and the benchmark all run this one function.
+    """
+    from lifecycle_pipeline.lineage.fingerprint import predict_proba
+
+    sampled_reference = sample(reference[columns], settings.sample_cap, settings.seed).copy()
+    sampled_current = sample(current[columns], settings.sample_cap, settings.seed + 1).copy()
+    for frame in (sampled_reference, sampled_current):
+        frame[PREDICTION_COLUMN] = predict_proba(estimator, frame[columns])[:, 1]
+    results, snapshot = compute_drift(
+        sampled_reference, sampled_current, [*columns, PREDICTION_COLUMN], settings
+    )
+    summary = DriftSummary(
+        batch=batch,
+        batch_md5=batch_md5,
+        reference_version=reference_version,
+        columns=tuple(results[c] for c in columns),
+        prediction=results[PREDICTION_COLUMN],
+        settings=settings,
+        reference_rows=len(reference),
+        current_rows=len(current),
+        sampled_reference_rows=len(sampled_reference),
+        sampled_current_rows=len(sampled_current),
+    )
+    return summary, snapshot
+
+
 def report_files(summary: DriftSummary, snapshot: Any) -> dict[str, bytes]:
     """The Evidently HTML report and JSON snapshot, and our summary, as files to store."""
     return {
