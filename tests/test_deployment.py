@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from lifecycle_pipeline.definitions import (
 )
 from lifecycle_pipeline.lineage.query import latest, metadata_values
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
+from lifecycle_pipeline.resources.signing import ensure_dev_key, public_key_id
 from tests.conftest import FAST_TRAINING, PROJECT_ROOT, Pipeline, Registry
 
 
@@ -155,3 +159,120 @@ def _all_metadata_text(instance: dg.DagsterInstance) -> str:
         for entry in instance.all_logs(run.run_id):
             texts.append(repr(entry.dagster_event) + entry.user_message)
     return "\n".join(texts)
+
+
+VERSIONS = ("data-v1", "data-v2", "data-v3", "data-v4")
+# What SQLite and PostgreSQL say when concurrent writers collide.
+LOCK_ERRORS = ("database is locked", "could not serialize", "deadlock detected", "lock timeout")
+
+
+@pytest.fixture
+def four_versions(registry_copy: Registry, sample_dir: Path) -> Registry:
+    for tag, base in (("data-v3", "data-v2"), ("data-v4", "data-v1")):
+        content = (sample_dir / "versions" / base / "breast_cancer.csv").read_bytes()
+        last_row = content.rstrip(b"\n").rsplit(b"\n", 1)[1]
+        registry_copy.publish(tag, content + last_row + b"\n")
+    return registry_copy
+
+
+def _materialize_concurrently(
+    home: Path, registry: Registry, tmp_path: Path, extra_env: dict[str, str]
+) -> list[subprocess.CompletedProcess[str]]:
+    """One `dagster job execute` process per version, all started before any is awaited.
+
+    Each run uses the multiprocess executor, so every step is its own process writing to the
+    shared instance and artifact root, as on a team server.
+    """
+    env = {
+        **os.environ,
+        **extra_env,
+        "DAGSTER_HOME": str(home),
+        "LIFECYCLE_HOME": str(tmp_path / "lifecycle_home"),  # fresh: the dev key is made here
+        "LIFECYCLE_REGISTRY_URL": str(registry.repo),
+        "LIFECYCLE_ARTIFACT_ROOT": (tmp_path / "shared_artifacts").as_uri(),
+        "LIFECYCLE_EXECUTOR": "multiprocess",
+    }
+    config = tmp_path / "run_config.yaml"
+    config.write_text(json.dumps(FAST_TRAINING), encoding="utf-8")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions("data_versions", list(VERSIONS))
+    command = [str(Path(sys.executable).parent / "dagster"), "job", "execute"]
+    command += ["-m", "lifecycle_pipeline.definitions", "-j", "lifecycle", "-c", str(config)]
+    processes = [
+        subprocess.Popen(
+            [*command, "--tags", json.dumps({"dagster/partition": key})],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for key in VERSIONS
+    ]
+    results = []
+    for process in processes:
+        output, _ = process.communicate(timeout=900)
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, output, ""))
+    return results
+
+
+def _assert_four_clean_runs(
+    instance: dg.DagsterInstance, results: list[subprocess.CompletedProcess[str]]
+) -> None:
+    for key, result in zip(VERSIONS, results, strict=True):
+        assert result.returncode == 0, f"{key}:\n{result.stdout[-3000:]}"
+        collisions = [e for e in LOCK_ERRORS if e in result.stdout.lower()]
+        assert not collisions, f"{key}: {collisions}"
+    runs = instance.get_runs()
+    assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(VERSIONS)
+    assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
+    for key in VERSIONS:
+        for asset in ("data_snapshot", "trained_model", "deployment_package"):
+            assert latest(instance, asset, key) is not None, (asset, key)
+    prints = {_fingerprints(instance, key)["fingerprint"] for key in VERSIONS}
+    assert len(prints) == 4  # four different datasets, four different models
+
+
+@pytest.mark.slow
+def test_four_partitions_at_once_on_postgres_with_the_multiprocess_executor(
+    four_versions: Registry, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A team signing key passed by environment, as a secret manager would mount it.
+    with monkeypatch.context() as scoped:
+        scoped.setenv("LIFECYCLE_HOME", str(tmp_path / "team_keys"))
+        private, public = ensure_dev_key()
+    home = _postgres_home(tmp_path)
+    secrets = {
+        "LIFECYCLE_POSTGRES_URL": postgres_url,
+        "LIFECYCLE_SIGNING_KEY": str(private),
+        "LIFECYCLE_SIGNING_PUBLIC_KEY": str(public),
+    }
+    monkeypatch.setenv("LIFECYCLE_POSTGRES_URL", postgres_url)
+    results = _materialize_concurrently(home, four_versions, tmp_path, secrets)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        _assert_four_clean_runs(instance, results)
+        recorded = _all_metadata_text(instance)
+        for key in VERSIONS:  # every package was signed with the team key, not a dev key
+            package = metadata_values(latest(instance, "deployment_package", key))
+            assert package["signature/public_key_id"] == public_key_id(public)
+    # Neither the database URL nor the private key (its path or any line of it) is evidence.
+    key_lines = [line for line in private.read_text().splitlines() if "-----" not in line]
+    for secret in [postgres_url, str(private), *key_lines]:
+        assert secret not in recorded
+    for result in results:
+        assert postgres_url not in result.stdout
+
+
+@pytest.mark.slow
+def test_four_partitions_at_once_on_sqlite_with_the_multiprocess_executor(
+    four_versions: Registry, tmp_path: Path
+) -> None:
+    """SQLite serves concurrent runs on one machine (Dagster keeps one database per run's
+    event log); it cannot be shared between machines, which is what the PostgreSQL profile is for.
+    """
+    home = tmp_path / "sqlite_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    results = _materialize_concurrently(home, four_versions, tmp_path, {})
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        _assert_four_clean_runs(instance, results)

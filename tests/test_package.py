@@ -266,3 +266,29 @@ def test_parity_check_fails_on_a_one_ulp_difference(packaged: Packaged, tmp_path
     result = parity(package, feature_set, report(nudged), tmp_path)
     assert not result.passed
     assert result.metadata["differing_rows"].value == 1
+
+
+def test_dev_key_created_by_racing_processes_is_one_matching_pair(tmp_path: Path) -> None:
+    """Concurrent first runs on a fresh machine must not sign with mismatched halves."""
+    script = (
+        "from lifecycle_pipeline.resources.signing import ensure_dev_key\n"
+        "private, public = ensure_dev_key()\n"
+        "print(public.read_text().strip().replace('\\n', '|'))\n"
+    )
+    env = {**os.environ, "LIFECYCLE_HOME": str(tmp_path / "home")}
+    racers = [
+        subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    outputs = {racer.communicate(timeout=120)[0] for racer in racers}
+    assert all(racer.returncode == 0 for racer in racers)
+    assert len(outputs) == 1
+    keys = tmp_path / "home" / "keys"
+    assert sorted(p.name for p in keys.iterdir()) == ["signing-key.pem", "signing-key.pub"]
+    assert not [p for p in keys.parent.iterdir() if p.name.startswith(".keys-")]
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "model.bin").write_bytes(b"weights")
+    with pytest.MonkeyPatch.context() as scoped:
+        scoped.setenv("LIFECYCLE_HOME", str(tmp_path / "home"))
+        PackageSigner().sign(package)  # signs, then verifies with the public half

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -30,26 +32,42 @@ def _dev_key_paths() -> tuple[Path, Path]:
 
 
 def ensure_dev_key() -> tuple[Path, Path]:
-    """Create the development key pair once (private key 0600), return (private, public)."""
+    """Create the development key pair once (private key 0600), return (private, public).
+
+    Concurrent runs on a fresh machine all reach this at once: each writes a pair into its own
+    temporary folder and renames that folder into place, so the first one wins and every run
+    signs with a private key that matches the public key beside it.
+    """
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     private, public = _dev_key_paths()
     if private.exists() and public.exists():
         return private, public
-    private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    keys = private.parent
+    keys.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".keys-", dir=keys.parent))  # created 0700
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    descriptor = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    descriptor = os.open(staging / private.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(pem)
-    public.write_bytes(
+    (staging / public.name).write_bytes(
         key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
+    try:
+        staging.rename(keys)  # replaces only a missing or empty folder
+    except OSError:
+        shutil.rmtree(staging)  # another process won; use its pair
+    if not (private.exists() and public.exists()):
+        raise SignatureError(
+            f"{keys} exists but lacks {private.name} or {public.name}; remove the folder to "
+            "create a new development key pair, or set LIFECYCLE_SIGNING_KEY."
+        )
     return private, public
 
 
