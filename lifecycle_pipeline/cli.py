@@ -218,6 +218,13 @@ def _adhoc_drift(
     return summary, folder
 
 
+def _build_info(args: argparse.Namespace) -> int:
+    from lifecycle_pipeline.lineage.environment import write_build_info
+
+    print(write_build_info(Settings.from_env().project_root, args.commit))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lifecycle", description="Run and inspect the model lifecycle."
@@ -260,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--batch", required=True, help="a batch tag in the registry, or a CSV file")
     drift.add_argument("--version", help="reference data version (default: newest with a model)")
     drift.set_defaults(handler=_drift)
+    info = commands.add_parser(
+        "build-info", help="Record the commit an image is built from (container builds)."
+    )
+    info.add_argument("--commit", required=True, help="full commit id of the clean checkout")
+    info.set_defaults(handler=_build_info)
     return parser
 
 

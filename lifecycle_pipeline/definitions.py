@@ -46,7 +46,7 @@ drift_job = dg.define_asset_job(
 )
 
 
-EXECUTORS = ("in_process", "multiprocess", "dask")
+EXECUTORS = ("in_process", "multiprocess", "dask", "k8s")
 
 
 def executor_from_env(env: Mapping[str, str] | None = None) -> dg.ExecutorDefinition:
@@ -56,7 +56,9 @@ def executor_from_env(env: Mapping[str, str] | None = None) -> dg.ExecutorDefini
     per step costs seconds the computation does not. ``multiprocess``: one process per step,
     ``LIFECYCLE_MAX_CONCURRENT`` at once. ``dask``: steps on a Dask cluster, the scheduler at
     ``LIFECYCLE_DASK_ADDRESS``, or a local cluster of ``LIFECYCLE_DASK_WORKERS`` processes.
-    Steps share nothing but the artifact store and the instance, so any of them works.
+    ``k8s``: one Kubernetes job per step (dagster-k8s), inside a run launched by the Helm
+    chart's K8sRunLauncher (deploy/k8s/values.yaml). Steps share nothing but the artifact
+    store and the instance, so any of them works.
     """
     env = os.environ if env is None else env
     kind = env.get("LIFECYCLE_EXECUTOR", "in_process")
@@ -82,6 +84,11 @@ def executor_from_env(env: Mapping[str, str] | None = None) -> dg.ExecutorDefini
             }
         )
         return dask_executor(cluster)
+    if kind == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        limit = _int_env(env, "LIFECYCLE_MAX_CONCURRENT", 0)
+        return k8s_job_executor.configured({"max_concurrent": limit} if limit else {})
     raise ValueError(
         f"LIFECYCLE_EXECUTOR={kind!r} is not an executor here; use one of {', '.join(EXECUTORS)}."
     )

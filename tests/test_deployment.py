@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
+import yaml
 
 from lifecycle_pipeline.definitions import (
     build_definitions,
@@ -27,6 +32,7 @@ def test_executor_is_chosen_by_environment() -> None:
     assert executor_from_env({}).name == "in_process"
     assert executor_from_env({"LIFECYCLE_EXECUTOR": "multiprocess"}).name == "multiprocess"
     assert executor_from_env({"LIFECYCLE_EXECUTOR": "dask"}).name == "dask"
+    assert executor_from_env({"LIFECYCLE_EXECUTOR": "k8s"}).name == "k8s"
     with pytest.raises(ValueError, match="'celery' is not an executor here; use one of"):
         executor_from_env({"LIFECYCLE_EXECUTOR": "celery"})
     with pytest.raises(ValueError, match="LIFECYCLE_MAX_CONCURRENT='two' must be a whole number"):
@@ -276,3 +282,114 @@ def test_four_partitions_at_once_on_sqlite_with_the_multiprocess_executor(
     results = _materialize_concurrently(home, four_versions, tmp_path, {})
     with dg.DagsterInstance.from_config(str(home)) as instance:
         _assert_four_clean_runs(instance, results)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _graphql(port: int, query: str) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer: dict[str, Any] = json.load(response)
+    return answer["data"]
+
+
+def _wait(what: str, ready: Callable[[], bool], processes: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + 240
+    while not ready():
+        dead = [p.args for p in processes if p.poll() is not None]
+        assert not dead, f"exited while waiting for {what}: {dead}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
+
+
+@pytest.mark.slow
+def test_team_server_layout_runs_code_server_webserver_and_daemon_apart(
+    demo_registry: Registry, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deploy/ layout: three processes, one PostgreSQL instance, a run the daemon launches."""
+    home = _postgres_home(tmp_path)
+    code_port, web_port = _free_port(), _free_port()
+    workspace = yaml.safe_load((PROJECT_ROOT / "deploy" / "workspace.grpc.yaml").read_text())
+    workspace["load_from"][0]["grpc_server"]["port"] = code_port
+    (tmp_path / "workspace.yaml").write_text(yaml.safe_dump(workspace), encoding="utf-8")
+    settings = {
+        "DAGSTER_HOME": str(home),
+        "LIFECYCLE_POSTGRES_URL": postgres_url,
+        "LIFECYCLE_HOME": str(tmp_path / "state"),
+        "LIFECYCLE_REGISTRY_URL": str(demo_registry.repo),
+        "LIFECYCLE_ARTIFACT_ROOT": (tmp_path / "artifacts").as_uri(),
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    bin_dir = Path(sys.executable).parent
+    ws = ["-w", str(tmp_path / "workspace.yaml")]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+
+    def start(name: str, *command: str) -> subprocess.Popen[bytes]:
+        out = (logs / f"{name}.log").open("wb")
+        return subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+    dagster, local = str(bin_dir / "dagster"), ["-h", "127.0.0.1", "-p"]
+    code = ["code-server", "start", *local, str(code_port), "-m", "lifecycle_pipeline.definitions"]
+    processes = [start("code", dagster, *code)]
+    try:
+        _wait("the code server", lambda: _port_open(code_port), processes)
+        web = [str(bin_dir / "dagster-webserver"), *local, str(web_port), *ws]
+        processes.append(start("web", *web))
+        processes.append(start("daemon", str(bin_dir / "dagster-daemon"), "run", *ws))
+        config = tmp_path / "run_config.yaml"
+        config.write_text(json.dumps(FAST_TRAINING), encoding="utf-8")
+        launch = [dagster, "job", "launch", *ws, "-j", "lifecycle", "-c", str(config)]
+        with dg.DagsterInstance.get() as instance:
+            instance.add_dynamic_partitions("data_versions", ["data-v1"])
+            tags = json.dumps({"dagster/partition": "data-v1"})
+            subprocess.run([*launch, "--tags", tags], cwd=PROJECT_ROOT, check=True)
+            (run,) = instance.get_runs()
+
+            def finished() -> bool:
+                status = instance.get_run_by_id(run.run_id).status  # type: ignore[union-attr]
+                return status in {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE}
+
+            _wait("the queued run", finished, processes)
+            assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.SUCCESS  # type: ignore[union-attr]
+            heartbeats = instance.get_daemon_heartbeats()
+            assert "QUEUED_RUN_COORDINATOR" in heartbeats  # the daemon, not us, launched it
+            assert latest(instance, "deployment_package", "data-v1") is not None
+
+        _wait("the webserver", lambda: _port_open(web_port), processes)
+        seen = _graphql(
+            web_port,
+            "{ runsOrError { ... on Runs { results { runId status } } } "
+            "workspaceOrError { ... on Workspace { locationEntries { name "
+            "locationOrLoadError { __typename } } } } }",
+        )
+        assert seen["runsOrError"]["results"] == [{"runId": run.run_id, "status": "SUCCESS"}]
+        (location,) = seen["workspaceOrError"]["locationEntries"]
+        assert location["name"] == "lifecycle_pipeline"
+        assert location["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    # The database password reached the processes only through their environment.
+    for log in logs.iterdir():
+        assert postgres_url not in log.read_text(encoding="utf-8", errors="replace")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import subprocess
 from dataclasses import dataclass
@@ -15,6 +16,9 @@ from lifecycle_pipeline.settings import PACKAGE_DIR
 
 LIBRARIES = ("dagster", "dvc", "numpy", "pandas", "scikit-learn", "scipy", "skops", "pyarrow")
 LOCK_FILE = "uv.lock"
+# Written into container images, which carry no .git: the commit they were built from and the
+# digest of the sources as built (tools: `lifecycle build-info`, deploy/Dockerfile).
+BUILD_INFO = "build-info.json"
 UNKNOWN = "unknown"
 
 
@@ -55,16 +59,45 @@ def source_digest(package_dir: Path = PACKAGE_DIR) -> str:
 
 
 def code_state(project_root: Path) -> CodeState:
-    """Commit and dirty flag of the project checkout; 'unknown' outside a git checkout."""
-    commit = _git(project_root, "rev-parse", "HEAD") or UNKNOWN
-    status = _git(project_root, "status", "--porcelain", "--", "lifecycle_pipeline", LOCK_FILE)
+    """Commit and dirty flag of the project checkout or, in an image, of its build.
+
+    Outside git and without build information the commit is 'unknown' and the state counts as
+    dirty: such a model cannot be reproduced from its record, and the record says so.
+    """
     lock = project_root / LOCK_FILE
+    lock_hash = sha256_file(lock) if lock.exists() else UNKNOWN
+    digest = source_digest()
+    commit = _git(project_root, "rev-parse", "HEAD")
+    if commit is None and (project_root / BUILD_INFO).is_file():
+        built = json.loads((project_root / BUILD_INFO).read_text(encoding="utf-8"))
+        # Sources edited inside a running container no longer match the commit's.
+        dirty = built.get("source_digest") != digest or built.get("lock_hash") != lock_hash
+        return CodeState(str(built.get("commit", UNKNOWN)), dirty, digest, lock_hash)
+    status = _git(project_root, "status", "--porcelain", "--", "lifecycle_pipeline", LOCK_FILE)
     return CodeState(
-        commit=commit,
+        commit=commit or UNKNOWN,
         dirty=bool(status) if status is not None else True,
-        source_digest=source_digest(),
-        lock_hash=sha256_file(lock) if lock.exists() else UNKNOWN,
+        source_digest=digest,
+        lock_hash=lock_hash,
     )
+
+
+def write_build_info(project_root: Path, commit: str) -> Path:
+    """Record, at image build time, which commit these sources and this lock came from."""
+    if len(commit) != 40 or not all(c in "0123456789abcdef" for c in commit):
+        raise ValueError(
+            f"commit {commit!r} is not a full git commit id; build the image with "
+            "--build-arg GIT_COMMIT=$(git rev-parse HEAD) from a clean checkout."
+        )
+    lock = project_root / LOCK_FILE
+    info = {
+        "commit": commit,
+        "source_digest": source_digest(),
+        "lock_hash": sha256_file(lock) if lock.exists() else UNKNOWN,
+    }
+    target = project_root / BUILD_INFO
+    target.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return target
 
 
 def library_versions() -> dict[str, str]:
