@@ -194,3 +194,25 @@ def retraining_schedule(
         )
 
     return _schedule
+
+
+def audit_log_sensor() -> dg.SensorDefinition:
+    """Appends every finished run (lineage, check verdicts, reason) to the audit log.
+
+    On by default: it requests nothing and only reads the instance, and an audit trail that
+    must be switched on is one that will be missing when it is needed.
+    """
+    from lifecycle_pipeline.governance import sync_runs
+    from lifecycle_pipeline.lineage.audit import AuditLog
+
+    @dg.sensor(
+        name="audit_log_sensor",
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Appends finished runs to the hash-chained audit log.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+        added = sync_runs(context.instance, AuditLog())
+        return dg.SkipReason(f"{added} finished run(s) appended to the audit log")
+
+    return _sensor

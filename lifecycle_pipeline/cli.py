@@ -102,8 +102,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import importlib.util
-
+    from lifecycle_pipeline.cli_governance import score
+    from lifecycle_pipeline.package.runtime import InputError
     from lifecycle_pipeline.package.verify import opened, verify_package
 
     package = _package_path(args.package)
@@ -112,27 +112,18 @@ def _predict(args: argparse.Namespace) -> int:
         print(report.render(), file=sys.stderr)
         return 1
     with opened(package) as folder:
-        # Score with the package's own entry point: the code production runs.
-        spec = importlib.util.spec_from_file_location(
-            "lifecycle_package_predict", folder / "predict.py"
-        )
-        if spec is None or spec.loader is None:
-            print(f"{folder / 'predict.py'}: cannot be loaded", file=sys.stderr)
-            return 1
-        entry = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(entry)
+        # Scored by the package's own entry point: the code production runs.
         try:
-            frame = entry.read_table(Path(args.input))
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", entry.OutOfRangeWarning)
-                predictions = entry.predict(folder, frame, args.out_of_range)
-        except entry.InputError as exc:
+            predictions, warned = score(folder, Path(args.input), args.out_of_range)
+        except InputError as exc:
             print(f"{args.input}: invalid input: {exc}", file=sys.stderr)
             return 2
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
+    for message in warned:
+        print(f"warning: {message}", file=sys.stderr)
     if args.output:
-        entry.write_table(predictions, Path(args.output))
+        from lifecycle_pipeline.package.runtime import write_table
+
+        write_table(predictions, Path(args.output))
         print(f"{len(predictions)} prediction(s) written to {args.output}")
     else:
         predictions.to_csv(sys.stdout, float_format="%.17g", index_label="row")
@@ -272,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("--commit", required=True, help="full commit id of the clean checkout")
     info.set_defaults(handler=_build_info)
+    from lifecycle_pipeline.cli_governance import register
+
+    register(commands)
     return parser
 
 

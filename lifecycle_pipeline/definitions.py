@@ -15,10 +15,12 @@ from lifecycle_pipeline.assets.monitoring import drift_monitor
 from lifecycle_pipeline.assets.packaging import deployment_package
 from lifecycle_pipeline.assets.training import trained_model
 from lifecycle_pipeline.automation import (
+    audit_log_sensor,
     discovery_sensor,
     drift_retraining_sensor,
     retraining_schedule,
 )
+from lifecycle_pipeline.governance import production_model_spec
 from lifecycle_pipeline.partitions import DATA_VERSIONS, PRODUCTION_BATCHES
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.registry import DataRegistry
@@ -117,7 +119,7 @@ def build_definitions(
 ) -> dg.Definitions:
     """Definitions with the given resources; defaults resolve from the environment."""
     return dg.Definitions(
-        assets=ASSETS,
+        assets=[*ASSETS, production_model_spec()],
         jobs=[lifecycle_job, drift_job],
         sensors=[
             discovery_sensor(
@@ -127,6 +129,7 @@ def build_definitions(
                 "new_batch_sensor", drift_job, PRODUCTION_BATCHES, "batches", "production batches"
             ),
             drift_retraining_sensor(lifecycle_job),
+            audit_log_sensor(),
             # Documentation and packaging follow evaluation by declarative conditions; this
             # only ever runs downstream of work already done, so it is on by default, while
             # the sensors and schedule that start training are switched on deliberately.

@@ -63,5 +63,5 @@ def test_every_asset_is_described_owned_grouped_and_versioned() -> None:
         assert asset["has_code_version"], name
         assert asset["owners"] == ["team:ml-platform"], name
         assert asset["kinds"], name
-        expected = "production_batches" if name == "drift_monitor" else "data_versions"
-        assert asset["partitions"] == expected, name
+        expected = {"drift_monitor": "production_batches", "production_model": None}
+        assert asset["partitions"] == expected.get(name, "data_versions"), name

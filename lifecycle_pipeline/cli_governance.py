@@ -1,0 +1,246 @@
+"""The on-call and audit commands of `lifecycle`: reproduce, replay, promote, rollback, status,
+history and audit. Each prints what it decided and why; the exit status says it too."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lifecycle_pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+
+@contextmanager
+def _instance() -> Iterator[dg.DagsterInstance]:
+    import dagster as dg
+
+    from lifecycle_pipeline.demo import prepare_environment
+
+    prepare_environment(Settings.from_env())
+    with dg.DagsterInstance.get() as instance:
+        yield instance
+
+
+def _public_key(args: argparse.Namespace) -> Path:
+    from lifecycle_pipeline.resources.signing import PackageSigner
+
+    return Path(args.public_key) if args.public_key else PackageSigner().key_pair()[1]
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from lifecycle_pipeline.lineage.audit import AuditLog
+    from lifecycle_pipeline.reproduce import reproduce, save_report
+
+    with _instance() as instance:
+        report = reproduce(instance, args.version, args.run)
+    path = save_report(report, Path(args.output).parent if args.output else None)
+    if args.output:
+        path = path.rename(args.output)
+    AuditLog().append(
+        "reproduction", {**report.to_dict(), "report": str(path)}, version=args.version
+    )
+    print(report.render())
+    print(f"report: {path}")
+    return 0 if report.identical else 1
+
+
+def score(package: Path, rows: Path, out_of_range: str = "reject") -> tuple[Any, list[str]]:
+    """Predictions from the package's own entry point (the code production runs), warnings."""
+    import importlib.util
+    import warnings
+
+    from lifecycle_pipeline.package.runtime import InputError, PackageError
+
+    spec = importlib.util.spec_from_file_location(
+        "lifecycle_package_predict", package / "predict.py"
+    )
+    if spec is None or spec.loader is None:
+        raise PackageError(f"{package / 'predict.py'}: cannot be loaded")
+    entry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(entry)
+    try:
+        frame = entry.read_table(rows)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", entry.OutOfRangeWarning)
+            predictions = entry.predict(package, frame, out_of_range)
+    except entry.InputError as exc:  # the package's own class: re-raised as ours, same message
+        raise InputError(str(exc)) from None
+    return predictions, [str(w.message) for w in caught]
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from lifecycle_pipeline.lineage.audit import AuditLog
+    from lifecycle_pipeline.package.runtime import InputError, load_manifest
+    from lifecycle_pipeline.package.verify import opened, verify_package
+    from lifecycle_pipeline.reproduce import package_record
+
+    with _instance() as instance:
+        record = package_record(instance, args.version)
+    package = Path(str(record["artifact/uri"]))
+    report = verify_package(package, _public_key(args))
+    if not report.ok:
+        print(report.render(), file=sys.stderr)
+        print(f"replay refused: {args.version}'s package does not verify.", file=sys.stderr)
+        return 1
+    rows = Path(args.input)
+    with opened(package) as folder:
+        manifest = load_manifest(folder)
+        try:
+            predictions, warned = score(folder, rows, "warn")
+        except InputError as exc:
+            print(f"{rows}: invalid input: {exc}", file=sys.stderr)
+            return 2
+    lineage = manifest["lineage"]
+    digest = hashlib.sha256(rows.read_bytes()).hexdigest()
+    AuditLog().append(
+        "replay",
+        {
+            "package_sha256": record["artifact/sha256"],
+            "input_sha256": digest,
+            "rows": len(predictions),
+            # A few rows are one decision under investigation; a bulk replay keeps its digest.
+            "predictions": predictions.to_dict(orient="list") if len(predictions) <= 100 else None,
+            "predictions_sha256": hashlib.sha256(
+                predictions.to_csv(float_format="%.17g").encode()
+            ).hexdigest(),
+        },
+        version=args.version,
+    )
+    for message in warned:
+        print(f"warning: {message}", file=sys.stderr)
+    predictions.to_csv(sys.stdout, float_format="%.17g", index_label="row")
+    print(f"package   {package} (verified)")
+    print(f"sha256    {record['artifact/sha256']} (run {record['run_id']})")
+    print(f"model     fingerprint {manifest['model']['fingerprint']}")
+    print(f"data      md5 {lineage['data_md5']}")
+    print(f"code      commit {lineage['code']['commit']} (dirty: {lineage['code']['dirty']})")
+    print(f"config    {lineage['config_hash']}")
+    return 0
+
+
+def _governance_change(args: argparse.Namespace) -> int:
+    from lifecycle_pipeline import governance
+    from lifecycle_pipeline.lineage.audit import AuditLog
+
+    log = AuditLog()
+    with _instance() as instance:
+        if args.command == "promote":
+            change = governance.promote(
+                instance, log, args.version, args.approver, args.reason, _public_key(args)
+            )
+        else:
+            change = governance.rollback(
+                instance, log, args.approver, args.reason, _public_key(args), to=args.to
+            )
+    print(change.describe())
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from lifecycle_pipeline.governance import status_lines
+    from lifecycle_pipeline.lineage.audit import AuditLog
+
+    print("\n".join(status_lines(AuditLog())))
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from lifecycle_pipeline.governance import history, parse_time, serving_at, to_json
+    from lifecycle_pipeline.lineage.audit import AuditLog
+
+    log = AuditLog()
+    if args.at:
+        when = parse_time(args.at)
+        change = serving_at(log, when)
+        if change is None:
+            print(f"nothing was serving at {when.isoformat()}")
+            return 1
+        print(f"at {when.isoformat()}: {change.describe()}")
+        return 0
+    changes = history(log)
+    if args.json:
+        print(to_json(changes))
+    else:
+        print("\n".join(c.describe() for c in changes) or "no promotions yet")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from lifecycle_pipeline.lineage.audit import AuditLog
+
+    log = AuditLog()
+    if args.action == "verify":
+        report = log.verify()
+        print(report.render(), file=sys.stdout if report.ok else sys.stderr)
+        return 0 if report.ok else 1
+    if args.action == "sync":
+        from lifecycle_pipeline.governance import sync_runs
+
+        with _instance() as instance:
+            print(f"{sync_runs(instance, log)} run(s) added to {log.path}")
+        return 0
+    from lifecycle_pipeline.audit_export import export
+
+    if not args.version:
+        print("lifecycle audit export: --version is required", file=sys.stderr)
+        return 2
+    stamp = datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+    output = Path(args.output or Settings.from_env().home / "exports" / f"{args.version}-{stamp}")
+    with _instance() as instance:
+        page = export(instance, log, args.version, output)
+    print(json.dumps({"bundle": str(output), "html": str(page)}))
+    return 0
+
+
+def register(commands: Any) -> None:
+    """Add the on-call and governance subcommands to the `lifecycle` parser."""
+    key_help = "trusted PEM public key (default: the configured one)"
+    reproduce = commands.add_parser(
+        "reproduce", help="Re-materialize a recorded version and compare its lineage tuple."
+    )
+    reproduce.add_argument("version", help="data version (partition key)")
+    reproduce.add_argument("--run", help="the run that trained it (default: the newest)")
+    reproduce.add_argument("--output", help="report JSON path (default: .lifecycle/reproductions)")
+    reproduce.set_defaults(handler=_reproduce)
+
+    replay = commands.add_parser(
+        "replay", help="Predict with a version's exact, verified package (one past decision)."
+    )
+    replay.add_argument("version", help="data version (partition key)")
+    replay.add_argument("--input", required=True, help="CSV or Parquet rows to replay")
+    replay.add_argument("--public-key", help=key_help)
+    replay.set_defaults(handler=_replay)
+
+    for name, text in (("promote", "Promote a version to production."),
+                       ("rollback", "Roll production back.")):  # fmt: skip
+        change = commands.add_parser(name, help=text)
+        if name == "promote":
+            change.add_argument("version", help="data version (partition key)")
+        else:
+            change.add_argument("--to", help="version to restore (default: the previous one)")
+        change.add_argument("--approver", required=True, help="who approves (name or id)")
+        change.add_argument("--reason", required=True, help="why, in words an auditor reads")
+        change.add_argument("--public-key", help=key_help)
+        change.set_defaults(handler=_governance_change)
+
+    commands.add_parser("status", help="Which version serves, since when, approved by whom.")\
+        .set_defaults(handler=_status)  # fmt: skip
+    history = commands.add_parser("history", help="Promotions and rollbacks, or who served at T.")
+    history.add_argument("--at", help="ISO 8601 time: which version was serving then")
+    history.add_argument("--json", action="store_true", help="machine-readable output")
+    history.set_defaults(handler=_history)
+
+    audit = commands.add_parser("audit", help="Verify, sync or export the audit trail.")
+    audit.add_argument("action", choices=["verify", "sync", "export"])
+    audit.add_argument("--version", help="export: the data version to bundle")
+    audit.add_argument("--output", help="export: a new folder (default: .lifecycle/exports)")
+    audit.set_defaults(handler=_audit)

@@ -1,0 +1,371 @@
+"""Governance: which model serves, who approved it and why; promote and roll back with evidence.
+
+The production record is the audit log (tamper-evident); every change is also reported to
+Dagster as a materialization of the ``production_model`` asset, so the UI shows the same
+history beside the lineage. A version is promotable only when the exact package and the exact
+upstream materializations it was built from passed every blocking check and the package
+verifies now, against the configured public key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster._core.events import DagsterEventType
+
+from lifecycle_pipeline.assets.common import OWNERS, code_version
+from lifecycle_pipeline.lineage.audit import AuditLog, Record
+from lifecycle_pipeline.lineage.query import check_results, latest
+from lifecycle_pipeline.lineage.trace import Materialization, trace
+from lifecycle_pipeline.partitions import validate_partition_key
+from lifecycle_pipeline.resources.artifact_store import SHA_KEY, URI_KEY
+
+PRODUCTION_ASSET = "production_model"
+CHANGES = ("promotion", "rollback")
+FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+
+
+class GovernanceError(RuntimeError):
+    """A promotion or rollback is refused; the message lists what is missing."""
+
+
+def production_model_spec() -> dg.AssetSpec:
+    import sys
+
+    return dg.AssetSpec(
+        PRODUCTION_ASSET,
+        deps=["deployment_package"],
+        group_name="governance",
+        kinds={"governance"},
+        owners=OWNERS,
+        tags={"lifecycle/stage": "8-governance"},
+        code_version=code_version(sys.modules[__name__]),
+        description="The model serving in production. Each materialization is a promotion or "
+        "rollback by `lifecycle promote|rollback`: version, package digest, approver, reason.",
+    )
+
+
+def _plain(value: Any) -> Any:
+    """Metadata values as JSON-safe data (tables and schemas as their repr)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return repr(value)
+
+
+def run_record(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dict[str, Any]:
+    """A finished run as audit evidence: what it made, with lineage, and every check verdict."""
+    materializations = []
+    for entry in instance.get_records_for_run(
+        run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
+    ).records:
+        found = Materialization.from_record(entry)
+        materializations.append(
+            {
+                "asset": found.asset,
+                "partition": found.partition,
+                "storage_id": found.storage_id,
+                "metadata": _plain(found.metadata),
+            }
+        )
+    checks = [
+        {"check": name, "passed": outcome.passed, "description": outcome.description}
+        for name, outcome in sorted(check_results(instance, run.run_id).items())
+    ]
+    stats = instance.get_run_record_by_id(run.run_id)
+    return {
+        "run_id": run.run_id,
+        "job": run.job_name,
+        "status": run.status.value,
+        "tags": {k: v for k, v in run.tags.items() if k.startswith(("lifecycle/", "dagster/p"))},
+        "ended": stats.end_time if stats else None,
+        "materializations": materializations,
+        "checks": checks,
+    }
+
+
+def sync_runs(instance: dg.DagsterInstance, log: AuditLog) -> int:
+    """Append every finished run the log does not hold yet, oldest first; return how many."""
+    recorded = {r.data["run_id"] for r in log.records() if r.kind == "run"}
+    pending = [
+        run
+        for run in instance.get_runs(filters=dg.RunsFilter(statuses=list(FINISHED)))
+        if run.run_id not in recorded
+    ]
+    records = [(instance.get_run_record_by_id(run.run_id), run) for run in pending]
+    records.sort(key=lambda pair: (pair[0].end_time or 0.0) if pair[0] else 0.0)
+    for _, run in records:
+        log.append("run", run_record(instance, run), version=run.tags.get("dagster/partition"))
+    return len(records)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A version's package and the exact lineage behind it, with what blocks promoting it."""
+
+    version: str
+    package_uri: str
+    package_sha256: str
+    fingerprint: str
+    data_md5: str
+    commit: str
+    lineage: dict[str, Materialization]
+    missing: list[str]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "package_uri": self.package_uri,
+            "package_sha256": self.package_sha256,
+            "fingerprint": self.fingerprint,
+            "data_md5": self.data_md5,
+            "code_commit": self.commit,
+            "runs": {asset: m.run_id for asset, m in sorted(self.lineage.items())},
+        }
+
+
+def blocking_checks() -> dict[str, list[str]]:
+    """Blocking check names per lifecycle asset, from the definitions (never a copied list)."""
+    from lifecycle_pipeline.definitions import LIFECYCLE_ASSETS
+
+    found: dict[str, list[str]] = {}
+    for assets_def in LIFECYCLE_ASSETS:
+        for spec in assets_def.check_specs:
+            if spec.blocking:
+                found.setdefault(spec.asset_key.to_user_string(), []).append(spec.name)
+    return found
+
+
+def candidate(instance: dg.DagsterInstance, version: str, public_key: Path) -> Candidate:
+    """The newest package of ``version`` and everything that must hold to promote it."""
+    from lifecycle_pipeline.package.verify import verify_package
+
+    validate_partition_key(version)
+    record = latest(instance, "deployment_package", version)
+    if record is None:
+        raise GovernanceError(
+            f"{version!r} has no deployment_package in this instance; materialize the "
+            f"lifecycle job for it first (it packages only a model that passed its gates)."
+        )
+    lineage = trace(instance, Materialization.from_record(record))
+    missing: list[str] = []
+    for asset, names in sorted(blocking_checks().items()):
+        made = lineage.get(asset)
+        if made is None:
+            missing.append(f"{asset}: not in the package's recorded lineage")
+            continue
+        verdicts = check_results(instance, made.run_id)
+        for name in names:
+            outcome = verdicts.get(f"{asset}:{name}")
+            if outcome is None:
+                missing.append(f"{asset}:{name}: never evaluated (run {made.run_id})")
+            elif not outcome.passed:
+                first = outcome.description.splitlines()[0] if outcome.description else ""
+                missing.append(f"{asset}:{name}: FAILED in run {made.run_id}: {first}")
+    package = lineage["deployment_package"]
+    uri = str(package.metadata[URI_KEY])
+    report = verify_package(Path(uri), public_key)
+    if not report.ok:
+        missing += [f"package does not verify: {p}" for p in report.problems]
+    model = lineage.get("trained_model")
+    data = lineage.get("data_snapshot")
+    return Candidate(
+        version=version,
+        package_uri=uri,
+        package_sha256=str(package.metadata[SHA_KEY]),
+        fingerprint=str(package.metadata.get("model/fingerprint", "")),
+        data_md5=str(data.metadata.get("dvc/md5", "")) if data else "",
+        commit=str(model.metadata.get("code/commit", "")) if model else "",
+        lineage=lineage,
+        missing=missing,
+    )
+
+
+@dataclass(frozen=True)
+class Change:
+    """One promotion or rollback, read back from the audit log."""
+
+    action: str
+    version: str
+    time: datetime
+    approver: str
+    reason: str
+    previous: str | None
+    package_sha256: str
+    fingerprint: str
+    seq: int
+
+    @classmethod
+    def from_record(cls, record: Record) -> Change:
+        data = record.data
+        return cls(
+            action=record.kind,
+            version=str(record.version),
+            time=record.when,
+            approver=str(data["approver"]),
+            reason=str(data["reason"]),
+            previous=data.get("previous"),
+            package_sha256=str(data["package_sha256"]),
+            fingerprint=str(data["fingerprint"]),
+            seq=record.seq,
+        )
+
+    def describe(self) -> str:
+        return (
+            f"{self.time.isoformat(timespec='seconds')}  {self.action:<9}  {self.version}  "
+            f"by {self.approver}: {self.reason}  (package {self.package_sha256[:12]}, "
+            f"model {self.fingerprint[:16]}, replaced {self.previous or '-'})"
+        )
+
+
+def history(log: AuditLog) -> list[Change]:
+    return [Change.from_record(r) for r in log.records() if r.kind in CHANGES]
+
+
+def serving_at(log: AuditLog, when: datetime) -> Change | None:
+    """The change in force at ``when`` (None before the first promotion)."""
+    current = None
+    for change in history(log):
+        if change.time <= when:
+            current = change
+    return current
+
+
+def _change(
+    instance: dg.DagsterInstance,
+    log: AuditLog,
+    action: str,
+    chosen: Candidate,
+    approver: str,
+    reason: str,
+) -> Change:
+    if not approver.strip() or not reason.strip():
+        raise GovernanceError(f"{action} needs an approver and a reason (--approver, --reason).")
+    if chosen.missing:
+        raise GovernanceError(
+            f"{action} of {chosen.version} refused; missing:\n  - " + "\n  - ".join(chosen.missing)
+        )
+    sync_runs(instance, log)  # the evidence the decision rests on is in the log before it
+    current = serving_at(log, datetime.now(tz=UTC))
+    data = {
+        **chosen.summary(),
+        "approver": approver,
+        "reason": reason,
+        "previous": current.version if current else None,
+        "previous_package_sha256": current.package_sha256 if current else None,
+    }
+    record = log.append(action, data, version=chosen.version)
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=PRODUCTION_ASSET,
+            description=f"{action} of {chosen.version} by {approver}: {reason}",
+            metadata={
+                "action": action,
+                "version": chosen.version,
+                "approver": approver,
+                "reason": reason,
+                "previous": data["previous"] or "",
+                "package/uri": dg.MetadataValue.path(chosen.package_uri),
+                "package/sha256": chosen.package_sha256,
+                "model/fingerprint": chosen.fingerprint,
+                "dvc/md5": chosen.data_md5,
+                "code/commit": chosen.commit,
+                "audit/seq": record.seq,
+                "audit/hash": record.hash,
+                "lineage": dg.MetadataValue.json(chosen.summary()["runs"]),
+            },
+        )
+    )
+    return Change.from_record(record)
+
+
+def promote(
+    instance: dg.DagsterInstance,
+    log: AuditLog,
+    version: str,
+    approver: str,
+    reason: str,
+    public_key: Path,
+) -> Change:
+    return _change(
+        instance, log, "promotion", candidate(instance, version, public_key), approver, reason
+    )
+
+
+def rollback(
+    instance: dg.DagsterInstance,
+    log: AuditLog,
+    approver: str,
+    reason: str,
+    public_key: Path,
+    to: str | None = None,
+) -> Change:
+    """Back to ``to``, or to the version that served before the current one.
+
+    The target's package must still verify and still be the very artifact that served before
+    (same digest); a partition re-trained since then is not silently substituted.
+    """
+    changes = history(log)
+    if not changes:
+        raise GovernanceError("nothing has been promoted yet, so there is nothing to roll back.")
+    current = changes[-1]
+    expected_sha: str | None
+    if to is None:
+        earlier = [c for c in changes if c.version != current.version]
+        if not earlier:
+            raise GovernanceError(
+                f"{current.version} is the only version ever promoted; name one with --to."
+            )
+        target_version, expected_sha = earlier[-1].version, earlier[-1].package_sha256
+    else:
+        target_version = validate_partition_key(to)
+        served = [c for c in changes if c.version == to]
+        expected_sha = served[-1].package_sha256 if served else None
+    if target_version == current.version:
+        raise GovernanceError(f"{target_version} is already serving.")
+    chosen = candidate(instance, target_version, public_key)
+    if expected_sha and chosen.package_sha256 != expected_sha:
+        stale = (
+            f"{target_version}'s newest package {chosen.package_sha256[:12]} is not the one "
+            f"that served before ({expected_sha[:12]}); promote it explicitly instead"
+        )
+        chosen = dataclasses.replace(chosen, missing=[*chosen.missing, stale])
+    return _change(instance, log, "rollback", chosen, approver, reason)
+
+
+def status_lines(log: AuditLog) -> list[str]:
+    current = serving_at(log, datetime.now(tz=UTC))
+    if current is None:
+        return ["no model has been promoted to production yet"]
+    return [
+        f"serving   {current.version} since {current.time.isoformat(timespec='seconds')}",
+        f"by        {current.approver} ({current.action}): {current.reason}",
+        f"package   sha256 {current.package_sha256}",
+        f"model     fingerprint {current.fingerprint}",
+    ]
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time; without a zone it means UTC."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise GovernanceError(
+            f"--at {text!r} is not an ISO 8601 time, e.g. 2026-11-26T09:30:00Z"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def to_json(changes: list[Change]) -> str:
+    return json.dumps(
+        [{**c.__dict__, "time": c.time.isoformat()} for c in changes], indent=2, sort_keys=True
+    )

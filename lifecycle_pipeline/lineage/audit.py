@@ -1,0 +1,238 @@
+"""The audit trail: an append-only, hash-chained and keyed log of lifecycle events.
+
+Each record holds its position, the previous record's hash, its own hash over all of that, and
+an HMAC of the hash under the audit key. The chain makes an edited, deleted, reordered or
+inserted record visible at its position; the HMAC makes a record forged by someone who can
+write the file but does not hold the key visible too (a plain hash chain can be recomputed
+by anyone). Dagster's event log holds the same facts for the UI; this file is the evidence.
+
+Writers serialize on an exclusive ``flock`` and fsync every record, so concurrent processes
+on one host (or on a shared POSIX file system with working locks) extend one chain. A crash
+mid-write leaves at most a torn last line, which verification reports; it is never skipped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lifecycle_pipeline.lineage.hashing import canonical_json, sha256_bytes
+from lifecycle_pipeline.settings import Settings
+
+GENESIS = "0" * 64
+KINDS = (
+    "run",  # a finished Dagster run: materializations with lineage, check verdicts, reason
+    "promotion",
+    "rollback",
+    "reproduction",
+    "replay",
+)
+
+
+class AuditError(RuntimeError):
+    """The audit log or its key is missing, unreadable or does not verify."""
+
+
+def audit_path(environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    configured = env.get("LIFECYCLE_AUDIT_LOG")
+    return Path(configured) if configured else Settings.from_env(env).home / "audit" / "log.jsonl"
+
+
+def _key_path() -> Path:
+    configured = os.environ.get("LIFECYCLE_AUDIT_KEY")
+    return Path(configured) if configured else Settings.from_env().home / "keys" / "audit.key"
+
+
+def audit_key(create: bool = True) -> bytes:
+    """The HMAC key (``LIFECYCLE_AUDIT_KEY``, a file path), or a dev key made once (0600)."""
+    path = _key_path()
+    if path.is_file():
+        return path.read_bytes().strip()
+    if not create or os.environ.get("LIFECYCLE_AUDIT_KEY"):
+        raise AuditError(
+            f"audit key {path} not found; set LIFECYCLE_AUDIT_KEY to the team's key file."
+        )
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    staging = Path(tempfile.mkdtemp(prefix=".audit-key-", dir=path.parent))
+    candidate = staging / path.name
+    descriptor = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_hex(32))
+    try:
+        os.link(candidate, path)  # fails if another process created the key first
+    except FileExistsError:
+        pass
+    finally:
+        shutil.rmtree(staging)
+    return path.read_bytes().strip()
+
+
+def _digest(record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k not in ("hash", "mac")}
+    return sha256_bytes(canonical_json(body))
+
+
+def _mac(key: bytes, digest: str) -> str:
+    return hmac.new(key, digest.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Record:
+    seq: int
+    time: str
+    kind: str
+    version: str | None
+    data: dict[str, Any]
+    prev: str
+    hash: str
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Record:
+        return cls(
+            seq=int(raw["seq"]),
+            time=str(raw["time"]),
+            kind=str(raw["kind"]),
+            version=raw.get("version"),
+            data=dict(raw["data"]),
+            prev=str(raw["prev"]),
+            hash=str(raw["hash"]),
+        )
+
+    @property
+    def when(self) -> datetime:
+        return datetime.fromisoformat(self.time)
+
+
+@dataclass
+class VerifyReport:
+    path: str
+    records: int = 0
+    problems: list[str] = field(default_factory=list)
+    head: str = GENESIS
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def render(self) -> str:
+        if self.ok:
+            return f"{self.path}: {self.records} record(s) verify; head {self.head[:16]}"
+        lines = [f"{self.path}: NOT VERIFIED ({len(self.problems)} problem(s))"]
+        return "\n".join(lines + [f"  {p}" for p in self.problems])
+
+
+class AuditLog:
+    """One audit log file; cheap to construct, every call re-reads the file."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or audit_path()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with (self.path.parent / f".{self.path.name}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _lines(self) -> list[bytes]:
+        if not self.path.exists():
+            return []
+        return self.path.read_bytes().split(b"\n")
+
+    def append(
+        self, kind: str, data: dict[str, Any], version: str | None = None, when: str | None = None
+    ) -> Record:
+        """Append one record, chained to the current head; refuse to extend a broken log."""
+        if kind not in KINDS:
+            raise AuditError(f"unknown audit record kind {kind!r}; one of {', '.join(KINDS)}")
+        key = audit_key()
+        with self._locked():
+            report = self._verify(key)
+            if not report.ok:
+                raise AuditError(
+                    "refusing to append to an audit log that does not verify:\n" + report.render()
+                )
+            raw: dict[str, Any] = {
+                "seq": report.records,
+                "time": when or datetime.now(tz=UTC).isoformat(timespec="microseconds"),
+                "kind": kind,
+                "version": version,
+                "data": data,
+                "prev": report.head,
+            }
+            raw["hash"] = _digest(raw)
+            raw["mac"] = _mac(key, raw["hash"])
+            line = canonical_json(raw) + b"\n"
+            with self.path.open("ab") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+            return Record.from_dict(raw)
+
+    def verify(self) -> VerifyReport:
+        return self._verify(audit_key(create=False) if self.path.exists() else b"")
+
+    def _verify(self, key: bytes) -> VerifyReport:
+        report = VerifyReport(path=str(self.path))
+        lines = self._lines()
+        if lines and lines[-1] == b"":
+            lines.pop()
+        elif lines:
+            report.problems.append(
+                f"record {len(lines) - 1}: torn (no line end): a write was interrupted; "
+                "move the log aside and restore it from backup, do not edit it"
+            )
+            lines.pop()
+        for position, line in enumerate(lines):
+            where = f"record {position} (line {position + 1})"
+            try:
+                raw = json.loads(line)
+                record = Record.from_dict(raw)
+                mac = str(raw["mac"])
+            except (ValueError, KeyError, TypeError) as exc:
+                report.problems.append(f"{where}: unreadable ({exc})")
+                return report
+            if record.seq != position:
+                report.problems.append(
+                    f"{where}: position says {record.seq}; records were deleted, inserted or "
+                    "reordered here"
+                )
+            if record.prev != report.head:
+                report.problems.append(
+                    f"{where}: does not chain to the record before it (prev {record.prev[:16]} "
+                    f"!= {report.head[:16]})"
+                )
+            if _digest(raw) != record.hash:
+                report.problems.append(f"{where}: content was edited (hash does not match)")
+            elif not hmac.compare_digest(_mac(key, record.hash), mac):
+                report.problems.append(
+                    f"{where}: not written with the audit key (forged or re-hashed)"
+                )
+            report.head = record.hash
+            report.records = position + 1
+        return report
+
+    def records(self, verify: bool = True) -> list[Record]:
+        """Every record, oldest first; by default only from a log that verifies."""
+        if verify:
+            report = self.verify()
+            if not report.ok:
+                raise AuditError(report.render())
+        lines = [line for line in self._lines() if line]
+        return [Record.from_dict(json.loads(line)) for line in lines]
