@@ -19,7 +19,7 @@ import dagster as dg
 import jinja2
 from upath import UPath
 
-from lifecycle_pipeline.governance import CHANGES, _plain, sync_runs
+from lifecycle_pipeline.governance import CHANGES, jsonable, sync_runs
 from lifecycle_pipeline.lineage.audit import AuditError, AuditLog
 from lifecycle_pipeline.lineage.query import check_results, latest
 from lifecycle_pipeline.lineage.trace import Materialization, trace
@@ -56,9 +56,9 @@ def collect(instance: dg.DagsterInstance, log: AuditLog, version: str) -> dict[s
                 "run_id": made.run_id,
                 "storage_id": made.storage_id,
                 "when": made.when,
-                "metadata": _plain(made.metadata),
+                "metadata": jsonable(made.metadata),
             }
-            for made in sorted(lineage.values(), key=lambda m: m.storage_id)
+            for made in sorted(lineage.values(), key=lambda m: m.timestamp)
         },
         "checks": dict(sorted(checks.items())),
         "deployment_history": [

@@ -21,7 +21,7 @@ from dagster._core.events import DagsterEventType
 
 from lifecycle_pipeline.assets.common import OWNERS, code_version
 from lifecycle_pipeline.lineage.audit import AuditLog, Record
-from lifecycle_pipeline.lineage.query import check_results, latest
+from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
 from lifecycle_pipeline.lineage.trace import Materialization, trace
 from lifecycle_pipeline.partitions import validate_partition_key
 from lifecycle_pipeline.resources.artifact_store import SHA_KEY, URI_KEY
@@ -51,14 +51,14 @@ def production_model_spec() -> dg.AssetSpec:
     )
 
 
-def _plain(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Metadata values as JSON-safe data (tables and schemas as their repr)."""
     if value is None or isinstance(value, str | int | float | bool):
         return value
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+    if type(value) is dict:
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if type(value) in (list, tuple):  # exact types: Dagster's records subclass tuple
+        return [jsonable(v) for v in value]
     return repr(value)
 
 
@@ -74,7 +74,7 @@ def run_record(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dict[str, An
                 "asset": found.asset,
                 "partition": found.partition,
                 "storage_id": found.storage_id,
-                "metadata": _plain(found.metadata),
+                "metadata": jsonable(found.metadata),
             }
         )
     checks = [
@@ -171,6 +171,24 @@ def candidate(instance: dg.DagsterInstance, version: str, public_key: Path) -> C
             elif not outcome.passed:
                 first = outcome.description.splitlines()[0] if outcome.description else ""
                 missing.append(f"{asset}:{name}: FAILED in run {made.run_id}: {first}")
+        newest = latest(instance, asset, version)
+        # Identity, not storage ids: SQLite numbers a run's events apart from its index.
+        if newest is not None and (
+            newest.run_id != made.run_id
+            or metadata_values(newest).get(SHA_KEY) != made.metadata.get(SHA_KEY)
+        ):
+            # Re-materialized after packaging (e.g. re-evaluated under stricter gates): the
+            # package no longer stands for the version's current evidence.
+            failed = [
+                f"{check}: FAILED in run {newest.run_id}, newer than the package: "
+                + (outcome.description.splitlines() or [""])[0]
+                for check, outcome in sorted(check_results(instance, newest.run_id).items())
+                if check.startswith(f"{asset}:") and not outcome.passed
+            ]
+            missing += failed or [
+                f"{asset} was re-materialized in run {newest.run_id} after this package was "
+                "built; materialize deployment_package again to promote what is current"
+            ]
     package = lineage["deployment_package"]
     uri = str(package.metadata[URI_KEY])
     report = verify_package(Path(uri), public_key)

@@ -97,7 +97,7 @@ def _report(done: subprocess.CompletedProcess[str]) -> dict[str, object]:
 
 
 def _elements(report: dict[str, object]) -> dict[str, dict[str, object]]:
-    return {e["name"]: e for e in report["elements"]}  # type: ignore[attr-defined, index]
+    return {e["name"]: e for e in report["elements"]}  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module")

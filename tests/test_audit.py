@@ -1,0 +1,172 @@
+"""The audit log: every kind of tampering is detected and named by position."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from lifecycle_pipeline.cli import main
+from lifecycle_pipeline.lineage.audit import AuditError, AuditLog
+from lifecycle_pipeline.lineage.hashing import canonical_json, sha256_bytes
+
+
+@pytest.fixture
+def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AuditLog:
+    monkeypatch.setenv("LIFECYCLE_AUDIT_LOG", str(tmp_path / "audit" / "log.jsonl"))
+    monkeypatch.setenv("LIFECYCLE_AUDIT_KEY", str(_key(tmp_path)))
+    audit = AuditLog()
+    for n in range(5):
+        audit.append("promotion", {"approver": f"person-{n}", "reason": "ok"}, version=f"v{n}")
+    return audit
+
+
+def _key(tmp_path: Path) -> Path:
+    key = tmp_path / "audit.key"
+    key.write_text("0" * 63 + "1")
+    key.chmod(0o600)
+    return key
+
+
+def _lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def _edit_field(lines: list[bytes]) -> list[bytes]:
+    lines[2] = lines[2].replace(b"person-2", b"person-X")
+    return lines
+
+
+def _delete(lines: list[bytes]) -> list[bytes]:
+    del lines[2]
+    return lines
+
+
+def _swap(lines: list[bytes]) -> list[bytes]:
+    lines[1], lines[2] = lines[2], lines[1]
+    return lines
+
+
+def _forge(lines: list[bytes]) -> list[bytes]:
+    """A well-formed record with the right position, chain and hash, but no key."""
+    last = json.loads(lines[-1])
+    forged = {
+        "seq": last["seq"] + 1,
+        "time": last["time"],
+        "kind": "promotion",
+        "version": "v-evil",
+        "data": {"approver": "nobody", "reason": "forged"},
+        "prev": last["hash"],
+    }
+    forged["hash"] = sha256_bytes(canonical_json(forged))
+    forged["mac"] = "0" * 64
+    return [*lines, canonical_json(forged) + b"\n"]
+
+
+def _rehash(lines: list[bytes]) -> list[bytes]:
+    """An edit whose hash is recomputed: the chain of later records and the MAC both break."""
+    record = json.loads(lines[3])
+    record["data"]["reason"] = "rewritten"
+    body = {k: v for k, v in record.items() if k not in ("hash", "mac")}
+    record["hash"] = sha256_bytes(canonical_json(body))
+    lines[3] = canonical_json(record) + b"\n"
+    return lines
+
+
+def _insert(lines: list[bytes]) -> list[bytes]:
+    return [*lines[:2], lines[1], *lines[2:]]
+
+
+def _torn(lines: list[bytes]) -> list[bytes]:
+    return [*lines[:-1], lines[-1][: len(lines[-1]) // 2]]
+
+
+TAMPERING: list[tuple[str, Callable[[list[bytes]], list[bytes]], str]] = [
+    ("edited field", _edit_field, "record 2 (line 3): content was edited"),
+    ("deleted record", _delete, "record 2 (line 3): position says 3"),
+    ("swapped records", _swap, "record 1 (line 2): position says 2"),
+    ("inserted record", _insert, "record 2 (line 3): position says 1"),
+    ("forged appended record", _forge, "record 5 (line 6): not written with the audit key"),
+    ("edited and re-hashed", _rehash, "record 3 (line 4): not written with the audit key"),
+    ("torn last record", _torn, "record 4: torn"),
+]
+
+
+def test_clean_log_verifies(log: AuditLog, capsys: pytest.CaptureFixture[str]) -> None:
+    report = log.verify()
+    assert report.ok and report.records == 5
+    assert [r.version for r in log.records()] == ["v0", "v1", "v2", "v3", "v4"]
+    assert main(["audit", "verify"]) == 0
+    assert "5 record(s) verify" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("case", "tamper", "expected"), TAMPERING, ids=[t[0] for t in TAMPERING])
+def test_tampering_is_detected_and_named(
+    log: AuditLog,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+    tamper: Callable[[list[bytes]], list[bytes]],
+    expected: str,
+) -> None:
+    log.path.write_bytes(b"".join(tamper(_lines(log.path))))
+    report = log.verify()
+    assert not report.ok, case
+    assert any(expected in problem for problem in report.problems), report.problems
+    assert main(["audit", "verify"]) == 1
+    assert expected in capsys.readouterr().err
+    before = log.path.read_bytes()
+    with pytest.raises(AuditError, match="refusing to append"):
+        log.append("promotion", {"approver": "a", "reason": "r"}, version="v9")
+    assert log.path.read_bytes() == before  # nothing is added on top of a broken log
+
+
+def test_another_key_does_not_verify(
+    log: AuditLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "other.key"
+    other.write_text("f" * 64)
+    monkeypatch.setenv("LIFECYCLE_AUDIT_KEY", str(other))
+    report = log.verify()
+    assert len(report.problems) == 5
+    assert "record 0 (line 1): not written with the audit key" in report.problems[0]
+
+
+def test_missing_key_is_a_clear_error(
+    log: AuditLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIFECYCLE_AUDIT_KEY", str(tmp_path / "absent.key"))
+    with pytest.raises(AuditError, match="set LIFECYCLE_AUDIT_KEY"):
+        log.verify()
+
+
+def test_concurrent_writers_extend_one_chain(log: AuditLog) -> None:
+    script = (
+        "import sys\n"
+        "from lifecycle_pipeline.lineage.audit import AuditLog\n"
+        "for n in range(20):\n"
+        "    AuditLog().append('replay', {'writer': sys.argv[1], 'n': n}, version='v')\n"
+    )
+    writers = [
+        subprocess.Popen([sys.executable, "-c", script, str(w)], env=dict(os.environ))
+        for w in range(4)
+    ]
+    assert all(w.wait(timeout=120) == 0 for w in writers)
+    report = log.verify()
+    assert report.ok, report.problems
+    assert report.records == 5 + 4 * 20
+    seen = [(r.data["writer"], r.data["n"]) for r in log.records() if r.kind == "replay"]
+    assert sorted(seen) == sorted((str(w), n) for w in range(4) for n in range(20))
+
+
+def test_dev_key_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LIFECYCLE_AUDIT_KEY", raising=False)
+    monkeypatch.setenv("LIFECYCLE_HOME", str(tmp_path / "home"))
+    AuditLog(tmp_path / "log.jsonl").append("replay", {"n": 1})
+    key = tmp_path / "home" / "keys" / "audit.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert len(key.read_text().strip()) == 64
