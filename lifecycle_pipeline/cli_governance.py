@@ -78,14 +78,24 @@ def score(package: Path, rows: Path, out_of_range: str = "reject") -> tuple[Any,
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from lifecycle_pipeline.governance import history
     from lifecycle_pipeline.lineage.audit import AuditLog
     from lifecycle_pipeline.package.runtime import InputError, load_manifest
     from lifecycle_pipeline.package.verify import opened, verify_package
     from lifecycle_pipeline.reproduce import package_record
 
-    with _instance() as instance:
-        record = package_record(instance, args.version)
-    package = Path(str(record["artifact/uri"]))
+    served = [c for c in history(AuditLog()) if c.version == args.version]
+    if served:  # the very package that served, even if the version was re-packaged since
+        package, sha, origin = (
+            Path(served[-1].package_uri),
+            served[-1].package_sha256,
+            f"{served[-1].action} #{served[-1].seq}",
+        )
+    else:
+        with _instance() as instance:
+            record = package_record(instance, args.version)
+        package, sha = Path(str(record["artifact/uri"])), str(record["artifact/sha256"])
+        origin = f"newest package, run {record['run_id']}; never promoted"
     report = verify_package(package, _public_key(args))
     if not report.ok:
         print(report.render(), file=sys.stderr)
@@ -104,7 +114,7 @@ def _replay(args: argparse.Namespace) -> int:
     AuditLog().append(
         "replay",
         {
-            "package_sha256": record["artifact/sha256"],
+            "package_sha256": sha,
             "input_sha256": digest,
             "rows": len(predictions),
             # A few rows are one decision under investigation; a bulk replay keeps its digest.
@@ -119,7 +129,7 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"warning: {message}", file=sys.stderr)
     predictions.to_csv(sys.stdout, float_format="%.17g", index_label="row")
     print(f"package   {package} (verified)")
-    print(f"sha256    {record['artifact/sha256']} (run {record['run_id']})")
+    print(f"sha256    {sha} ({origin})")
     print(f"model     fingerprint {manifest['model']['fingerprint']}")
     print(f"data      md5 {lineage['data_md5']}")
     print(f"code      commit {lineage['code']['commit']} (dirty: {lineage['code']['dirty']})")

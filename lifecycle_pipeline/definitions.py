@@ -68,7 +68,10 @@ def executor_from_env(env: Mapping[str, str] | None = None) -> dg.ExecutorDefini
         return dg.in_process_executor
     if kind == "multiprocess":
         limit = _int_env(env, "LIFECYCLE_MAX_CONCURRENT", 0)
-        return dg.multiprocess_executor.configured({"max_concurrent": limit})
+        # Steps fork from a server that imported the code location once, instead of each
+        # spawning a fresh interpreter that imports Dagster, scikit-learn and DVC again.
+        start = {"forkserver": {"preload_modules": ["lifecycle_pipeline.definitions"]}}
+        return dg.multiprocess_executor.configured({"max_concurrent": limit, "start_method": start})
     if kind == "dask":
         from lifecycle_pipeline.executors import dask_executor
 

@@ -219,6 +219,7 @@ class Change:
     reason: str
     previous: str | None
     package_sha256: str
+    package_uri: str
     fingerprint: str
     seq: int
 
@@ -233,6 +234,7 @@ class Change:
             reason=str(data["reason"]),
             previous=data.get("previous"),
             package_sha256=str(data["package_sha256"]),
+            package_uri=str(data["package_uri"]),
             fingerprint=str(data["fingerprint"]),
             seq=record.seq,
         )

@@ -107,17 +107,24 @@ class ReproductionReport:
         return data
 
     def render(self) -> str:
+        """Digests shortened to 20 characters for a terminal; the JSON report has them whole."""
         from lifecycle_pipeline.lineage.query import render_table
 
+        def short(value: Any) -> str:
+            text = str(value)
+            return text[:20] + "…" if len(text) > 21 else text
+
         rows: list[tuple[str, ...]] = [
-            (e.name, str(e.recorded), str(e.reproduced), "yes" if e.same else "NO")
+            (e.name, short(e.recorded), short(e.reproduced), "yes" if e.same else "NO")
             for e in self.elements
         ]
-        header = (
-            f"reproduction of {self.version} (run {self.run_id}) at commit {self.commit[:12]}, "
-            f"{self.method} code"
-            + (f" in worktree {self.workdir}" if self.method == "worktree" else "")
+        where = (
+            f"in worktree {self.workdir} (its own uv.lock)"
+            if self.method == "worktree"
+            else "with the current checkout"
         )
+        header = f"reproduction of {self.version} (run {self.run_id})"
+        header += f" at commit {self.commit[:12]}, {where}"
         table = render_table(("element", "recorded", "reproduced", "same"), rows)
         return f"{header}\n{table}\nverdict: {self.verdict}"
 

@@ -33,6 +33,11 @@ def test_executor_is_chosen_by_environment() -> None:
     assert executor_from_env({"LIFECYCLE_EXECUTOR": "multiprocess"}).name == "multiprocess"
     assert executor_from_env({"LIFECYCLE_EXECUTOR": "dask"}).name == "dask"
     assert executor_from_env({"LIFECYCLE_EXECUTOR": "k8s"}).name == "k8s"
+    for kind in ("multiprocess", "k8s"):  # the configured defaults are valid executor config
+        env = {"LIFECYCLE_EXECUTOR": kind, "LIFECYCLE_MAX_CONCURRENT": "3"}
+        job = build_definitions(executor=executor_from_env(env)).resolve_job_def("lifecycle")
+        resolved = dg.validate_run_config(job, {})["execution"]
+        assert resolved[kind]["max_concurrent"] == 3
     with pytest.raises(ValueError, match="'celery' is not an executor here; use one of"):
         executor_from_env({"LIFECYCLE_EXECUTOR": "celery"})
     with pytest.raises(ValueError, match="LIFECYCLE_MAX_CONCURRENT='two' must be a whole number"):

@@ -32,6 +32,7 @@ def test_antlr_runtime_is_the_override() -> None:
                 "model_card",
                 "deployment_package",
                 "drift_monitor",
+                "production_model",
             },
         ),
         ("key:features+1", {"features", "trained_model", "evaluation", "deployment_package"}),
