@@ -36,8 +36,20 @@ class GovernanceError(RuntimeError):
 
 
 def production_model_spec() -> dg.AssetSpec:
+    """An external asset: materialized by `lifecycle promote|rollback`, never by a run."""
+    import inspect
     import sys
+    import warnings
 
+    with warnings.catch_warnings():  # code references are a beta API, used on purpose
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        source = dg.CodeReferencesMetadataValue(
+            code_references=[
+                dg.LocalFileCodeReference(
+                    file_path=__file__, line_number=inspect.getsourcelines(_change)[1]
+                )
+            ]
+        )
     return dg.AssetSpec(
         PRODUCTION_ASSET,
         deps=["deployment_package"],
@@ -48,6 +60,7 @@ def production_model_spec() -> dg.AssetSpec:
         code_version=code_version(sys.modules[__name__]),
         description="The model serving in production. Each materialization is a promotion or "
         "rollback by `lifecycle promote|rollback`: version, package digest, approver, reason.",
+        metadata={"dagster/code_references": source},
     )
 
 

@@ -65,3 +65,12 @@ def test_every_asset_is_described_owned_grouped_and_versioned() -> None:
         assert asset["kinds"], name
         expected = {"drift_monitor": "production_batches", "production_model": None}
         assert asset["partitions"] == expected.get(name, "data_versions"), name
+
+
+def test_every_asset_links_to_its_source_in_the_ui() -> None:
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        references = graph.get(key).metadata["dagster/code_references"].code_references
+        source = Path(references[0].file_path)
+        assert source.is_file() and source.suffix == ".py", key
+        assert 0 < references[0].line_number <= len(source.read_text().splitlines()), key

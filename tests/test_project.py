@@ -12,6 +12,9 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT
 
+# One worker, in file order: the drift test reuses the instance the demo test populated.
+pytestmark = pytest.mark.xdist_group("project")
+
 
 def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(

@@ -1,0 +1,240 @@
+"""The Dagster UI answers lineage questions: a real browser against a real webserver.
+
+Chromium comes from the system (Debian's `chromium`, or LIFECYCLE_CHROMIUM); Playwright
+drives it headless. Without a browser these tests are skipped with the reason, except in CI
+(`CI=true`), where a missing browser is a failure: `.ci/run` installs one.
+Screenshots go to a temporary folder, or to docs/img/ with UPDATE_SCREENSHOTS=1 (the README
+shows those).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from lifecycle_pipeline.definitions import build_definitions
+from lifecycle_pipeline.lineage.query import latest, metadata_values
+from lifecycle_pipeline.resources.artifact_store import ArtifactStore
+from tests.conftest import PROJECT_ROOT, Pipeline, Registry
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui")]
+
+SNAPSHOT = PROJECT_ROOT / "tests" / "snapshots" / "asset_graph.json"
+
+
+def chromium() -> str | None:
+    configured = os.environ.get("LIFECYCLE_CHROMIUM")
+    if configured:
+        return configured if Path(configured).is_file() else None
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if found := shutil.which(name):
+            return found
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Served:
+    url: str
+    pipeline: Pipeline
+    shots: Path
+
+
+@pytest.fixture(scope="module")
+def served(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The demo's versions and batches in a real DAGSTER_HOME, shown by dagster-webserver."""
+    base = tmp_path_factory.mktemp("ui")
+    home = base / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    artifacts = base / "artifacts"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        defs = build_definitions(
+            registry=demo_registry.resource(), artifact_store=ArtifactStore(root=str(artifacts))
+        )
+        pipeline = Pipeline(defs=defs, instance=instance, artifacts=artifacts)
+        for key in ("data-v1", "data-v2"):
+            assert pipeline.run(key).success
+        for batch in ("batch-001", "batch-002"):
+            assert pipeline.drift(batch).success
+        port = _free_port()
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "LIFECYCLE_REGISTRY_URL": str(demo_registry.repo),
+            "LIFECYCLE_ARTIFACT_ROOT": str(artifacts),
+        }
+        log = (base / "webserver.log").open("wb")
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1",
+             "-p", str(port), "-w", str(PROJECT_ROOT / "workspace.yaml")],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/server_info", timeout=5):
+                        break
+                except OSError:
+                    assert server.poll() is None, (base / "webserver.log").read_text()
+                    assert time.monotonic() < deadline, "webserver did not start"
+                    time.sleep(1)
+            shots = (
+                PROJECT_ROOT / "docs" / "img"
+                if os.environ.get("UPDATE_SCREENSHOTS")
+                else base / "screenshots"
+            )
+            shots.mkdir(parents=True, exist_ok=True)
+            yield Served(url=url, pipeline=pipeline, shots=shots)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = chromium()
+    if executable is None:
+        reason = "no Chromium found (apt-get install chromium, or set LIFECYCLE_CHROMIUM)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"UI tests cannot run in CI: {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=["--no-sandbox"]
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(served: Served, browser: Any) -> Iterator[Any]:
+    """``served`` first: its pipeline runs must not happen inside Playwright's event loop."""
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()
+
+
+def _open(page: Any, served: Served, path: str) -> None:
+    page.goto(served.url + path)
+    # A fresh instance greets with a newsletter dialog; it covers the page until skipped.
+    skip = page.get_by_role("button", name="Skip")
+    with contextlib.suppress(Exception):  # no dialog: Playwright's TimeoutError
+        skip.click(timeout=4000)
+
+
+def _graph_edges(page: Any) -> set[str]:
+    """Distinct edge paths (arrows); a hovered node draws its edges a second time."""
+    paths = page.locator("svg path").evaluate_all(
+        "nodes => nodes.map(n => [n.getAttribute('d'), n.getAttribute('marker-end') || ''])"
+    )
+    return {d for d, marker in paths if marker.startswith("url(#arrow")}
+
+
+def test_asset_graph_shows_every_asset_and_edge(page: Any, served: Served) -> None:
+    expected = json.loads(SNAPSHOT.read_text())["assets"]
+    groups = sorted({asset["group"] for asset in expected.values()})
+    expanded = ",".join(f"global@global:{group}" for group in groups)  # every group open
+    _open(page, served, "/asset-groups?" + urllib.parse.urlencode({"expanded": expanded}))
+    for name in expected:
+        page.get_by_text(name, exact=True).last.wait_for()
+    edges = sum(len(asset["deps"]) for asset in expected.values())
+    deadline = time.monotonic() + 20
+    while len(_graph_edges(page)) != edges and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+    assert len(_graph_edges(page)) == edges
+    page.screenshot(path=str(served.shots / "asset-graph.png"))
+
+
+def test_partitions_view_lists_data_versions_with_status(page: Any, served: Served) -> None:
+    _open(page, served, "/assets/data_snapshot?view=partitions")
+    page.get_by_text("Materialized (2)").wait_for()
+    for key in ("data-v1", "data-v2"):
+        page.get_by_text(key, exact=True).first.wait_for()
+    assert page.get_by_text("Failed (0)").count() == 1
+
+
+def test_evaluation_page_shows_metrics_and_check_verdicts(page: Any, served: Served) -> None:
+    recorded = metadata_values(latest(served.pipeline.instance, "evaluation", "data-v2"))
+    _open(page, served, "/assets/evaluation")
+    for metric in ("metric/accuracy", "metric/roc_auc", "metric/f1", "metric/brier"):
+        row = page.locator("tr", has_text=metric).first
+        row.wait_for()
+        assert str(recorded[metric]) in row.inner_text()
+    page.screenshot(path=str(served.shots / "evaluation.png"))
+    _open(page, served, "/assets/evaluation?view=checks")
+    for gate in ("gate_roc_auc", "gate_f1", "gate_recall", "gate_brier"):
+        page.get_by_text(gate, exact=True).first.wait_for()
+    assert page.get_by_text("Succeeded", exact=True).count() >= 4
+    page.get_by_text("This is a blocking asset check.").wait_for()
+
+
+def test_model_card_markdown_is_rendered(page: Any, served: Served) -> None:
+    _open(page, served, "/assets/model_card")
+    row = page.locator("tr", has_text="model_card").filter(has_text="Show Markdown").first
+    row.get_by_text("[Show Markdown]").click()
+    dialog = page.get_by_role("dialog")
+    heading = dialog.get_by_role("heading", level=1)
+    heading.first.wait_for()
+    assert "Model card" in heading.first.inner_text()
+    sections = dialog.get_by_role("heading", level=2).all_inner_texts()
+    assert {"Model details", "Intended use", "Metrics"} <= {s.strip() for s in sections}
+    heading.first.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)  # the dialog fades in
+    page.screenshot(path=str(served.shots / "model-card.png"))
+
+
+def test_drift_report_link_and_share_plot(page: Any, served: Served) -> None:
+    recorded = metadata_values(latest(served.pipeline.instance, "drift_monitor", "batch-002"))
+    _open(page, served, "/assets/drift_monitor")
+    entry = page.locator("tr", has_text="artifact/entry").first
+    entry.wait_for()
+    assert str(recorded["artifact/entry"]) in entry.inner_text()
+    assert str(recorded["artifact/entry"]).endswith("report.html")
+    page.get_by_role("button", name="Plots").first.click()
+    title = page.get_by_text("drift/share", exact=True).first
+    title.scroll_into_view_if_needed()
+    # The chart is the one canvas in the smallest block around its title.
+    canvases = title.evaluate(
+        "el => { let n = el; while (n && !n.querySelector('canvas')) n = n.parentElement;"
+        " return n ? n.querySelectorAll('canvas').length : 0; }"
+    )
+    assert canvases == 1
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(served.shots / "drift.png"))
+
+
+def test_lineage_of_a_package_reaches_the_data_snapshot(page: Any, served: Served) -> None:
+    _open(
+        page, served, "/assets/deployment_package?view=lineage&lineageScope=upstream&lineageDepth=6"
+    )
+    upstream = ("model_card", "evaluation", "trained_model", "features", "data_snapshot")
+    for name in ("deployment_package", *upstream):
+        page.get_by_text(name, exact=True).last.wait_for()
+    page.screenshot(path=str(served.shots / "lineage.png"))
