@@ -238,3 +238,25 @@ def test_lineage_of_a_package_reaches_the_data_snapshot(page: Any, served: Serve
     for name in ("deployment_package", *upstream):
         page.get_by_text(name, exact=True).last.wait_for()
     page.screenshot(path=str(served.shots / "lineage.png"))
+
+
+def test_one_partition_is_followed_from_package_to_data_by_recorded_references(
+    page: Any, served: Served
+) -> None:
+    """What the README walks through: each stage's page names the exact upstream it used."""
+    instance = served.pipeline.instance
+    package = metadata_values(latest(instance, "deployment_package", "data-v1"))
+    _open(page, served, "/assets/deployment_package?view=partitions&partition=data-v1")
+    reference = page.locator("tr", has_text="upstream/trained_model").first
+    reference.wait_for()
+    for field in ("run_id", "sha256"):
+        assert str(package["upstream/trained_model"][field]) in reference.inner_text()
+    page.screenshot(path=str(served.shots / "package-partition.png"))
+    features = metadata_values(latest(instance, "features", "data-v1"))
+    snapshot = metadata_values(latest(instance, "data_snapshot", "data-v1"))
+    assert features["upstream/data_snapshot"]["sha256"] == snapshot["artifact/sha256"]
+    _open(page, served, "/assets/data_snapshot?view=partitions&partition=data-v1")
+    for key in ("dvc/md5", "git/commit"):
+        row = page.locator("tr", has_text=key).first
+        row.wait_for()
+        assert str(snapshot[key]) in row.inner_text()
