@@ -251,6 +251,7 @@ def test_one_partition_is_followed_from_package_to_data_by_recorded_references(
     reference.wait_for()
     for field in ("run_id", "sha256"):
         assert str(package["upstream/trained_model"][field]) in reference.inner_text()
+    page.locator("tr", has_text="upstream/evaluation").first.scroll_into_view_if_needed()
     page.screenshot(path=str(served.shots / "package-partition.png"))
     features = metadata_values(latest(instance, "features", "data-v1"))
     snapshot = metadata_values(latest(instance, "data_snapshot", "data-v1"))
