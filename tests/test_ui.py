@@ -187,6 +187,8 @@ def test_evaluation_page_shows_metrics_and_check_verdicts(page: Any, served: Ser
         row = page.locator("tr", has_text=metric).first
         row.wait_for()
         assert str(recorded[metric]) in row.inner_text()
+    page.get_by_text("Source code", exact=True).first.wait_for()  # the code reference
+    assert page.get_by_text("evaluation.py", exact=False).count() >= 1
     page.screenshot(path=str(served.shots / "evaluation.png"))
     _open(page, served, "/assets/evaluation?view=checks")
     for gate in ("gate_roc_auc", "gate_f1", "gate_recall", "gate_brier"):
