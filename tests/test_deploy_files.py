@@ -110,10 +110,14 @@ def test_helm_values_name_only_variables_the_code_reads_and_no_secret_values() -
     from dagster._utils.schedules import is_valid_cron_string
 
     assert is_valid_cron_string(env["LIFECYCLE_RETRAIN_CRON"])
-    # The signing key arrives as a mounted Secret at the path the variables name.
-    mount = deployment["volumeMounts"][0]["mountPath"]
-    assert env["LIFECYCLE_SIGNING_KEY"].startswith(mount + "/")
-    assert deployment["volumes"][0]["secret"]["secretName"]
+    # Keys arrive as a mounted Secret, the audit log on a shared volume, at the named paths.
+    mounts = {m["name"]: m["mountPath"] for m in deployment["volumeMounts"]}
+    volumes = {v["name"]: v for v in deployment["volumes"]}
+    for name in ("LIFECYCLE_SIGNING_KEY", "LIFECYCLE_SIGNING_PUBLIC_KEY", "LIFECYCLE_AUDIT_KEY"):
+        assert env[name].startswith(mounts["signing-key"] + "/"), name
+    assert volumes["signing-key"]["secret"]["secretName"]
+    assert env["LIFECYCLE_AUDIT_LOG"].startswith(mounts["audit"] + "/")
+    assert volumes["audit"]["persistentVolumeClaim"]["claimName"]
     assert deployment["envSecrets"]
 
 

@@ -35,7 +35,8 @@ class Governed:
     public_key: Path
 
 
-@pytest.fixture(scope="module")
+# Session scope: a module fixture is rebuilt whenever xdist interleaves another module.
+@pytest.fixture(scope="session")
 def governed(
     registry_module: Registry, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Governed]:
@@ -60,7 +61,7 @@ def governed(
         yield Governed(pipeline, home, PackageSigner().key_pair()[1])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def registry_module(
     demo_registry: Registry, sample_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Registry:

@@ -101,7 +101,7 @@ def _elements(report: dict[str, object]) -> dict[str, dict[str, object]]:
     return {e["name"]: e for e in report["elements"]}  # type: ignore[attr-defined]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def project(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Project:
     base = tmp_path_factory.mktemp("project")
     repo = base / "repo"
@@ -117,7 +117,7 @@ def project(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -
     return Project(repo=repo, registry=demo_registry, state=base / "state")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained_at_a(project: Project, tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("a") / "home"
     project.train(home)

@@ -60,7 +60,9 @@ class Served:
     shots: Path
 
 
-@pytest.fixture(scope="module")
+# Session scope: xdist may interleave other modules' tests, which would tear a module
+# fixture down and rebuild it; the browser stays module-scoped (see ``page``).
+@pytest.fixture(scope="session")
 def served(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """The demo's versions and batches in a real DAGSTER_HOME, shown by dagster-webserver."""
     base = tmp_path_factory.mktemp("ui")
