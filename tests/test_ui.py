@@ -115,26 +115,32 @@ def served(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) ->
             server.wait(timeout=60)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Skips (or, in CI, fails) before anything expensive is built."""
     executable = chromium()
     if executable is None:
         reason = "no Chromium found (apt-get install chromium, or set LIFECYCLE_CHROMIUM)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"UI tests cannot run in CI: {reason}")
         pytest.skip(reason)
+    return executable
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: str) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=["--no-sandbox"]
+            executable_path=chromium_path, headless=True, args=["--no-sandbox"]
         )
         yield launched
         launched.close()
 
 
 @pytest.fixture
-def page(served: Served, browser: Any) -> Iterator[Any]:
+def page(chromium_path: str, served: Served, browser: Any) -> Iterator[Any]:
     """``served`` first: its pipeline runs must not happen inside Playwright's event loop."""
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
     page = context.new_page()
