@@ -1,0 +1,126 @@
+"""Bad input where it enters: each case fails clearly, records nothing and touches nothing."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import hypothesis.extra.pandas as hpd
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lifecycle_pipeline import schema
+from lifecycle_pipeline.lineage.query import latest
+from tests.conftest import Pipeline, Registry, scratch_pipeline, tree_digest
+from tests.reliability.cases import DATA_FILES, PARTITION_KEYS, Fault, tag
+from tests.test_bad_versions import failure_text
+
+pytestmark = pytest.mark.xdist_group("bad_input")
+
+
+@pytest.fixture(scope="session")
+def bad_pipeline(
+    demo_registry: Registry, sample_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
+    """A registry with one tag per bad file, and data-v1 materialized as the earlier version."""
+    base = tmp_path_factory.mktemp("bad_input")
+    registry = Registry(repo=base / "registry", remote=base / "remote")
+    shutil.copytree(demo_registry.repo, registry.repo, symlinks=True)
+    shutil.copytree(demo_registry.remote, registry.remote)
+    (registry.repo / ".dvc" / "config.local").write_text(
+        f"['remote \"local\"']\n    url = {registry.remote}\n", encoding="utf-8"
+    )
+    reference = (sample_dir / "versions" / "data-v1" / "breast_cancer.csv").read_bytes()
+    for fault in DATA_FILES:
+        assert fault.make is not None
+        registry.publish(tag(fault), fault.make(reference))
+    (base / "pipeline").mkdir()
+    with scratch_pipeline(registry, base / "pipeline") as pipeline:
+        assert pipeline.run("data-v1").success
+        yield pipeline
+
+
+def _assert_fails_and_loses_nothing(pipeline: Pipeline, key: str, expected: str) -> None:
+    before = tree_digest(pipeline.artifacts)
+    result = pipeline.run(key)
+    assert not result.success
+    message = failure_text(result)
+    assert expected in message, message
+    assert [e.step_key for e in result.get_step_failure_events()] == ["data_snapshot"]
+    assert latest(pipeline.instance, "data_snapshot", key) is None
+    assert latest(pipeline.instance, "features", key) is None
+    assert tree_digest(pipeline.artifacts) == before  # earlier versions byte-identical
+    assert not list(pipeline.artifacts.rglob(".tmp-*"))
+
+
+@pytest.mark.parametrize("fault", DATA_FILES, ids=[f.name for f in DATA_FILES])
+def test_bad_data_file(bad_pipeline: Pipeline, fault: Fault) -> None:
+    _assert_fails_and_loses_nothing(bad_pipeline, tag(fault), fault.expected)
+
+
+@pytest.mark.parametrize("fault", PARTITION_KEYS, ids=[f.name for f in PARTITION_KEYS])
+def test_bad_partition_key(bad_pipeline: Pipeline, fault: Fault) -> None:
+    assert fault.key is not None
+    _assert_fails_and_loses_nothing(bad_pipeline, fault.key, fault.expected)
+
+
+def _valid_frame(sample_dir: Path) -> pd.DataFrame:
+    raw = (sample_dir / "versions" / "data-v1" / "breast_cancer.csv").read_bytes()
+    return schema.parse_csv(raw, source="reference").head(40)
+
+
+MUTATIONS = st.sampled_from(["drop", "nan", "inf", "text", "label", "empty"])
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    mutation=MUTATIONS,
+    column=st.sampled_from([*schema.FEATURES, schema.TARGET]),
+    row=st.integers(min_value=0, max_value=39),
+)
+def test_malformed_frames_are_refused_naming_the_column(
+    sample_dir: Path, mutation: str, column: str, row: int
+) -> None:
+    """Whatever goes wrong in whichever column and row, validation names it, never guesses."""
+    frame = _valid_frame(sample_dir)
+    if mutation == "drop":
+        frame = frame.drop(columns=[column])
+    elif mutation == "empty":
+        frame = frame.iloc[0:0]
+    else:
+        value: object = {"nan": np.nan, "inf": np.inf, "text": "n/a", "label": 7}[mutation]
+        if mutation == "label" and column != schema.TARGET:
+            value = np.inf
+        frame = frame.astype({column: object}) if mutation == "text" else frame
+        frame.loc[row, column] = value  # type: ignore[call-overload]
+    with pytest.raises(schema.DataValidationError) as error:
+        schema.validate_frame(frame, source="generated.csv")
+    message = str(error.value)
+    assert message.startswith("generated.csv: ")
+    assert mutation == "empty" or f"column '{column}'" in message
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    frame=hpd.data_frames(
+        columns=hpd.columns(["a", "mean_radius", "malignant"], dtype=float),
+        rows=st.tuples(st.floats(), st.floats(), st.floats()),
+    )
+)
+def test_arbitrary_frames_never_pass_or_crash(frame: pd.DataFrame) -> None:
+    """Frames lacking the contract's columns fail with the validation error, never another."""
+    with pytest.raises(schema.DataValidationError):
+        schema.validate_frame(frame, source="arbitrary.csv")
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    with pytest.raises(schema.DataValidationError):
+        schema.validate_frame(schema.parse_csv(buffer.getvalue().encode(), source="x"), source="x")
