@@ -98,7 +98,8 @@ def test_malformed_frames_are_refused_naming_the_column(
         value: object = {"nan": np.nan, "inf": np.inf, "text": "n/a", "label": 7}[mutation]
         if mutation == "label" and column != schema.TARGET:
             value = np.inf
-        frame = frame.astype({column: object}) if mutation == "text" else frame
+        # The column takes the bad value in a dtype that can hold it, as a file would give.
+        frame = frame.astype({column: object if mutation == "text" else "float64"})
         frame.loc[row, column] = value  # type: ignore[call-overload]
     with pytest.raises(schema.DataValidationError) as error:
         schema.validate_frame(frame, source="generated.csv")
