@@ -116,9 +116,11 @@ def sync_runs(instance: dg.DagsterInstance, log: AuditLog) -> int:
     ]
     records = [(instance.get_run_record_by_id(run.run_id), run) for run in pending]
     records.sort(key=lambda pair: (pair[0].end_time or 0.0) if pair[0] else 0.0)
+    added = 0
     for _, run in records:
-        log.append("run", run_record(instance, run), version=run.tags.get("dagster/partition"))
-    return len(records)
+        partition = run.tags.get("dagster/partition")
+        added += log.append_run_once("run", run_record(instance, run), partition) is not None
+    return added
 
 
 @dataclass(frozen=True)

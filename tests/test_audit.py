@@ -170,3 +170,11 @@ def test_dev_key_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     key = tmp_path / "home" / "keys" / "audit.key"
     assert key.stat().st_mode & 0o777 == 0o600
     assert len(key.read_text().strip()) == 64
+
+
+def test_a_run_is_recorded_once_even_when_synced_twice(log: AuditLog) -> None:
+    first = log.append_run_once("run", {"run_id": "r-1", "status": "SUCCESS"}, "v1")
+    again = log.append_run_once("run", {"run_id": "r-1", "status": "SUCCESS"}, "v1")
+    assert first is not None and again is None
+    assert [r.data["run_id"] for r in log.records() if r.kind == "run"] == ["r-1"]
+    assert log.verify().ok

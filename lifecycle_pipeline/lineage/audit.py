@@ -159,6 +159,27 @@ class AuditLog:
         self, kind: str, data: dict[str, Any], version: str | None = None, when: str | None = None
     ) -> Record:
         """Append one record, chained to the current head; refuse to extend a broken log."""
+        record = self._append(kind, data, version, when, once_per_run=False)
+        assert record is not None
+        return record
+
+    def append_run_once(
+        self, kind: str, data: dict[str, Any], version: str | None = None
+    ) -> Record | None:
+        """Append unless a record of ``kind`` already holds ``data["run_id"]`` (then None).
+
+        Decided under the lock, so a sensor and a command syncing at once record a run once.
+        """
+        return self._append(kind, data, version, None, once_per_run=True)
+
+    def _append(
+        self,
+        kind: str,
+        data: dict[str, Any],
+        version: str | None,
+        when: str | None,
+        once_per_run: bool,
+    ) -> Record | None:
         if kind not in KINDS:
             raise AuditError(f"unknown audit record kind {kind!r}; one of {', '.join(KINDS)}")
         key = audit_key()
@@ -168,6 +189,11 @@ class AuditLog:
                 raise AuditError(
                     "refusing to append to an audit log that does not verify:\n" + report.render()
                 )
+            if once_per_run and any(
+                r.kind == kind and r.data.get("run_id") == data["run_id"]
+                for r in self.records(verify=False)
+            ):
+                return None
             raw: dict[str, Any] = {
                 "seq": report.records,
                 "time": when or datetime.now(tz=UTC).isoformat(timespec="microseconds"),
