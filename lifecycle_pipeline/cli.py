@@ -63,11 +63,9 @@ def _registry(args: argparse.Namespace) -> int:
 
 
 def _public_key(args: argparse.Namespace) -> Path:
-    from lifecycle_pipeline.resources.signing import PackageSigner
+    from lifecycle_pipeline.resources.signing import trusted_public_key
 
-    if args.public_key:
-        return Path(args.public_key)
-    return PackageSigner().key_pair()[1]
+    return trusted_public_key(args.public_key)
 
 
 def _package_path(reference: str) -> Path:

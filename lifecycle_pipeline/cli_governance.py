@@ -31,9 +31,9 @@ def _instance() -> Iterator[dg.DagsterInstance]:
 
 
 def _public_key(args: argparse.Namespace) -> Path:
-    from lifecycle_pipeline.resources.signing import PackageSigner
+    from lifecycle_pipeline.resources.signing import trusted_public_key
 
-    return Path(args.public_key) if args.public_key else PackageSigner().key_pair()[1]
+    return trusted_public_key(args.public_key)
 
 
 def _reproduce(args: argparse.Namespace) -> int:

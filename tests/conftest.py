@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -94,17 +95,29 @@ def demo_registry(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return registry
 
 
-@pytest.fixture
-def registry_copy(demo_registry: Registry, tmp_path: Path) -> Registry:
-    """A private copy of the demo registry that a test may add or move tags in."""
-    copy = Registry(repo=tmp_path / "registry", remote=tmp_path / "remote")
-    shutil.copytree(demo_registry.repo, copy.repo, symlinks=True)
-    shutil.copytree(demo_registry.remote, copy.remote)
+def copy_registry(source: Registry, base: Path) -> Registry:
+    """A private copy of a registry (repository and remote) under ``base``."""
+    copy = Registry(repo=base / "registry", remote=base / "remote")
+    shutil.copytree(source.repo, copy.repo, symlinks=True)
+    shutil.copytree(source.remote, copy.remote)
     # config.local (git-ignored) points pushes from the copy at the copy's own remote.
     (copy.repo / ".dvc" / "config.local").write_text(
         f"['remote \"local\"']\n    url = {copy.remote}\n", encoding="utf-8"
     )
     return copy
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def registry_copy(demo_registry: Registry, tmp_path: Path) -> Registry:
+    """A private copy of the demo registry that a test may add or move tags in."""
+    return copy_registry(demo_registry, tmp_path)
 
 
 @pytest.fixture

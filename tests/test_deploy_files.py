@@ -7,13 +7,13 @@ copies, the lock it installs, the build information it writes and the command it
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,13 +26,14 @@ import yaml
 
 from lifecycle_pipeline.definitions import executor_from_env
 from lifecycle_pipeline.lineage.environment import BUILD_INFO, code_state, write_build_info
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, free_port
 
 DEPLOY = PROJECT_ROOT / "deploy"
 # Variables that carry credentials: they may only arrive through Secrets, never as values.
 SECRET_NAMES = re.compile(r"PASSWORD|SECRET|TOKEN|POSTGRES_URL|ACCESS_KEY", re.IGNORECASE)
 
 
+@functools.cache
 def _sources_text() -> str:
     files = [*sorted((PROJECT_ROOT / "lifecycle_pipeline").rglob("*.py"))]
     files += [DEPLOY / "dagster.postgres.yaml"]
@@ -42,7 +43,8 @@ def _sources_text() -> str:
 def _read_by_code(name: str) -> bool:
     """Whether the project (or a tool it configures) reads this environment variable."""
     external = {"DAGSTER_HOME", "DVC_NO_ANALYTICS"}
-    return name in external or f'"{name}"' in _sources_text() or f"env: {name}" in _sources_text()
+    sources = _sources_text()
+    return name in external or f'"{name}"' in sources or f"env: {name}" in sources
 
 
 def _values() -> dict[str, Any]:
@@ -166,12 +168,6 @@ def test_build_info_stands_in_for_git_inside_an_image(tmp_path: Path) -> None:
     assert code_state(tmp_path).commit == "unknown" and code_state(tmp_path).dirty
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _uv() -> str:
     local = PROJECT_ROOT / ".tools" / "bin" / "uv"
     found = str(local) if local.exists() else shutil.which("uv")
@@ -222,7 +218,7 @@ def test_dockerfile_install_steps_build_a_working_code_location(tmp_path: Path) 
     assert f"'commit': '{head}'" in state
     assert "pytest" not in {p.name.split("-")[0] for p in (app / ".venv").glob("lib/*/site-*/*")}
 
-    port = _free_port()
+    port = free_port()
     command = docker.command()
     command[command.index("-p") + 1] = str(port)
     command[command.index("-h") + 1] = "127.0.0.1"

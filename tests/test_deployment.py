@@ -25,7 +25,7 @@ from lifecycle_pipeline.definitions import (
 from lifecycle_pipeline.lineage.query import latest, metadata_values
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.signing import ensure_dev_key, public_key_id
-from tests.conftest import FAST_TRAINING, PROJECT_ROOT, Pipeline, Registry
+from tests.conftest import FAST_TRAINING, PROJECT_ROOT, Pipeline, Registry, free_port
 
 
 def test_executor_is_chosen_by_environment() -> None:
@@ -289,12 +289,6 @@ def test_four_partitions_at_once_on_sqlite_with_the_multiprocess_executor(
         _assert_four_clean_runs(instance, results)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _graphql(port: int, query: str) -> dict[str, Any]:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/graphql",
@@ -321,7 +315,7 @@ def test_team_server_layout_runs_code_server_webserver_and_daemon_apart(
 ) -> None:
     """The deploy/ layout: three processes, one PostgreSQL instance, a run the daemon launches."""
     home = _postgres_home(tmp_path)
-    code_port, web_port = _free_port(), _free_port()
+    code_port, web_port = free_port(), free_port()
     workspace = yaml.safe_load((PROJECT_ROOT / "deploy" / "workspace.grpc.yaml").read_text())
     workspace["load_from"][0]["grpc_server"]["port"] = code_port
     (tmp_path / "workspace.yaml").write_text(yaml.safe_dump(workspace), encoding="utf-8")

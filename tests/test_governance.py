@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,7 +20,7 @@ from lifecycle_pipeline.lineage.audit import AuditLog
 from lifecycle_pipeline.lineage.query import latest, metadata_values
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.signing import PackageSigner
-from tests.conftest import Pipeline, Registry
+from tests.conftest import Pipeline, Registry, copy_registry
 
 pytestmark = pytest.mark.xdist_group("governance")
 
@@ -65,13 +64,7 @@ def governed(
 def registry_module(
     demo_registry: Registry, sample_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Registry:
-    base = tmp_path_factory.mktemp("gov_registry")
-    copy = Registry(repo=base / "registry", remote=base / "remote")
-    shutil.copytree(demo_registry.repo, copy.repo, symlinks=True)
-    shutil.copytree(demo_registry.remote, copy.remote)
-    (copy.repo / ".dvc" / "config.local").write_text(
-        f"['remote \"local\"']\n    url = {copy.remote}\n", encoding="utf-8"
-    )
+    copy = copy_registry(demo_registry, tmp_path_factory.mktemp("gov_registry"))
     data = (sample_dir / "versions" / "data-v2" / "breast_cancer.csv").read_bytes()
     copy.publish("data-v3", data + data.rstrip(b"\n").rsplit(b"\n", 1)[1] + b"\n")
     return copy

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ import pytest
 from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.lineage.query import latest, metadata_values
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
-from tests.conftest import PROJECT_ROOT, Pipeline, Registry
+from tests.conftest import PROJECT_ROOT, Pipeline, Registry, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui")]
 
@@ -45,12 +44,6 @@ def chromium() -> str | None:
         if found := shutil.which(name):
             return found
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -79,7 +72,7 @@ def served(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) ->
             assert pipeline.run(key).success
         for batch in ("batch-001", "batch-002"):
             assert pipeline.drift(batch).success
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "DAGSTER_HOME": str(home),

@@ -71,6 +71,11 @@ def ensure_dev_key() -> tuple[Path, Path]:
     return private, public
 
 
+def trusted_public_key(given: str | None = None) -> Path:
+    """The public key packages are verified against: the one given, else the configured one."""
+    return Path(given) if given else PackageSigner().key_pair()[1]
+
+
 def public_key_id(public_key: Path) -> str:
     """A short, non-secret identifier of the public key (recorded in package metadata)."""
     return hashlib.sha256(public_key.read_bytes()).hexdigest()[:16]

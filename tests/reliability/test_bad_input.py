@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 
 from lifecycle_pipeline import schema
 from lifecycle_pipeline.lineage.query import latest
-from tests.conftest import Pipeline, Registry, scratch_pipeline, tree_digest
+from tests.conftest import Pipeline, Registry, copy_registry, scratch_pipeline, tree_digest
 from tests.reliability.cases import DATA_FILES, PARTITION_KEYS, Fault, tag
 from tests.test_bad_versions import failure_text
 
@@ -29,12 +28,7 @@ def bad_pipeline(
 ) -> Iterator[Pipeline]:
     """A registry with one tag per bad file, and data-v1 materialized as the earlier version."""
     base = tmp_path_factory.mktemp("bad_input")
-    registry = Registry(repo=base / "registry", remote=base / "remote")
-    shutil.copytree(demo_registry.repo, registry.repo, symlinks=True)
-    shutil.copytree(demo_registry.remote, registry.remote)
-    (registry.repo / ".dvc" / "config.local").write_text(
-        f"['remote \"local\"']\n    url = {registry.remote}\n", encoding="utf-8"
-    )
+    registry = copy_registry(demo_registry, base)
     reference = (sample_dir / "versions" / "data-v1" / "breast_cancer.csv").read_bytes()
     for fault in DATA_FILES:
         assert fault.make is not None
