@@ -192,7 +192,10 @@ def _adhoc_drift(
     raw = path.read_bytes()
     md5 = hashlib.md5(raw, usedforsecurity=False).hexdigest()
     frame = schema.validate_frame(
-        schema.parse_csv(raw, source=str(path)), source=str(path), require_target=False
+        schema.parse_csv(raw, source=str(path)),
+        source=str(path),
+        require_target=False,
+        allow_extra=True,
     )
     store, registry = ArtifactStore(), DataRegistry()
     chosen = reference_version(instance, registry, version)

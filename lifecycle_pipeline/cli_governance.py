@@ -198,6 +198,13 @@ def _audit(args: argparse.Namespace) -> int:
         with _instance() as instance:
             print(f"{sync_runs(instance, log)} run(s) added to {log.path}")
         return 0
+    if args.action == "recover":
+        record = log.recover_torn()
+        print(
+            f"torn record moved to {record.data['kept_at']} ({record.data['torn_bytes']} bytes, "
+            f"sha256 {record.data['torn_sha256']}); recorded as record {record.seq}"
+        )
+        return 0
     from lifecycle_pipeline.audit_export import export
 
     if not args.version:
@@ -209,6 +216,30 @@ def _audit(args: argparse.Namespace) -> int:
         page = export(instance, log, args.version, output)
     print(json.dumps({"bundle": str(output), "html": str(page)}))
     return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from lifecycle_pipeline.recovery import recover
+
+    if not args.run_ids and not args.all:
+        raise ValueError("name the run ids to recover, or pass --all (SQLite instance only)")
+    with _instance() as instance:
+        outcome = recover(instance, args.run_ids or None)
+    for run_id, done in outcome:
+        print(f"{run_id}: {done}")
+    if not outcome:
+        print("no started runs in this instance")
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from lifecycle_pipeline.recovery import resume
+
+    with _instance() as instance:
+        result = resume(instance, args.run_id)
+    print(f"run {result.run_id} re-executed {args.run_id} from its failure: "
+          f"{'SUCCESS' if result.success else 'FAILURE'}")  # fmt: skip
+    return 0 if result.success else 1
 
 
 def register(commands: Any) -> None:
@@ -250,7 +281,18 @@ def register(commands: Any) -> None:
     history.set_defaults(handler=_history)
 
     audit = commands.add_parser("audit", help="Verify, sync or export the audit trail.")
-    audit.add_argument("action", choices=["verify", "sync", "export"])
+    audit.add_argument("action", choices=["verify", "sync", "export", "recover"])
     audit.add_argument("--version", help="export: the data version to bundle")
     audit.add_argument("--output", help="export: a new folder (default: .lifecycle/exports)")
     audit.set_defaults(handler=_audit)
+
+    runs = commands.add_parser("runs", help="Mark runs whose worker process died as failed.")
+    runs.add_argument("action", choices=["recover"])
+    runs.add_argument("run_ids", nargs="*", help="the runs to check (default with --all)")
+    runs.add_argument("--all", action="store_true", help="every started run (SQLite only)")
+    runs.set_defaults(handler=_runs)
+    resume = commands.add_parser(
+        "resume", help="Re-execute a failed (or dead-worker) run from its failure."
+    )
+    resume.add_argument("run_id")
+    resume.set_defaults(handler=_resume)

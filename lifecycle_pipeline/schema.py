@@ -86,11 +86,15 @@ def validate_frame(
     *,
     source: str,
     require_target: bool = True,
+    allow_extra: bool = False,
 ) -> pd.DataFrame:
     """Check the contract and return a frame with canonical column order and dtypes.
 
     All problems are collected first so that one run tells the data owner everything that
-    is wrong with a version, not just the first thing.
+    is wrong with a version, not just the first thing. A training version may not carry
+    columns outside the contract (an identifier or a leaked outcome would otherwise ride along
+    unrecorded); production batches may (``allow_extra``: request ids, timestamps), and only
+    the contract's columns are kept.
     """
     problems: list[ColumnProblem] = []
     if frame.empty:
@@ -99,6 +103,13 @@ def validate_frame(
     for column in required:
         if column not in frame.columns:
             problems.append(ColumnProblem(column, "required column is missing"))
+    if not allow_extra:
+        known = set(required)
+        problems += [
+            ColumnProblem(str(c), "not part of the dataset contract; remove it from the file")
+            for c in frame.columns
+            if c not in known
+        ]
     for column in FEATURES:
         if column not in frame.columns:
             continue

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from lifecycle_pipeline.cli import main
 from lifecycle_pipeline.lineage.audit import AuditError, AuditLog
-from lifecycle_pipeline.lineage.hashing import canonical_json, sha256_bytes
+from tests.reliability.cases import AUDIT_TAMPERING, Fault
 
 
 @pytest.fixture
@@ -37,66 +35,6 @@ def _lines(path: Path) -> list[bytes]:
     return path.read_bytes().splitlines(keepends=True)
 
 
-def _edit_field(lines: list[bytes]) -> list[bytes]:
-    lines[2] = lines[2].replace(b"person-2", b"person-X")
-    return lines
-
-
-def _delete(lines: list[bytes]) -> list[bytes]:
-    del lines[2]
-    return lines
-
-
-def _swap(lines: list[bytes]) -> list[bytes]:
-    lines[1], lines[2] = lines[2], lines[1]
-    return lines
-
-
-def _forge(lines: list[bytes]) -> list[bytes]:
-    """A well-formed record with the right position, chain and hash, but no key."""
-    last = json.loads(lines[-1])
-    forged = {
-        "seq": last["seq"] + 1,
-        "time": last["time"],
-        "kind": "promotion",
-        "version": "v-evil",
-        "data": {"approver": "nobody", "reason": "forged"},
-        "prev": last["hash"],
-    }
-    forged["hash"] = sha256_bytes(canonical_json(forged))
-    forged["mac"] = "0" * 64
-    return [*lines, canonical_json(forged) + b"\n"]
-
-
-def _rehash(lines: list[bytes]) -> list[bytes]:
-    """An edit whose hash is recomputed: the chain of later records and the MAC both break."""
-    record = json.loads(lines[3])
-    record["data"]["reason"] = "rewritten"
-    body = {k: v for k, v in record.items() if k not in ("hash", "mac")}
-    record["hash"] = sha256_bytes(canonical_json(body))
-    lines[3] = canonical_json(record) + b"\n"
-    return lines
-
-
-def _insert(lines: list[bytes]) -> list[bytes]:
-    return [*lines[:2], lines[1], *lines[2:]]
-
-
-def _torn(lines: list[bytes]) -> list[bytes]:
-    return [*lines[:-1], lines[-1][: len(lines[-1]) // 2]]
-
-
-TAMPERING: list[tuple[str, Callable[[list[bytes]], list[bytes]], str]] = [
-    ("edited field", _edit_field, "record 2 (line 3): content was edited"),
-    ("deleted record", _delete, "record 2 (line 3): position says 3"),
-    ("swapped records", _swap, "record 1 (line 2): position says 2"),
-    ("inserted record", _insert, "record 2 (line 3): position says 1"),
-    ("forged appended record", _forge, "record 5 (line 6): not written with the audit key"),
-    ("edited and re-hashed", _rehash, "record 3 (line 4): not written with the audit key"),
-    ("torn last record", _torn, "record 4: torn"),
-]
-
-
 def test_clean_log_verifies(log: AuditLog, capsys: pytest.CaptureFixture[str]) -> None:
     report = log.verify()
     assert report.ok and report.records == 5
@@ -105,17 +43,14 @@ def test_clean_log_verifies(log: AuditLog, capsys: pytest.CaptureFixture[str]) -
     assert "5 record(s) verify" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("case", "tamper", "expected"), TAMPERING, ids=[t[0] for t in TAMPERING])
+@pytest.mark.parametrize("fault", AUDIT_TAMPERING, ids=[f.name for f in AUDIT_TAMPERING])
 def test_tampering_is_detected_and_named(
-    log: AuditLog,
-    capsys: pytest.CaptureFixture[str],
-    case: str,
-    tamper: Callable[[list[bytes]], list[bytes]],
-    expected: str,
+    log: AuditLog, capsys: pytest.CaptureFixture[str], fault: Fault
 ) -> None:
-    log.path.write_bytes(b"".join(tamper(_lines(log.path))))
+    expected = fault.expected
+    log.path.write_bytes(b"".join(fault.value(_lines(log.path))))
     report = log.verify()
-    assert not report.ok, case
+    assert not report.ok, fault.name
     assert any(expected in problem for problem in report.problems), report.problems
     assert main(["audit", "verify"]) == 1
     assert expected in capsys.readouterr().err

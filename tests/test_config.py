@@ -9,27 +9,17 @@ import pytest
 
 from lifecycle_pipeline.lineage.query import latest
 from tests.conftest import Pipeline, Registry, tree_digest
+from tests.reliability.cases import CONFIG_AT_LAUNCH, CONFIG_OUT_OF_RANGE, Fault
 from tests.test_bad_versions import failure_text
 
 STAGES = ("data_snapshot", "features", "trained_model", "evaluation")
 
 
-@pytest.mark.parametrize(
-    ("op", "config", "expected"),
-    [
-        ("trained_model", {"estimator": "xgboost"}, "estimator"),
-        ("trained_model", {"n_trees": 10}, "n_trees"),
-        ("trained_model", {"n_estimators": "many"}, "n_estimators"),
-        ("evaluation", {"min_roc_auc": "high"}, "min_roc_auc"),
-    ],
-)
+@pytest.mark.parametrize("fault", CONFIG_AT_LAUNCH, ids=[f.name for f in CONFIG_AT_LAUNCH])
 def test_unknown_keys_and_wrong_types_are_rejected_at_launch(
-    demo_registry: Registry,
-    pipeline_factory: Callable[[Registry], Pipeline],
-    op: str,
-    config: dict[str, object],
-    expected: str,
+    demo_registry: Registry, pipeline_factory: Callable[[Registry], Pipeline], fault: Fault
 ) -> None:
+    (op, config), expected = fault.value, fault.expected
     pipeline = pipeline_factory(demo_registry)
     with pytest.raises(dg.DagsterInvalidConfigError) as error:
         pipeline.run("data-v1", run_config={"ops": {op: {"config": config}}})
@@ -37,24 +27,11 @@ def test_unknown_keys_and_wrong_types_are_rejected_at_launch(
     assert all(latest(pipeline.instance, s, "data-v1") is None for s in STAGES)
 
 
-@pytest.mark.parametrize(
-    ("op", "config", "expected"),
-    [
-        ("trained_model", {"n_estimators": 0}, "ops.trained_model.config.n_estimators = 0"),
-        ("trained_model", {"threads": 0}, "ops.trained_model.config.threads = 0"),
-        ("trained_model", {"max_depth": -3}, "ops.trained_model.config.max_depth = -3"),
-        ("evaluation", {"min_roc_auc": 1.5}, "ops.evaluation.config.min_roc_auc = 1.5"),
-        ("evaluation", {"max_brier": -0.1}, "ops.evaluation.config.max_brier = -0.1"),
-        ("features", {"test_size": 0.9}, "ops.features.config.test_size = 0.9"),
-    ],
-)
+@pytest.mark.parametrize("fault", CONFIG_OUT_OF_RANGE, ids=[f.name for f in CONFIG_OUT_OF_RANGE])
 def test_out_of_range_values_fail_before_anything_is_written(
-    demo_registry: Registry,
-    pipeline_factory: Callable[[Registry], Pipeline],
-    op: str,
-    config: dict[str, object],
-    expected: str,
+    demo_registry: Registry, pipeline_factory: Callable[[Registry], Pipeline], fault: Fault
 ) -> None:
+    (op, config), expected = fault.value, fault.expected
     pipeline = pipeline_factory(demo_registry)
     result = pipeline.run("data-v1", run_config={"ops": {op: {"config": config}}})
     assert not result.success

@@ -22,6 +22,7 @@ from lifecycle_pipeline.package.verify import verify_package
 from lifecycle_pipeline.resources.codecs import decode
 from lifecycle_pipeline.resources.signing import PackageSigner, ensure_dev_key
 from tests.conftest import Registry, scratch_pipeline
+from tests.reliability.cases import PREDICT_INPUTS, Fault
 
 
 class Packaged(NamedTuple):
@@ -150,37 +151,21 @@ def _rows(
     return path
 
 
-def _with_text(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.astype({"mean_area": object})
-    frame.loc[4, "mean_area"] = "large"
-    return frame
-
-
 def _far_out(frame: pd.DataFrame) -> pd.DataFrame:
     frame.loc[2, "worst_radius"] = 500.0
     return frame
 
 
-@pytest.mark.parametrize(
-    ("edit", "expected"),
-    [
-        (lambda f: f.drop(columns=["worst_texture"]), "column 'worst_texture': missing"),
-        (_with_text, "row 4, column 'mean_area': 'large' is not a number"),
-        (_far_out, "row 2, column 'worst_radius': 500 outside"),
-    ],
-)
+@pytest.mark.parametrize("fault", PREDICT_INPUTS, ids=[f.name for f in PREDICT_INPUTS])
 def test_predict_rejects_bad_rows_naming_row_and_column(
-    packaged: Packaged,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    edit: Callable[[pd.DataFrame], pd.DataFrame],
-    expected: str,
+    packaged: Packaged, tmp_path: Path, capsys: pytest.CaptureFixture[str], fault: Fault
 ) -> None:
     package, _, _, test_rows = packaged
-    source = _rows(test_rows, tmp_path, edit)
+    source = tmp_path / "input.csv"
+    source.write_bytes(fault.value(test_rows.head(6).reset_index(drop=True).copy()))
     assert main(["predict", str(package), str(source), "--output", str(tmp_path / "p.csv")]) == 2
-    assert expected in capsys.readouterr().err
-    assert not (tmp_path / "p.csv").exists()
+    assert fault.expected in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["input.csv"]  # nothing written
 
 
 def test_out_of_range_policy_warn_scores_and_warns(

@@ -155,7 +155,7 @@ def drift_monitor(
     resolved, raw = registry.read_batch(batch_key)
     source = f"production batch {batch_key!r} ({resolved.registry}@{batch_key}:{resolved.path})"
     current = schema.validate_frame(
-        schema.parse_csv(raw, source=source), source=source, require_target=False
+        schema.parse_csv(raw, source=source), source=source, require_target=False, allow_extra=True
     )
     version = reference_version(context.instance, registry, config.reference_version)
     features, features_ref = load_stage(context.instance, artifact_store, "features", version)

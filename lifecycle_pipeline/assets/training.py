@@ -15,6 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version, upstream_metadata
+from lifecycle_pipeline.failpoints import failpoint
 from lifecycle_pipeline.lineage import fingerprint as fingerprint_module
 from lifecycle_pipeline.lineage.environment import code_state, library_versions, machine
 from lifecycle_pipeline.lineage.fingerprint import fingerprint
@@ -218,6 +219,7 @@ def trained_model(
     """The fitted scikit-learn pipeline, with seeds and thread counts pinned and a fingerprint."""
     history = previous_versions(context)
     pipeline, fit_seconds = fit(features, config)
+    failpoint("training.fitted")
     golden = golden_inputs(features, config.golden_rows)
     model_fingerprint = fingerprint(pipeline, golden)
     code = code_state(Settings.from_env().project_root)

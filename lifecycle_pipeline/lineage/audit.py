@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lifecycle_pipeline.failpoints import ENV as FAILPOINT_ENV
+from lifecycle_pipeline.failpoints import failpoint
 from lifecycle_pipeline.lineage.hashing import canonical_json, sha256_bytes
 from lifecycle_pipeline.settings import Settings
 
@@ -38,6 +40,7 @@ KINDS = (
     "rollback",
     "reproduction",
     "replay",
+    "recovery",  # a torn last record (a writer killed mid-append) moved aside, with its digest
 )
 
 
@@ -206,10 +209,59 @@ class AuditLog:
             raw["mac"] = _mac(key, raw["hash"])
             line = canonical_json(raw) + b"\n"
             with self.path.open("ab") as handle:
-                handle.write(line)
+                if os.environ.get(FAILPOINT_ENV):
+                    handle.write(line[: len(line) // 2])
+                    handle.flush()
+                    failpoint("audit.half_appended")
+                    handle.write(line[len(line) // 2 :])
+                else:
+                    handle.write(line)
                 handle.flush()
                 os.fsync(handle.fileno())
             return Record.from_dict(raw)
+
+    def recover_torn(self) -> Record:
+        """Move a torn last record aside and append a record saying so; refuse anything else.
+
+        A writer killed mid-append leaves bytes without a line end after the last complete
+        record. Those bytes are kept in a side file (never deleted: they are evidence), the log
+        is cut back to its last complete record, and a ``recovery`` record naming the bytes'
+        length and sha256 continues the chain. Every other problem (an edit, a gap, a forgery)
+        is tampering, not a crash, and is refused here.
+        """
+        key = audit_key(create=False)
+        with self._locked():
+            report = self._verify(key)
+            raw = self.path.read_bytes() if self.path.exists() else b""
+            cut = raw.rfind(b"\n") + 1
+            torn = raw[cut:]
+            if not torn:
+                raise AuditError(f"{self.path}: no torn record to recover; nothing was changed")
+            others = [p for p in report.problems if ": torn (no line end)" not in p]
+            if others:
+                raise AuditError(
+                    "refusing to recover: the log has problems a crash does not cause:\n"
+                    + report.render()
+                )
+            digest = sha256_bytes(torn)
+            aside = self.path.with_name(f"{self.path.name}.torn-{report.records}-{digest[:16]}")
+            with aside.open("xb") as handle:
+                handle.write(torn)
+                handle.flush()
+                os.fsync(handle.fileno())
+            with self.path.open("r+b") as handle:
+                handle.truncate(cut)
+                handle.flush()
+                os.fsync(handle.fileno())
+        return self.append(
+            "recovery",
+            {
+                "torn_bytes": len(torn),
+                "torn_sha256": digest,
+                "kept_at": str(aside),
+                "reason": "a writer stopped in the middle of a record (killed or crashed)",
+            },
+        )
 
     def verify(self) -> VerifyReport:
         return self._verify(audit_key(create=False) if self.path.exists() else b"")
@@ -222,7 +274,7 @@ class AuditLog:
         elif lines:
             report.problems.append(
                 f"record {len(lines) - 1}: torn (no line end): a write was interrupted; "
-                "move the log aside and restore it from backup, do not edit it"
+                "`lifecycle audit recover` moves the torn bytes aside and records that it did"
             )
             lines.pop()
         for position, line in enumerate(lines):

@@ -16,6 +16,7 @@ import io
 import json
 import sys
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,9 @@ def load_model(package: Path, manifest: dict[str, Any]) -> Any:
     import skops.io as sio
 
     data = read_file(package, "model.skops", manifest)
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        # A pickle (or anything else) is refused before any loader sees it.
+        raise PackageError(f"{package / 'model.skops'}: not a skops file; refusing to load.")
     untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
     if untrusted:
         raise PackageError(
@@ -90,6 +94,8 @@ def validate_input(
     """Check columns, types and ranges; name the row and column of every violation."""
     problems: list[str] = []
     columns = schema["columns"]
+    if frame.empty:
+        raise InputError("no rows to score (the input has a header and nothing else)")
     for column in columns:
         name = column["name"]
         if name not in frame.columns:
@@ -165,16 +171,38 @@ def golden_digest(package: Path) -> tuple[str, str]:
 
 
 def read_table(path: Path) -> pd.DataFrame:
+    """Read input rows, turning every way a file can be unreadable into a named InputError."""
     if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    return pd.read_csv(path, float_precision="round_trip")
+        try:
+            return pd.read_parquet(path)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"not a readable Parquet file ({exc})") from exc
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise InputError("the file is empty (0 data bytes)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"not valid UTF-8 at byte {exc.start}; re-export the file as UTF-8"
+        ) from exc
+    try:
+        return pd.read_csv(io.StringIO(text), float_precision="round_trip")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"cannot be parsed as CSV ({exc})") from exc
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
-    if path.suffix == ".parquet":
-        frame.to_parquet(path)
-    else:
-        frame.to_csv(path, float_format="%.17g")
+    """Write next to the target and rename, so a reader never sees half of the predictions."""
+    temporary = path.with_name(f".tmp-{path.name}")
+    try:
+        if path.suffix == ".parquet":
+            frame.to_parquet(temporary)
+        else:
+            frame.to_csv(temporary, float_format="%.17g")
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         predictions = predict(args.package, read_table(args.input), args.out_of_range)
     except (PackageError, InputError) as exc:
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{args.input}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     write_table(predictions, args.output)
     return 0

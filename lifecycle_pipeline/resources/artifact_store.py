@@ -20,6 +20,7 @@ from dagster._core.events import DagsterEventType
 from pydantic import Field
 from upath import UPath
 
+from lifecycle_pipeline.failpoints import failpoint
 from lifecycle_pipeline.lineage.hashing import sha256_bytes
 from lifecycle_pipeline.lineage.records import ArtifactRef, FileTree
 from lifecycle_pipeline.partitions import validate_partition_key
@@ -122,6 +123,7 @@ class ArtifactStore(dg.ConfigurableIOManager):
         temporary = folder / f".tmp-{uuid.uuid4().hex}"
         try:
             temporary.write_bytes(payload)
+            failpoint("artifact.temporary_written")
             temporary.rename(target)
         finally:
             if temporary.exists():
@@ -147,7 +149,9 @@ class ArtifactStore(dg.ConfigurableIOManager):
             folder.mkdir(parents=True, exist_ok=True)
             temporary = folder / f".tmp-{uuid.uuid4().hex}"
             try:
-                for name, data in tree.files.items():
+                for index, (name, data) in enumerate(tree.files.items()):
+                    if index == len(tree.files) // 2:
+                        failpoint(f"tree.half_written:{asset}")
                     path = temporary.joinpath(*name.split("/"))
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(data)

@@ -8,10 +8,14 @@ from what is actually tested.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
+
+from lifecycle_pipeline.lineage.hashing import canonical_json, sha256_bytes
 
 NOTHING_LOST = (
     "run fails at `data_snapshot`; no `data_snapshot`/`features` materialization for the key; "
@@ -28,6 +32,8 @@ class Fault:
     proof: str = NOTHING_LOST
     make: Callable[[bytes], bytes] | None = None  # for data files: reference CSV -> bad bytes
     key: str | None = None  # for partition keys
+    value: Any = None  # what the area's test applies (a config, a spec text, an edit...)
+    test: str = ""  # the test that runs it, when not the area's parametrized test
 
 
 def _frame(raw: bytes) -> pd.DataFrame:
@@ -59,6 +65,9 @@ DATA_FILES = [
     Fault("data file", "missing column", "drop `mean_area`",
           "column 'mean_area': required column is missing",
           make=_edit(lambda f: f.drop(columns=["mean_area"]))),
+    Fault("data file", "extra column", "a `patient_id` column added",
+          "column 'patient_id': not part of the dataset contract",
+          make=_edit(lambda f: f.assign(patient_id=range(len(f))))),
     Fault("data file", "renamed column", "rename `mean_area` to `area_mean`",
           "column 'mean_area': required column is missing",
           make=_edit(lambda f: f.rename(columns={"mean_area": "area_mean"}))),
@@ -114,7 +123,315 @@ PARTITION_KEYS = [
           "Registry revision 'data-v99' cannot be opened in registry", key="data-v99"),
 ]  # fmt: skip
 
-ALL = [*DATA_FILES, *PARTITION_KEYS]
+STAGE_FAILS = (
+    "run fails at `{stage}`; no `{stage}` materialization for the key; artifact store "
+    "byte-identical; no temporary files"
+)
+
+CONFIG_AT_LAUNCH = [
+    Fault("configuration", name, how, expected, value=value,
+          proof="Dagster rejects the run config before a run exists; no materialization of "
+          "any stage", test="tests/test_config.py::test_unknown_keys_and_wrong_types_are_"
+          "rejected_at_launch")
+    for name, how, value, expected in [
+        ("unknown estimator", "`estimator: xgboost`",
+         ("trained_model", {"estimator": "xgboost"}), "estimator"),
+        ("unknown key", "`n_trees: 10` (a typo of `n_estimators`)",
+         ("trained_model", {"n_trees": 10}), "n_trees"),
+        ("wrong type", "`n_estimators: many`", ("trained_model", {"n_estimators": "many"}),
+         "n_estimators"),
+        ("threshold of the wrong type", "`min_roc_auc: high`",
+         ("evaluation", {"min_roc_auc": "high"}), "min_roc_auc"),
+    ]
+]  # fmt: skip
+
+CONFIG_OUT_OF_RANGE = [
+    Fault("configuration", name, how, expected, value=value,
+          proof="run fails before `data_snapshot` writes; no materialization of any stage; "
+          "artifact store empty",
+          test="tests/test_config.py::test_out_of_range_values_fail_before_anything_is_written")
+    for name, how, value, expected in [
+        ("zero trees", "`n_estimators: 0`", ("trained_model", {"n_estimators": 0}),
+         "ops.trained_model.config.n_estimators = 0"),
+        ("zero threads", "`threads: 0`", ("trained_model", {"threads": 0}),
+         "ops.trained_model.config.threads = 0"),
+        ("negative depth", "`max_depth: -3`", ("trained_model", {"max_depth": -3}),
+         "ops.trained_model.config.max_depth = -3"),
+        ("threshold above 1", "`min_roc_auc: 1.5`", ("evaluation", {"min_roc_auc": 1.5}),
+         "ops.evaluation.config.min_roc_auc = 1.5"),
+        ("threshold below 0", "`max_brier: -0.1`", ("evaluation", {"max_brier": -0.1}),
+         "ops.evaluation.config.max_brier = -0.1"),
+        ("test split out of range", "`test_size: 0.9`", ("features", {"test_size": 0.9}),
+         "ops.features.config.test_size = 0.9"),
+    ]
+]  # fmt: skip
+
+MODEL_CARD_SPECS = [
+    Fault("model-card spec", "not YAML", "`model: [unclosed`", "not valid UTF-8 YAML",
+          proof=STAGE_FAILS.format(stage="model_card"), value=b"model: [unclosed\n"),
+    Fault("model-card spec", "non-UTF-8 bytes", "a Latin-1 `ä` in a value",
+          "not valid UTF-8 YAML", proof=STAGE_FAILS.format(stage="model_card"),
+          value=b"model:\n  name: d\xe4ta\n"),
+    Fault("model-card spec", "not a mapping", "a YAML list at the top level",
+          "the top level must be a mapping, got list",
+          proof=STAGE_FAILS.format(stage="model_card"), value=b"- model\n- owners\n"),
+    Fault("model-card spec", "wrong type", "`owners: just a string` (a list is required)",
+          "model.owners", proof=STAGE_FAILS.format(stage="model_card"),
+          value=b"model:\n  owners: just a string\n"),
+    Fault("model-card spec", "unknown section", "`modle:` (a typo of `model:`)", "modle",
+          proof=STAGE_FAILS.format(stage="model_card"), value=b"modle:\n  name: typo\n"),
+]  # fmt: skip
+
+
+def _rows(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode()
+
+
+def _cell(column: str, row: int, value: object) -> Callable[[pd.DataFrame], bytes]:
+    def edit(frame: pd.DataFrame) -> bytes:
+        frame = frame.astype({column: object}) if isinstance(value, str) else frame
+        frame.loc[row, column] = value  # type: ignore[call-overload]
+        return _rows(frame)
+
+    return edit
+
+
+PREDICT_PROOF = "`lifecycle predict` exits 2; no output file is written"
+
+PREDICT_INPUTS = [
+    Fault("predict input", "missing column", "`worst_texture` dropped",
+          "column 'worst_texture': missing", proof=PREDICT_PROOF,
+          value=lambda f: _rows(f.drop(columns=["worst_texture"]))),
+    Fault("predict input", "text value", "`large` in `mean_area` row 4",
+          "row 4, column 'mean_area': 'large' is not a number", proof=PREDICT_PROOF,
+          value=_cell("mean_area", 4, "large")),
+    Fault("predict input", "far out of range", "`worst_radius` = 500 in row 2",
+          "row 2, column 'worst_radius': 500 outside", proof=PREDICT_PROOF,
+          value=_cell("worst_radius", 2, 500.0)),
+    Fault("predict input", "missing value", "empty `mean_area` in row 3",
+          "row 3, column 'mean_area': missing value", proof=PREDICT_PROOF,
+          value=_cell("mean_area", 3, float("nan"))),
+    Fault("predict input", "infinite value", "`inf` in `mean_area` row 1",
+          "row 1, column 'mean_area': inf is not finite", proof=PREDICT_PROOF,
+          value=_cell("mean_area", 1, float("inf"))),
+    Fault("predict input", "header only", "the header line and no rows", "no rows to score",
+          proof=PREDICT_PROOF, value=lambda f: _rows(f.iloc[0:0])),
+    Fault("predict input", "0-byte file", "an empty file", "the file is empty (0 data bytes)",
+          proof=PREDICT_PROOF, value=lambda f: b""),
+    Fault("predict input", "non-UTF-8 bytes", "a Latin-1 `ä` in the header",
+          "not valid UTF-8 at byte 6", proof=PREDICT_PROOF,
+          value=lambda f: _rows(f).replace(b"mean_radius", b"mean_r\xe4dius", 1)),
+]  # fmt: skip
+
+REGISTRY_REFERENCES = [
+    Fault("registry reference", "moved tag", "`data-v1` force-moved to other bytes after it "
+          "was materialized", "DataVersionMovedError", proof="run fails at `data_snapshot`, "
+          "naming both md5s; the earlier materialization and store untouched",
+          test="tests/test_bad_versions.py::test_moved_tag_fails_loudly_naming_both_md5s"),
+    Fault("registry reference", "missing remote object", "DVC cache and remote both emptied",
+          "is neither in the registry cache nor in its DVC remote",
+          proof="read refused, naming version, md5 and `dvc push`",
+          test="tests/test_registry.py::test_missing_remote_object_names_the_version_and_md5"),
+    Fault("registry reference", "file not tracked by DVC", "a path that git tracks, DVC not",
+          "is not tracked by DVC", proof="resolve refused before any read",
+          test="tests/test_registry.py::test_file_not_tracked_by_dvc_is_refused"),
+    Fault("registry reference", "unknown registry", "a registry URL that does not exist",
+          "cannot be opened in registry", proof="resolve refused before any read",
+          test="tests/test_registry.py::test_unknown_registry_is_a_clear_error"),
+]  # fmt: skip
+
+# --- tampering -------------------------------------------------------------------------------
+
+
+def _edit_field(lines: list[bytes]) -> list[bytes]:
+    lines[2] = lines[2].replace(b"person-2", b"person-X")
+    return lines
+
+
+def _delete(lines: list[bytes]) -> list[bytes]:
+    del lines[2]
+    return lines
+
+
+def _swap(lines: list[bytes]) -> list[bytes]:
+    lines[1], lines[2] = lines[2], lines[1]
+    return lines
+
+
+def _forge(lines: list[bytes]) -> list[bytes]:
+    """A well-formed record with the right position, chain and hash, but no key."""
+    last = json.loads(lines[-1])
+    forged = {
+        "seq": last["seq"] + 1,
+        "time": last["time"],
+        "kind": "promotion",
+        "version": "v-evil",
+        "data": {"approver": "nobody", "reason": "forged"},
+        "prev": last["hash"],
+    }
+    forged["hash"] = sha256_bytes(canonical_json(forged))
+    forged["mac"] = "0" * 64
+    return [*lines, canonical_json(forged) + b"\n"]
+
+
+def _rehash(lines: list[bytes]) -> list[bytes]:
+    """An edit whose hash is recomputed: the chain of later records and the MAC both break."""
+    record = json.loads(lines[3])
+    record["data"]["reason"] = "rewritten"
+    body = {k: v for k, v in record.items() if k not in ("hash", "mac")}
+    record["hash"] = sha256_bytes(canonical_json(body))
+    lines[3] = canonical_json(record) + b"\n"
+    return lines
+
+
+def _insert(lines: list[bytes]) -> list[bytes]:
+    return [*lines[:2], lines[1], *lines[2:]]
+
+
+def _torn(lines: list[bytes]) -> list[bytes]:
+    return [*lines[:-1], lines[-1][: len(lines[-1]) // 2]]
+
+
+AUDIT_PROOF = (
+    "`lifecycle audit verify` exits 1 naming the record; appending is refused and the file "
+    "stays byte-identical"
+)
+
+AUDIT_TAMPERING = [
+    Fault("tampering", f"audit log: {name}", how, expected, proof=AUDIT_PROOF, value=edit)
+    for name, how, edit, expected in [
+        ("edited field", "an approver's name changed in record 2", _edit_field,
+         "record 2 (line 3): content was edited"),
+        ("deleted record", "record 2 removed", _delete, "record 2 (line 3): position says 3"),
+        ("swapped records", "records 1 and 2 exchanged", _swap,
+         "record 1 (line 2): position says 2"),
+        ("inserted record", "record 1 duplicated after itself", _insert,
+         "record 2 (line 3): position says 1"),
+        ("forged appended record", "a well-chained record hashed without the key", _forge,
+         "record 5 (line 6): not written with the audit key"),
+        ("edited and re-hashed", "record 3 edited and its hash recomputed", _rehash,
+         "record 3 (line 4): not written with the audit key"),
+        ("torn last record", "the last line cut in half", _torn, "record 4: torn"),
+    ]
+]  # fmt: skip
+
+STORE_TAMPERING = [
+    Fault("tampering", "artifact byte flipped", "one byte of a stored artifact inverted",
+          "has sha256", proof="load refused, naming the path, both digests and what to do",
+          test="tests/test_artifact_store.py::test_tampered_artifact_is_refused_naming_it"),
+    Fault("tampering", "bundle part rewritten", "a part of an artifact zip rewritten with a "
+          "valid CRC", "part 'version.json' does not match", proof="decode refused",
+          test="tests/test_artifact_store.py::test_tampered_part_inside_bundle_is_named"),
+    Fault("tampering", "folder artifact edited", "a file of a model-card folder edited, added "
+          "or removed", "was modified after it was written", proof="load refused, naming the "
+          "file", test="tests/test_artifact_store.py::test_tampered_folder_artifact_names_the_"
+          "file"),
+    Fault("tampering", "package: model byte flipped", "one byte of `model.skops` inverted",
+          "model.skops", proof="`lifecycle verify` fails naming the file and the signature",
+          test="tests/test_package.py::test_flipped_model_byte_fails_naming_the_file"),
+    Fault("tampering", "package: manifest edited", "a metric in `manifest.json` raised",
+          "manifest.json", proof="`lifecycle verify` fails naming the file",
+          test="tests/test_package.py::test_edited_manifest_fails_naming_the_file"),
+    Fault("tampering", "package: signature removed", "`model.sig` deleted", "model.sig",
+          proof="`lifecycle verify` fails naming the file",
+          test="tests/test_package.py::test_removed_signature_fails_naming_the_file"),
+    Fault("tampering", "package: signed by another key", "verify against a foreign key",
+          "not verified", proof="`lifecycle verify` exits 1",
+          test="tests/test_package.py::test_foreign_key_does_not_verify"),
+    Fault("tampering", "package: untrusted skops type", "a `pandas.Timestamp` in the model "
+          "file", "untrusted type", proof="the model is not loaded",
+          test="tests/test_package.py::test_untrusted_type_in_model_is_refused"),
+    Fault("tampering", "package: pickle as model", "a pickle whose unpickling writes a file, "
+          "as `model.skops`", "not a skops file", proof="refused before anything is "
+          "unpickled: the payload's file is never written",
+          test="tests/reliability/test_tampering.py::test_a_pickle_in_a_package_is_never_"
+          "unpickled"),
+    Fault("tampering", "pickle loaders in the code", "every call in `lifecycle_pipeline/`",
+          "no pickle.load, joblib.load, read_pickle, allow_pickle=True",
+          proof="static scan of the source (AST)",
+          test="tests/reliability/test_tampering.py::test_no_code_path_can_load_a_pickle"),
+]  # fmt: skip
+
+# --- crashes, concurrency, exposure ----------------------------------------------------------
+
+CRASH_PROOF = (
+    "no artifact visible to readers (every non-temporary file is a recorded, verifying "
+    "materialization); `lifecycle runs recover` marks the run FAILURE; `lifecycle resume` "
+    "re-executes from the failure; fingerprint equals a clean run's"
+)
+
+CRASHES = [
+    Fault("crash", "SIGKILL during training", "`dagster job execute` killed at failpoint "
+          "`training.fitted`", "marked FAILURE: the run worker (pid", proof=CRASH_PROOF,
+          value="training.fitted"),
+    Fault("crash", "SIGKILL while writing the package", "killed at `tree.half_written:"
+          "deployment_package`, half of the package's files on disk",
+          "marked FAILURE: the run worker (pid", proof=CRASH_PROOF,
+          value="tree.half_written:deployment_package"),
+    Fault("crash", "SIGKILL while appending to the audit log", "a writer killed at "
+          "`audit.half_appended`", "torn (no line end)",
+          proof="verify reports the torn record and appends are refused; `lifecycle audit "
+          "recover` keeps the torn bytes aside and records their sha256; the log verifies",
+          test="tests/reliability/test_crashes.py::test_a_writer_killed_mid_append_leaves_a_"
+          "torn_record_that_is_reported"),
+    Fault("crash", "failed rename", "the store's rename raises (disk full)", "disk full",
+          proof="no file left, temporary or final",
+          test="tests/test_artifact_store.py::test_failed_write_leaves_no_temporary_file"),
+]  # fmt: skip
+
+CONCURRENCY = [
+    Fault("concurrency", "same partition, two processes", "two `dagster job execute` of "
+          "data-v1 started together on one instance and store",
+          "both runs succeed", proof="identical fingerprints; identical bytes share one "
+          "content-addressed path, the rest are distinct immutable files, each verifying its "
+          "recorded digest; no temporary files; the audit log verifies with each run once",
+          test="tests/reliability/test_concurrency.py::test_two_processes_materializing_the_"
+          "same_partition"),
+    Fault("concurrency", "four partitions on SQLite", "four CLI runs, multiprocess executor",
+          "all SUCCESS", proof="four distinct fingerprints; no lock error in any output",
+          test="tests/test_deployment.py::test_four_partitions_at_once_on_sqlite_with_the_"
+          "multiprocess_executor"),
+    Fault("concurrency", "four partitions on PostgreSQL", "the same on a real PostgreSQL",
+          "all SUCCESS", proof="four distinct fingerprints; no lock error in any output",
+          test="tests/test_deployment.py::test_four_partitions_at_once_on_postgres_with_the_"
+          "multiprocess_executor"),
+    Fault("concurrency", "audit writers", "4 processes x 20 appends", "one chain",
+          proof="80 records, one valid chain",
+          test="tests/test_audit.py::test_concurrent_writers_extend_one_chain"),
+    Fault("concurrency", "dev key race", "6 processes create the signing key at once",
+          "one matching pair", proof="every process signs with the pair on disk",
+          test="tests/test_package.py::test_dev_key_created_by_racing_processes_is_one_"
+          "matching_pair"),
+]  # fmt: skip
+
+EXPOSURE = [
+    Fault("exposure", "servers bind to loopback", "the webserver started as `make ui` and the "
+          "systemd units start it", "127.0.0.1", proof="the listening socket is 127.0.0.1 only",
+          test="tests/reliability/test_exposure.py::test_servers_listen_on_loopback_only"),
+    Fault("exposure", "secrets stay out of the record", "sentinel secrets in the environment "
+          "of two CLI runs", "not found", proof="absent from every event, run tag and config, "
+          "the process output, and every artifact file (documentation bundle, package)",
+          test="tests/reliability/test_concurrency.py::test_no_environment_secret_is_recorded"),
+    Fault("exposure", "dev keys private and ignored", "the dev signing and audit keys created "
+          "in a fresh home", "0600", proof="mode 0600 in a 0700 folder; `git check-ignore` "
+          "ignores both paths",
+          test="tests/reliability/test_exposure.py::test_dev_keys_are_private_and_ignored"),
+]  # fmt: skip
+
+ALL = [
+    *DATA_FILES,
+    *PARTITION_KEYS,
+    *CONFIG_AT_LAUNCH,
+    *CONFIG_OUT_OF_RANGE,
+    *MODEL_CARD_SPECS,
+    *PREDICT_INPUTS,
+    *REGISTRY_REFERENCES,
+    *AUDIT_TAMPERING,
+    *STORE_TAMPERING,
+    *CRASHES,
+    *CONCURRENCY,
+    *EXPOSURE,
+]
 
 
 def tag(fault: Fault) -> str:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from lifecycle_pipeline import schema
 from lifecycle_pipeline.lineage.query import latest
 from tests.conftest import Pipeline, Registry, copy_registry, scratch_pipeline, tree_digest
-from tests.reliability.cases import DATA_FILES, PARTITION_KEYS, Fault, tag
+from tests.reliability.cases import DATA_FILES, MODEL_CARD_SPECS, PARTITION_KEYS, Fault, tag
 from tests.test_bad_versions import failure_text
 
 pytestmark = pytest.mark.xdist_group("bad_input")
@@ -61,6 +61,28 @@ def test_bad_data_file(bad_pipeline: Pipeline, fault: Fault) -> None:
 def test_bad_partition_key(bad_pipeline: Pipeline, fault: Fault) -> None:
     assert fault.key is not None
     _assert_fails_and_loses_nothing(bad_pipeline, fault.key, fault.expected)
+
+
+@pytest.mark.parametrize("fault", MODEL_CARD_SPECS, ids=[f.name for f in MODEL_CARD_SPECS])
+def test_bad_model_card_spec(bad_pipeline: Pipeline, fault: Fault, tmp_path: Path) -> None:
+    """The spec is read when model_card runs: a bad one fails that stage and records nothing."""
+    spec = tmp_path / "model_card.yaml"
+    spec.write_bytes(fault.value)
+    before = tree_digest(bad_pipeline.artifacts)
+    cards = latest(bad_pipeline.instance, "model_card", "data-v1")
+    result = bad_pipeline.run(
+        "data-v1",
+        run_config={"ops": {"model_card": {"config": {"spec_path": str(spec)}}}},
+        selection=["model_card"],
+    )
+    assert not result.success
+    message = failure_text(result)
+    assert fault.expected in message and str(spec) in message, message
+    assert [e.step_key for e in result.get_step_failure_events()] == ["model_card"]
+    after = latest(bad_pipeline.instance, "model_card", "data-v1")
+    assert after is not None and cards is not None and after.run_id == cards.run_id
+    assert tree_digest(bad_pipeline.artifacts) == before
+    assert not list(bad_pipeline.artifacts.rglob(".tmp-*"))
 
 
 def _valid_frame(sample_dir: Path) -> pd.DataFrame:

@@ -1,0 +1,204 @@
+"""SIGKILL at exact points (failpoints) in real CLI processes: nothing torn is ever readable.
+
+Each run is a real ``dagster job execute`` process that kills itself with SIGKILL at the named
+failpoint, so no cleanup code runs, as with the OOM killer. Afterwards the test checks what a
+reader could pick up, then recovers and resumes the run the way on-call would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.events import DagsterEventType
+
+from lifecycle_pipeline.lineage.audit import AuditError, AuditLog
+from lifecycle_pipeline.lineage.hashing import sha256_file
+from lifecycle_pipeline.lineage.query import latest, metadata_values
+from lifecycle_pipeline.resources.artifact_store import ArtifactStore, ref_from_record
+from tests.conftest import FAST_TRAINING, PROJECT_ROOT, Registry, scratch_pipeline
+from tests.reliability.cases import CRASHES, Fault
+
+pytestmark = pytest.mark.xdist_group("crashes")
+
+BIN = Path(sys.executable).parent
+STAGES = ("data_snapshot", "features", "trained_model", "evaluation", "model_card")
+LIFECYCLE = (*STAGES, "deployment_package")
+
+
+@pytest.fixture(scope="session")
+def clean_fingerprint(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """data-v1's model fingerprint from an uninterrupted run, in its own instance and store."""
+    with scratch_pipeline(demo_registry, tmp_path_factory.mktemp("clean")) as pipeline:
+        assert pipeline.run("data-v1").success
+        record = latest(pipeline.instance, "trained_model", "data-v1")
+        return str(metadata_values(record)["model/fingerprint"])
+
+
+def cli_env(base: Path, registry: Registry, **extra: str) -> dict[str, str]:
+    """The environment of a CLI run on its own instance, store and lifecycle home."""
+    home = base / "dagster_home"
+    home.mkdir(exist_ok=True)
+    return {
+        **{k: v for k, v in os.environ.items() if k != "LIFECYCLE_FAILPOINT"},
+        "DAGSTER_HOME": str(home),
+        "LIFECYCLE_HOME": str(base / "lifecycle_home"),
+        "LIFECYCLE_REGISTRY_URL": str(registry.repo),
+        "LIFECYCLE_ARTIFACT_ROOT": str(base / "artifacts"),
+        "LIFECYCLE_AUDIT_LOG": str(base / "audit" / "log.jsonl"),
+        **extra,
+    }
+
+
+def execute(env: dict[str, str], key: str = "data-v1") -> subprocess.Popen[str]:
+    """Start ``dagster job execute`` of the lifecycle job for one partition."""
+    config = Path(env["DAGSTER_HOME"]).parent / "run_config.json"
+    config.write_text(json.dumps(FAST_TRAINING), encoding="utf-8")
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        if key not in instance.get_dynamic_partitions("data_versions"):
+            instance.add_dynamic_partitions("data_versions", [key])
+    command = [str(BIN / "dagster"), "job", "execute", "-m", "lifecycle_pipeline.definitions"]
+    command += [
+        "-j",
+        "lifecycle",
+        "-c",
+        str(config),
+        "--tags",
+        json.dumps({"dagster/partition": key}),
+    ]
+    return subprocess.Popen(
+        command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+
+
+def lifecycle(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "lifecycle"), *args], cwd=PROJECT_ROOT, env=env, capture_output=True,
+        text=True, timeout=600, check=False,
+    )  # fmt: skip
+
+
+def assert_readers_see_only_recorded_artifacts(instance: dg.DagsterInstance, root: Path) -> None:
+    """Every artifact a reader can find (not a ``.tmp-*`` name) was recorded and verifies."""
+    recorded: set[Path] = set()
+    store = ArtifactStore(root=str(root))
+    for asset in LIFECYCLE:
+        for record in instance.fetch_materializations(dg.AssetKey(asset), limit=100).records:
+            metadata = metadata_values(record)
+            recorded.add(Path(metadata["artifact/uri"]))
+            if "artifact/archive" in metadata:
+                recorded.add(Path(metadata["artifact/archive"]))
+            if "artifact/kind" not in metadata:
+                store.read(ref_from_record(record))  # digest verifies
+    visible = {
+        entry
+        for partition in root.glob("*/*")
+        for entry in partition.iterdir()
+        if not entry.name.startswith(".tmp-")
+    }
+    assert visible <= recorded, sorted(map(str, visible - recorded))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", CRASHES[:2], ids=[f.name for f in CRASHES[:2]])
+def test_a_killed_run_leaves_nothing_readable_and_resumes_to_the_same_fingerprint(
+    demo_registry: Registry, clean_fingerprint: str, tmp_path: Path, fault: Fault
+) -> None:
+    env = cli_env(tmp_path, demo_registry)
+    killed = execute({**env, "LIFECYCLE_FAILPOINT": fault.value})
+    output, _ = killed.communicate(timeout=600)
+    assert killed.returncode == -9, output[-3000:]  # SIGKILL, not an orderly failure
+    artifacts = tmp_path / "artifacts"
+
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        [run] = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.STARTED  # nobody could record the death
+        assert_readers_see_only_recorded_artifacts(instance, artifacts)
+        if fault.value == "training.fitted":
+            assert latest(instance, "features", "data-v1") is not None
+            assert latest(instance, "trained_model", "data-v1") is None
+            assert not (artifacts / "trained_model").exists()
+        else:
+            assert latest(instance, "model_card", "data-v1") is not None
+            assert latest(instance, "deployment_package", "data-v1") is None
+            [half] = (artifacts / "deployment_package" / "data-v1").iterdir()
+            assert half.name.startswith(".tmp-")  # the torn folder is never under a final name
+            assert sum(1 for p in half.rglob("*") if p.is_file()) > 0
+
+    recovered = lifecycle(env, "runs", "recover", "--all")
+    assert recovered.returncode == 0, recovered.stderr
+    assert f"{run.run_id}: {fault.expected}" in recovered.stdout
+    resumed = lifecycle(env, "resume", run.run_id)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE  # type: ignore[union-attr]
+        [child] = [r for r in instance.get_runs() if r.run_id != run.run_id]
+        assert child.status == dg.DagsterRunStatus.SUCCESS
+        assert child.parent_run_id == run.run_id
+        redone = {
+            r.event_log_entry.step_key
+            for r in instance.get_records_for_run(
+                child.run_id, of_type=DagsterEventType.STEP_SUCCESS
+            ).records
+        }
+        first = "trained_model" if fault.value == "training.fitted" else "deployment_package"
+        assert "data_snapshot" not in redone and first in redone  # resumed, not restarted
+        model = metadata_values(latest(instance, "trained_model", "data-v1"))
+        assert model["model/fingerprint"] == clean_fingerprint
+        assert latest(instance, "deployment_package", "data-v1") is not None
+        assert_readers_see_only_recorded_artifacts(instance, artifacts)
+    verified = lifecycle(env, "verify", "data-v1")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_a_writer_killed_mid_append_leaves_a_torn_record_that_is_reported(
+    tmp_path: Path, demo_registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = cli_env(tmp_path, demo_registry)
+    append = (
+        "from lifecycle_pipeline.lineage.audit import AuditLog; "
+        "AuditLog().append('promotion', {'approver': 'a', 'reason': 'r'}, version='{v}')"
+    )
+    for version in ("v1", "v2", "v3"):
+        code = append.replace("{v}", version)
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=PROJECT_ROOT)
+    log_path = Path(env["LIFECYCLE_AUDIT_LOG"])
+    intact = log_path.read_bytes()
+    code = append.replace("{v}", "v4")
+    killed = subprocess.run(
+        [sys.executable, "-c", code], env={**env, "LIFECYCLE_FAILPOINT": "audit.half_appended"},
+        cwd=PROJECT_ROOT, check=False,
+    )  # fmt: skip
+    assert killed.returncode == -9
+    torn = log_path.read_bytes()[len(intact) :]
+    assert torn and not torn.endswith(b"\n")
+
+    verified = lifecycle(env, "audit", "verify")
+    assert verified.returncode == 1
+    assert CRASHES[2].expected in verified.stderr and "record 3: torn" in verified.stderr
+    before = log_path.read_bytes()
+    appended = lifecycle(env, "promote", "data-v1", "--approver", "x", "--reason", "y")
+    assert appended.returncode != 0
+    assert log_path.read_bytes() == before  # nothing is ever added on top of a torn record
+
+    recovered = lifecycle(env, "audit", "recover")
+    assert recovered.returncode == 0, recovered.stderr
+    [aside] = log_path.parent.glob("log.jsonl.torn-3-*")
+    assert aside.read_bytes() == torn  # the evidence is kept, byte for byte
+    assert lifecycle(env, "audit", "verify").returncode == 0
+    for name in ("LIFECYCLE_AUDIT_LOG", "LIFECYCLE_HOME"):
+        monkeypatch.setenv(name, env[name])
+    records = AuditLog().records()
+    assert [r.version for r in records[:3]] == ["v1", "v2", "v3"]
+    assert records[3].kind == "recovery"
+    assert records[3].data["torn_sha256"] == sha256_file(aside)
+    assert log_path.read_bytes().startswith(intact)  # earlier records untouched
+    with pytest.raises(AuditError, match="no torn record"):
+        AuditLog().recover_torn()
