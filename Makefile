@@ -14,7 +14,7 @@ unexport VIRTUAL_ENV
 export DVC_NO_ANALYTICS := 1
 export DAGSTER_HOME ?= $(CURDIR)/.lifecycle/dagster_home
 
-.PHONY: install demo test lint ui summary clean bench-drift
+.PHONY: install demo test lint ui summary clean bench-drift bench bench-quick
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -35,10 +35,12 @@ demo: install
 test: install
 	$(RUN) pytest -n 2 --dist loadgroup
 
+## lint: ruff, mypy, and pip-audit of uv.lock (an unreachable advisory service is reported, not failed)
 lint: install
-	$(RUN) ruff check lifecycle_pipeline tests bench
-	$(RUN) ruff format --check lifecycle_pipeline tests bench
-	$(RUN) mypy lifecycle_pipeline tests bench
+	$(RUN) ruff check lifecycle_pipeline tests bench .ci
+	$(RUN) ruff format --check lifecycle_pipeline tests bench .ci
+	$(RUN) mypy lifecycle_pipeline tests bench .ci/audit_deps.py
+	$(RUN) python .ci/audit_deps.py
 
 ## ui: the Dagster UI on http://127.0.0.1:3000 with the demo's instance
 ui: install
@@ -49,6 +51,16 @@ ui: install
 bench-drift: install
 	$(RUN) dvc repro
 	$(RUN) python bench/drift_monitor.py
+
+## bench: lifecycle benchmarks at 10k, 100k, 1M (5M if measured to fit) -> BENCHMARKS.md (~30 min)
+bench: install
+	$(RUN) dvc repro
+	$(RUN) python -m bench.lifecycle --profile
+
+## bench-quick: the lifecycle benchmarks at 10k and 100k only, no empty-cache reproduce (minutes)
+bench-quick: install
+	$(RUN) dvc repro
+	$(RUN) python -m bench.lifecycle --sizes 10000 100000 --no-cold-cache --profile
 
 summary: install
 	$(RUN) lifecycle summary

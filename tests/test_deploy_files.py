@@ -129,6 +129,9 @@ def test_helm_values_use_the_k8s_launcher_and_an_external_database() -> None:
     from dagster_k8s import K8sRunLauncher  # installed: the image carries what the chart loads
 
     assert K8sRunLauncher.__name__ == values["runLauncher"]["type"]
+    # Dead run pods are found by run monitoring, which needs the launcher's health check.
+    assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is True
+    assert "supports_check_run_worker_health" in vars(K8sRunLauncher)
     assert values["postgresql"]["enabled"] is False
     assert values["generatePostgresqlPasswordSecret"] is False
     assert values["global"]["postgresqlSecretName"]

@@ -28,9 +28,16 @@ def test_reference_data_satisfies_the_contract(reference: pd.DataFrame) -> None:
     assert set(clean[TARGET]) == {0, 1}
 
 
-def test_extra_columns_are_dropped_and_order_is_canonical(reference: pd.DataFrame) -> None:
-    shuffled = reference[list(reversed(reference.columns))].assign(notes="x")
+def test_column_order_is_canonical_and_extra_columns_only_pass_in_batches(
+    reference: pd.DataFrame,
+) -> None:
+    shuffled = reference[list(reversed(reference.columns))]
     assert list(validate_frame(shuffled, source="s").columns) == [*FEATURES, TARGET]
+    with_notes = shuffled.assign(notes="x")
+    with pytest.raises(DataValidationError, match="column 'notes': not part of the dataset"):
+        validate_frame(with_notes, source="s")  # a training version: nothing rides along
+    batch = validate_frame(with_notes, source="s", require_target=False, allow_extra=True)
+    assert list(batch.columns) == list(FEATURES)
 
 
 @pytest.mark.parametrize(

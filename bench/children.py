@@ -1,0 +1,238 @@
+"""What runs inside one measurement's child process (see ``measure.run_child``).
+
+Each function imports and prepares everything it needs first, then records RSS, and only
+then starts the clock: the figures compare computations, not interpreter start-up (figure 2
+measures whole processes on purpose, elsewhere).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.measure import rss_kib
+
+
+@contextmanager
+def _profiled(target: str | None) -> Iterator[None]:
+    """Profile the timed section with pyinstrument when asked; write its text report."""
+    if not target:
+        yield
+        return
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.005)
+    profiler.start()
+    try:
+        yield
+    finally:
+        profiler.stop()
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_text(
+            profiler.output_text(unicode=False, color=False, show_all=False), encoding="utf-8"
+        )
+
+
+def plain(args: dict[str, Any]) -> dict[str, Any]:
+    """The plain-function lifecycle on the frame already in memory."""
+    from bench import data
+    from bench.plain import StageClock, TrainingSettings, lifecycle, warm_imports
+
+    info = data.DatasetInfo(**args["dataset"])
+    frame = data.read(info)
+    warm_imports()
+    before = rss_kib("VmRSS")
+    clock = StageClock()
+    started = time.perf_counter()
+    with _profiled(args.get("profile")):
+        outcome = lifecycle(frame, info.md5, TrainingSettings(**args["training"]), clock)
+    seconds = time.perf_counter() - started
+    peak = rss_kib("VmHWM")
+    return {
+        "seconds": seconds,
+        "stages": clock.seconds,
+        "rss_before_mib": before / 1024,
+        "peak_rss_mib": peak / 1024,
+        "peak_increase_mib": (peak - before) / 1024,
+        **outcome,
+    }
+
+
+def _step_seconds(instance: Any, run_id: str) -> dict[str, float]:
+    """Per-step wall time from the run's event log (step start to step success)."""
+    starts: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            starts[event.step_key] = entry.timestamp
+        elif event.event_type_value == "STEP_SUCCESS" and event.step_key in starts:
+            seconds[event.step_key] = entry.timestamp - starts[event.step_key]
+    return seconds
+
+
+def dagster(args: dict[str, Any]) -> dict[str, Any]:
+    """The lifecycle job for one partition, in process, on a fresh SQLite instance."""
+    import dagster as dg
+
+    from bench.plain import TrainingSettings, warm_imports
+    from lifecycle_pipeline.definitions import build_definitions
+    from lifecycle_pipeline.partitions import DATA_VERSIONS
+    from lifecycle_pipeline.resources.artifact_store import ArtifactStore
+    from lifecycle_pipeline.resources.registry import DataRegistry
+
+    # The libraries both sides use (skops, model-signing, scikit-learn) are imported before
+    # either clock starts; DVC's import stays inside: reading from the registry is ours alone.
+    warm_imports()
+    key = args["partition"]
+    defs = build_definitions(
+        registry=DataRegistry(url=args["registry"]),
+        artifact_store=ArtifactStore(root=args["artifacts"]),
+    )
+    job = defs.resolve_job_def("lifecycle")
+    run_config = TrainingSettings(**args["training"]).run_config()
+    with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME: a fresh folder per measurement
+        instance.add_dynamic_partitions(DATA_VERSIONS.name or "", [key])
+        before = rss_kib("VmRSS")
+        started = time.perf_counter()
+        with _profiled(args.get("profile")):
+            result = job.execute_in_process(
+                partition_key=key, instance=instance, run_config=run_config, raise_on_error=False
+            )
+        seconds = time.perf_counter() - started
+        peak = rss_kib("VmHWM")
+        if not result.success:
+            raise RuntimeError(f"lifecycle run failed: {_failure(result)}")
+        steps = _step_seconds(instance, result.run_id)
+        model = instance.fetch_materializations(dg.AssetKey("trained_model"), limit=1).records
+        materialization = model[0].asset_materialization
+        assert materialization is not None  # fetch_materializations returns materializations
+        fingerprint = materialization.metadata["model/fingerprint"].value
+    return {
+        "seconds": seconds,
+        "stages": steps,
+        "rss_before_mib": before / 1024,
+        "peak_rss_mib": peak / 1024,
+        "peak_increase_mib": (peak - before) / 1024,
+        "fingerprint": fingerprint,
+    }
+
+
+def _failure(result: Any) -> str:
+    from lifecycle_pipeline.demo import failure_summary
+
+    return str(failure_summary(result))
+
+
+def _timed(work: Callable[[], Any], repetitions: int) -> list[float]:
+    values = []
+    for _ in range(repetitions):
+        started = time.perf_counter()
+        work()
+        values.append(time.perf_counter() - started)
+    return values
+
+
+def many_versions(args: dict[str, Any]) -> dict[str, Any]:
+    """Sensor tick, status/history and one version's lineage, in process, repeated."""
+    import dagster as dg
+    from dagster._core.definitions.sensor_definition import SensorEvaluationContext
+
+    from lifecycle_pipeline import governance
+    from lifecycle_pipeline.definitions import build_definitions
+    from lifecycle_pipeline.lineage.audit import AuditLog
+    from lifecycle_pipeline.lineage.query import latest, summarize
+    from lifecycle_pipeline.lineage.trace import Materialization, trace
+    from lifecycle_pipeline.resources.registry import DataRegistry
+
+    repetitions = int(args["repetitions"])
+    defs = build_definitions(registry=DataRegistry(url=args["registry"]))
+    sensor = defs.resolve_sensor_def("new_data_version_sensor")
+    requested: list[int] = []
+
+    def tick(cursor: str | None) -> None:
+        context: SensorEvaluationContext
+        with (
+            dg.build_sensor_context(
+                instance=instance,
+                instance_ref=instance.get_ref(),
+                cursor=cursor,
+                resources=defs.resources,
+                definitions=defs,
+            ) as context,
+            dg.partition_loading_context(dynamic_partitions_store=instance),
+        ):
+            requested.append(len(sensor.evaluate_tick(context).run_requests or []))
+
+    def lineage() -> None:
+        summary = summarize(instance, args["version"])
+        record = latest(instance, "deployment_package", args["version"])
+        traced = trace(instance, Materialization.from_record(record))
+        if summary is None or len(traced) != 6:
+            raise RuntimeError(f"lineage of {args['version']} incomplete: {sorted(traced)}")
+
+    log = AuditLog()
+    with dg.DagsterInstance.get() as instance:
+        tick(None)  # warm-up: first use of the SQLite connection and the git object store
+        return {
+            "tick_steady": _timed(lambda: tick(None), repetitions),
+            "tick_requests_steady": requested[-1],
+            "status": _timed(lambda: governance.status_lines(log), repetitions),
+            "history": _timed(lambda: governance.history(log), repetitions),
+            "lineage": _timed(lineage, repetitions),
+            "changes": len(governance.history(log)),
+            "partitions": len(instance.get_dynamic_partitions("data_versions")),
+        }
+
+
+def populate(args: dict[str, Any]) -> dict[str, Any]:
+    """Figure 5's state: every tag a partition, a few versions materialized, some promotions."""
+    import dagster as dg
+
+    from bench.plain import TrainingSettings
+    from lifecycle_pipeline import governance
+    from lifecycle_pipeline.definitions import build_definitions
+    from lifecycle_pipeline.lineage.audit import AuditLog
+    from lifecycle_pipeline.partitions import DATA_VERSIONS
+    from lifecycle_pipeline.resources.artifact_store import ArtifactStore
+    from lifecycle_pipeline.resources.registry import DataRegistry
+    from lifecycle_pipeline.resources.signing import PackageSigner
+
+    defs = build_definitions(
+        registry=DataRegistry(url=args["registry"]),
+        artifact_store=ArtifactStore(root=args["artifacts"]),
+    )
+    job = defs.resolve_job_def("lifecycle")
+    run_config = TrainingSettings(**args["training"]).run_config()
+    materialized: list[str] = args["materialize"]
+    log = AuditLog()
+    _, public = PackageSigner().key_pair()
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions(DATA_VERSIONS.name or "", list(args["tags"]))
+        for key in materialized:
+            result = job.execute_in_process(
+                partition_key=key, instance=instance, run_config=run_config, raise_on_error=False
+            )
+            if not result.success:
+                raise RuntimeError(f"{key}: {_failure(result)}")
+        changes = 0
+        for round_ in range(int(args["promotion_rounds"])):
+            for key in materialized:
+                governance.promote(instance, log, key, "bench", f"round {round_}", public)
+                changes += 1
+            governance.rollback(instance, log, "bench", f"round {round_} rollback", public)
+            changes += 1
+    return {"materialized": materialized, "changes": changes}
+
+
+CHILDREN: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "plain": plain,
+    "dagster": dagster,
+    "many_versions": many_versions,
+    "populate": populate,
+}

@@ -1,0 +1,620 @@
+"""Lifecycle benchmarks: orchestration overhead, DVC comparison, growth, reproduce, many versions.
+
+Writes ``bench/results/lifecycle.json`` and regenerates ``BENCHMARKS.md``. Every comparison
+is a ratio of two measurements taken side by side in this run (interleaved repetition by
+repetition, so machine noise hits both sides alike); every figure is the median of
+``--repetitions`` runs with its min-max. See ``BENCHMARKS.md`` for what each figure means.
+
+Usage: python -m bench.lifecycle [--sizes 10000 100000] [--repetitions 3] [--figures 1 2 3 4 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import data, scenarios
+from bench.measure import (
+    ROOT,
+    ChildError,
+    child_env,
+    loglog_slope,
+    machine,
+    mem_available_mib,
+    run_child,
+    spread,
+    timed_process,
+    versions,
+)
+from bench.plain import TrainingSettings
+
+RESULTS = ROOT / "bench" / "results"
+DEFAULT_SIZES = (10_000, 100_000, 1_000_000, 5_000_000)
+LIFECYCLE_SELECTION = " or ".join(
+    f"key:{a}"
+    for a in (
+        "data_snapshot",
+        "features",
+        "trained_model",
+        "evaluation",
+        "model_card",
+        "deployment_package",
+    )
+)
+REPRODUCE_SELECTION = "key:data_snapshot or key:features or key:trained_model or key:evaluation"
+ADD_PARTITION = (
+    "import dagster as dg; "
+    "dg.DagsterInstance.get().add_dynamic_partitions('data_versions', ['data-v1'])"
+)
+DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+RESERVE_SECONDS = 540.0  # figures 4 (with the empty-cache sync) and 5, measured ~6-9 min here
+
+
+class Bench:
+    """One harness run: its options, scratch folder, clock and the results it accumulates."""
+
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.started = time.perf_counter()
+        self.training = TrainingSettings(args.n_estimators, args.max_depth)
+        self.home = work / "lifecycle_home"  # signing key, audit log: never the developer's
+        self.counter = 0
+
+    def log(self, message: str) -> None:
+        print(f"[{time.perf_counter() - self.started:7.1f}s] {message}", flush=True)
+
+    def fresh(self, name: str) -> Path:
+        self.counter += 1
+        path = self.work / f"{name}-{self.counter}"
+        path.mkdir(parents=True)
+        return path
+
+    def dagster_home(self) -> Path:
+        home = self.fresh("dagster_home")
+        (home / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")
+        return home
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return child_env({"LIFECYCLE_HOME": str(self.home), **extra})
+
+    def profile_path(self, kind: str, rows: int) -> str:
+        return str(self.args.out.parent / f"profile-{kind}-{rows}.txt")
+
+    def remaining(self) -> float:
+        return self.args.budget_minutes * 60 - (time.perf_counter() - self.started)
+
+
+def _training_dict(settings: TrainingSettings) -> dict[str, int]:
+    return {"n_estimators": settings.n_estimators, "max_depth": settings.max_depth}
+
+
+# Figures 1-3 ------------------------------------------------------------------------------
+
+
+def _plain(bench: Bench, info: data.DatasetInfo, profile: bool = False) -> dict[str, Any]:
+    args = {"dataset": info.to_dict(), "training": _training_dict(bench.training)}
+    if profile:
+        args["profile"] = bench.profile_path("plain", info.rows)
+    return run_child("plain", args, bench.env())
+
+
+def _dagster(
+    bench: Bench, info: data.DatasetInfo, registry: Path, profile: bool = False
+) -> dict[str, Any]:
+    artifacts = bench.fresh("artifacts")
+    args: dict[str, Any] = {
+        "registry": str(registry),
+        "artifacts": str(artifacts),
+        "partition": "data-v1",
+        "training": _training_dict(bench.training),
+    }
+    if profile:
+        args["profile"] = bench.profile_path("dagster", info.rows)
+    try:
+        return run_child("dagster", args, bench.env(DAGSTER_HOME=str(bench.dagster_home())))
+    finally:
+        shutil.rmtree(artifacts, ignore_errors=True)
+
+
+def _cli(bench: Bench, registry: Path) -> float:
+    """``dagster asset materialize`` as a whole process on a fresh instance (cold)."""
+    home, artifacts = bench.dagster_home(), bench.fresh("artifacts")
+    env = bench.env(
+        DAGSTER_HOME=str(home),
+        LIFECYCLE_REGISTRY_URL=str(registry),
+        LIFECYCLE_ARTIFACT_ROOT=str(artifacts),
+    )
+    timed_process([sys.executable, "-c", ADD_PARTITION], ROOT, env)  # setup, not part of the figure
+    command = [
+        str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
+        "-m", "lifecycle_pipeline.definitions", "--select", LIFECYCLE_SELECTION,
+        "--partition", "data-v1", "--config-json", json.dumps(bench.training.run_config()),
+    ]  # fmt: skip
+    try:
+        return timed_process(command, ROOT, env)
+    finally:
+        shutil.rmtree(artifacts, ignore_errors=True)
+
+
+def _dvc_repro(bench: Bench, info: data.DatasetInfo) -> float:
+    """A cold ``dvc repro`` of the stage scripts in a fresh temporary git + DVC project."""
+    project = bench.fresh("dvc_project")
+    source = ROOT / "bench" / "dvc_project"
+    for name in ("dvc.yaml", "stages.py"):
+        shutil.copy(source / name, project / name)
+    (project / "params.yaml").write_text(
+        f"train:\n  n_estimators: {bench.training.n_estimators}\n"
+        f"  max_depth: {bench.training.max_depth}\n",
+        encoding="utf-8",
+    )
+    (project / "data").mkdir()
+    shutil.copy(info.path, project / "data" / "input.csv")
+    env = bench.env()
+    scenarios.git(project, "init", "-q")
+    dvc = str(Path(sys.executable).parent / "dvc")
+    timed_process([dvc, "init", "-q"], project, env)
+    timed_process([dvc, "config", "core.analytics", "false"], project, env)
+    try:
+        return timed_process([dvc, "repro", "-q"], project, env)
+    finally:
+        shutil.rmtree(project, ignore_errors=True)
+
+
+def _estimate(
+    bench: Bench, done: list[dict[str, Any]], rows: int
+) -> tuple[int, str | None, dict[str, Any]]:
+    """Repetitions affordable at ``rows`` from the measured times and memory of smaller sizes."""
+    if len(done) < 2 or bench.args.no_budget:
+        return bench.args.repetitions, None, {}
+    last, before = done[-1], done[-2]
+    # Affine in rows (fixed cost + cost per row) through the two largest sizes measured: a
+    # power law through small sizes, where fixed costs dominate, would grossly overestimate.
+    per_row = (last["per_rep_seconds"] - before["per_rep_seconds"]) / (
+        last["rows"] - before["rows"]
+    )
+    per_rep = last["per_rep_seconds"] + max(per_row, 0.0) * (rows - last["rows"])
+    peak = last["dagster_peak_increase_mib"] * rows / last["rows"] + last["dagster_rss_before_mib"]
+    available = mem_available_mib()
+    remaining = bench.remaining() - RESERVE_SECONDS
+    basis = {
+        "from_rows": last["rows"],
+        "measured_seconds_per_repetition": round(last["per_rep_seconds"], 1),
+        "seconds_per_extra_row": per_row,
+        "estimated_seconds_per_repetition": round(per_rep, 1),
+        "estimated_peak_rss_mib": round(peak),
+        "mem_available_mib": round(available),
+        "remaining_budget_seconds": round(remaining),
+    }
+    if peak > 0.8 * available:
+        return (
+            0,
+            (
+                f"memory: {last['rows']:,} rows peaked at "
+                f"+{last['dagster_peak_increase_mib']:.0f} MiB; "
+                f"linear extrapolation gives {peak:.0f} MiB at {rows:,} rows, over 80% of the "
+                f"{available:.0f} MiB available"
+            ),
+            basis,
+        )
+    repetitions = min(bench.args.repetitions, int(remaining // per_rep))
+    if repetitions < 1:
+        return (
+            0,
+            (
+                f"time: one repetition at {last['rows']:,} rows took "
+                f"{last['per_rep_seconds']:.0f} s "
+                f"(all compared paths), {before['per_rep_seconds']:.0f} s at {before['rows']:,}; "
+                f"extrapolated linearly in rows, one repetition at "
+                f"{rows:,} rows needs ~{per_rep:.0f} s, but {max(remaining, 0):.0f} s of the "
+                f"{bench.args.budget_minutes:.0f}-minute budget remain after reserving "
+                f"{RESERVE_SECONDS:.0f} s for figures 4 and 5"
+            ),
+            basis,
+        )
+    return repetitions, None, basis
+
+
+def size_figures(bench: Bench) -> list[dict[str, Any]]:
+    """Figures 1-3 for every size: plain vs Dagster in process, CLI, dvc repro."""
+    figures = set(bench.args.figures)
+    results: list[dict[str, Any]] = []
+    for rows in bench.args.sizes:
+        repetitions, reason, basis = _estimate(bench, results, rows)
+        entry: dict[str, Any] = {"rows": rows, "estimate": basis}
+        if reason:
+            entry["skipped"] = reason
+            results.append(entry)
+            bench.log(f"{rows:,} rows skipped: {reason}")
+            continue
+        bench.log(f"{rows:,} rows: generating data and registry")
+        started = time.perf_counter()
+        info = data.write(rows, bench.args.data_dir)
+        entry["dataset"] = info.to_dict() | {"generate_seconds": time.perf_counter() - started}
+        started = time.perf_counter()
+        registry = scenarios.registry_with(Path(info.path), bench.fresh(f"registry-{rows}"))
+        entry["dataset"]["publish_seconds"] = time.perf_counter() - started
+        runs: dict[str, list[Any]] = {"plain": [], "dagster": [], "cli": [], "dvc": []}
+        rep_started = time.perf_counter()
+        for repetition in range(repetitions):
+            runs["plain"].append(_plain(bench, info))
+            runs["dagster"].append(_dagster(bench, info, registry))
+            if 2 in figures:
+                runs["cli"].append(_cli(bench, registry))
+                runs["dvc"].append(_dvc_repro(bench, info))
+            bench.log(
+                f"{rows:,} rows rep {repetition + 1}/{repetitions}: plain "
+                f"{runs['plain'][-1]['seconds']:.1f} s, "
+                f"dagster {runs['dagster'][-1]['seconds']:.1f} s"
+                + (
+                    f", cli {runs['cli'][-1]:.1f} s, dvc {runs['dvc'][-1]:.1f} s"
+                    if 2 in figures
+                    else ""
+                )
+            )
+        entry["repetitions"] = repetitions
+        entry |= _summarize_size(runs, info)
+        entry["per_rep_seconds"] = (time.perf_counter() - rep_started) / repetitions
+        entry["dagster_peak_increase_mib"] = entry["dagster"]["peak_increase_mib"]["max"]
+        entry["dagster_rss_before_mib"] = entry["dagster"]["rss_before_mib"]["max"]
+        if bench.args.profile:
+            bench.log(f"{rows:,} rows: profiling (extra runs, not in the figures)")
+            _plain(bench, info, profile=True)
+            _dagster(bench, info, registry, profile=True)
+            entry["profiles"] = {
+                kind: _relative(Path(bench.profile_path(kind, rows)))
+                for kind in ("plain", "dagster")
+            }
+        shutil.rmtree(registry.parent, ignore_errors=True)
+        results.append(entry)
+    return results
+
+
+def _relative(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def _summarize_size(runs: dict[str, list[Any]], info: data.DatasetInfo) -> dict[str, Any]:
+    plain, dagster = runs["plain"], runs["dagster"]
+    out: dict[str, Any] = {}
+    for kind, measured in (("plain", plain), ("dagster", dagster)):
+        out[kind] = {
+            key: spread([m[key] for m in measured])
+            for key in ("seconds", "peak_rss_mib", "rss_before_mib", "peak_increase_mib")
+        }
+        stages = sorted({s for m in measured for s in m["stages"]})
+        out[kind]["stages"] = {
+            s: statistics.median(m["stages"].get(s, 0.0) for m in measured) for s in stages
+        }
+    out["fingerprints_equal"] = all(
+        p["fingerprint"] == d["fingerprint"] for p, d in zip(plain, dagster, strict=True)
+    )
+    out["overhead_ratio"] = spread(
+        [d["seconds"] / p["seconds"] for p, d in zip(plain, dagster, strict=True)]
+    )
+    out["peak_rss_over_data"] = spread(
+        [d["peak_increase_mib"] * 2**20 / info.memory_bytes for d in dagster]
+    )
+    out["peak_rss_total_over_data"] = spread(
+        [d["peak_rss_mib"] * 2**20 / info.memory_bytes for d in dagster]
+    )
+    if runs["cli"]:
+        out["cli_seconds"] = spread(runs["cli"])
+        out["dvc_seconds"] = spread(runs["dvc"])
+        out["cli_over_dvc"] = spread([c / d for c, d in zip(runs["cli"], runs["dvc"], strict=True)])
+        out["cli_over_plain"] = spread(
+            [c / p["seconds"] for c, p in zip(runs["cli"], plain, strict=True)]
+        )
+    return out
+
+
+def growth(sizes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Figure 3 from the Dagster measurements of figure 1."""
+    measured = [s for s in sizes if "dagster" in s]
+    if len(measured) < 2:
+        return {"note": "needs at least two sizes"}
+    rows = [s["rows"] for s in measured]
+    seconds = [s["dagster"]["seconds"]["median"] for s in measured]
+    plain_seconds = [s["plain"]["seconds"]["median"] for s in measured]
+    steps = [
+        {
+            "from": rows[i],
+            "to": rows[i + 1],
+            "slope": loglog_slope(rows[i : i + 2], seconds[i : i + 2]),
+        }
+        for i in range(len(rows) - 1)
+    ]
+    return {
+        "rows": rows,
+        "slope": loglog_slope(rows, seconds),
+        "plain_slope": loglog_slope(rows, plain_seconds),
+        "steps": steps,
+        "largest_rows": rows[-1],
+        "rss_over_data_at_largest": measured[-1]["peak_rss_over_data"],
+    }
+
+
+# Figure 4 ---------------------------------------------------------------------------------
+
+
+def _sample_csv(bench: Bench) -> Path:
+    """data-v1 of the sample data (`dvc repro` output), generated here if it is missing."""
+    path = bench.args.sample_dir / "versions" / "data-v1" / "breast_cancer.csv"
+    if path.exists():
+        return path
+    from lifecycle_pipeline.sample_data import SampleParams, generate
+
+    out = bench.fresh("sample")
+    generate(out, SampleParams.from_yaml(ROOT / "params.yaml"))
+    return out / "versions" / "data-v1" / "breast_cancer.csv"
+
+
+def reproduce_figure(bench: Bench) -> dict[str, Any]:
+    """Figure 4: `lifecycle reproduce` (current commit, worktree warm/reused/cold cache)."""
+    base = bench.fresh("reproduce")
+    repo = scenarios.project_repository(ROOT, base / "repo")
+    registry = scenarios.registry_with(_sample_csv(bench), base)
+    uv = ROOT / ".tools" / "bin" / "uv"
+    config = json.dumps({"ops": {"trained_model": {"config": _training_dict(bench.training)}}})
+
+    def env(home: Path, state: Path, **extra: str) -> dict[str, str]:
+        return bench.env(
+            DAGSTER_HOME=str(home),
+            LIFECYCLE_HOME=str(state),
+            LIFECYCLE_REGISTRY_URL=str(registry),
+            LIFECYCLE_ARTIFACT_ROOT=str(home.parent / f"{home.name}-artifacts"),
+            PYTHONPATH=str(repo),  # the temporary repository's code, not the installed one
+            LIFECYCLE_UV=str(uv),
+            **extra,
+        )
+
+    def original() -> tuple[float, Path]:
+        home = bench.dagster_home()
+        timed_process([sys.executable, "-c", ADD_PARTITION], repo, env(home, base / "state"))
+        seconds = timed_process(
+            [sys.executable, "-m", "dagster", "asset", "materialize", "-m",
+             "lifecycle_pipeline.definitions", "--select", REPRODUCE_SELECTION,
+             "--partition", "data-v1", "--config-json", config],
+            repo, env(home, base / "state"),
+        )  # fmt: skip
+        return seconds, home
+
+    def reproduce(home: Path, state: Path, **extra: str) -> float:
+        return timed_process(
+            [sys.executable, "-m", "lifecycle_pipeline.cli", "reproduce", "data-v1"],
+            repo, env(home, state, **extra), timeout=1800,
+        )  # fmt: skip
+
+    reps = bench.args.repetitions
+    bench.log("figure 4: original materializations")
+    originals = [original() for _ in range(reps)]
+    home = originals[-1][1]
+    result: dict[str, Any] = {
+        "data": "sample data-v1 (569 rows)",
+        "selection": REPRODUCE_SELECTION,
+        "original_seconds": spread([o[0] for o in originals]),
+    }
+    bench.log("figure 4: reproduce at the current commit")
+    result["current_seconds"] = spread([reproduce(home, base / "state") for _ in range(reps)])
+    scenarios.commit_change(repo)
+    bench.log("figure 4: reproduce in a new worktree, warm uv cache")
+    warm, states = [], []
+    for _ in range(reps):
+        states.append(bench.fresh("state"))
+        warm.append(reproduce(home, states[-1]))
+    result["worktree_warm_seconds"] = spread(warm)
+    bench.log("figure 4: reproduce in the existing worktree (environment reused)")
+    result["worktree_reused_seconds"] = spread([reproduce(home, states[-1]) for _ in range(reps)])
+    for state in states:
+        shutil.rmtree(state / "reproduce" / "worktrees", ignore_errors=True)
+    if bench.args.cold_cache:
+        bench.log("figure 4: reproduce in a new worktree, empty uv cache (downloads)")
+        cache = bench.fresh("uv_cache")
+        try:
+            result["worktree_cold_seconds"] = spread(
+                [reproduce(home, bench.fresh("state"), UV_CACHE_DIR=str(cache))]
+            )
+        except ChildError as exc:
+            result["worktree_cold_skipped"] = f"failed: {str(exc)[-400:]}"
+        shutil.rmtree(cache, ignore_errors=True)
+    else:
+        result["worktree_cold_skipped"] = (
+            "not run (--no-cold-cache): an empty uv cache downloads the whole locked "
+            "environment from PyPI, which bench-quick leaves out to stay within minutes"
+        )
+    base_seconds = result["original_seconds"]["median"]
+    for key in ("current", "worktree_warm", "worktree_reused", "worktree_cold"):
+        if f"{key}_seconds" in result:
+            result[f"{key}_over_original"] = result[f"{key}_seconds"]["median"] / base_seconds
+    shutil.rmtree(base, ignore_errors=True)
+    return result
+
+
+# Figure 5 ---------------------------------------------------------------------------------
+
+
+def versions_figure(bench: Bench) -> dict[str, Any]:
+    """Figure 5: 200 tags and partitions, a few versions materialized, promotions recorded."""
+    from lifecycle_pipeline.sample_data import reference_frame
+
+    count, materialize = bench.args.versions, 3
+    base = bench.fresh("versions")
+    reference = reference_frame()
+    contents = [
+        data.frame(600, seed=index, reference=reference).to_csv(index=False).encode()
+        for index in range(count)
+    ]
+    bench.log(f"figure 5: registry with {count} versions")
+    started = time.perf_counter()
+    repo, tags = scenarios.many_version_registry(base, contents, published=materialize)
+    registry_seconds = time.perf_counter() - started
+    home = bench.dagster_home()
+    state = bench.fresh("state")
+    env = bench.env(
+        DAGSTER_HOME=str(home),
+        LIFECYCLE_HOME=str(state),
+        LIFECYCLE_REGISTRY_URL=str(repo),
+        LIFECYCLE_ARTIFACT_ROOT=str(base / "artifacts"),
+    )
+    bench.log(f"figure 5: {materialize} versions materialized, promotions recorded")
+    populated = run_child(
+        "populate",
+        {
+            "registry": str(repo),
+            "artifacts": str(base / "artifacts"),
+            "tags": tags,
+            "materialize": tags[:materialize],
+            "promotion_rounds": 4,
+            "training": _training_dict(bench.training),
+        },
+        env,
+    )
+    bench.log("figure 5: measuring")
+    measured = run_child(
+        "many_versions",
+        {"registry": str(repo), "version": tags[0], "repetitions": bench.args.repetitions},
+        env,
+    )
+    cli = {
+        command: spread(
+            [
+                timed_process([sys.executable, "-m", "lifecycle_pipeline.cli", command], ROOT, env)
+                for _ in range(bench.args.repetitions)
+            ]
+        )
+        for command in ("status", "history")
+    }
+    imports = _import_profile(env) if bench.args.profile else []
+    shutil.rmtree(base, ignore_errors=True)
+    return {
+        "status_cli_imports": imports,
+        "populated": {
+            "tags": len(tags),
+            "partitions": measured["partitions"],
+            "materialized_versions": populated["materialized"],
+            "governance_changes": measured["changes"],
+            "registry_build_seconds": registry_seconds,
+            "through_dvc": materialize,
+        },
+        "tick_seconds": spread(measured["tick_steady"]),
+        "tick_run_requests": measured["tick_requests_steady"],
+        "status_seconds": spread(measured["status"]),
+        "history_seconds": spread(measured["history"]),
+        "lineage_seconds": spread(measured["lineage"]),
+        "status_cli_seconds": cli["status"],
+        "history_cli_seconds": cli["history"],
+    }
+
+
+def _import_profile(env: dict[str, str], top: int = 12) -> list[dict[str, Any]]:
+    """Where `lifecycle status` spends its start-up: ``python -X importtime``, by cumulative."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "lifecycle_pipeline.cli", "status"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    found: list[dict[str, Any]] = []
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, name = line.removeprefix("import time:").split("|", 2)
+        found.append({"module": name.strip(), "cumulative_s": int(cumulative) / 1e6})
+    found.sort(key=lambda item: -float(item["cumulative_s"]))
+    return found[:top]
+
+
+# Entry point ------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--figures", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--n-estimators", type=int, default=TrainingSettings.n_estimators)
+    parser.add_argument("--max-depth", type=int, default=TrainingSettings.max_depth)
+    parser.add_argument("--versions", type=int, default=200, help="figure 5: registry tags")
+    parser.add_argument("--budget-minutes", type=float, default=40.0)
+    parser.add_argument("--no-budget", action="store_true", help="run every size as asked")
+    parser.add_argument("--profile", action="store_true", help="pyinstrument text per size")
+    parser.add_argument(
+        "--cold-cache",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="figure 4: also reproduce with an empty uv cache (downloads the environment)",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "lifecycle.json")
+    parser.add_argument("--markdown", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "lifecycle-bench-data",
+        help="generated CSVs, reused between runs (deterministic)",
+    )
+    parser.add_argument(
+        "--sample-dir", type=Path, default=ROOT / "data" / "sample", help="`dvc repro` output"
+    )
+    parser.add_argument(
+        "--render-only", action="store_true", help="re-render --markdown from --out, no runs"
+    )
+    parser.add_argument("--child", nargs=2, metavar=("KIND", "ARGS"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        from bench.children import CHILDREN
+
+        print(json.dumps(CHILDREN[args.child[0]](json.loads(args.child[1]))))
+        return 0
+    from bench.report import render
+
+    if args.render_only:
+        args.markdown.write_text(render(json.loads(args.out.read_text())), encoding="utf-8")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="lifecycle-bench-") as scratch:
+        bench = Bench(args, Path(scratch))
+        results: dict[str, Any] = {
+            "machine": machine(),
+            "versions": versions(),
+            "settings": {
+                "repetitions": args.repetitions,
+                "sizes": args.sizes,
+                "figures": args.figures,
+                "training": _training_dict(bench.training)
+                | {"estimator": "random_forest", "threads": 1, "seed": 7},
+                "budget_minutes": args.budget_minutes,
+                "data_seed": data.SEED,
+            },
+        }
+        figures = set(args.figures)
+        steps: list[tuple[int, str, Callable[[Bench], Any]]] = [
+            (4, "reproduce", reproduce_figure),
+            (5, "many_versions", versions_figure),
+        ]
+        if figures & {1, 2, 3}:
+            results["sizes"] = size_figures(bench)
+            results["growth"] = growth(results["sizes"])
+        for number, key, figure in steps:
+            if number in figures:
+                results[key] = figure(bench)
+        results["total_seconds"] = time.perf_counter() - bench.started
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    args.markdown.write_text(render(results), encoding="utf-8")
+    print(f"results: {args.out}\nmarkdown: {args.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
