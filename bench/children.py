@@ -143,7 +143,7 @@ def many_versions(args: dict[str, Any]) -> dict[str, Any]:
     import dagster as dg
     from dagster._core.definitions.sensor_definition import SensorEvaluationContext
 
-    from lifecycle_pipeline import governance
+    from lifecycle_pipeline import governance_log
     from lifecycle_pipeline.definitions import build_definitions
     from lifecycle_pipeline.lineage.audit import AuditLog
     from lifecycle_pipeline.lineage.query import latest, summarize
@@ -182,10 +182,10 @@ def many_versions(args: dict[str, Any]) -> dict[str, Any]:
         return {
             "tick_steady": _timed(lambda: tick(None), repetitions),
             "tick_requests_steady": requested[-1],
-            "status": _timed(lambda: governance.status_lines(log), repetitions),
-            "history": _timed(lambda: governance.history(log), repetitions),
+            "status": _timed(lambda: governance_log.status_lines(log), repetitions),
+            "history": _timed(lambda: governance_log.history(log), repetitions),
             "lineage": _timed(lineage, repetitions),
-            "changes": len(governance.history(log)),
+            "changes": len(governance_log.history(log)),
             "partitions": len(instance.get_dynamic_partitions("data_versions")),
         }
 

@@ -345,8 +345,8 @@ def _figure_5(result: dict[str, Any] | None) -> list[str]:
     rows = []
     for key, label in (
         ("tick_seconds", f"new_data_version_sensor tick ({result['tick_run_requests']} requests)"),
-        ("status_seconds", "status (governance.status_lines)"),
-        ("history_seconds", "history (governance.history)"),
+        ("status_seconds", "status (governance_log.status_lines)"),
+        ("history_seconds", "history (governance_log.history)"),
         ("lineage_seconds", "one version's lineage (summarize + trace from the package)"),
         ("status_cli_seconds", "`lifecycle status`, whole process"),
         ("history_cli_seconds", "`lifecycle history`, whole process"),

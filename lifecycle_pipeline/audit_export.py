@@ -19,7 +19,8 @@ import dagster as dg
 import jinja2
 from upath import UPath
 
-from lifecycle_pipeline.governance import CHANGES, jsonable, sync_runs
+from lifecycle_pipeline.governance import jsonable, sync_runs
+from lifecycle_pipeline.governance_log import CHANGES
 from lifecycle_pipeline.lineage.audit import AuditError, AuditLog
 from lifecycle_pipeline.lineage.query import check_results, latest
 from lifecycle_pipeline.lineage.trace import Materialization, trace

@@ -156,7 +156,7 @@ def _governance_change(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from lifecycle_pipeline.governance import status_lines
+    from lifecycle_pipeline.governance_log import status_lines
     from lifecycle_pipeline.lineage.audit import AuditLog
 
     print("\n".join(status_lines(AuditLog())))
@@ -164,7 +164,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from lifecycle_pipeline.governance import history, parse_time, serving_at, to_json
+    from lifecycle_pipeline.governance_log import history, parse_time, serving_at, to_json
     from lifecycle_pipeline.lineage.audit import AuditLog
 
     log = AuditLog()

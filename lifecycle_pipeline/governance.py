@@ -10,7 +10,6 @@ verifies now, against the configured public key.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,19 +19,20 @@ import dagster as dg
 from dagster._core.events import DagsterEventType
 
 from lifecycle_pipeline.assets.common import OWNERS, code_version
-from lifecycle_pipeline.lineage.audit import AuditLog, Record
+from lifecycle_pipeline.governance_log import (  # re-exported: governance's public names
+    Change,
+    GovernanceError,
+    history,
+    serving_at,
+)
+from lifecycle_pipeline.lineage.audit import AuditLog
 from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
 from lifecycle_pipeline.lineage.trace import Materialization, trace
 from lifecycle_pipeline.partitions import validate_partition_key
 from lifecycle_pipeline.resources.artifact_store import SHA_KEY, URI_KEY
 
 PRODUCTION_ASSET = "production_model"
-CHANGES = ("promotion", "rollback")
 FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
-
-
-class GovernanceError(RuntimeError):
-    """A promotion or rollback is refused; the message lists what is missing."""
 
 
 def production_model_spec() -> dg.AssetSpec:
@@ -223,58 +223,6 @@ def candidate(instance: dg.DagsterInstance, version: str, public_key: Path) -> C
     )
 
 
-@dataclass(frozen=True)
-class Change:
-    """One promotion or rollback, read back from the audit log."""
-
-    action: str
-    version: str
-    time: datetime
-    approver: str
-    reason: str
-    previous: str | None
-    package_sha256: str
-    package_uri: str
-    fingerprint: str
-    seq: int
-
-    @classmethod
-    def from_record(cls, record: Record) -> Change:
-        data = record.data
-        return cls(
-            action=record.kind,
-            version=str(record.version),
-            time=record.when,
-            approver=str(data["approver"]),
-            reason=str(data["reason"]),
-            previous=data.get("previous"),
-            package_sha256=str(data["package_sha256"]),
-            package_uri=str(data["package_uri"]),
-            fingerprint=str(data["fingerprint"]),
-            seq=record.seq,
-        )
-
-    def describe(self) -> str:
-        return (
-            f"{self.time.isoformat(timespec='seconds')}  {self.action:<9}  {self.version}  "
-            f"by {self.approver}: {self.reason}  (package {self.package_sha256[:12]}, "
-            f"model {self.fingerprint[:16]}, replaced {self.previous or '-'})"
-        )
-
-
-def history(log: AuditLog) -> list[Change]:
-    return [Change.from_record(r) for r in log.records() if r.kind in CHANGES]
-
-
-def serving_at(log: AuditLog, when: datetime) -> Change | None:
-    """The change in force at ``when`` (None before the first promotion)."""
-    current = None
-    for change in history(log):
-        if change.time <= when:
-            current = change
-    return current
-
-
 def _change(
     instance: dg.DagsterInstance,
     log: AuditLog,
@@ -375,32 +323,3 @@ def rollback(
         )
         chosen = dataclasses.replace(chosen, missing=[*chosen.missing, stale])
     return _change(instance, log, "rollback", chosen, approver, reason)
-
-
-def status_lines(log: AuditLog) -> list[str]:
-    current = serving_at(log, datetime.now(tz=UTC))
-    if current is None:
-        return ["no model has been promoted to production yet"]
-    return [
-        f"serving   {current.version} since {current.time.isoformat(timespec='seconds')}",
-        f"by        {current.approver} ({current.action}): {current.reason}",
-        f"package   sha256 {current.package_sha256}",
-        f"model     fingerprint {current.fingerprint}",
-    ]
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO 8601 time; without a zone it means UTC."""
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise GovernanceError(
-            f"--at {text!r} is not an ISO 8601 time, e.g. 2026-11-26T09:30:00Z"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def to_json(changes: list[Change]) -> str:
-    return json.dumps(
-        [{**c.__dict__, "time": c.time.isoformat()} for c in changes], indent=2, sort_keys=True
-    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,7 +123,7 @@ def recover(
     return outcome
 
 
-def _inherited_tags(tags: dict[str, str]) -> dict[str, str]:
+def _inherited_tags(tags: Mapping[str, str]) -> dict[str, str]:
     """The parent's partition and our own tags (reason, approver); Dagster's run-bookkeeping
     tags (backfill, sensor, retry number) belong to the parent alone."""
     return {k: v for k, v in tags.items() if "partition" in k or not k.startswith("dagster/")}

@@ -78,8 +78,10 @@ def test_all_problems_are_reported_at_once(reference: pd.DataFrame) -> None:
         (b"", "the file is empty"),
         (b"   \n", "the file is empty"),
         (b"a,b\n\xff\xfe,1\n", "not valid UTF-8 at byte 4"),
-        (b"a,a\n1,2\n", "duplicated column header(s) ['a.1']"),
-        (b'a,b\n1,"2\n', "cannot be parsed as CSV"),
+        (b"a,a\n1,2\n", "duplicated column header(s) ['a']"),
+        (b"a,a.1\n1,2\n", "duplicated column header(s) ['a.1']"),
+        (b'a,b\n1,"2\n', "cannot be parsed as CSV (a quoted field is never closed)"),
+        (b"a,b\n1,2\n3\n", "cannot be parsed as CSV (CSV parse error: Expected 2 columns, got 1"),
     ],
 )
 def test_unparseable_files_are_named(raw: bytes, expected: str) -> None:

@@ -100,7 +100,7 @@ DATA_FILES = [
           "not valid UTF-8 at byte 6; re-export the file as UTF-8",
           make=lambda raw: raw.replace(b"mean_radius", b"mean_r\xe4dius", 1)),
     Fault("data file", "truncated file", "the file cut in the middle of row 283",
-          "1 missing value(s), first at row 283",
+          "cannot be parsed as CSV (CSV parse error: Expected 31 columns, got",
           make=lambda raw: raw[: len(raw) // 2]),
 ]  # fmt: skip
 

@@ -76,7 +76,8 @@ def test_two_processes_materializing_the_same_partition(
     artifacts = two_runs.base / "artifacts"
     assert_readers_see_only_recorded_artifacts(instance, artifacts)
     assert not list(artifacts.rglob(".tmp-*"))
-    shared, distinct = [], []
+    shared: list[str] = []
+    distinct: list[str] = []
     for asset in LIFECYCLE:
         records = instance.fetch_materializations(dg.AssetKey(asset), limit=10).records
         assert sorted(r.run_id for r in records) == sorted(r.run_id for r in runs), asset

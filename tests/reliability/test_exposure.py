@@ -65,7 +65,7 @@ def test_servers_listen_on_loopback_only(unit: str, tmp_path: Path) -> None:
         command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline, addresses = time.monotonic() + 120, set()
+        deadline, addresses = time.monotonic() + 120, set[str]()
         while time.monotonic() < deadline and not addresses:
             assert server.poll() is None, f"{unit} exited with {server.returncode}"
             addresses = _listening(psutil.Process(server.pid))
