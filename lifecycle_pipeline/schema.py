@@ -94,7 +94,11 @@ def parse_csv(raw: bytes, *, source: str) -> pd.DataFrame:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise DataValidationError(f"{source}: duplicated column header(s) {repeated}.")
-    frame = table.to_pandas()
+    # Column by column, each Arrow buffer freed as soon as pandas owns its copy: the file
+    # is never held twice in full.
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    del table
+    pa.default_memory_pool().release_unused()
     # A header that pandas once wrote from duplicated columns carries them as "x", "x.1".
     duplicated = [
         c
@@ -146,14 +150,15 @@ def validate_frame(
             where = f" (first at row {row}: {example})" if row is not None else f" ({example})"
             problems.append(ColumnProblem(column, f"must be numeric{where}"))
             continue
-        as_float = values.astype("float64")
-        nulls = int(as_float.isna().sum())
+        as_float = values.to_numpy(dtype="float64", na_value=np.nan)  # one column at a time
+        missing = np.isnan(as_float)
+        nulls = int(missing.sum())
         if nulls:
-            first = int(as_float[as_float.isna()].index[0])
+            first = int(values.index[missing][0])
             problems.append(
                 ColumnProblem(column, f"{nulls} missing value(s), first at row {first}")
             )
-        infinite = int(np.isinf(as_float.to_numpy()).sum())
+        infinite = int(np.isinf(as_float).sum())
         if infinite:
             problems.append(ColumnProblem(column, f"{infinite} infinite value(s)"))
     if require_target and TARGET in frame.columns:
@@ -177,12 +182,15 @@ def validate_frame(
     if problems:
         listing = "; ".join(str(p) for p in problems)
         raise DataValidationError(f"{source}: {len(problems)} problem(s): {listing}.")
-    columns = list(required)
-    clean = frame[columns].copy()
-    clean[list(FEATURES)] = clean[list(FEATURES)].astype("float64")
-    if require_target:
-        clean[TARGET] = clean[TARGET].astype("int64")
-    return clean.reset_index(drop=True)
+    # One copy of the data, in canonical order and dtypes (a column is converted only when it
+    # is not already float64 / int64); the index is replaced in place, not by another copy.
+    dtypes = dict.fromkeys(FEATURES, "float64") | ({TARGET: "int64"} if require_target else {})
+    clean = frame[list(required)]
+    convert = {c: t for c, t in dtypes.items() if clean[c].dtype != t}
+    if convert:
+        clean = clean.astype(convert)
+    clean.index = pd.RangeIndex(len(clean))
+    return clean
 
 
 def tumour_size_slice(mean_radius: pd.Series) -> pd.Series:
