@@ -107,6 +107,10 @@ def recover(
             outcome.append((run.run_id, f"left as it is: {run.status.value}"))
             continue
         found = worker(instance, run.run_id)
+        if found.pid is None:
+            # Launched, worker not up yet: Dagster's run monitoring times out a stuck start.
+            outcome.append((run.run_id, "left as it is: its worker has not started yet"))
+            continue
         if found.alive():
             outcome.append((run.run_id, f"left as it is: worker pid {found.pid} is alive"))
             continue
@@ -114,9 +118,6 @@ def recover(
             f"the run worker (pid {found.pid} on {socket.gethostname()}) is gone without "
             "finishing the run: it was killed or crashed. Marked failed by `lifecycle runs "
             "recover`; re-execute it from the failure with `lifecycle resume`."
-            if found.pid is not None
-            else "the run never recorded a start event and is not running; marked failed by "
-            "`lifecycle runs recover`."
         )
         instance.report_run_failed(run, reason)
         outcome.append((run.run_id, "marked FAILURE: " + reason))

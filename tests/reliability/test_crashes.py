@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -202,3 +204,36 @@ def test_a_writer_killed_mid_append_leaves_a_torn_record_that_is_reported(
     assert log_path.read_bytes().startswith(intact)  # earlier records untouched
     with pytest.raises(AuditError, match="no torn record"):
         AuditLog().recover_torn()
+
+
+@pytest.mark.slow
+def test_recover_leaves_a_live_worker_alone_and_fails_it_once_it_is_gone(
+    demo_registry: Registry, tmp_path: Path
+) -> None:
+    """A paused worker (SIGSTOP) is alive: never marked failed. Killed, it is."""
+    env = cli_env(tmp_path, demo_registry)
+    process = execute(env)
+    try:
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and not (
+                (runs := instance.get_runs())
+                and instance.get_records_for_run(
+                    runs[0].run_id, of_type=DagsterEventType.RUN_START
+                ).records
+            ):
+                time.sleep(0.2)
+            os.kill(process.pid, signal.SIGSTOP)
+            [run] = instance.get_runs()
+        alive = lifecycle(env, "runs", "recover", "--all")
+        assert f"{run.run_id}: left as it is: worker pid {process.pid} is alive" in alive.stdout
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+        gone = lifecycle(env, "runs", "recover", "--all")
+        assert f"{run.run_id}: marked FAILURE: the run worker (pid {process.pid}" in gone.stdout
+        again = lifecycle(env, "runs", "recover", "--all")
+        assert "no started runs" in again.stdout  # reported once, never twice
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
