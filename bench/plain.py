@@ -10,7 +10,6 @@ materialization of the same data is what orchestration, persistence and lineage 
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -112,8 +111,7 @@ def documentation(
 ) -> FileTree:
     """The three documents from the values in hand (what the asset reads back from lineage)."""
     from lifecycle_pipeline import schema
-    from lifecycle_pipeline.assets.documentation import BUNDLE_KIND, ModelCardConfig
-    from lifecycle_pipeline.documentation import render
+    from lifecycle_pipeline.assets.documentation import BUNDLE_KIND, ModelCardConfig, bundle_files
     from lifecycle_pipeline.documentation.bundle import (
         Lineage,
         changes_since,
@@ -171,18 +169,7 @@ def documentation(
         datasheet(lineage, spec),
         technical_documentation(lineage, spec, changes),
     ]
-    markdown = {d.title: render.markdown(d, "bench") for d in documents}
-    gaps = [g for d in documents for g in d.gaps()]
-    record = {"gaps": gaps, "documents": [d.to_dict() for d in documents]}
-    files = {
-        "bundle.json": json.dumps(record, indent=1, sort_keys=True, default=str).encode(),
-        "model_card.md": markdown["Model card"].encode(),
-        "datasheet.md": markdown["Datasheet"].encode(),
-        "technical_documentation.md": markdown["Technical documentation"].encode(),
-        "documentation.html": render.html(
-            documents, "bench", spec.path, spec.sha256, gaps
-        ).encode(),
-    }
+    files = bundle_files(documents, "bench", spec, {})
     return FileTree(kind=BUNDLE_KIND, files=files, entry="documentation.html")
 
 

@@ -4,6 +4,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -45,6 +46,28 @@ class ModelCardConfig(dg.Config):
         return (
             Path(configured) if configured else settings.project_root / "specs" / "model_card.yaml"
         )
+
+
+def bundle_files(
+    documents: list[Any], heading: str, spec: Any, record: dict[str, Any]
+) -> dict[str, bytes]:
+    """The bundle's files: ``record`` plus gaps and documents as JSON, Markdown, one HTML page.
+
+    One place for the file set, so the benchmark's plain baseline builds exactly what the
+    asset does.
+    """
+    gaps = [g for d in documents for g in d.gaps()]
+    markdown = {d.title: render.markdown(d, heading) for d in documents}
+    record = {**record, "gaps": gaps, "documents": [d.to_dict() for d in documents]}
+    return {
+        "bundle.json": json.dumps(record, indent=1, sort_keys=True, default=str).encode(),
+        "model_card.md": markdown["Model card"].encode(),
+        "datasheet.md": markdown["Datasheet"].encode(),
+        "technical_documentation.md": markdown["Technical documentation"].encode(),
+        "documentation.html": render.html(
+            documents, heading, spec.path, spec.sha256, gaps
+        ).encode(),
+    }
 
 
 @dg.asset(
@@ -92,33 +115,30 @@ def model_card(
     ]
     heading = f"{lineage.model.partition} / model {lineage.model.metadata.get('model/version_id')}"
     gaps = [g for d in documents for g in d.gaps()]
-    markdown = {d.title: render.markdown(d, heading) for d in documents}
-    record = {
-        "version": {
-            "partition": lineage.model.partition,
-            "model_fingerprint": lineage.model.metadata.get("model/fingerprint"),
-            "version_id": lineage.model.metadata.get("model/version_id"),
+    files = bundle_files(
+        documents,
+        heading,
+        spec,
+        {
+            "version": {
+                "partition": lineage.model.partition,
+                "model_fingerprint": lineage.model.metadata.get("model/fingerprint"),
+                "version_id": lineage.model.metadata.get("model/version_id"),
+            },
+            "sources": {
+                name: m.source() | {"timestamp": m.when} for name, m in vars(lineage).items()
+            },
+            "spec": {"path": spec.path, "sha256": spec.sha256},
         },
-        "sources": {name: m.source() | {"timestamp": m.when} for name, m in vars(lineage).items()},
-        "spec": {"path": spec.path, "sha256": spec.sha256},
-        "gaps": gaps,
-        "documents": [d.to_dict() for d in documents],
-    }
-    files = {
-        "bundle.json": json.dumps(record, indent=1, sort_keys=True, default=str).encode(),
-        "model_card.md": markdown["Model card"].encode(),
-        "datasheet.md": markdown["Datasheet"].encode(),
-        "technical_documentation.md": markdown["Technical documentation"].encode(),
-        "documentation.html": render.html(
-            documents, heading, spec.path, spec.sha256, gaps
-        ).encode(),
-    }
+    )
     return dg.Output(
         FileTree(kind=BUNDLE_KIND, files=files, entry="documentation.html"),
         metadata={
-            "model_card": dg.MetadataValue.md(markdown["Model card"]),
-            "datasheet": dg.MetadataValue.md(markdown["Datasheet"]),
-            "technical_documentation": dg.MetadataValue.md(markdown["Technical documentation"]),
+            "model_card": dg.MetadataValue.md(files["model_card.md"].decode()),
+            "datasheet": dg.MetadataValue.md(files["datasheet.md"].decode()),
+            "technical_documentation": dg.MetadataValue.md(
+                files["technical_documentation.md"].decode()
+            ),
             "gaps": dg.MetadataValue.json(gaps),
             "gaps/count": dg.MetadataValue.int(len(gaps)),
             "spec/path": dg.MetadataValue.path(spec.path),
