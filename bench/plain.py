@@ -121,7 +121,7 @@ def documentation(
     )
     from lifecycle_pipeline.documentation.spec import load_spec
 
-    spec = load_spec(ModelCardConfig().resolved_spec_path())
+    spec = load_spec(*ModelCardConfig().resolved_spec_path())
     frame = data.frame
     slices = SimpleNamespace(
         records=[SimpleNamespace(data={"slice": k, **v}) for k, v in report.slices.items()]

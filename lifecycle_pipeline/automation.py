@@ -13,6 +13,7 @@ import os
 import dagster as dg
 
 from lifecycle_pipeline.assets.documentation import REASON_TAG
+from lifecycle_pipeline.errors import SettingError
 from lifecycle_pipeline.partitions import (
     DATA_VERSIONS,
     PartitionKeyError,
@@ -164,7 +165,7 @@ def retraining_schedule(
     from dagster._utils.schedules import is_valid_cron_string
 
     if not is_valid_cron_string(cron):
-        raise ValueError(f"LIFECYCLE_RETRAIN_CRON {cron!r} is not a valid cron expression.")
+        raise SettingError(f"LIFECYCLE_RETRAIN_CRON {cron!r} is not a valid cron expression.")
 
     @dg.schedule(
         cron_schedule=cron,

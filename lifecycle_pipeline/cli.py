@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lifecycle_pipeline.errors import EXIT_CODES_HELP, ExitCode, SettingError
 from lifecycle_pipeline.settings import Settings
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def _package_path(reference: str) -> Path:
     with dg.DagsterInstance.get() as instance:
         record = latest(instance, "deployment_package", reference)
     if record is None:
-        raise FileNotFoundError(
+        raise SettingError(
             f"{reference!r} is neither a package path nor a data version with a deployment_package "
             "materialization in this instance."
         )
@@ -108,14 +109,14 @@ def _predict(args: argparse.Namespace) -> int:
     report = verify_package(package, _public_key(args))
     if not report.ok:
         print(report.render(), file=sys.stderr)
-        return 1
+        return ExitCode.NEGATIVE
     with opened(package) as folder:
         # Scored by the package's own entry point: the code production runs.
         try:
             predictions, warned = score(folder, Path(args.input), args.out_of_range)
         except InputError as exc:
             print(f"{args.input}: invalid input: {exc}", file=sys.stderr)
-            return 2
+            return ExitCode.REFUSED
     for message in warned:
         print(f"warning: {message}", file=sys.stderr)
     if args.output:
@@ -135,6 +136,7 @@ def _drift(args: argparse.Namespace) -> int:
     from lifecycle_pipeline.demo import (
         QUIET,
         add_missing_partitions,
+        failed_on_input,
         failure_summary,
         prepare_environment,
     )
@@ -165,7 +167,7 @@ def _drift(args: argparse.Namespace) -> int:
         )
         if not result.success:
             print(f"drift monitor failed for {batch}:\n{failure_summary(result)}", file=sys.stderr)
-            return 2
+            return ExitCode.REFUSED if failed_on_input(result) else ExitCode.INTERNAL
         meta = metadata_values(latest(instance, "drift_monitor", batch))
     check = [e for e in result.get_asset_check_evaluations() if e.check_name == "drift_share"]
     print(check[0].description if check else meta["drift/verdict"])
@@ -219,7 +221,10 @@ def _build_info(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="lifecycle", description="Run and inspect the model lifecycle."
+        prog="lifecycle",
+        description="Run and inspect the model lifecycle.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
@@ -270,15 +275,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refusal(exc: BaseException) -> bool:
+    """Errors the user can act on. The package runtime's own classes are separate on purpose:
+    predict.py ships without this library, so they cannot derive from LifecycleError."""
+    from lifecycle_pipeline.errors import LifecycleError
+    from lifecycle_pipeline.package.runtime import InputError, PackageError
+
+    return isinstance(exc, LifecycleError | InputError | PackageError)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # argparse exits 2 on a malformed command line
     try:
         return int(args.handler(args))
-    except Exception as exc:  # the CLI's boundary: one readable line, details with --verbose
+    except Exception as exc:  # the CLI's boundary: a refusal is one line, a defect a traceback
         if getattr(args, "verbose", False):
             raise
-        print(f"lifecycle {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+        if _refusal(exc):
+            print(f"lifecycle {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return ExitCode.REFUSED
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        print(
+            f"lifecycle {args.command}: internal error ({type(exc).__name__}: {exc}); this is "
+            "a defect, not a problem with your input: please report it with the traceback above.",
+            file=sys.stderr,
+        )
+        return ExitCode.INTERNAL
 
 
 if __name__ == "__main__":

@@ -142,6 +142,8 @@ def _governance_change(args: argparse.Namespace) -> int:
     from lifecycle_pipeline.lineage.audit import AuditLog
 
     log = AuditLog()
+    # Before the key and the instance are consulted: a broken log is the reason to report.
+    log.require_intact(f"promotion of {args.version}" if args.command == "promote" else "rollback")
     with _instance() as instance:
         if args.command == "promote":
             change = governance.promote(
@@ -219,10 +221,11 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
+    from lifecycle_pipeline.errors import SettingError
     from lifecycle_pipeline.recovery import recover
 
     if not args.run_ids and not args.all:
-        raise ValueError("name the run ids to recover, or pass --all (SQLite instance only)")
+        raise SettingError("name the run ids to recover, or pass --all (SQLite instance only)")
     with _instance() as instance:
         outcome = recover(instance, args.run_ids or None)
     for run_id, done in outcome:

@@ -21,6 +21,7 @@ from lifecycle_pipeline.automation import (
     drift_retraining_sensor,
     retraining_schedule,
 )
+from lifecycle_pipeline.errors import SettingError
 from lifecycle_pipeline.governance import production_model_spec
 from lifecycle_pipeline.partitions import DATA_VERSIONS, PRODUCTION_BATCHES
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
@@ -95,7 +96,7 @@ def executor_from_env(env: Mapping[str, str] | None = None) -> dg.ExecutorDefini
 
         limit = _int_env(env, "LIFECYCLE_MAX_CONCURRENT", 0)
         return k8s_job_executor.configured({"max_concurrent": limit} if limit else {})
-    raise ValueError(
+    raise SettingError(
         f"LIFECYCLE_EXECUTOR={kind!r} is not an executor here; use one of {', '.join(EXECUTORS)}."
     )
 
@@ -107,9 +108,9 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} must be a whole number.") from None
+        raise SettingError(f"{name}={raw!r} must be a whole number.") from None
     if value < 0:
-        raise ValueError(f"{name}={raw!r} must not be negative.")
+        raise SettingError(f"{name}={raw!r} must not be negative.")
     return value
 
 

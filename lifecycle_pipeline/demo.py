@@ -42,6 +42,35 @@ def failure_summary(result: dg.ExecuteInProcessResult) -> str:
     return "\n".join(lines)
 
 
+def _root_causes(result: dg.ExecuteInProcessResult) -> list[str]:
+    names: list[str] = []
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        names.append(str(error.cls_name) if error else "")
+    return names
+
+
+def failed_on_input(result: dg.ExecuteInProcessResult) -> bool:
+    """Every failed step was refused by a LifecycleError (bad input or evidence), not a defect.
+
+    Dagster keeps only the class name of a step's exception, so the name is matched against
+    every subclass of LifecycleError that is loaded.
+    """
+    from lifecycle_pipeline.errors import LifecycleError
+
+    def subclasses(cls: type[LifecycleError]) -> set[str]:
+        names = {cls.__name__}
+        for sub in cls.__subclasses__():
+            names |= subclasses(sub)
+        return names
+
+    known = subclasses(LifecycleError)
+    causes = _root_causes(result)
+    return bool(causes) and all(name in known for name in causes)
+
+
 DAGSTER_YAML = """\
 # Embedded default: SQLite run, event-log and schedule storage under this folder.
 telemetry:

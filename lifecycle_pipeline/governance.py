@@ -279,6 +279,7 @@ def promote(
     reason: str,
     public_key: Path,
 ) -> Change:
+    log.require_intact(f"promotion of {version}")
     return _change(
         instance, log, "promotion", candidate(instance, version, public_key), approver, reason
     )
@@ -297,6 +298,7 @@ def rollback(
     The target's package must still verify and still be the very artifact that served before
     (same digest); a partition re-trained since then is not silently substituted.
     """
+    log.require_intact("rollback")
     changes = history(log)
     if not changes:
         raise GovernanceError("nothing has been promoted yet, so there is nothing to roll back.")

@@ -11,12 +11,13 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.lineage.audit import AuditLog, Record
 
 CHANGES = ("promotion", "rollback")
 
 
-class GovernanceError(RuntimeError):
+class GovernanceError(LifecycleError, RuntimeError):
     """A promotion or rollback is refused; the message lists what is missing."""
 
 

@@ -6,13 +6,15 @@ import re
 
 import dagster as dg
 
+from lifecycle_pipeline.errors import LifecycleError
+
 DATA_VERSIONS = dg.DynamicPartitionsDefinition(name="data_versions")
 PRODUCTION_BATCHES = dg.DynamicPartitionsDefinition(name="production_batches")
 
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-class PartitionKeyError(ValueError):
+class PartitionKeyError(LifecycleError, ValueError):
     """A partition key that cannot safely name a data version."""
 
 

@@ -26,10 +26,12 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.events import DagsterEventType
 
+from lifecycle_pipeline.errors import LifecycleError
+
 ACTIVE = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
 
 
-class RecoveryError(RuntimeError):
+class RecoveryError(LifecycleError, RuntimeError):
     """A run cannot be recovered or resumed as asked."""
 
 

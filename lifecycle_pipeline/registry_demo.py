@@ -19,10 +19,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from lifecycle_pipeline.errors import LifecycleError
+
 DATASET_PATH = "data/breast_cancer.csv"
 
 
-class RegistryBuildError(RuntimeError):
+class RegistryBuildError(LifecycleError, RuntimeError):
     """The demo registry could not be built as asked."""
 
 

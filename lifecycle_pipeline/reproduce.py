@@ -26,6 +26,7 @@ from typing import Any
 
 import dagster as dg
 
+from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.lineage.environment import UNKNOWN, code_state
 from lifecycle_pipeline.lineage.hashing import sha256_bytes
 from lifecycle_pipeline.lineage.query import latest, metadata_values
@@ -60,7 +61,7 @@ with dg.DagsterInstance.get() as instance:
 """
 
 
-class ReproduceError(RuntimeError):
+class ReproduceError(LifecycleError, RuntimeError):
     """The version cannot be reproduced from its record; the message says what is missing."""
 
 
@@ -71,8 +72,13 @@ class Element:
     reproduced: Any
 
     @property
+    def known(self) -> bool:
+        """False when either side was not identified (e.g. no uv.lock): never "same" then."""
+        return UNKNOWN not in (self.recorded, self.reproduced)
+
+    @property
     def same(self) -> bool:
-        return bool(self.recorded == self.reproduced)
+        return self.known and bool(self.recorded == self.reproduced)
 
 
 @dataclass
@@ -93,15 +99,25 @@ class ReproductionReport:
 
     @property
     def differences(self) -> list[str]:
-        return [e.name for e in self.elements if not e.same]
+        return [e.name for e in self.elements if e.known and not e.same]
+
+    @property
+    def unknown(self) -> list[str]:
+        return [e.name for e in self.elements if not e.known]
 
     @property
     def verdict(self) -> str:
-        return "identical" if self.identical else "different: " + ", ".join(self.differences)
+        if self.differences:
+            return "different: " + ", ".join(self.differences)
+        if self.unknown:
+            return "unknown: not identified: " + ", ".join(self.unknown)
+        return "identical"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["elements"] = [{**asdict(e), "same": e.same} for e in self.elements]
+        data["elements"] = [
+            {**asdict(e), "same": e.same if e.known else None} for e in self.elements
+        ]
         data["verdict"] = self.verdict
         data["identical"] = self.identical
         return data
@@ -115,7 +131,12 @@ class ReproductionReport:
             return text[:20] + "…" if len(text) > 21 else text
 
         rows: list[tuple[str, ...]] = [
-            (e.name, short(e.recorded), short(e.reproduced), "yes" if e.same else "NO")
+            (
+                e.name,
+                short(e.recorded),
+                short(e.reproduced),
+                "yes" if e.same else "NO" if e.known else "unknown",
+            )
             for e in self.elements
         ]
         where = (

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lifecycle_pipeline.errors import LifecycleError
+
 TARGET = "malignant"
 """1 = malignant, 0 = benign. The positive class is the one a missed diagnosis hurts."""
 
@@ -42,7 +44,7 @@ SLICE_BINS: tuple[tuple[str, float, float], ...] = (
 )
 
 
-class DataValidationError(ValueError):
+class DataValidationError(LifecycleError, ValueError):
     """A data version does not satisfy the dataset contract."""
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from lifecycle_pipeline.documentation.spec import REQUIRED_FIELDS, SpecError, load_spec
-from lifecycle_pipeline.lineage.query import latest, metadata_values
+from lifecycle_pipeline.lineage.query import history, latest, metadata_values
 from tests.conftest import FAST_TRAINING, PROJECT_ROOT, Pipeline, Registry
 
 SPEC = PROJECT_ROOT / "specs" / "model_card.yaml"
@@ -166,13 +166,21 @@ def test_what_changed_names_hyperparameters_metric_deltas_and_reason(
     assert elements["hyperparameters"][2]["n_estimators"] == 60
     deltas = {row[0]: row for row in section["tables"][1]["rows"]}
     assert set(deltas) >= {"accuracy", "f1", "roc_auc"}
-    for _, before, after, delta in deltas.values():
-        assert delta == after - before
+    # Both columns are the metrics the two evaluations recorded, read here from the instance.
+    first, second = (
+        metadata_values(r) for r in history(pipeline.instance, "evaluation", "data-v1")
+    )
+    for name, before, after, delta in deltas.values():
+        assert (before, after) == (first[f"metric/{name}"], second[f"metric/{name}"]), name
+        assert delta == pytest.approx(second[f"metric/{name}"] - first[f"metric/{name}"])
+    assert any(delta != 0 for *_, delta in deltas.values())  # 40 vs 60 trees: metrics moved
 
 
 def test_spec_requires_every_listed_field_and_rejects_malformed_fields(tmp_path: Path) -> None:
     assert load_spec(SPEC).gaps == ()
-    assert set(load_spec(tmp_path / "absent.yaml").gaps) == set(REQUIRED_FIELDS)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert set(load_spec(empty).gaps) == set(REQUIRED_FIELDS)
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  owners: just a string\n")
     with pytest.raises(SpecError, match=r"model\.owners"):
@@ -180,3 +188,57 @@ def test_spec_requires_every_listed_field_and_rejects_malformed_fields(tmp_path:
     bad.write_text("modle:\n  name: typo\n")
     with pytest.raises(SpecError, match="modle"):
         load_spec(bad)
+
+
+def test_a_spec_path_that_does_not_exist_is_an_error_naming_where_it_was_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A typo in the spec path must not document a model as all gaps."""
+    from lifecycle_pipeline.assets.documentation import ModelCardConfig
+
+    typo = tmp_path / "model_crad.yaml"
+    monkeypatch.setenv("LIFECYCLE_MODEL_CARD_SPEC", str(typo))
+    with pytest.raises(SpecError, match=r"named by \$LIFECYCLE_MODEL_CARD_SPEC cannot be read"):
+        load_spec(*ModelCardConfig().resolved_spec_path())
+    with pytest.raises(SpecError, match=r"named by run config ops\.model_card\.config\.spec_path"):
+        load_spec(*ModelCardConfig(spec_path=str(typo)).resolved_spec_path())
+    monkeypatch.delenv("LIFECYCLE_MODEL_CARD_SPEC")
+    assert ModelCardConfig().resolved_spec_path()[0] == SPEC
+
+
+def test_a_missing_spec_fails_model_card_and_records_nothing(
+    demo_registry: Registry, pipeline_factory: Callable[[Registry], Pipeline], tmp_path: Path
+) -> None:
+    pipeline = pipeline_factory(demo_registry)
+    typo = tmp_path / "model_crad.yaml"
+    config = {"ops": {**FAST_TRAINING["ops"], "model_card": {"config": {"spec_path": str(typo)}}}}
+    result = pipeline.run("data-v1", run_config=config)
+    assert not result.success
+    [failure] = [e for e in result.get_step_failure_events() if e.step_key == "model_card"]
+    assert f"{typo}: the model-card spec named by run config" in str(
+        failure.step_failure_data.error
+    )
+    assert latest(pipeline.instance, "model_card", "data-v1") is None
+    assert latest(pipeline.instance, "evaluation", "data-v1") is not None  # only the card failed
+
+
+def test_an_untraceable_previous_version_is_a_gap_never_a_first_version(
+    demo_registry: Registry, pipeline_factory: Callable[[Registry], Pipeline]
+) -> None:
+    """An earlier model whose lineage is gone must not be documented as "first version"."""
+    pipeline = pipeline_factory(demo_registry)
+    trained = pipeline.run("data-v1", selection=["data_snapshot", "features", "trained_model"])
+    assert trained.success
+    assert pipeline.run("data-v1", run_config={}, selection=["evaluation"]).success
+    pipeline.instance.delete_run(trained.run_id)  # the earlier evaluation's upstream is gone
+    changed = {"ops": {"trained_model": {"config": {"n_estimators": 60}}}}
+    assert pipeline.run("data-v1", run_config=changed).success
+
+    record, _ = bundle(pipeline)
+    section = record["documents"][0]["sections"][-1]
+    previous = {r["label"]: r for r in section["rows"]}["Previous version"]
+    assert previous["value"] is None
+    assert "exists but its lineage cannot be traced" in previous["gap"]
+    assert any("Previous version: the previous version" in g for g in record["gaps"])
+    meta = metadata_values(latest(pipeline.instance, "model_card", "data-v1"))
+    assert str(meta["previous_version"]).startswith("untraceable: evaluation@data-v1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -185,3 +186,63 @@ def test_retraining_for_drift_puts_the_reason_in_the_next_model_card(monitored: 
     card = metadata_values(latest(monitored.instance, "model_card", "data-v1"))["model_card"]
     assert isinstance(card, str)
     assert "drift on production batch batch-002: share 0.100 > 0.05" in card
+
+
+def test_each_drift_rule_is_evidentlys_own() -> None:
+    """Our verdict per test equals Evidently's implementation below, at and above the score."""
+    import numpy as np
+    from evidently.legacy.calculations.stattests.registry import (
+        StatTestInvalidFeatureTypeError,
+        get_stattest,
+    )
+    from evidently.legacy.core import ColumnType
+
+    from lifecycle_pipeline.monitoring.drift import DRIFTS_WHEN
+
+    rng = np.random.default_rng(1)
+    samples = {
+        ColumnType.Numerical: (pd.Series(rng.normal(size=300)), pd.Series(rng.normal(0.3, 1, 300))),
+        ColumnType.Categorical: (
+            pd.Series(rng.choice(["a", "b"], 300)),
+            pd.Series(rng.choice(["a", "b"], 300, p=[0.7, 0.3])),
+        ),
+    }
+
+    def applicable(kind: ColumnType, method: str) -> bool:
+        try:
+            get_stattest(*samples[kind], kind, method)
+        except StatTestInvalidFeatureTypeError:
+            return False
+        return True
+
+    for method, rule in DRIFTS_WHEN.items():
+        kind = next(k for k in samples if applicable(k, method))
+        test = get_stattest(*samples[kind], kind, method)
+        with warnings.catch_warnings():  # scipy's deprecation notes inside Evidently's tests
+            warnings.simplefilter("ignore", UserWarning)
+            score = test(*samples[kind], kind, 0.5).drift_score
+            for threshold in (score - 0.01, score, score + 0.01):
+                evidently = test(*samples[kind], kind, threshold).drifted
+                assert rule(score, threshold) == evidently, (method, score, threshold)
+
+
+def test_an_undefined_drift_score_is_an_error_never_no_drift() -> None:
+    """Evidently's t-test gives NaN on a constant column: that is not a calm column."""
+    import numpy as np
+
+    from lifecycle_pipeline.monitoring.drift import DriftError, DriftSettings, compute_drift
+
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame({"constant": np.ones(200), "x": rng.normal(size=200)})
+    current = pd.DataFrame({"constant": np.ones(200), "x": rng.normal(size=200)})
+    settings = DriftSettings(method="t_test", threshold=0.05)
+    with (
+        pytest.raises(DriftError, match=r"no finite score for constant \(nan\)"),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy on identical constant samples
+        compute_drift(reference, current, ["constant", "x"], settings)
+    results, _ = compute_drift(reference, current, ["x"], settings)  # defined: a verdict
+    assert results["x"].drifted is False
+    with pytest.raises(DriftError, match="'t-test' is not one of Evidently's tests"):
+        DriftSettings(method="t-test")

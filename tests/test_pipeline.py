@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from lifecycle_pipeline.lineage.query import (
     check_results,
@@ -120,3 +123,45 @@ def test_changed_hyperparameter_is_a_new_version_not_a_failure(
         for r in history(pipeline.instance, "trained_model", "data-v1")
     }
     assert len(fingerprints) == 2
+
+
+def test_without_a_lock_reproducibility_is_unknown_never_identical(
+    demo_registry: Registry,
+    pipeline_factory: Callable[[Registry], Pipeline],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two trainings outside a checkout with no uv.lock: same inputs as far as anyone can
+    tell, but the environment is unidentified, so the check warns "unknown"."""
+    monkeypatch.setenv("LIFECYCLE_PROJECT_ROOT", str(tmp_path))  # no uv.lock, no git
+    pipeline = pipeline_factory(demo_registry)
+    training = ["data_snapshot", "features", "trained_model", "evaluation"]
+    first = pipeline.run("data-v1", selection=training)
+    second = pipeline.run("data-v1", selection=training)
+    assert first.success and second.success  # a warning, not a failure: the model is usable
+    models = [metadata_values(r) for r in history(pipeline.instance, "trained_model", "data-v1")]
+    assert [m["env/lock_hash"] for m in models] == ["unknown", "unknown"]
+    for run in (first, second):
+        check = check_results(pipeline.instance, run.run_id)["trained_model:reproducible"]
+        assert not check.passed and check.metadata["verdict"] == "unknown"
+        assert "Reproducibility unknown: no uv.lock" in check.description
+        assert "compared_run" not in check.metadata  # "unknown" == "unknown" proves nothing
+    row = summarize(pipeline.instance, "data-v1")
+    assert row is not None and row.reproduced == "unknown"
+
+
+def test_a_reproduction_with_an_unidentified_element_is_unknown_never_identical() -> None:
+    from lifecycle_pipeline.reproduce import Element, ReproductionReport
+
+    def report(*elements: Element) -> ReproductionReport:
+        return ReproductionReport("data-v1", "run", "current", "c" * 40, ".", list(elements))
+
+    same = Element("fingerprint.combined", "f" * 64, "f" * 64)
+    unknown = report(same, Element("code.lock_hash", "unknown", "unknown"))
+    assert not unknown.identical and unknown.verdict == "unknown: not identified: code.lock_hash"
+    assert unknown.to_dict()["elements"][1]["same"] is None
+    assert "unknown" in unknown.render().splitlines()[-2]  # the lock row says so
+    different = report(Element("code.lock_hash", "unknown", "a" * 64),
+                       Element("fingerprint.combined", "f" * 64, "e" * 64))  # fmt: skip
+    assert different.verdict == "different: fingerprint.combined"
+    assert report(same).verdict == "identical"

@@ -10,6 +10,7 @@ from pydantic import Field
 from lifecycle_pipeline import schema
 from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version
 from lifecycle_pipeline.assets.preflight import validate_run_config
+from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.lineage.records import DataSnapshot, ResolvedVersion
 from lifecycle_pipeline.partitions import DATA_VERSIONS, validate_partition_key
 from lifecycle_pipeline.resources import registry as registry_module
@@ -25,7 +26,7 @@ class DataSnapshotConfig(dg.Config):
     )
 
 
-class DataVersionMovedError(RuntimeError):
+class DataVersionMovedError(LifecycleError, RuntimeError):
     """A data-version key now resolves to other bytes than it did when first materialized."""
 
 

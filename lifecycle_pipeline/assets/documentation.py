@@ -40,12 +40,15 @@ class ModelCardConfig(dg.Config):
         description="Spec YAML; default $LIFECYCLE_MODEL_CARD_SPEC, else specs/model_card.yaml.",
     )
 
-    def resolved_spec_path(self) -> Path:
-        settings = Settings.from_env()
-        configured = self.spec_path or os.environ.get("LIFECYCLE_MODEL_CARD_SPEC")
-        return (
-            Path(configured) if configured else settings.project_root / "specs" / "model_card.yaml"
-        )
+    def resolved_spec_path(self) -> tuple[Path, str]:
+        """The spec path and where it was configured (named in errors)."""
+        if self.spec_path:
+            return Path(self.spec_path), "run config ops.model_card.config.spec_path"
+        configured = os.environ.get("LIFECYCLE_MODEL_CARD_SPEC")
+        if configured:
+            return Path(configured), "$LIFECYCLE_MODEL_CARD_SPEC"
+        default = Settings.from_env().project_root / "specs" / "model_card.yaml"
+        return default, "the default (no spec_path in run config, no $LIFECYCLE_MODEL_CARD_SPEC)"
 
 
 def bundle_files(
@@ -84,7 +87,7 @@ def model_card(
     context: dg.AssetExecutionContext, config: ModelCardConfig, evaluation: EvaluationReport
 ) -> dg.Output[FileTree]:
     """Model card, datasheet and technical documentation, generated from recorded lineage."""
-    spec = load_spec(config.resolved_spec_path())
+    spec = load_spec(*config.resolved_spec_path())
     instance = context.instance
     if evaluation.source is None:
         raise LineageError(
@@ -99,15 +102,20 @@ def model_card(
     )
     lineage = Lineage.from_trace(trace(instance, start))
     previous: Lineage | None = None
+    untraceable: str | None = None
     earlier = previous_model_version(instance, start)
     if earlier is not None:
         try:
             previous = Lineage.from_trace(trace(instance, earlier))
         except (LineageError, KeyError) as exc:
-            context.log.warning(f"Previous version {earlier.cite()} has incomplete lineage: {exc}")
+            untraceable = (
+                f"the previous version {earlier.cite()} exists but its lineage cannot be traced "
+                f"({type(exc).__name__}: {exc}); the comparison with it is missing"
+            )
+            context.log.warning(untraceable)
     training_run = instance.get_run_by_id(lineage.model.run_id)
     reason = training_run.tags.get(REASON_TAG) if training_run else None
-    changes = changes_since(lineage, previous, reason)
+    changes = changes_since(lineage, previous, reason, untraceable)
     documents = [
         build_model_card(lineage, spec, changes),
         datasheet(lineage, spec),
@@ -147,7 +155,11 @@ def model_card(
                 str(lineage.model.metadata.get("model/fingerprint"))
             ),
             "previous_version": dg.MetadataValue.text(
-                previous.model.cite() if previous else "none"
+                previous.model.cite()
+                if previous
+                else f"untraceable: {earlier.cite()}"
+                if earlier
+                else "none: first model version"
             ),
             **upstream_metadata(evaluation.source),
         },

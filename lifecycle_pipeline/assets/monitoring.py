@@ -10,6 +10,7 @@ from pydantic import Field
 
 from lifecycle_pipeline import schema
 from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version, upstream_metadata
+from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.lineage.query import latest
 from lifecycle_pipeline.lineage.records import ArtifactRef, FeatureSet, FileTree, TrainedModel
 from lifecycle_pipeline.monitoring import drift as drift_module
@@ -55,7 +56,7 @@ class DriftConfig(dg.Config):
         )
 
 
-class ReferenceNotFoundError(LookupError):
+class ReferenceNotFoundError(LifecycleError, LookupError):
     """No trained model version exists to compare a batch against."""
 
 
@@ -111,7 +112,7 @@ def monitor(
 
 
 def column_table(summary: DriftSummary) -> dg.TableMetadataValue:
-    rows = [*summary.columns, *([summary.prediction] if summary.prediction else [])]
+    rows = [*summary.columns, summary.prediction]
     return dg.MetadataValue.table(
         records=[dg.TableRecord(c.to_dict()) for c in rows],
         schema=dg.TableSchema(
@@ -172,12 +173,8 @@ def drift_monitor(
             "drift/verdict": dg.MetadataValue.text(summary.verdict),
             "drift/drifted_columns": dg.MetadataValue.json(summary.drifted_columns),
             "drift/columns": column_table(summary),
-            "drift/prediction_score": dg.MetadataValue.float(
-                summary.prediction.score if summary.prediction else 0.0
-            ),
-            "drift/prediction_drifted": dg.MetadataValue.bool(
-                bool(summary.prediction and summary.prediction.drifted)
-            ),
+            "drift/prediction_score": dg.MetadataValue.float(summary.prediction.score),
+            "drift/prediction_drifted": dg.MetadataValue.bool(summary.prediction.drifted),
             "drift/method": dg.MetadataValue.text(config.method),
             "drift/threshold": dg.MetadataValue.float(config.threshold),
             "drift/share_threshold": dg.MetadataValue.float(config.drift_share_threshold),

@@ -14,8 +14,10 @@ from typing import Any
 import dagster as dg
 from pydantic import ValidationError
 
+from lifecycle_pipeline.errors import LifecycleError
 
-class ConfigurationError(ValueError):
+
+class ConfigurationError(LifecycleError, ValueError):
     """Run configuration that names a valid field with an invalid value."""
 
 

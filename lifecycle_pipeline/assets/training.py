@@ -17,7 +17,13 @@ from threadpoolctl import threadpool_limits
 from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version, upstream_metadata
 from lifecycle_pipeline.failpoints import failpoint
 from lifecycle_pipeline.lineage import fingerprint as fingerprint_module
-from lifecycle_pipeline.lineage.environment import code_state, library_versions, machine
+from lifecycle_pipeline.lineage.environment import (
+    LOCK_FILE,
+    UNKNOWN,
+    code_state,
+    library_versions,
+    machine,
+)
 from lifecycle_pipeline.lineage.fingerprint import fingerprint
 from lifecycle_pipeline.lineage.hashing import json_hash
 from lifecycle_pipeline.lineage.records import FeatureSet, TrainedModel
@@ -141,7 +147,21 @@ def previous_versions(context: dg.AssetExecutionContext, limit: int = 100) -> li
 
 
 def reproducibility_verdict(lineage: dict[str, Any], history: list[Any]) -> dg.AssetCheckResult:
-    """Same lineage inputs must give the same fingerprint; changed inputs are a new version."""
+    """Same lineage inputs must give the same fingerprint; changed inputs are a new version.
+
+    Without a lock file the environment is not identified, so "same inputs" cannot be
+    established: the verdict is unknown (a warning), never identical.
+    """
+    if lineage["code"]["lock_hash"] == UNKNOWN:
+        return dg.AssetCheckResult(
+            check_name="reproducible",
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"verdict": "unknown", "unidentified": ["code.lock_hash"]},
+            description=f"Reproducibility unknown: no {LOCK_FILE} was found beside the code, so "
+            "the environment that trained this model is not identified and no earlier training "
+            f"can be called identical. Train from a checkout (or image) that has its {LOCK_FILE}.",
+        )
     inputs = {k: lineage[k] for k in ("data_md5", "config_hash")}
     inputs |= {k: lineage["code"][k] for k in ("source_digest", "lock_hash")}
     fingerprint_now = lineage["fingerprint"]["combined"]

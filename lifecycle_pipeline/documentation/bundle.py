@@ -402,8 +402,17 @@ def technical_documentation(lineage: Lineage, spec: LoadedSpec, changes: Section
     )
 
 
-def changes_since(lineage: Lineage, previous: Lineage | None, reason: str | None) -> Section:
-    """What differs from the previous model version, read from both versions' lineage."""
+def changes_since(
+    lineage: Lineage,
+    previous: Lineage | None,
+    reason: str | None,
+    untraceable: str | None = None,
+) -> Section:
+    """What differs from the previous model version, read from both versions' lineage.
+
+    ``untraceable`` says why an earlier version exists but its lineage could not be read: the
+    comparison is then a gap naming that version, never "first model version".
+    """
     title = "What changed since the previous version"
     m, e = lineage.model, lineage.evaluation
     reason_row = (
@@ -415,6 +424,8 @@ def changes_since(lineage: Lineage, previous: Lineage | None, reason: str | None
         if reason
         else gap("Reason for retraining", "no `lifecycle/reason` tag on the training run")
     )
+    if untraceable is not None:
+        return Section(title, rows=(gap("Previous version", untraceable), reason_row))
     if previous is None:
         return Section(
             title,

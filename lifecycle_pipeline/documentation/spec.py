@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from lifecycle_pipeline.errors import LifecycleError
+
 # Dotted paths of the fields a reviewer must fill before a model may be documented as complete.
 REQUIRED_FIELDS: tuple[str, ...] = (
     "model.name",
@@ -42,8 +44,8 @@ REQUIRED_FIELDS: tuple[str, ...] = (
 )
 
 
-class SpecError(ValueError):
-    """The spec file exists but cannot be read or has a malformed field."""
+class SpecError(LifecycleError, ValueError):
+    """The spec file is missing, unreadable, or has a malformed field."""
 
 
 class _Strict(BaseModel):
@@ -121,14 +123,23 @@ def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, str | list) and not value)
 
 
-def load_spec(path: Path) -> LoadedSpec:
-    """Read and validate the spec; missing required fields become gaps."""
+def load_spec(path: Path, origin: str = "the spec path") -> LoadedSpec:
+    """Read and validate the spec; missing required fields become gaps.
+
+    A file that is not there is an error, not an empty spec: a mistyped path would otherwise
+    document a model with every human field missing and nobody told why. ``origin`` names
+    where the path came from, so the error says what to fix.
+    """
     import hashlib
 
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
-        raw = b""
+    except OSError as exc:
+        raise SpecError(
+            f"{path}: the model-card spec named by {origin} cannot be read "
+            f"({exc.strerror or exc}). Fix the path, or start from specs/model_card.yaml; an "
+            "empty file documents every human field as a gap."
+        ) from exc
     try:
         data = yaml.safe_load(raw.decode("utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.failpoints import ENV as FAILPOINT_ENV
 from lifecycle_pipeline.failpoints import failpoint
 from lifecycle_pipeline.lineage.hashing import canonical_json, sha256_bytes
@@ -44,7 +45,7 @@ KINDS = (
 )
 
 
-class AuditError(RuntimeError):
+class AuditError(LifecycleError, RuntimeError):
     """The audit log or its key is missing, unreadable or does not verify."""
 
 
@@ -305,6 +306,19 @@ class AuditLog:
             report.head = record.hash
             report.records = position + 1
         return report
+
+    def require_intact(self, action: str) -> None:
+        """Refuse ``action`` up front when the log does not verify.
+
+        A governance change ends in an append, which a broken log refuses anyway; checking
+        first names the log as the reason instead of whatever else the action meets on the way.
+        """
+        report = self.verify()
+        if not report.ok:
+            raise AuditError(
+                f"{action} refused: the audit log does not verify, and nothing is ever recorded "
+                f"on top of a broken log:\n{report.render()}"
+            )
 
     def records(self, verify: bool = True) -> list[Record]:
         """Every record, oldest first; by default only from a log that verifies."""

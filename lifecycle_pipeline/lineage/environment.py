@@ -11,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from lifecycle_pipeline.errors import SettingError
 from lifecycle_pipeline.lineage.hashing import sha256_file
 from lifecycle_pipeline.settings import PACKAGE_DIR
 
@@ -85,7 +86,7 @@ def code_state(project_root: Path) -> CodeState:
 def write_build_info(project_root: Path, commit: str) -> Path:
     """Record, at image build time, which commit these sources and this lock came from."""
     if len(commit) != 40 or not all(c in "0123456789abcdef" for c in commit):
-        raise ValueError(
+        raise SettingError(
             f"commit {commit!r} is not a full git commit id; build the image with "
             "--build-arg GIT_COMMIT=$(git rev-parse HEAD) from a clean checkout."
         )

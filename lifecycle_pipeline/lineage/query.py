@@ -66,6 +66,8 @@ class VersionSummary:
         check = self.checks.get("trained_model:reproducible")
         if check is None:
             return "n/a"
+        if check.metadata.get("verdict") == "unknown":
+            return "unknown"
         if not check.passed:
             return "NO"
         if "compared_run" in check.metadata:

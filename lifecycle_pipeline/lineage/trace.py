@@ -14,10 +14,11 @@ from typing import Any
 import dagster as dg
 from dagster._core.events import DagsterEventType
 
+from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.resources.artifact_store import SHA_KEY
 
 
-class LineageError(LookupError):
+class LineageError(LifecycleError, LookupError):
     """A recorded upstream reference cannot be found in the instance."""
 
 
@@ -95,16 +96,26 @@ def trace(instance: dg.DagsterInstance, start: Materialization) -> dict[str, Mat
 def previous_model_version(
     instance: dg.DagsterInstance, current: Materialization, limit: int = 200
 ) -> Materialization | None:
-    """The latest evaluated model before ``current`` whose fingerprint differs from it."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey(current.asset), before_storage_id=current.storage_id
-        ),
-        limit=limit,
-    ).records
+    """The latest evaluated model before ``current`` whose fingerprint differs from it.
+
+    None only when every earlier materialization was read (page by page) and none differs:
+    a documentation bundle states "first model version" on that answer, so it is never a
+    guess from a truncated page.
+    """
     fingerprint = current.metadata.get("model/fingerprint")
-    for record in records:
-        candidate = Materialization.from_record(record)
-        if candidate.metadata.get("model/fingerprint") != fingerprint:
-            return candidate
-    return None
+    cursor: str | None = None
+    while True:
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey(current.asset), before_storage_id=current.storage_id
+            ),
+            limit=limit,
+            cursor=cursor,
+        )
+        for record in page.records:
+            candidate = Materialization.from_record(record)
+            if candidate.metadata.get("model/fingerprint") != fingerprint:
+                return candidate
+        if not page.has_more:
+            return None
+        cursor = page.cursor

@@ -14,13 +14,46 @@ random widget ids. Scores, verdicts and ``summary.json`` are deterministic for t
 from __future__ import annotations
 
 import json
+import math
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from lifecycle_pipeline.errors import LifecycleError
+
 PREDICTION_COLUMN = "prediction_probability"
+
+# Evidently 0.7's own rule for each test (evidently/legacy/calculations/stattests/*.py):
+# p-values drift below the threshold, distances above it, each with its own strictness.
+# tests/test_monitoring.py checks every entry against Evidently's implementation.
+DRIFTS_WHEN: dict[str, Callable[[float, float], bool]] = {
+    "anderson": operator.lt,
+    "chisquare": operator.lt,
+    "cramer_von_mises": operator.le,
+    "ed": operator.gt,
+    "empirical_mmd": operator.lt,
+    "es": operator.lt,
+    "fisher_exact": operator.lt,
+    "g_test": operator.lt,
+    "hellinger": operator.ge,
+    "jensenshannon": operator.ge,
+    "kl_div": operator.ge,
+    "ks": operator.le,
+    "mannw": operator.lt,
+    "psi": operator.ge,
+    "t_test": operator.lt,
+    "TVD": operator.lt,
+    "wasserstein": operator.ge,
+    "z": operator.lt,
+}
+
+
+class DriftError(LifecycleError, ValueError):
+    """Drift cannot be judged as configured: an unknown method, or a score that is undefined."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +63,13 @@ class DriftSettings:
     drift_share_threshold: float = 0.05
     sample_cap: int = 100_000
     seed: int = 20241122
+
+    def __post_init__(self) -> None:
+        if self.method not in DRIFTS_WHEN:
+            raise DriftError(
+                f"drift method {self.method!r} is not one of Evidently's tests: "
+                f"{', '.join(sorted(DRIFTS_WHEN))}."
+            )
 
 
 @dataclass(frozen=True)
@@ -62,7 +102,7 @@ class DriftSummary:
     batch_md5: str
     reference_version: str
     columns: tuple[ColumnDrift, ...]
-    prediction: ColumnDrift | None
+    prediction: ColumnDrift
     settings: DriftSettings
     reference_rows: int
     current_rows: int
@@ -74,9 +114,13 @@ class DriftSummary:
     def drifted_columns(self) -> list[str]:
         return [c.column for c in self.columns if c.drifted]
 
+    def __post_init__(self) -> None:
+        if not self.columns:
+            raise DriftError(f"batch {self.batch}: no feature columns were compared.")
+
     @property
     def drift_share(self) -> float:
-        return len(self.drifted_columns) / len(self.columns) if self.columns else 0.0
+        return len(self.drifted_columns) / len(self.columns)
 
     @property
     def drifted(self) -> bool:
@@ -104,7 +148,7 @@ class DriftSummary:
             "drift_share": self.drift_share,
             "drifted_columns": self.drifted_columns,
             "columns": [c.to_dict() for c in self.columns],
-            "prediction": self.prediction.to_dict() if self.prediction else None,
+            "prediction": self.prediction.to_dict(),
             "settings": vars(self.settings),
             "rows": {
                 "reference": self.reference_rows,
@@ -135,23 +179,8 @@ def _column_scores(report_dict: dict[str, Any]) -> dict[str, float]:
 
 
 def _is_drifted(method: str, score: float, threshold: float) -> bool:
-    """Evidently's rule: p-value tests drift below the threshold, distances above it."""
-    p_value_tests = {
-        "ks",
-        "chisquare",
-        "z",
-        "t_test",
-        "mannw",
-        "ed",
-        "es",
-        "fisher_exact",
-        "g_test",
-        "cramer_von_mises",
-        "anderson",
-        "epps_singleton",
-        "empirical_mmd",
-    }
-    return score < threshold if method in p_value_tests else score >= threshold
+    """Evidently's rule for ``method``; an undefined score is an error, never "no drift"."""
+    return DRIFTS_WHEN[method](score, threshold)
 
 
 def compute_drift(
@@ -175,6 +204,15 @@ def compute_drift(
     missing = [c for c in columns if c not in scores]
     if missing:
         raise RuntimeError(f"Evidently returned no drift score for {missing}")
+    undefined = {c: scores[c] for c in columns if not math.isfinite(scores[c])}
+    if undefined:
+        raise DriftError(
+            f"Evidently's {settings.method!r} test gave no finite score for "
+            f"{', '.join(f'{c} ({s})' for c, s in undefined.items())}: drift is undefined there "
+            "(a constant column makes some tests divide by zero). Such a column is neither "
+            "drifted nor calm; choose another `method` in the drift_monitor run config, e.g. "
+            "psi or wasserstein."
+        )
     return (
         {
             c: ColumnDrift(

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.lineage.fingerprint import predict_proba
 from lifecycle_pipeline.lineage.hashing import sha256_bytes
 from lifecycle_pipeline.lineage.records import EvaluationReport, FeatureSet, FileTree, TrainedModel
@@ -21,7 +22,7 @@ PACKAGE_KIND = "deployment_package"
 ENTRY_POINT = "predict.py"
 
 
-class PackageBuildError(RuntimeError):
+class PackageBuildError(LifecycleError, RuntimeError):
     """A package cannot be assembled from what the pipeline recorded."""
 
 

@@ -177,7 +177,10 @@ def read_table(path: Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         except (OSError, ValueError) as exc:
             raise InputError(f"not a readable Parquet file ({exc})") from exc
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot be read ({exc.strerror or exc})") from exc
     if not raw.strip():
         raise InputError("the file is empty (0 data bytes)")
     try:

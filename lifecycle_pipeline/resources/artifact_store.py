@@ -20,6 +20,7 @@ from dagster._core.events import DagsterEventType
 from pydantic import Field
 from upath import UPath
 
+from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.failpoints import failpoint
 from lifecycle_pipeline.lineage.hashing import sha256_bytes
 from lifecycle_pipeline.lineage.records import ArtifactRef, FileTree
@@ -36,7 +37,7 @@ FILES_KEY = "artifact/files"
 ENTRY_KEY = "artifact/entry"
 
 
-class ArtifactIntegrityError(RuntimeError):
+class ArtifactIntegrityError(LifecycleError, RuntimeError):
     """A stored artifact is missing or its bytes no longer match the recorded digest."""
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.lineage.fingerprint import ModelFingerprint
 from lifecycle_pipeline.lineage.hashing import sha256_bytes
 from lifecycle_pipeline.lineage.records import (
@@ -33,7 +34,7 @@ _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 TRUSTED_MODEL_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
 
 
-class ArtifactFormatError(ValueError):
+class ArtifactFormatError(LifecycleError, ValueError):
     """An artifact's bytes do not form a valid, untampered bundle."""
 
 

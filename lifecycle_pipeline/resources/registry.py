@@ -16,12 +16,13 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.lineage.records import ResolvedVersion
 from lifecycle_pipeline.partitions import validate_partition_key
 from lifecycle_pipeline.settings import Settings
 
 
-class RegistryError(RuntimeError):
+class RegistryError(LifecycleError, RuntimeError):
     """The registry cannot resolve or serve a data version."""
 
 

@@ -17,12 +17,13 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.settings import Settings
 
 SIGNATURE_FILE = "model.sig"
 
 
-class SignatureError(RuntimeError):
+class SignatureError(LifecycleError, RuntimeError):
     """A package signature is missing or does not verify."""
 
 

@@ -186,9 +186,13 @@ def test_a_writer_killed_mid_append_leaves_a_torn_record_that_is_reported(
     assert verified.returncode == 1
     assert CRASHES[2].expected in verified.stderr and "record 3: torn" in verified.stderr
     before = log_path.read_bytes()
-    appended = lifecycle(env, "promote", "data-v1", "--approver", "x", "--reason", "y")
-    assert appended.returncode != 0
-    assert log_path.read_bytes() == before  # nothing is ever added on top of a torn record
+    for action in (["promote", "data-v1"], ["rollback"]):
+        refused = lifecycle(env, *action, "--approver", "x", "--reason", "y")
+        assert refused.returncode == 2, refused.stderr
+        # Refused because of the torn record, before the empty instance is even consulted.
+        assert "refused: the audit log does not verify" in refused.stderr, refused.stderr
+        assert "record 3: torn" in refused.stderr
+        assert log_path.read_bytes() == before  # nothing is ever added on top of a torn record
 
     recovered = lifecycle(env, "audit", "recover")
     assert recovered.returncode == 0, recovered.stderr

@@ -1,0 +1,106 @@
+"""`lifecycle` tells scripts what happened: 0 ok, 1 negative verdict, 2 refused, 3 defect.
+
+Each code is produced here by a real `lifecycle` process, the way a cron job or CI step
+would meet it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lifecycle_pipeline.errors import ExitCode
+from tests.conftest import PROJECT_ROOT
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "LIFECYCLE_HOME": str(tmp_path / "lifecycle_home"),
+        "LIFECYCLE_AUDIT_LOG": str(tmp_path / "audit" / "log.jsonl"),
+    }
+
+
+def lifecycle(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "lifecycle"), *args], cwd=PROJECT_ROOT, env=env, capture_output=True,
+        text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_help_documents_every_exit_code(env: dict[str, str]) -> None:
+    done = lifecycle(env, "--help")
+    assert done.returncode == ExitCode.OK
+    for code in ExitCode:
+        assert f"\n  {code.value}  " in done.stdout, f"exit status {code.value} is not documented"
+
+
+def test_0_when_the_audit_log_verifies(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lifecycle_pipeline.lineage.audit import AuditLog
+
+    monkeypatch.setenv("LIFECYCLE_HOME", env["LIFECYCLE_HOME"])  # where the audit key lives
+    AuditLog(Path(env["LIFECYCLE_AUDIT_LOG"])).append(
+        "promotion", {"approver": "a", "reason": "r"}, version="v1"
+    )
+    done = lifecycle(env, "audit", "verify")
+    assert done.returncode == ExitCode.OK, done.stderr
+    assert "1 record(s) verify" in done.stdout
+
+
+def test_1_for_a_negative_verdict(env: dict[str, str]) -> None:
+    """Nothing served at a time is an answer, not an error: exit 1, no traceback."""
+    done = lifecycle(env, "history", "--at", "2001-01-01T00:00:00+00:00")
+    assert done.returncode == ExitCode.NEGATIVE, done.stdout + done.stderr
+    assert "nothing was serving at 2001-01-01T00:00:00+00:00" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["reproduce", "../x"], "PartitionKeyError: Invalid partition key '../x'"),
+        (["verify", "data-v404"], "'data-v404' is neither a package path nor a data version"),
+        (["runs", "recover"], "name the run ids to recover, or pass --all"),
+        (["no-such-command"], "invalid choice: 'no-such-command'"),
+    ],
+    ids=["bad identifier", "unknown version", "incomplete request", "unknown command"],
+)
+def test_2_for_rejected_input_with_the_problem_named(
+    env: dict[str, str], args: list[str], expected: str
+) -> None:
+    done = lifecycle(env, *args)
+    assert done.returncode == ExitCode.REFUSED, done.stdout + done.stderr
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr  # a refusal is one readable line, not a stack
+
+
+def test_a_missing_input_file_is_an_input_error(tmp_path: Path) -> None:
+    """`predict` and `replay` read rows with the package's own reader: a named refusal."""
+    from lifecycle_pipeline.package.runtime import InputError, read_table
+
+    for name in ("absent.csv", "absent.parquet"):
+        with pytest.raises(InputError, match=r"cannot be read|not a readable Parquet file"):
+            read_table(tmp_path / name)
+
+
+def test_3_for_a_defect_or_unexpected_failure_with_the_traceback(env: dict[str, str]) -> None:
+    """A damaged instance database is nobody's input: exit 3 with the traceback to report."""
+    history = Path(env["DAGSTER_HOME"]) / "history"
+    history.mkdir()
+    (history / "runs.db").write_bytes(b"this is not an SQLite database" * 100)
+    done = lifecycle(env, "summary")
+    assert done.returncode == ExitCode.INTERNAL, done.stdout + done.stderr
+    assert "Traceback (most recent call last)" in done.stderr
+    assert "internal error (" in done.stderr and "please report it" in done.stderr
