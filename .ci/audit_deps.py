@@ -1,10 +1,11 @@
-"""pip-audit against the committed lock, tolerant of a missing vulnerability service.
+"""pip-audit against the committed lock, tolerant of a missing vulnerability service only.
 
 Every pinned package in ``uv.lock`` (all groups) is checked with pip-audit. A known
 vulnerability fails the check and is listed with its fix version. When the vulnerability
 service cannot be reached (offline CI, a proxy that serves the package index but not the
 advisory API), the packages that could not be audited are counted and reported, and the check
-passes: a network outage must not block a merge, but it must not pass silently either.
+passes: a network outage must not block a merge, but it must not pass silently either. Any
+other way of not auditing (pip-audit missing or crashing) fails.
 
 Usage: python .ci/audit_deps.py [--ignore ID ...]
 """
@@ -46,16 +47,47 @@ def main(argv: list[str] | None = None) -> int:
         try:
             ran = subprocess.run(command, capture_output=True, text=True, timeout=600)
         except subprocess.TimeoutExpired:
-            print("pip-audit: SKIPPED, the vulnerability service did not answer in 600 s")
+            print("pip-audit: NOT AUDITED, the vulnerability service did not answer in 600 s")
             return 0
         if not report.exists():
-            reason = (ran.stderr.strip().splitlines() or ["no output"])[-1]
-            print(f"pip-audit: SKIPPED, the vulnerability service is unreachable ({reason})")
-            return 0
+            code, line = unaudited(ran.returncode, ran.stderr)
+            print(line, file=sys.stderr if code else sys.stdout)
+            return code
         dependencies = json.loads(report.read_text())["dependencies"]
     code, lines = verdict(dependencies)
     print("\n".join(lines), file=sys.stderr if code else sys.stdout)
     return code
+
+
+# What pip-audit (requests, urllib3, the resolver) prints when the advisory service cannot be
+# reached: the only failure without a report that is reported instead of failed.
+UNREACHABLE = (
+    "ConnectionError",
+    "Max retries exceeded",
+    "Failed to establish a new connection",
+    "Connection refused",
+    "Temporary failure in name resolution",
+    "NameResolutionError",
+    "ProxyError",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "Network is unreachable",
+)
+
+
+def unaudited(returncode: int, stderr: str) -> tuple[int, str]:
+    """pip-audit ended without a report: unreachable service (reported) or a failure (fails).
+
+    pip-audit missing, a crash or an unreadable requirements file would otherwise look like a
+    network outage and let every vulnerability through unnoticed.
+    """
+    reason = (stderr.strip().splitlines() or [f"exit status {returncode}, no output"])[-1]
+    if any(marker in stderr for marker in UNREACHABLE):
+        return 0, f"pip-audit: NOT AUDITED, the vulnerability service is unreachable ({reason})"
+    return 1, (
+        f"pip-audit: FAILED to run (exit status {returncode}): {reason}. Nothing was audited; "
+        "install the dev tools (`make install`) and rerun."
+    )
 
 
 def verdict(dependencies: list[dict[str, Any]]) -> tuple[int, list[str]]:

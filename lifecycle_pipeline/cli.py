@@ -78,26 +78,53 @@ def _package_path(reference: str) -> Path:
 
     from lifecycle_pipeline.demo import prepare_environment
     from lifecycle_pipeline.lineage.query import latest, metadata_values
-    from lifecycle_pipeline.partitions import validate_partition_key
 
-    validate_partition_key(reference)
+    _version(reference)
     prepare_environment(Settings.from_env())
     with dg.DagsterInstance.get() as instance:
         record = latest(instance, "deployment_package", reference)
     if record is None:
-        raise SettingError(
-            f"{reference!r} is neither a package path nor a data version with a deployment_package "
-            "materialization in this instance."
-        )
+        raise SettingError(_NO_PACKAGE.format(reference=reference))
     return Path(str(metadata_values(record)["artifact/uri"]))
 
 
-def _verify(args: argparse.Namespace) -> int:
-    from lifecycle_pipeline.package.verify import verify_package
+_NO_PACKAGE = (
+    "{reference!r} is neither a package path nor a data version with a deployment_package "
+    "materialization in this instance."
+)
 
-    report = verify_package(_package_path(args.package), _public_key(args))
+
+def _version(reference: str) -> str:
+    from lifecycle_pipeline.partitions import validate_partition_key
+
+    return validate_partition_key(reference)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """A path is verified as given; a data version as the artifact store holds its package."""
+    from lifecycle_pipeline.package.verify import verify_package, verify_stored_package
+
+    if Path(args.package).exists():
+        report = verify_package(Path(args.package), _public_key(args))
+    else:
+        import dagster as dg
+
+        from lifecycle_pipeline.demo import prepare_environment
+        from lifecycle_pipeline.resources.artifact_store import (
+            ArtifactStore,
+            recorded_materialization,
+        )
+
+        prepare_environment(Settings.from_env())
+        with dg.DagsterInstance.get() as instance:
+            record = recorded_materialization(
+                instance, dg.AssetKey("deployment_package"), _version(args.package), None
+            )
+        if record is None:
+            raise SettingError(_NO_PACKAGE.format(reference=args.package))
+        report = verify_stored_package(ArtifactStore(), record, _public_key(args))
     print(report.render(), file=sys.stdout if report.ok else sys.stderr)
-    return 0 if report.ok else 1
+    return ExitCode.OK if report.ok else ExitCode.NEGATIVE
 
 
 def _predict(args: argparse.Namespace) -> int:

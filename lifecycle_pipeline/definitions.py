@@ -13,7 +13,7 @@ from lifecycle_pipeline.assets.documentation import model_card
 from lifecycle_pipeline.assets.evaluation import evaluation
 from lifecycle_pipeline.assets.features import features
 from lifecycle_pipeline.assets.monitoring import drift_monitor
-from lifecycle_pipeline.assets.packaging import deployment_package
+from lifecycle_pipeline.assets.packaging import deployment_package, package_verifies
 from lifecycle_pipeline.assets.training import trained_model
 from lifecycle_pipeline.automation import (
     audit_log_sensor,
@@ -129,6 +129,7 @@ def build_definitions(
         assets = dg.with_source_code_references([*ASSETS, production_model_spec()])
     return dg.Definitions(
         assets=assets,
+        asset_checks=[package_verifies],
         jobs=[lifecycle_job, drift_job],
         sensors=[
             discovery_sensor(

@@ -1,7 +1,8 @@
 """The code location loads, and its asset graph is a reviewed snapshot.
 
 A change to keys, edges, partitions, checks, groups, kinds or owners is a lineage change:
-regenerate the snapshot with ``UPDATE_SNAPSHOTS=1 make test`` and review the diff.
+regenerate the snapshot with ``UPDATE_SNAPSHOTS=1`` (this file alone or ``make test``). A stale
+snapshot is rewritten and the test still fails, so the diff is reviewed before it passes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pytest
 
 from lifecycle_pipeline.definitions import defs
 
@@ -28,10 +30,8 @@ def describe(definitions: dg.Definitions) -> dict[str, Any]:
             "deps": sorted(p.to_user_string() for p in node.parent_keys),
             "partitions": getattr(partitions, "name", None),
             "checks": sorted(c.name for c in node.check_keys),
-            "blocking_checks": sorted(
-                spec.name
-                for spec in definitions.resolve_assets_def(key).check_specs
-                if spec.blocking
+            "blocking_checks": sorted(  # on the asset or defined apart (@asset_check)
+                c.name for c in node.check_keys if graph.get_check_spec(c).blocking
             ),
             "group": node.group_name,
             "kinds": sorted(node.kinds),
@@ -45,16 +45,50 @@ def describe(definitions: dg.Definitions) -> dict[str, Any]:
     return {"assets": assets}
 
 
+def _selected(job: dg.JobDefinition) -> list[str]:
+    return sorted(key.to_user_string() for key in job.asset_layer.selected_asset_keys)
+
+
 def test_definitions_load() -> None:
+    """The location loads, and each job, sensor and schedule targets what its name says."""
     dg.Definitions.validate_loadable(defs)
-    assert defs.resolve_job_def("lifecycle") is not None
+    lifecycle, drift = defs.resolve_job_def("lifecycle"), defs.resolve_job_def("drift")
+    assert _selected(lifecycle) == [
+        "data_snapshot",
+        "deployment_package",
+        "evaluation",
+        "features",
+        "model_card",
+        "trained_model",
+    ]
+    assert getattr(lifecycle.partitions_def, "name", None) == "data_versions"
+    assert _selected(drift) == ["drift_monitor"]
+    assert getattr(drift.partitions_def, "name", None) == "production_batches"
+    targets = {
+        "new_data_version_sensor": "lifecycle",
+        "drift_retraining_sensor": "lifecycle",
+        "new_batch_sensor": "drift",
+    }
+    for sensor, job in targets.items():
+        assert defs.resolve_sensor_def(sensor).job_name == job, sensor
+    assert defs.resolve_schedule_def("retraining_schedule").job_name == "lifecycle"
 
 
 def test_asset_graph_matches_reviewed_snapshot() -> None:
     current = describe(defs)
+    text = json.dumps(current, indent=2, sort_keys=True) + "\n"
+    stored = SNAPSHOT.read_text(encoding="utf-8") if SNAPSHOT.exists() else None
+    if stored is not None and json.loads(stored) == current:
+        return
     if os.environ.get("UPDATE_SNAPSHOTS"):
-        SNAPSHOT.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    assert current == json.loads(SNAPSHOT.read_text(encoding="utf-8"))
+        SNAPSHOT.write_text(text, encoding="utf-8")
+        pytest.fail(
+            f"{SNAPSHOT.name} was stale and has been rewritten: review the lineage change "
+            f"(git diff {SNAPSHOT}), then rerun without UPDATE_SNAPSHOTS"
+        )
+    pytest.fail(
+        f"the asset graph differs from {SNAPSHOT}: rerun with UPDATE_SNAPSHOTS=1 and review"
+    )
 
 
 def test_every_asset_is_described_owned_grouped_and_versioned() -> None:
@@ -67,10 +101,21 @@ def test_every_asset_is_described_owned_grouped_and_versioned() -> None:
         assert asset["partitions"] == expected.get(name, "data_versions"), name
 
 
+# The external asset has no function of its own: its source is what materializes it.
+SOURCE_FUNCTIONS = {"production_model": "_change"}
+
+
 def test_every_asset_links_to_its_source_in_the_ui() -> None:
+    """The UI's "View source" opens the function defining the asset (decorator or def)."""
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
-        references = graph.get(key).metadata["dagster/code_references"].code_references
-        source = Path(references[0].file_path)
+        name = key.to_user_string()
+        [reference] = graph.get(key).metadata["dagster/code_references"].code_references
+        source = Path(reference.file_path)
         assert source.is_file() and source.suffix == ".py", key
-        assert 0 < references[0].line_number <= len(source.read_text().splitlines()), key
+        lines = source.read_text(encoding="utf-8").splitlines()[reference.line_number - 1 :]
+        assert lines, f"{name}: line {reference.line_number} is past the end of {source}"
+        decorated = [line for line in lines if not line.startswith(("@", " ", ")"))]
+        assert decorated[0].startswith(f"def {SOURCE_FUNCTIONS.get(name, name)}("), (
+            f"{name}: {source.name}:{reference.line_number} opens {decorated[0]!r}"
+        )

@@ -24,9 +24,14 @@ from lifecycle_pipeline.package.build import (
     PackageInputs,
     build_files,
 )
-from lifecycle_pipeline.package.verify import verify_package
+from lifecycle_pipeline.package.verify import verify_stored_package
 from lifecycle_pipeline.partitions import DATA_VERSIONS
-from lifecycle_pipeline.resources.signing import PackageSigner, public_key_id
+from lifecycle_pipeline.resources.artifact_store import (
+    ARCHIVE_KEY,
+    ArtifactStore,
+    recorded_materialization,
+)
+from lifecycle_pipeline.resources.signing import PackageSigner, public_key_id, trusted_public_key
 from lifecycle_pipeline.settings import Settings
 
 # Runs the package's own predict.py in a fresh, isolated interpreter (-I: no user site, no
@@ -117,13 +122,6 @@ def parity(
             description="The package, alone in a separate process, reproduces evaluation's "
             "predictions bit for bit.",
         ),
-        dg.AssetCheckSpec(
-            "package_verifies",
-            asset="deployment_package",
-            blocking=True,
-            description="Signature, every file digest, input schema, safe load and golden "
-            "outputs verify.",
-        ),
     ],
 )
 def deployment_package(
@@ -167,8 +165,7 @@ def deployment_package(
     with tempfile.TemporaryDirectory(prefix="lifecycle-package-") as scratch:
         folder = Path(scratch) / "package"
         build_module.write_folder(build_files(inputs), folder)
-        signer.sign(folder)
-        report = verify_package(folder, public)
+        signer.sign(folder)  # verifies the fresh signature; package_verifies checks the store
         parity_result = parity(folder, features, evaluation, Path(scratch))
         files = build_module.read_folder(folder)
     yield dg.Output(
@@ -190,9 +187,47 @@ def deployment_package(
         },
     )
     yield parity_result
-    yield dg.AssetCheckResult(
-        check_name="package_verifies",
+
+
+@dg.asset_check(
+    asset=deployment_package,
+    name="package_verifies",
+    blocking=True,
+    partitions_def=DATA_VERSIONS,
+    description="The package as the artifact store holds it (folder digests and the zip, "
+    "re-read) verifies against the trusted public key: signature, every file digest, input "
+    "schema, safe load and golden outputs.",
+)
+def package_verifies(
+    context: dg.AssetCheckExecutionContext, artifact_store: dg.ResourceParam[ArtifactStore]
+) -> dg.AssetCheckResult:
+    """Independent of the signing step: the stored bytes, and the key verifiers trust.
+
+    Signing already verified the fresh folder with the signer's own key pair; that cannot
+    catch a signer configured with the wrong key, or bytes that changed on their way into the
+    store. This re-reads what this run recorded and verifies it with ``trusted_public_key()``,
+    the key `lifecycle verify` and promotion use (`lifecycle verify VERSION` repeats it later).
+    """
+    record = recorded_materialization(
+        context.instance,
+        dg.AssetKey("deployment_package"),
+        context.partition_key,
+        context.run.run_id,
+    )
+    if record is None or record.run_id != context.run.run_id:
+        raise PackageBuildError(
+            f"deployment_package@{context.partition_key} was not materialized in this run; "
+            "nothing to verify (use `lifecycle verify VERSION` for an earlier package)."
+        )
+    public = trusted_public_key()
+    report = verify_stored_package(artifact_store, record, public)
+    return dg.AssetCheckResult(
         passed=report.ok,
         description=report.render(),
-        metadata={"problems": len(report.problems)},
+        metadata={
+            "problems": len(report.problems),
+            "run_id": record.run_id,
+            "archive": str(record.asset_materialization.metadata[ARCHIVE_KEY].value),
+            "trusted_public_key_id": public_key_id(public),
+        },
     )

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lifecycle_pipeline.package import runtime
 from lifecycle_pipeline.resources.signing import SIGNATURE_FILE, SignatureError, verify_signature
@@ -55,6 +56,30 @@ def opened(package: Path) -> Iterator[Path]:
 def verify_package(package: Path, public_key: Path) -> VerificationReport:
     with opened(package) as folder:
         return _verify_folder(folder, public_key, str(package))
+
+
+def verify_stored_package(store: Any, record: Any, public_key: Path) -> VerificationReport:
+    """A recorded package as the artifact store holds it, verified against ``public_key``.
+
+    The folder's files are read back and checked against the digests the materialization
+    recorded, the zip beside it must hold exactly those files, and the zip is then verified
+    (signature, manifest, schema, safe load, golden outputs). A store problem is reported as
+    a problem of the package, not raised, so a check or `lifecycle verify` can say it.
+    """
+    from lifecycle_pipeline.errors import LifecycleError
+
+    label = str(record.asset_materialization.metadata["artifact/archive"].value)
+    try:
+        archive = store.read_archive(record)
+    except LifecycleError as exc:
+        return VerificationReport(package=label, problems=[f"stored package: {exc}"])
+    with tempfile.TemporaryDirectory(prefix="lifecycle-verify-") as scratch:
+        stored = Path(scratch) / "package.zip"
+        stored.write_bytes(archive)
+        report = verify_package(stored, public_key)
+    report.package = label
+    report.passed.insert(0, "folder files match the recorded digests; the zip holds exactly them")
+    return report
 
 
 def _verify_folder(folder: Path, public_key: Path, label: str) -> VerificationReport:
