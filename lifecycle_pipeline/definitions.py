@@ -36,6 +36,8 @@ LIFECYCLE_ASSETS = [
     model_card,
     deployment_package,
 ]
+# Checks defined apart from their asset (they read what the asset stored).
+LIFECYCLE_CHECKS = [package_verifies]
 ASSETS = [*LIFECYCLE_ASSETS, drift_monitor]
 
 lifecycle_job = dg.define_asset_job(
@@ -129,7 +131,7 @@ def build_definitions(
         assets = dg.with_source_code_references([*ASSETS, production_model_spec()])
     return dg.Definitions(
         assets=assets,
-        asset_checks=[package_verifies],
+        asset_checks=LIFECYCLE_CHECKS,
         jobs=[lifecycle_job, drift_job],
         sensors=[
             discovery_sensor(

@@ -150,11 +150,11 @@ class Candidate:
 
 def blocking_checks() -> dict[str, list[str]]:
     """Blocking check names per lifecycle asset, from the definitions (never a copied list)."""
-    from lifecycle_pipeline.definitions import LIFECYCLE_ASSETS
+    from lifecycle_pipeline.definitions import LIFECYCLE_ASSETS, LIFECYCLE_CHECKS
 
     found: dict[str, list[str]] = {}
-    for assets_def in LIFECYCLE_ASSETS:
-        for spec in assets_def.check_specs:
+    for definition in [*LIFECYCLE_ASSETS, *LIFECYCLE_CHECKS]:  # on an asset, or on their own
+        for spec in definition.check_specs:
             if spec.blocking:
                 found.setdefault(spec.asset_key.to_user_string(), []).append(spec.name)
     return found

@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from lifecycle_pipeline import governance
 from lifecycle_pipeline.cli import main
 from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
@@ -110,6 +111,12 @@ def test_a_package_signed_with_a_key_nobody_trusts_fails_the_check(
         assert "does not verify with" in check.description
         assert str(ensure_dev_key()[1]) in check.description  # the trusted key, named
         assert check.metadata["trusted_public_key_id"] != public_key_id(public)
+        # Governance reads the same verdict: such a package can never be promoted.
+        chosen = governance.candidate(instance, "data-v1", ensure_dev_key()[1])
+        assert any(
+            m.startswith("deployment_package:package_verifies: FAILED in run")
+            for m in chosen.missing
+        ), chosen.missing
 
 
 def test_bytes_corrupted_on_their_way_into_the_store_fail_the_check(

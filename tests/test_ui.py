@@ -237,9 +237,24 @@ def test_lineage_of_a_package_reaches_the_data_snapshot(page: Any, served: Serve
     _open(
         page, served, "/assets/deployment_package?view=lineage&lineageScope=upstream&lineageDepth=6"
     )
-    upstream = ("model_card", "evaluation", "trained_model", "features", "data_snapshot")
+    assets = json.loads(SNAPSHOT.read_text())["assets"]
+    upstream: set[str] = set()
+    frontier = ["deployment_package"]
+    while frontier:  # the recorded graph's transitive upstream of the package
+        for dep in assets[frontier.pop()]["deps"]:
+            if dep not in upstream:
+                upstream.add(dep)
+                frontier.append(dep)
+    assert upstream == {"model_card", "evaluation", "trained_model", "features", "data_snapshot"}
     for name in ("deployment_package", *upstream):
         page.get_by_text(name, exact=True).last.wait_for()
+    edges = sum(len(assets[name]["deps"]) for name in ("deployment_package", *upstream))
+    deadline = time.monotonic() + 20
+    while len(_graph_edges(page)) != edges and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+    assert len(_graph_edges(page)) == edges  # every dependency drawn, no other
+    for outside in set(assets) - upstream - {"deployment_package"}:  # downstream, monitoring
+        assert page.get_by_text(outside, exact=True).count() == 0, outside
     page.screenshot(path=str(served.shots / "lineage.png"))
 
 
