@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import io
-import re
+import os
 import zipfile
 from pathlib import Path
 
@@ -14,7 +15,12 @@ from lifecycle_pipeline.lineage.hashing import sha256_bytes
 from lifecycle_pipeline.lineage.records import ArtifactRef, DataSnapshot, FileTree, ResolvedVersion
 from lifecycle_pipeline.partitions import PartitionKeyError
 from lifecycle_pipeline.resources import codecs
-from lifecycle_pipeline.resources.artifact_store import ArtifactIntegrityError, ArtifactStore
+from lifecycle_pipeline.resources.artifact_store import (
+    ArtifactIntegrityError,
+    ArtifactStore,
+    ArtifactWriteError,
+)
+from tests.reliability.cases import FOLDER_TAMPERING, Fault, case
 
 
 def snapshot(rows: int = 3) -> DataSnapshot:
@@ -52,15 +58,17 @@ def test_new_content_never_overwrites_earlier_versions(tmp_path: Path) -> None:
 
 
 def test_tampered_artifact_is_refused_naming_it(tmp_path: Path) -> None:
+    fault = case("tampering", "artifact byte flipped")
     store = ArtifactStore(root=str(tmp_path))
     uri, digest = store.write("data_snapshot", "data-v1", codecs.encode(snapshot()))
     data = bytearray(Path(uri).read_bytes())
     data[-1] ^= 0xFF
     Path(uri).write_bytes(bytes(data))
-    with pytest.raises(
-        ArtifactIntegrityError, match=f"{uri} has sha256 .* but {digest} was recorded"
-    ):
+    with pytest.raises(ArtifactIntegrityError) as error:
         store.read(ref(uri, digest))
+    message = str(error.value)
+    assert fault.shown_in(message), message
+    assert f"{uri} has sha256 {sha256_bytes(bytes(data))} but {digest} was recorded" in message
 
 
 def test_missing_artifact_is_reported(tmp_path: Path) -> None:
@@ -71,6 +79,7 @@ def test_missing_artifact_is_reported(tmp_path: Path) -> None:
 
 def test_tampered_part_inside_bundle_is_named() -> None:
     """A part rewritten with a valid zip CRC is still caught by the manifest digest."""
+    fault = case("tampering", "bundle part rewritten")
     with zipfile.ZipFile(io.BytesIO(codecs.encode(snapshot()))) as archive:
         parts = {name: archive.read(name) for name in archive.namelist()}
     parts["version.json"] = parts["version.json"].replace(b"data-v1", b"data-v9")
@@ -78,8 +87,9 @@ def test_tampered_part_inside_bundle_is_named() -> None:
     with zipfile.ZipFile(forged, "w") as archive:
         for name, data in parts.items():
             archive.writestr(name, data)
-    with pytest.raises(codecs.ArtifactFormatError, match=r"part 'version\.json' does not match"):
+    with pytest.raises(codecs.ArtifactFormatError) as error:
         codecs.decode(forged.getvalue(), source="bundle.zip")
+    assert fault.shown_in(str(error.value)), error.value
 
 
 def test_failed_write_leaves_no_temporary_file(
@@ -87,13 +97,18 @@ def test_failed_write_leaves_no_temporary_file(
 ) -> None:
     from upath import UPath
 
+    fault = case("crash", "failed rename")
+
     def broken_rename(self: UPath, target: object) -> None:
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as a full disk fails it
 
     monkeypatch.setattr(type(UPath(tmp_path)), "rename", broken_rename)
     store = ArtifactStore(root=str(tmp_path))
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ArtifactWriteError) as error:
         store.write("data_snapshot", "data-v1", codecs.encode(snapshot()))
+    assert isinstance(error.value.__cause__, OSError)
+    assert error.value.__cause__.errno == errno.ENOSPC
+    assert fault.shown_in(str(error.value)), error.value
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
@@ -128,21 +143,16 @@ def test_folder_artifact_is_written_once_with_an_archive(tmp_path: Path) -> None
     assert not list(tmp_path.rglob(".tmp-*"))
 
 
-@pytest.mark.parametrize(
-    ("tamper", "expected"),
-    [
-        (lambda f: (f / "card.md").write_bytes(b"# edited\n"), "card.md was modified"),
-        (lambda f: (f / "extra.txt").write_text("x"), "added ['extra.txt']"),
-        (lambda f: (f / "card.html").unlink(), "removed ['card.html']"),
-    ],
-)
-def test_tampered_folder_artifact_names_the_file(tmp_path: Path, tamper, expected: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("fault", FOLDER_TAMPERING, ids=[f.name for f in FOLDER_TAMPERING])
+def test_tampered_folder_artifact_names_the_file(tmp_path: Path, fault: Fault) -> None:
     store = ArtifactStore(root=str(tmp_path))
     folder, _, digest = store.write_tree("model_card", "data-v1", tree())
     listing = {name: sha256_bytes(data) for name, data in tree().files.items()}
-    tamper(Path(folder))
-    with pytest.raises(ArtifactIntegrityError, match=re.escape(expected)):
+    fault.value(Path(folder))
+    with pytest.raises(ArtifactIntegrityError) as error:
         store.read_tree(ref(folder, digest), "documentation_bundle", listing)
+    assert fault.shown_in(str(error.value)), error.value
+    assert folder in str(error.value)
 
 
 def test_folder_artifact_round_trips_through_a_non_local_filesystem() -> None:

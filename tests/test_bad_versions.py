@@ -10,6 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from tests.conftest import Pipeline, Registry, tree_digest
+from tests.reliability.cases import case
 
 
 def failure_text(result: dg.ExecuteInProcessResult) -> str:
@@ -36,6 +37,7 @@ def as_csv(frame: pd.DataFrame) -> bytes:
 def test_moved_tag_fails_loudly_naming_both_md5s(
     registry_copy: Registry, sample_dir: Path, pipeline_factory: Callable[[Registry], Pipeline]
 ) -> None:
+    fault = case("registry reference", "moved tag")
     pipeline = pipeline_factory(registry_copy)
     assert pipeline.run("data-v1").success
     original = registry_copy.resource().resolve("data-v1")
@@ -56,6 +58,8 @@ def test_moved_tag_fails_loudly_naming_both_md5s(
     result = pipeline.run("data-v1")
     assert not result.success
     message = failure_text(result)
-    assert "DataVersionMovedError" in message
-    assert moved.md5 in message and original.md5 in message
+    assert fault.shown_in(message), message
+    assert f"now resolves to md5 {moved.md5}" in message
+    assert f"first materialized from md5 {original.md5}" in message
+    assert [e.step_key for e in result.get_step_failure_events()] == ["data_snapshot"]
     assert tree_digest(pipeline.artifacts) == before

@@ -172,11 +172,37 @@ def test_build_info_stands_in_for_git_inside_an_image(tmp_path: Path) -> None:
 
 
 def _uv() -> str:
+    """uv, or a skip with the reason; in CI (``CI=true``) a missing uv fails instead."""
     local = PROJECT_ROOT / ".tools" / "bin" / "uv"
     found = str(local) if local.exists() else shutil.which("uv")
     if found is None:
-        pytest.skip("uv is not installed; run `make install` first")
+        reason = "uv is not installed; run `make install` first"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"the Dockerfile replay cannot run in CI: {reason}")
+        pytest.skip(reason)
     return found
+
+
+def _uv_outcome() -> tuple[str, str]:
+    """What ``_uv()`` did: ("found", path), ("failed", reason) or ("skipped", reason)."""
+    try:
+        return "found", _uv()
+    except pytest.fail.Exception as failed:
+        return "failed", str(failed)
+    except pytest.skip.Exception as skipped:
+        return "skipped", str(skipped)
+
+
+def test_a_missing_uv_skips_locally_and_fails_in_ci(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "PROJECT_ROOT", tmp_path)  # no .tools/bin/uv
+    monkeypatch.setenv("PATH", str(tmp_path))  # and none on PATH
+    missing = "uv is not installed; run `make install` first"
+    monkeypatch.setenv("CI", "true")
+    assert _uv_outcome() == ("failed", f"the Dockerfile replay cannot run in CI: {missing}")
+    monkeypatch.delenv("CI")
+    assert _uv_outcome() == ("skipped", missing)
 
 
 @pytest.mark.slow

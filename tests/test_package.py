@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,9 +21,9 @@ from lifecycle_pipeline.cli import main
 from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
 from lifecycle_pipeline.package.verify import verify_package
 from lifecycle_pipeline.resources.codecs import decode
-from lifecycle_pipeline.resources.signing import PackageSigner, ensure_dev_key
+from lifecycle_pipeline.resources.signing import PackageSigner, ensure_dev_key, public_key_id
 from tests.conftest import Registry, scratch_pipeline
-from tests.reliability.cases import PREDICT_INPUTS, Fault
+from tests.reliability.cases import PREDICT_INPUTS, Fault, case
 
 
 class Packaged(NamedTuple):
@@ -59,6 +60,16 @@ def copy_of(package: Path, tmp_path: Path) -> Path:
     return target
 
 
+def verify_cli(
+    package: Path, public: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
+    """``lifecycle verify PACKAGE --public-key PUBLIC``: exit code, stdout, stderr."""
+    capsys.readouterr()
+    code = main(["verify", str(package), "--public-key", str(public)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def test_fresh_package_verifies_as_folder_and_archive(packaged: Packaged) -> None:
     package, public, _, _ = packaged
     assert verify_package(package, public).ok
@@ -80,47 +91,64 @@ def test_fresh_package_verifies_as_folder_and_archive(packaged: Packaged) -> Non
     )
 
 
-def test_flipped_model_byte_fails_naming_the_file(packaged: Packaged, tmp_path: Path) -> None:
+def test_flipped_model_byte_fails_naming_the_file(
+    packaged: Packaged, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fault = case("tampering", "package: model byte flipped")
     package, public, _, _ = packaged
     copy = copy_of(package, tmp_path)
     model = copy / "model.skops"
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0x01
     model.write_bytes(bytes(data))
-    report = verify_package(copy, public)
-    assert not report.ok
-    assert any("model.skops" in p and "sha256" in p for p in report.problems)
-    assert any("model.sig" in p and "model.skops" in p for p in report.problems)
+    code, _, err = verify_cli(copy, public, capsys)
+    assert code == 1, err
+    assert fault.shown_in(err), err
+    assert f"{model}: sha256 {hashlib.sha256(data).hexdigest()} differs" in err
+    assert "the signed digest differs for model.skops" in err  # the signature names it too
 
 
-def test_edited_manifest_fails_naming_the_file(packaged: Packaged, tmp_path: Path) -> None:
+def test_edited_manifest_fails_naming_the_file(
+    packaged: Packaged, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fault = case("tampering", "package: manifest edited")
     package, public, _, _ = packaged
     copy = copy_of(package, tmp_path)
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["evaluation"]["metrics"]["recall"] = 1.0
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    report = verify_package(copy, public)
-    assert not report.ok
-    assert any("manifest.json" in p for p in report.problems)
+    code, _, err = verify_cli(copy, public, capsys)
+    assert code == 1, err
+    assert fault.shown_in(err), err
 
 
-def test_removed_signature_fails_naming_the_file(packaged: Packaged, tmp_path: Path) -> None:
+def test_removed_signature_fails_naming_the_file(
+    packaged: Packaged, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fault = case("tampering", "package: signature removed")
     package, public, _, _ = packaged
     copy = copy_of(package, tmp_path)
     (copy / "model.sig").unlink()
-    report = verify_package(copy, public)
-    assert not report.ok
-    assert any("model.sig" in p and "missing" in p for p in report.problems)
+    code, _, err = verify_cli(copy, public, capsys)
+    assert code == 1, err
+    assert fault.shown_in(err), err
+    assert f"{copy / 'model.sig'}: signature file is missing" in err
 
 
 def test_foreign_key_does_not_verify(
-    packaged: Packaged, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    packaged: Packaged,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    fault = case("tampering", "package: signed by another key")
     package, _, _, _ = packaged
     monkeypatch.setenv("LIFECYCLE_HOME", str(tmp_path / "other"))
     _, other_public = ensure_dev_key()
-    assert not verify_package(package, other_public).ok
-    assert main(["verify", str(package), "--public-key", str(other_public)]) == 1
+    code, _, err = verify_cli(package, other_public, capsys)
+    assert code == 1, err
+    assert fault.shown_in(err), err
+    assert f"does not verify with {other_public}" in err
 
 
 def test_parity_in_a_separate_process_is_bit_for_bit(packaged: Packaged, tmp_path: Path) -> None:
@@ -192,24 +220,32 @@ def test_untrusted_type_in_model_is_refused(packaged: Packaged, tmp_path: Path) 
 
     from lifecycle_pipeline.package import runtime
 
+    fault = case("tampering", "package: untrusted skops type")
     package, _, _, _ = packaged
     copy = copy_of(package, tmp_path)
     (copy / "model.skops").write_bytes(sio.dumps({"payload": pd.Timestamp("2026-01-01")}))
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["files"]["model.skops"] = (
-        __import__("hashlib").sha256((copy / "model.skops").read_bytes()).hexdigest()
-    )
-    with pytest.raises(runtime.PackageError, match="untrusted type"):
+    manifest["files"]["model.skops"] = hashlib.sha256(
+        (copy / "model.skops").read_bytes()
+    ).hexdigest()
+    with pytest.raises(runtime.PackageError) as error:
         runtime.load_model(copy, manifest)
+    assert fault.shown_in(str(error.value)), error.value
 
 
 def test_dev_signing_key_is_private_and_ignored_by_git(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from cryptography.hazmat.primitives import serialization
+
     monkeypatch.setenv("LIFECYCLE_HOME", str(tmp_path))
     private, public = ensure_dev_key()
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
-    assert public.exists()
+    # The public file is the public half of this private key, as verification needs.
+    key = serialization.load_pem_private_key(private.read_bytes(), password=None)
+    assert public.read_bytes() == key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     ignored = subprocess.run(
         ["git", "check-ignore", "-q", ".lifecycle/keys/signing-key.pem"],
         cwd=Path(__file__).resolve().parents[1],
@@ -253,27 +289,43 @@ def test_parity_check_fails_on_a_one_ulp_difference(packaged: Packaged, tmp_path
     assert result.metadata["differing_rows"].value == 1
 
 
-def test_dev_key_created_by_racing_processes_is_one_matching_pair(tmp_path: Path) -> None:
-    """Concurrent first runs on a fresh machine must not sign with mismatched halves."""
+def test_dev_key_created_by_racing_processes_is_one_matching_pair(
+    packaged: Packaged, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Concurrent first runs on a fresh machine must not sign with mismatched halves.
+
+    Six processes start with no key; each creates one (or finds the winner's) and signs its own
+    copy of a package. Every copy must then verify against the one pair left on disk.
+    """
+    fault = case("concurrency", "dev key race")
     script = (
-        "from lifecycle_pipeline.resources.signing import ensure_dev_key\n"
-        "private, public = ensure_dev_key()\n"
-        "print(public.read_text().strip().replace('\\n', '|'))\n"
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from lifecycle_pipeline.resources.signing import PackageSigner\n"
+        "print(PackageSigner().sign(Path(sys.argv[1])))\n"
     )
-    env = {**os.environ, "LIFECYCLE_HOME": str(tmp_path / "home")}
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIFECYCLE_SIGNING_")}
+    env["LIFECYCLE_HOME"] = str(home)
+    copies = [copy_of(packaged.package, tmp_path / f"racer-{n}") for n in range(6)]
     racers = [
-        subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
-        for _ in range(6)
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(copy)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for copy in copies
     ]
-    outputs = {racer.communicate(timeout=120)[0] for racer in racers}
-    assert all(racer.returncode == 0 for racer in racers)
-    assert len(outputs) == 1
-    keys = tmp_path / "home" / "keys"
+    outputs = [racer.communicate(timeout=300) for racer in racers]
+    assert [racer.returncode for racer in racers] == [0] * 6, [e[-2000:] for _, e in outputs]
+    keys = home / "keys"
     assert sorted(p.name for p in keys.iterdir()) == ["signing-key.pem", "signing-key.pub"]
-    assert not [p for p in keys.parent.iterdir() if p.name.startswith(".keys-")]
-    package = tmp_path / "pkg"
-    package.mkdir()
-    (package / "model.bin").write_bytes(b"weights")
-    with pytest.MonkeyPatch.context() as scoped:
-        scoped.setenv("LIFECYCLE_HOME", str(tmp_path / "home"))
-        PackageSigner().sign(package)  # signs, then verifies with the public half
+    assert not [p for p in home.iterdir() if p.name.startswith(".keys-")]
+    public = keys / "signing-key.pub"
+    assert {out.strip() for out, _ in outputs} == {public_key_id(public)}
+    for copy in copies:
+        code, out, err = verify_cli(copy, public, capsys)
+        assert code == 0, err
+        assert fault.shown_in(out), out

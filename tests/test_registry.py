@@ -10,6 +10,7 @@ import pytest
 
 from lifecycle_pipeline.resources.registry import DataRegistry, RegistryError
 from tests.conftest import Registry
+from tests.reliability.cases import case
 
 
 def test_resolve_and_read_match_the_published_file(
@@ -43,19 +44,28 @@ def test_read_falls_back_to_the_dvc_remote(registry_copy: Registry) -> None:
 
 
 def test_missing_remote_object_names_the_version_and_md5(registry_copy: Registry) -> None:
+    fault = case("registry reference", "missing remote object")
     version = registry_copy.resource().resolve("data-v1")
     shutil.rmtree(registry_copy.repo / ".dvc" / "cache")
     shutil.rmtree(registry_copy.remote)
-    with pytest.raises(RegistryError, match=f"Data version 'data-v1'.*md5 {version.md5}.*dvc push"):
+    with pytest.raises(RegistryError) as error:
         registry_copy.resource().read("data-v1")
+    assert fault.shown_in(str(error.value)), error.value
+    assert f"(md5 {version.md5})" in str(error.value)
 
 
 def test_file_not_tracked_by_dvc_is_refused(registry_copy: Registry) -> None:
+    fault = case("registry reference", "file not tracked by DVC")
     registry = DataRegistry(url=str(registry_copy.repo), dataset_path="data/.gitignore")
-    with pytest.raises(RegistryError, match="not tracked by DVC"):
+    with pytest.raises(RegistryError) as error:
         registry.resolve("data-v1")
+    assert fault.shown_in(str(error.value)), error.value
 
 
 def test_unknown_registry_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(RegistryError, match="cannot be opened in registry"):
-        DataRegistry(url=str(tmp_path / "nowhere")).resolve("data-v1")
+    fault = case("registry reference", "unknown registry")
+    nowhere = tmp_path / "nowhere"
+    with pytest.raises(RegistryError) as error:
+        DataRegistry(url=str(nowhere)).resolve("data-v1")
+    assert fault.shown_in(str(error.value)), error.value
+    assert repr(str(nowhere)) in str(error.value)

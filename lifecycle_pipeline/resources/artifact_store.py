@@ -41,6 +41,14 @@ class ArtifactIntegrityError(LifecycleError, RuntimeError):
     """A stored artifact is missing or its bytes no longer match the recorded digest."""
 
 
+class ArtifactWriteError(RuntimeError):
+    """The store could not take an artifact (disk full, permissions, a lost connection).
+
+    Not a LifecycleError: nothing the user gave was wrong; the environment failed, and the
+    `lifecycle` CLI reports it as such (exit 3).
+    """
+
+
 def _asset_name(key: dg.AssetKey) -> str:
     return "/".join(key.path)
 
@@ -120,12 +128,18 @@ class ArtifactStore(dg.ConfigurableIOManager):
             # Same digest means same bytes: the artifact already exists and stays untouched.
             self._verify(target, digest)
             return str(target), digest
-        folder.mkdir(parents=True, exist_ok=True)
         temporary = folder / f".tmp-{uuid.uuid4().hex}"
         try:
+            folder.mkdir(parents=True, exist_ok=True)
             temporary.write_bytes(payload)
             failpoint("artifact.temporary_written")
             temporary.rename(target)
+        except OSError as exc:
+            raise ArtifactWriteError(
+                f"Artifact {asset}/{partition} could not be written to {target}: "
+                f"{exc.strerror or exc}. Nothing was recorded; free space or fix access to the "
+                "artifact root, then re-run."
+            ) from exc
         finally:
             if temporary.exists():
                 temporary.unlink()
@@ -147,9 +161,9 @@ class ArtifactStore(dg.ConfigurableIOManager):
             folder = folder / validate_partition_key(partition)
         target = folder / digest
         if not target.exists():
-            folder.mkdir(parents=True, exist_ok=True)
             temporary = folder / f".tmp-{uuid.uuid4().hex}"
             try:
+                folder.mkdir(parents=True, exist_ok=True)
                 for index, (name, data) in enumerate(tree.files.items()):
                     if index == len(tree.files) // 2:
                         failpoint(f"tree.half_written:{asset}")
@@ -157,6 +171,15 @@ class ArtifactStore(dg.ConfigurableIOManager):
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(data)
                 _move_folder(temporary, target)
+            except OSError as exc:
+                # A concurrent writer of the same digest renamed first: its folder is verified
+                # below like ours would have been. Anything else is a failed write.
+                if not target.exists():
+                    raise ArtifactWriteError(
+                        f"Artifact {asset}/{partition} could not be written to {target}: "
+                        f"{exc.strerror or exc}. Nothing was recorded; free space or fix access "
+                        "to the artifact root, then re-run."
+                    ) from exc
             finally:
                 if temporary.exists():
                     temporary.fs.rm(temporary.path, recursive=True)

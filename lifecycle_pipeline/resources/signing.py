@@ -103,7 +103,22 @@ def verify_signature(package: Path, public_key: Path) -> None:
             .verify(package, signature)
         )
     except Exception as exc:  # model-signing raises ValueError and library-specific errors
-        raise SignatureError(f"{signature}: does not verify with {public_key}: {exc}") from exc
+        raise SignatureError(
+            f"{signature}: does not verify with {public_key}: {_readable(exc)}"
+        ) from exc
+
+
+def _readable(exc: Exception) -> str:
+    """model-signing lists changed files as the repr of a list of reprs of digests: name the
+    files instead, in the order given (the digests are in the manifest for whoever needs them).
+    """
+    import re
+
+    text = str(exc)
+    changed = re.findall(r"Hash mismatch for \\*'([^'\\]+)", text)
+    if changed:
+        return f"the signed digest differs for {', '.join(dict.fromkeys(changed))}"
+    return text
 
 
 class PackageSigner(dg.ConfigurableResource):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,12 +29,22 @@ class Fault:
     area: str
     name: str
     how: str  # what the test does
-    expected: str  # the part of the error a user sees that the test requires
+    # What the user sees, as the test requires it in the error, the CLI output or the observed
+    # value; "…" stands for a part that differs between runs (a digest, a path, a port).
+    expected: str
     proof: str = NOTHING_LOST
     make: Callable[[bytes], bytes] | None = None  # for data files: reference CSV -> bad bytes
     key: str | None = None  # for partition keys
     value: Any = None  # what the area's test applies (a config, a spec text, an edit...)
     test: str = ""  # the test that runs it, when not the area's parametrized test
+
+    def shown_in(self, seen: str) -> bool:
+        """Whether ``seen`` (an error, a CLI output, an observation) holds ``expected``.
+
+        Each "…" matches any text within one line; everything else must appear verbatim.
+        """
+        pattern = "[^\n]*?".join(re.escape(part) for part in self.expected.split("…"))
+        return re.search(pattern, seen) is not None
 
 
 def _frame(raw: bytes) -> pd.DataFrame:
@@ -225,19 +236,24 @@ PREDICT_INPUTS = [
 
 REGISTRY_REFERENCES = [
     Fault("registry reference", "moved tag", "`data-v1` force-moved to other bytes after it "
-          "was materialized", "DataVersionMovedError", proof="run fails at `data_snapshot`, "
-          "naming both md5s; the earlier materialization and store untouched",
+          "was materialized", "Data version 'data-v1' now resolves to md5 … but it was first "
+          "materialized from md5 …. The tag was moved or the registry rewritten",
+          proof="run fails at `data_snapshot`, naming both md5s; the earlier materialization "
+          "and store untouched",
           test="tests/test_bad_versions.py::test_moved_tag_fails_loudly_naming_both_md5s"),
     Fault("registry reference", "missing remote object", "DVC cache and remote both emptied",
-          "is neither in the registry cache nor in its DVC remote",
+          "Data version 'data-v1': the content of 'data/breast_cancer.csv' (md5 …) is neither "
+          "in the registry cache nor in its DVC remote: … Run `dvc push`",
           proof="read refused, naming version, md5 and `dvc push`",
           test="tests/test_registry.py::test_missing_remote_object_names_the_version_and_md5"),
     Fault("registry reference", "file not tracked by DVC", "a path that git tracks, DVC not",
-          "is not tracked by DVC", proof="resolve refused before any read",
+          "'data/.gitignore' at 'data-v1' is not tracked by DVC (no md5 in its .dvc file)",
+          proof="resolve refused before any read",
           test="tests/test_registry.py::test_file_not_tracked_by_dvc_is_refused"),
     Fault("registry reference", "unknown registry", "a registry URL that does not exist",
-          "cannot be opened in registry", proof="resolve refused before any read",
-          test="tests/test_registry.py::test_unknown_registry_is_a_clear_error"),
+          "Registry revision 'data-v1' cannot be opened in registry", proof="resolve refused "
+          "before any read", test="tests/test_registry.py::test_unknown_registry_is_a_clear_"
+          "error"),
 ]  # fmt: skip
 
 # --- tampering -------------------------------------------------------------------------------
@@ -315,40 +331,64 @@ AUDIT_TAMPERING = [
     ]
 ]  # fmt: skip
 
+FOLDER_PROOF = "load refused, naming the file"
+FOLDER_TEST = "tests/test_artifact_store.py::test_tampered_folder_artifact_names_the_file"
+
+FOLDER_TAMPERING = [
+    Fault("tampering", "folder artifact: file edited", "`card.md` of a model-card folder "
+          "rewritten", "Artifact file …/card.md was modified after it was written",
+          proof=FOLDER_PROOF, test=FOLDER_TEST,
+          value=lambda folder: (folder / "card.md").write_bytes(b"# edited\n")),
+    Fault("tampering", "folder artifact: file added", "an `extra.txt` added to a model-card "
+          "folder", "changed after it was written: added ['extra.txt'], removed []",
+          proof=FOLDER_PROOF, test=FOLDER_TEST,
+          value=lambda folder: (folder / "extra.txt").write_text("x")),
+    Fault("tampering", "folder artifact: file removed", "`card.html` deleted from a model-card "
+          "folder", "changed after it was written: added [], removed ['card.html']",
+          proof=FOLDER_PROOF, test=FOLDER_TEST,
+          value=lambda folder: (folder / "card.html").unlink()),
+]  # fmt: skip
+
 STORE_TAMPERING = [
     Fault("tampering", "artifact byte flipped", "one byte of a stored artifact inverted",
-          "has sha256", proof="load refused, naming the path, both digests and what to do",
+          "Artifact … has sha256 … but … was recorded: it was modified after it was written",
+          proof="load refused, naming the path, both digests and what to do",
           test="tests/test_artifact_store.py::test_tampered_artifact_is_refused_naming_it"),
     Fault("tampering", "bundle part rewritten", "a part of an artifact zip rewritten with a "
-          "valid CRC", "part 'version.json' does not match", proof="decode refused",
+          "valid CRC", "bundle.zip: part 'version.json' does not match its manifest digest",
+          proof="decode refused",
           test="tests/test_artifact_store.py::test_tampered_part_inside_bundle_is_named"),
-    Fault("tampering", "folder artifact edited", "a file of a model-card folder edited, added "
-          "or removed", "was modified after it was written", proof="load refused, naming the "
-          "file", test="tests/test_artifact_store.py::test_tampered_folder_artifact_names_the_"
-          "file"),
+    *FOLDER_TAMPERING,
     Fault("tampering", "package: model byte flipped", "one byte of `model.skops` inverted",
-          "model.skops", proof="`lifecycle verify` fails naming the file and the signature",
+          "model.skops: sha256 … differs from manifest.json",
+          proof="`lifecycle verify` exits 1, also naming the signature's hash mismatch for "
+          "`model.skops`",
           test="tests/test_package.py::test_flipped_model_byte_fails_naming_the_file"),
     Fault("tampering", "package: manifest edited", "a metric in `manifest.json` raised",
-          "manifest.json", proof="`lifecycle verify` fails naming the file",
+          "model.sig: does not verify with …: the signed digest differs for manifest.json",
+          proof="`lifecycle verify` exits 1",
           test="tests/test_package.py::test_edited_manifest_fails_naming_the_file"),
-    Fault("tampering", "package: signature removed", "`model.sig` deleted", "model.sig",
-          proof="`lifecycle verify` fails naming the file",
+    Fault("tampering", "package: signature removed", "`model.sig` deleted",
+          "model.sig: signature file is missing; the package is unsigned",
+          proof="`lifecycle verify` exits 1",
           test="tests/test_package.py::test_removed_signature_fails_naming_the_file"),
     Fault("tampering", "package: signed by another key", "verify against a foreign key",
-          "not verified", proof="`lifecycle verify` exits 1",
+          "model.sig: does not verify with …/other/keys/signing-key.pub",
+          proof="`lifecycle verify` exits 1",
           test="tests/test_package.py::test_foreign_key_does_not_verify"),
     Fault("tampering", "package: untrusted skops type", "a `pandas.Timestamp` in the model "
-          "file", "untrusted type", proof="the model is not loaded",
+          "file", "model.skops: untrusted type(s) …Timestamp…; refusing to load",
+          proof="the model is not loaded",
           test="tests/test_package.py::test_untrusted_type_in_model_is_refused"),
     Fault("tampering", "package: pickle as model", "a pickle whose unpickling writes a file, "
-          "as `model.skops`", "not a skops file", proof="refused before anything is "
-          "unpickled: the payload's file is never written",
+          "as `model.skops`", "model.skops: not a skops file; refusing to load",
+          proof="refused before anything is unpickled: the payload's file is never written",
           test="tests/reliability/test_tampering.py::test_a_pickle_in_a_package_is_never_"
           "unpickled"),
     Fault("tampering", "pickle loaders in the code", "every call in `lifecycle_pipeline/`",
-          "no pickle.load, joblib.load, read_pickle, allow_pickle=True",
-          proof="static scan of the source (AST)",
+          "pickle loaders called in lifecycle_pipeline/: []",
+          proof="static scan of the source (AST) for pickle, joblib, dill and cloudpickle "
+          "loads, read_pickle, allow_pickle=True and trusted=True",
           test="tests/reliability/test_tampering.py::test_no_code_path_can_load_a_pickle"),
 ]  # fmt: skip
 
@@ -374,47 +414,70 @@ CRASHES = [
           "recover` keeps the torn bytes aside and records their sha256; the log verifies",
           test="tests/reliability/test_crashes.py::test_a_writer_killed_mid_append_leaves_a_"
           "torn_record_that_is_reported"),
-    Fault("crash", "failed rename", "the store's rename raises (disk full)", "disk full",
-          proof="no file left, temporary or final",
+    Fault("crash", "failed rename", "the store's rename fails with ENOSPC (disk full)",
+          "Artifact data_snapshot/data-v1 could not be written to …: No space left on device",
+          proof="the error names the artifact and its path and chains the operating system's "
+          "error (errno 28); no file left, temporary or final",
           test="tests/test_artifact_store.py::test_failed_write_leaves_no_temporary_file"),
 ]  # fmt: skip
 
+RUN_SUCCESS = 'RUN_SUCCESS - Finished execution of run for "lifecycle".'
+
 CONCURRENCY = [
     Fault("concurrency", "same partition, two processes", "two `dagster job execute` of "
-          "data-v1 started together on one instance and store",
-          "both runs succeed", proof="identical fingerprints; identical bytes share one "
-          "content-addressed path, the rest are distinct immutable files, each verifying its "
-          "recorded digest; no temporary files; the audit log verifies with each run once",
+          "data-v1 started together on one instance and store", RUN_SUCCESS,
+          proof="identical fingerprints; identical bytes share one content-addressed path, the "
+          "rest are distinct immutable files, each verifying its recorded digest; no temporary "
+          "files; the audit log verifies with each run once",
           test="tests/reliability/test_concurrency.py::test_two_processes_materializing_the_"
           "same_partition"),
     Fault("concurrency", "four partitions on SQLite", "four CLI runs, multiprocess executor",
-          "all SUCCESS", proof="four distinct fingerprints; no lock error in any output",
+          RUN_SUCCESS, proof="four distinct fingerprints; no lock error in any output",
           test="tests/test_deployment.py::test_four_partitions_at_once_on_sqlite_with_the_"
           "multiprocess_executor"),
     Fault("concurrency", "four partitions on PostgreSQL", "the same on a real PostgreSQL",
-          "all SUCCESS", proof="four distinct fingerprints; no lock error in any output",
+          RUN_SUCCESS, proof="four distinct fingerprints; no lock error in any output",
           test="tests/test_deployment.py::test_four_partitions_at_once_on_postgres_with_the_"
           "multiprocess_executor"),
-    Fault("concurrency", "audit writers", "4 processes x 20 appends", "one chain",
-          proof="80 records, one valid chain",
+    Fault("concurrency", "audit writers", "4 processes x 20 appends onto a 5-record log",
+          "85 record(s) verify", proof="`lifecycle audit verify` exits 0; each writer's 20 "
+          "records present once",
           test="tests/test_audit.py::test_concurrent_writers_extend_one_chain"),
-    Fault("concurrency", "dev key race", "6 processes create the signing key at once",
-          "one matching pair", proof="every process signs with the pair on disk",
+    Fault("concurrency", "dev key race", "6 processes create the signing key at once, each "
+          "signing its own copy of a package", "signature model.sig verifies with "
+          "signing-key.pub", proof="one public key id from all six; `lifecycle verify` of "
+          "every copy against the pair on disk exits 0",
           test="tests/test_package.py::test_dev_key_created_by_racing_processes_is_one_"
           "matching_pair"),
 ]  # fmt: skip
 
+WEB_PROOF = (
+    "once the webserver answers HTTP (and, for `make ui`, every code server accepts "
+    "connections), every listening socket of the whole process tree is on loopback, the "
+    "webserver's port among them; the tree stops on SIGTERM"
+)
+CODE_PROOF = (
+    "once the proxy and the gRPC server it runs accept connections, every listening socket of "
+    "the process tree is on loopback, the unit's port among them; the tree stops on SIGTERM"
+)
+
 EXPOSURE = [
-    Fault("exposure", "servers bind to loopback", "the webserver started as `make ui` and the "
-          "systemd units start it", "127.0.0.1", proof="the listening socket is 127.0.0.1 only",
+    Fault("exposure", "webserver binds to loopback", "`make ui`'s `dagster dev` line "
+          "(webserver, daemon, code servers) and the webserver's systemd unit, on free ports",
+          "Serving dagster-webserver on http://127.0.0.1:", proof=WEB_PROOF,
+          test="tests/reliability/test_exposure.py::test_servers_listen_on_loopback_only"),
+    Fault("exposure", "code server binds to loopback", "the code server's systemd unit, on a "
+          "free port", "Started Dagster code proxy server for module "
+          "lifecycle_pipeline.definitions on port", proof=CODE_PROOF,
           test="tests/reliability/test_exposure.py::test_servers_listen_on_loopback_only"),
     Fault("exposure", "secrets stay out of the record", "sentinel secrets in the environment "
-          "of two CLI runs", "not found", proof="absent from every event, run tag and config, "
-          "the process output, and every artifact file (documentation bundle, package)",
+          "of two CLI runs", "places holding a secret: []", proof="absent from every event, "
+          "run tag and config, the process output, and every artifact file (documentation "
+          "bundle, package)",
           test="tests/reliability/test_concurrency.py::test_no_environment_secret_is_recorded"),
     Fault("exposure", "dev keys private and ignored", "the dev signing and audit keys created "
-          "in a fresh home", "0600", proof="mode 0600 in a 0700 folder; `git check-ignore` "
-          "ignores both paths",
+          "in a fresh home", "-rw-------", proof="`ls -l` shows `-rw-------` for both keys, "
+          "their folder `drwx------`; `git check-ignore` ignores both paths",
           test="tests/reliability/test_exposure.py::test_dev_keys_are_private_and_ignored"),
 ]  # fmt: skip
 
@@ -437,3 +500,12 @@ ALL = [
 def tag(fault: Fault) -> str:
     """The registry tag a data-file fault is published under."""
     return "bad-" + fault.name.replace(" ", "-").replace("/", "-").lower()
+
+
+def case(area: str, name: str) -> Fault:
+    """The row a test runs, by area and name (tests/reliability/test_table.py checks that each
+    row's test looks its row up, here or through the list it is parametrized with)."""
+    found = [f for f in ALL if (f.area, f.name) == (area, name)]
+    if len(found) != 1:
+        raise LookupError(f"{len(found)} reliability cases named {area!r} / {name!r}")
+    return found[0]

@@ -24,6 +24,7 @@ from dagster._serdes import serialize_value
 from lifecycle_pipeline.lineage.audit import AuditLog
 from lifecycle_pipeline.lineage.query import metadata_values
 from tests.conftest import Registry
+from tests.reliability.cases import case
 from tests.reliability.test_crashes import (
     LIFECYCLE,
     assert_readers_see_only_recorded_artifacts,
@@ -71,6 +72,9 @@ def instance(two_runs: TwoRuns) -> Iterator[dg.DagsterInstance]:
 def test_two_processes_materializing_the_same_partition(
     two_runs: TwoRuns, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    fault = case("concurrency", "same partition, two processes")
+    for output in two_runs.outputs:  # what each `dagster job execute` printed
+        assert fault.shown_in(output), output[-3000:]
     runs = instance.get_runs()
     assert len(runs) == 2 and {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
     artifacts = two_runs.base / "artifacts"
@@ -109,6 +113,7 @@ def _texts(root: Path) -> Iterator[tuple[str, bytes]]:
 
 
 def test_no_environment_secret_is_recorded(two_runs: TwoRuns, instance: dg.DagsterInstance) -> None:
+    fault = case("exposure", "secrets stay out of the record")
     keys = Path(two_runs.env["LIFECYCLE_HOME"]) / "keys"
     key_lines = [
         line.strip()
@@ -133,6 +138,6 @@ def test_no_environment_secret_is_recorded(two_runs: TwoRuns, instance: dg.Dagst
     places += list(_texts(Path(two_runs.env["LIFECYCLE_AUDIT_LOG"]).parent))
     assert len(places) > 100
     leaks = [(where, n) for where, data in places for n, s in enumerate(needles) if s in data]
-    assert leaks == []
+    assert fault.shown_in(f"places holding a secret: {leaks}"), leaks
     bundle = [where for where, _ in places if where.endswith("card.md")]
     assert bundle, "the documentation bundle was among the scanned files"

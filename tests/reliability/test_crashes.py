@@ -24,7 +24,7 @@ from lifecycle_pipeline.lineage.hashing import sha256_file
 from lifecycle_pipeline.lineage.query import latest, metadata_values
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore, ref_from_record
 from tests.conftest import FAST_TRAINING, PROJECT_ROOT, Registry, scratch_pipeline
-from tests.reliability.cases import CRASHES, Fault
+from tests.reliability.cases import CRASHES, Fault, case
 
 pytestmark = pytest.mark.xdist_group("crashes")
 
@@ -182,9 +182,10 @@ def test_a_writer_killed_mid_append_leaves_a_torn_record_that_is_reported(
     torn = log_path.read_bytes()[len(intact) :]
     assert torn and not torn.endswith(b"\n")
 
+    fault = case("crash", "SIGKILL while appending to the audit log")
     verified = lifecycle(env, "audit", "verify")
     assert verified.returncode == 1
-    assert CRASHES[2].expected in verified.stderr and "record 3: torn" in verified.stderr
+    assert fault.shown_in(verified.stderr) and "record 3: torn" in verified.stderr
     before = log_path.read_bytes()
     for action in (["promote", "data-v1"], ["rollback"]):
         refused = lifecycle(env, *action, "--approver", "x", "--reason", "y")
