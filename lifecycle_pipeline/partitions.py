@@ -12,6 +12,7 @@ DATA_VERSIONS = dg.DynamicPartitionsDefinition(name="data_versions")
 PRODUCTION_BATCHES = dg.DynamicPartitionsDefinition(name="production_batches")
 
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_RUN_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 class PartitionKeyError(LifecycleError, ValueError):
@@ -32,3 +33,25 @@ def validate_partition_key(key: str) -> str:
             "(for example 'data-v3' or 'batch-003')."
         )
     return key
+
+
+class RunIdError(LifecycleError, ValueError):
+    """A run id that is malformed or names no run of this instance."""
+
+
+def validate_run_id(run_id: str, instance: dg.DagsterInstance | None = None) -> str:
+    """A Dagster run id (a UUID), and with ``instance``, one that instance holds.
+
+    Checked before any storage call: SQLite event-log storage keeps one database file per
+    run, named by the id, and asking it for an unknown id creates that file (with a crafted
+    id, outside the instance folder).
+    """
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+        raise RunIdError(
+            f"Invalid run id {run_id!r}: a run id is a UUID such as "
+            "'0f8e4b7a-52c1-4bd2-9d0e-2b5a1c3d4e5f' (the Dagster UI and `lifecycle history` "
+            "show them)."
+        )
+    if instance is not None and not instance.has_run(run_id):
+        raise RunIdError(f"No run {run_id} in this instance ({instance.root_directory}).")
+    return run_id

@@ -26,6 +26,7 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.events import DagsterEventType
 
+from lifecycle_pipeline.partitions import validate_run_id
 from lifecycle_pipeline.errors import LifecycleError
 
 ACTIVE = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
@@ -99,7 +100,7 @@ def recover(
     else:
         runs = []
         for run_id in run_ids:
-            run = instance.get_run_by_id(run_id)
+            run = instance.get_run_by_id(validate_run_id(run_id, instance))
             if run is None:
                 raise RecoveryError(f"no run {run_id!r} in this instance")
             runs.append(run)
@@ -140,7 +141,7 @@ def resume(instance: dg.DagsterInstance, run_id: str) -> dg.ExecuteJobResult:
     """
     from dagster._utils.hosted_user_process import recon_job_from_origin
 
-    parent = instance.get_run_by_id(run_id)
+    parent = instance.get_run_by_id(validate_run_id(run_id, instance))
     if parent is None:
         raise RecoveryError(f"no run {run_id!r} in this instance")
     if parent.status in ACTIVE:

@@ -104,3 +104,28 @@ def test_3_for_a_defect_or_unexpected_failure_with_the_traceback(env: dict[str, 
     assert done.returncode == ExitCode.INTERNAL, done.stdout + done.stderr
     assert "Traceback (most recent call last)" in done.stderr
     assert "internal error (" in done.stderr and "please report it" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("run", "expected"),
+    [
+        ("../../../escaped", "Invalid run id '../../../escaped': a run id is a UUID"),
+        ("not-a-run", "Invalid run id 'not-a-run'"),
+        ("0f8e4b7a-52c1-4bd2-9d0e-2b5a1c3d4e5f", "No run 0f8e4b7a-52c1-4bd2-9d0e-2b5a1c3d4e5f"),
+    ],
+    ids=["path traversal", "malformed", "unknown"],
+)
+def test_a_run_id_is_validated_before_it_touches_storage(
+    env: dict[str, str], tmp_path: Path, run: str, expected: str
+) -> None:
+    """SQLite keeps a database file per run id: an unchecked id used to create one, anywhere."""
+    before = {p for p in tmp_path.rglob("*")} | set(tmp_path.parent.glob("*"))
+    for args in (["reproduce", "data-v1", "--run", run], ["resume", run],
+                 ["runs", "recover", run]):  # fmt: skip
+        done = lifecycle(env, *args)
+        assert done.returncode == ExitCode.REFUSED, done.stdout + done.stderr
+        assert expected in done.stderr, done.stderr
+    created = ({p for p in tmp_path.rglob("*")} | set(tmp_path.parent.glob("*"))) - before
+    instance_files = {"runs.db", "index.db", "schedules.db"}  # opening the instance makes these
+    assert [p for p in created if p.suffix == ".db" and p.name not in instance_files] == []
+    assert all(p.is_relative_to(tmp_path) for p in created), created

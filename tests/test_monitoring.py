@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from lifecycle_pipeline.definitions import build_definitions
+from lifecycle_pipeline.demo import failed_on_input
 from lifecycle_pipeline.lineage.query import check_results, history, latest, metadata_values
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from tests.conftest import FAST_TRAINING, Pipeline, Registry, scratch_pipeline, tree_digest
@@ -143,6 +144,7 @@ def test_malformed_batch_fails_naming_batch_and_problem_and_keeps_earlier_result
 
     result = pipeline.drift(batch, {"reference_version": "data-v1"})
     assert not result.success
+    assert failed_on_input(result)  # `lifecycle drift` exits 2 (refused), not 3 (defect)
     message = failure_text(result)
     assert f"production batch '{batch}'" in message and expected in message, message
     assert latest(monitored.instance, "drift_monitor", batch) is None

@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 from dagster._core.events import DagsterEventType
 
+from lifecycle_pipeline.partitions import RunIdError, validate_run_id
 from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.resources.artifact_store import SHA_KEY
 
@@ -61,6 +62,10 @@ def in_run(
     instance: dg.DagsterInstance, asset: str, partition: str | None, run_id: str, sha256: str | None
 ) -> Materialization:
     """The materialization of ``asset`` made in ``run_id`` (matching ``sha256`` when given)."""
+    try:
+        validate_run_id(run_id, instance)
+    except RunIdError as exc:
+        raise LineageError(f"{asset}@{partition}: {exc}") from None
     records = instance.get_records_for_run(
         run_id=run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
     ).records
