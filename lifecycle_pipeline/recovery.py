@@ -26,8 +26,8 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.events import DagsterEventType
 
-from lifecycle_pipeline.partitions import validate_run_id
 from lifecycle_pipeline.errors import LifecycleError
+from lifecycle_pipeline.partitions import validate_run_id
 
 ACTIVE = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
 

@@ -119,13 +119,13 @@ def test_a_run_id_is_validated_before_it_touches_storage(
     env: dict[str, str], tmp_path: Path, run: str, expected: str
 ) -> None:
     """SQLite keeps a database file per run id: an unchecked id used to create one, anywhere."""
-    before = {p for p in tmp_path.rglob("*")} | set(tmp_path.parent.glob("*"))
+    before = set(tmp_path.rglob("*")) | set(tmp_path.parent.glob("*"))
     for args in (["reproduce", "data-v1", "--run", run], ["resume", run],
                  ["runs", "recover", run]):  # fmt: skip
         done = lifecycle(env, *args)
         assert done.returncode == ExitCode.REFUSED, done.stdout + done.stderr
         assert expected in done.stderr, done.stderr
-    created = ({p for p in tmp_path.rglob("*")} | set(tmp_path.parent.glob("*"))) - before
+    created = (set(tmp_path.rglob("*")) | set(tmp_path.parent.glob("*"))) - before
     instance_files = {"runs.db", "index.db", "schedules.db"}  # opening the instance makes these
     assert [p for p in created if p.suffix == ".db" and p.name not in instance_files] == []
     assert all(p.is_relative_to(tmp_path) for p in created), created

@@ -14,8 +14,8 @@ from typing import Any
 import dagster as dg
 from dagster._core.events import DagsterEventType
 
-from lifecycle_pipeline.partitions import RunIdError, validate_run_id
 from lifecycle_pipeline.errors import LifecycleError
+from lifecycle_pipeline.partitions import RunIdError, validate_run_id
 from lifecycle_pipeline.resources.artifact_store import SHA_KEY
 
 
