@@ -92,7 +92,7 @@ def test_dask_cluster_runs_the_lifecycle_with_the_same_fingerprints(
         )
         assert result.success
         starts = [e for e in result.all_events if e.event_type_value == "STEP_START"]
-        assert sorted(e.step_key for e in starts) == [
+        assert sorted(str(e.step_key) for e in starts) == [
             "data_snapshot", "deployment_package", "deployment_package_package_verifies",
             "evaluation", "features", "model_card", "trained_model",
         ]  # fmt: skip
