@@ -21,6 +21,7 @@ from lifecycle_pipeline.partitions import DATA_VERSIONS
 from lifecycle_pipeline.registry_demo import DATASET_PATH, Publication, build_demo_registry, publish
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.registry import DataRegistry
+from lifecycle_pipeline.resources.signing import PackageSigner
 from lifecycle_pipeline.sample_data import SampleParams, generate
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -191,16 +192,23 @@ class Pipeline:
 
 
 @contextmanager
-def scratch_pipeline(registry: Registry, base: Path) -> Iterator[Pipeline]:
+def scratch_pipeline(
+    registry: Registry,
+    base: Path,
+    store: type[ArtifactStore] = ArtifactStore,
+    signer: PackageSigner | None = None,
+) -> Iterator[Pipeline]:
     """A pipeline with its own SQLite instance and artifact root under ``base``.
 
-    For module-scoped fixtures and tests that need an instance outside the ``instance`` fixture.
+    For module-scoped fixtures and tests that need an instance outside the ``instance`` fixture;
+    ``store`` and ``signer`` put other collaborators in place of the defaults.
     """
     (base / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(base / "home")) as instance:
         defs = build_definitions(
             registry=registry.resource(),
-            artifact_store=ArtifactStore(root=str(base / "artifacts")),
+            artifact_store=store(root=str(base / "artifacts")),
+            signer=signer,
         )
         yield Pipeline(defs=defs, instance=instance, artifacts=base / "artifacts")
 

@@ -19,7 +19,7 @@ from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.signing import PackageSigner, ensure_dev_key, public_key_id
-from tests.conftest import Pipeline, Registry
+from tests.conftest import Pipeline, Registry, scratch_pipeline
 
 pytestmark = pytest.mark.xdist_group("package_check")
 
@@ -95,15 +95,9 @@ def test_a_package_signed_with_a_key_nobody_trusts_fails_the_check(
     demo_registry: Registry, tmp_path: Path
 ) -> None:
     private, public = _key_pair(tmp_path / "keys")
-    home = tmp_path / "home"
-    home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
-        defs = build_definitions(
-            registry=demo_registry.resource(),
-            artifact_store=ArtifactStore(root=str(tmp_path / "artifacts")),
-            signer=PackageSigner(private_key_path=str(private), public_key_path=str(public)),
-        )
-        pipeline = Pipeline(defs=defs, instance=instance, artifacts=tmp_path / "artifacts")
+    signer = PackageSigner(private_key_path=str(private), public_key_path=str(public))
+    with scratch_pipeline(demo_registry, tmp_path, signer=signer) as pipeline:
+        instance = pipeline.instance
         result = pipeline.run("data-v1")
         assert not result.success  # a blocking check failed
         check = check_results(instance, result.run_id)[CHECK]
@@ -122,14 +116,8 @@ def test_a_package_signed_with_a_key_nobody_trusts_fails_the_check(
 def test_bytes_corrupted_on_their_way_into_the_store_fail_the_check(
     demo_registry: Registry, tmp_path: Path
 ) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
-        defs = build_definitions(
-            registry=demo_registry.resource(),
-            artifact_store=CorruptingStore(root=str(tmp_path / "artifacts")),
-        )
-        pipeline = Pipeline(defs=defs, instance=instance, artifacts=tmp_path / "artifacts")
+    with scratch_pipeline(demo_registry, tmp_path, store=CorruptingStore) as pipeline:
+        instance = pipeline.instance
         result = pipeline.run("data-v1")
         assert not result.success
         check = check_results(instance, result.run_id)[CHECK]
