@@ -191,7 +191,11 @@ def many_versions(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def populate(args: dict[str, Any]) -> dict[str, Any]:
-    """Figure 5's state: every tag a partition, a few versions materialized, some promotions."""
+    """Figure 5's state: every tag a partition, the given versions materialized and promoted.
+
+    Adds to what earlier calls left in the same instance and audit log (figure 5 grows its
+    state step by step); returns the wall seconds of each version's materialization.
+    """
     import dagster as dg
 
     from bench.plain import TrainingSettings
@@ -214,10 +218,13 @@ def populate(args: dict[str, Any]) -> dict[str, Any]:
     _, public = PackageSigner().key_pair()
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(DATA_VERSIONS.name or "", list(args["tags"]))
+        seconds = []
         for key in materialized:
+            started = time.perf_counter()
             result = job.execute_in_process(
                 partition_key=key, instance=instance, run_config=run_config, raise_on_error=False
             )
+            seconds.append(time.perf_counter() - started)
             if not result.success:
                 raise RuntimeError(f"{key}: {_failure(result)}")
         changes = 0
@@ -227,7 +234,7 @@ def populate(args: dict[str, Any]) -> dict[str, Any]:
                 changes += 1
             governance.rollback(instance, log, "bench", f"round {round_} rollback", public)
             changes += 1
-    return {"materialized": materialized, "changes": changes}
+    return {"materialized": materialized, "changes": changes, "seconds": seconds}
 
 
 CHILDREN: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {

@@ -6,18 +6,24 @@ repetition, so machine noise hits both sides alike); every figure is the median 
 ``--repetitions`` runs with its min-max. See ``BENCHMARKS.md`` for what each figure means.
 
 Usage: python -m bench.lifecycle [--sizes 10000 100000] [--repetitions 3] [--figures 1 2 3 4 5]
+       [--materialized 3 25 50] [--merge]
+
+``--merge`` re-measures only the figures named and keeps every other figure's results from
+``--out``; each figure records the run that measured it (commit, time, load average).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +44,7 @@ from bench.plain import TrainingSettings
 
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000, 5_000_000)
+DEFAULT_MATERIALIZED = (3, 25, 50)
 LIFECYCLE_SELECTION = " or ".join(
     f"key:{a}"
     for a in (
@@ -55,7 +62,11 @@ ADD_PARTITION = (
     "dg.DagsterInstance.get().add_dynamic_partitions('data_versions', ['data-v1'])"
 )
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
-RESERVE_SECONDS = 540.0  # figures 4 (with the empty-cache sync) and 5, measured ~6-9 min here
+# Figures 4 and 5, kept free when deciding whether a size fits the budget. An estimate:
+# figure 4 took 4.2 min here (bench/results/lifecycle.json, reproduce.measured.seconds);
+# figure 5 took 19 s for its first 3 versions with their promotions (many_versions.steps,
+# populate_seconds), ~6.4 s a version, so its default 50 versions are put at ~6-8 min.
+RESERVE_SECONDS = 780.0
 
 
 class Bench:
@@ -387,11 +398,30 @@ def reproduce_figure(bench: Bench) -> dict[str, Any]:
         )  # fmt: skip
         return seconds, home
 
-    def reproduce(home: Path, state: Path, **extra: str) -> float:
-        return timed_process(
-            [sys.executable, "-m", "lifecycle_pipeline.cli", "reproduce", "data-v1"],
+    reports: dict[str, list[dict[str, Any]]] = {}
+
+    def reproduce(home: Path, state: Path, key: str, **extra: str) -> float:
+        """One whole ``lifecycle reproduce`` process; its report's verdict and split are kept."""
+        report = bench.fresh("report") / "report.json"
+        seconds = timed_process(
+            [sys.executable, "-m", "lifecycle_pipeline.cli", "reproduce", "data-v1",
+             "--output", str(report)],
             repo, env(home, state, **extra), timeout=1800,
         )  # fmt: skip
+        written = json.loads(report.read_text(encoding="utf-8"))
+        reports.setdefault(key, []).append(
+            {
+                "verdict": written["verdict"],
+                "method": written["method"],
+                "seconds": written["seconds"],
+                "fingerprint": next(
+                    e["reproduced"]
+                    for e in written["elements"]
+                    if e["name"] == "fingerprint.combined"
+                ),
+            }
+        )
+        return seconds
 
     reps = bench.args.repetitions
     bench.log("figure 4: original materializations")
@@ -403,16 +433,20 @@ def reproduce_figure(bench: Bench) -> dict[str, Any]:
         "original_seconds": spread([o[0] for o in originals]),
     }
     bench.log("figure 4: reproduce at the current commit")
-    result["current_seconds"] = spread([reproduce(home, base / "state") for _ in range(reps)])
+    result["current_seconds"] = spread(
+        [reproduce(home, base / "state", "current") for _ in range(reps)]
+    )
     scenarios.commit_change(repo)
     bench.log("figure 4: reproduce in a new worktree, warm uv cache")
     warm, states = [], []
     for _ in range(reps):
         states.append(bench.fresh("state"))
-        warm.append(reproduce(home, states[-1]))
+        warm.append(reproduce(home, states[-1], "worktree_warm"))
     result["worktree_warm_seconds"] = spread(warm)
     bench.log("figure 4: reproduce in the existing worktree (environment reused)")
-    result["worktree_reused_seconds"] = spread([reproduce(home, states[-1]) for _ in range(reps)])
+    result["worktree_reused_seconds"] = spread(
+        [reproduce(home, states[-1], "worktree_reused") for _ in range(reps)]
+    )
     for state in states:
         shutil.rmtree(state / "reproduce" / "worktrees", ignore_errors=True)
     if bench.args.cold_cache:
@@ -420,7 +454,7 @@ def reproduce_figure(bench: Bench) -> dict[str, Any]:
         cache = bench.fresh("uv_cache")
         try:
             result["worktree_cold_seconds"] = spread(
-                [reproduce(home, bench.fresh("state"), UV_CACHE_DIR=str(cache))]
+                [reproduce(home, bench.fresh("state"), "worktree_cold", UV_CACHE_DIR=str(cache))]
             )
         except ChildError as exc:
             result["worktree_cold_skipped"] = f"failed: {str(exc)[-400:]}"
@@ -434,6 +468,11 @@ def reproduce_figure(bench: Bench) -> dict[str, Any]:
     for key in ("current", "worktree_warm", "worktree_reused", "worktree_cold"):
         if f"{key}_seconds" in result:
             result[f"{key}_over_original"] = result[f"{key}_seconds"]["median"] / base_seconds
+        for part in ("environment", "materialize"):
+            recorded = [r["seconds"][part] for r in reports.get(key, []) if part in r["seconds"]]
+            if recorded:
+                result[f"{key}_{part}_seconds"] = spread(recorded)
+    result["reports"] = reports
     shutil.rmtree(base, ignore_errors=True)
     return result
 
@@ -441,20 +480,38 @@ def reproduce_figure(bench: Bench) -> dict[str, Any]:
 # Figure 5 ---------------------------------------------------------------------------------
 
 
+THROUGH_DVC = 3  # figure 5: versions published with `dvc add`/`dvc push`; the rest written directly
+VERSION_ROWS = 600  # figure 5: rows of each data version's CSV
+PROMOTION_ROUNDS = (
+    4  # figure 5: each newly materialized version promoted this often, then a rollback
+)
+
+
 def versions_figure(bench: Bench) -> dict[str, Any]:
-    """Figure 5: 200 tags and partitions, a few versions materialized, promotions recorded."""
+    """Figure 5: many tags and partitions; the operations timed as versions are materialized.
+
+    One registry and instance grow step by step: at each count of ``--materialized`` the new
+    versions are materialized end to end and promoted (``PROMOTION_ROUNDS`` rounds, each ended
+    by a rollback), then the sensor tick, status, history and one version's lineage are timed
+    in process and ``lifecycle status`` / ``history`` as whole processes.
+    """
     from lifecycle_pipeline.sample_data import reference_frame
 
-    count, materialize = bench.args.versions, 3
+    count = bench.args.versions
+    steps_at = sorted(set(bench.args.materialized))
+    if not steps_at or steps_at[0] < 1 or steps_at[-1] > count:
+        raise ValueError(
+            f"--materialized must be counts between 1 and --versions ({count}), got {steps_at}"
+        )
     base = bench.fresh("versions")
     reference = reference_frame()
     contents = [
-        data.frame(600, seed=index, reference=reference).to_csv(index=False).encode()
+        data.frame(VERSION_ROWS, seed=index, reference=reference).to_csv(index=False).encode()
         for index in range(count)
     ]
     bench.log(f"figure 5: registry with {count} versions")
     started = time.perf_counter()
-    repo, tags = scenarios.many_version_registry(base, contents, published=materialize)
+    repo, tags = scenarios.many_version_registry(base, contents, published=min(THROUGH_DVC, count))
     registry_seconds = time.perf_counter() - started
     home = bench.dagster_home()
     state = bench.fresh("state")
@@ -464,54 +521,87 @@ def versions_figure(bench: Bench) -> dict[str, Any]:
         LIFECYCLE_REGISTRY_URL=str(repo),
         LIFECYCLE_ARTIFACT_ROOT=str(base / "artifacts"),
     )
-    bench.log(f"figure 5: {materialize} versions materialized, promotions recorded")
-    populated = run_child(
-        "populate",
-        {
-            "registry": str(repo),
-            "artifacts": str(base / "artifacts"),
-            "tags": tags,
-            "materialize": tags[:materialize],
-            "promotion_rounds": 4,
-            "training": _training_dict(bench.training),
-        },
-        env,
-    )
-    bench.log("figure 5: measuring")
-    measured = run_child(
-        "many_versions",
-        {"registry": str(repo), "version": tags[0], "repetitions": bench.args.repetitions},
-        env,
-    )
-    cli = {
-        command: spread(
-            [
-                timed_process([sys.executable, "-m", "lifecycle_pipeline.cli", command], ROOT, env)
-                for _ in range(bench.args.repetitions)
-            ]
+    steps: list[dict[str, Any]] = []
+    failed: dict[str, Any] | None = None
+    done = 0
+    for target in steps_at:
+        bench.log(f"figure 5: materializing versions {done + 1}-{target}, promotions recorded")
+        started = time.perf_counter()
+        try:
+            populated = run_child(
+                "populate",
+                {
+                    "registry": str(repo),
+                    "artifacts": str(base / "artifacts"),
+                    "tags": tags,
+                    "materialize": tags[done:target],
+                    "promotion_rounds": PROMOTION_ROUNDS,
+                    "training": _training_dict(bench.training),
+                },
+                env,
+            )
+        except ChildError as exc:
+            # The steps measured so far stay; the figure (and the harness) fails visibly.
+            failed = {"materializing": [tags[done], tags[target - 1]], "error": _last_line(exc)}
+            bench.log(f"figure 5: failed: {failed['error']}")
+            break
+        populate_seconds = time.perf_counter() - started
+        done = target
+        bench.log(f"figure 5: measuring with {target} materialized")
+        measured = run_child(
+            "many_versions",
+            {"registry": str(repo), "version": tags[0], "repetitions": bench.args.repetitions},
+            env,
         )
-        for command in ("status", "history")
-    }
+        cli = {
+            command: spread(
+                [
+                    timed_process(
+                        [sys.executable, "-m", "lifecycle_pipeline.cli", command], ROOT, env
+                    )
+                    for _ in range(bench.args.repetitions)
+                ]
+            )
+            for command in ("status", "history")
+        }
+        steps.append(
+            {
+                "materialized": target,
+                "newly_materialized": populated["materialized"],
+                "materialize_seconds": spread(populated["seconds"]),
+                "populate_seconds": populate_seconds,
+                "partitions": measured["partitions"],
+                "governance_changes": measured["changes"],
+                "tick_seconds": spread(measured["tick_steady"]),
+                "tick_run_requests": measured["tick_requests_steady"],
+                "status_seconds": spread(measured["status"]),
+                "history_seconds": spread(measured["history"]),
+                "lineage_seconds": spread(measured["lineage"]),
+                "status_cli_seconds": cli["status"],
+                "history_cli_seconds": cli["history"],
+            }
+        )
     imports = _import_profile(env) if bench.args.profile else []
     shutil.rmtree(base, ignore_errors=True)
-    return {
+    return ({"failed": failed} if failed else {}) | {
         "status_cli_imports": imports,
         "populated": {
             "tags": len(tags),
-            "partitions": measured["partitions"],
-            "materialized_versions": populated["materialized"],
-            "governance_changes": measured["changes"],
+            "rows_per_version": VERSION_ROWS,
+            "through_dvc": min(THROUGH_DVC, count),
+            "promotion_rounds": PROMOTION_ROUNDS,
+            "materialized_requested": steps_at,
             "registry_build_seconds": registry_seconds,
-            "through_dvc": materialize,
+            "lineage_version": tags[0],
         },
-        "tick_seconds": spread(measured["tick_steady"]),
-        "tick_run_requests": measured["tick_requests_steady"],
-        "status_seconds": spread(measured["status"]),
-        "history_seconds": spread(measured["history"]),
-        "lineage_seconds": spread(measured["lineage"]),
-        "status_cli_seconds": cli["status"],
-        "history_cli_seconds": cli["history"],
+        "steps": steps,
     }
+
+
+def _last_line(exc: Exception) -> str:
+    """The last line of a child's error: the exception that stopped it."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else repr(exc)
 
 
 def _import_profile(env: dict[str, str], top: int = 12) -> list[dict[str, Any]]:
@@ -543,6 +633,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n-estimators", type=int, default=TrainingSettings.n_estimators)
     parser.add_argument("--max-depth", type=int, default=TrainingSettings.max_depth)
     parser.add_argument("--versions", type=int, default=200, help="figure 5: registry tags")
+    parser.add_argument(
+        "--materialized",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_MATERIALIZED),
+        help="figure 5: counts of versions materialized at which the operations are timed",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other figures' results from --out; replace only the figures run",
+    )
     parser.add_argument("--budget-minutes", type=float, default=40.0)
     parser.add_argument("--no-budget", action="store_true", help="run every size as asked")
     parser.add_argument("--profile", action="store_true", help="pyinstrument text per size")
@@ -582,38 +684,109 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         args.markdown.write_text(render(json.loads(args.out.read_text())), encoding="utf-8")
         return 0
+    previous: dict[str, Any] = {}
+    if args.merge:
+        if not args.out.exists():
+            raise SystemExit(f"--merge needs the results to merge into; {args.out} does not exist")
+        previous = json.loads(args.out.read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix="lifecycle-bench-") as scratch:
         bench = Bench(args, Path(scratch))
-        results: dict[str, Any] = {
-            "machine": machine(),
-            "versions": versions(),
-            "settings": {
-                "repetitions": args.repetitions,
-                "sizes": args.sizes,
-                "figures": args.figures,
-                "training": _training_dict(bench.training)
-                | {"estimator": "random_forest", "threads": 1, "seed": 7},
-                "budget_minutes": args.budget_minutes,
-                "data_seed": data.SEED,
-            },
-        }
+        run = _run_record(args)
+        measured: dict[str, Any] = {}
         figures = set(args.figures)
         steps: list[tuple[int, str, Callable[[Bench], Any]]] = [
             (4, "reproduce", reproduce_figure),
             (5, "many_versions", versions_figure),
         ]
         if figures & {1, 2, 3}:
-            results["sizes"] = size_figures(bench)
-            results["growth"] = growth(results["sizes"])
+            measured["sizes"] = size_figures(bench)
+            measured["growth"] = growth(measured["sizes"])
         for number, key, figure in steps:
             if number in figures:
-                results[key] = figure(bench)
-        results["total_seconds"] = time.perf_counter() - bench.started
+                started, load = time.perf_counter(), os.getloadavg()[0]
+                measured[key] = figure(bench)
+                measured[key]["measured"] = run | {
+                    "seconds": time.perf_counter() - started,
+                    "loadavg_1min": [load, os.getloadavg()[0]],
+                }
+        run["seconds"] = time.perf_counter() - bench.started
+    results = _merged(previous, measured, run, args) if args.merge else measured
+    if not args.merge:
+        results |= {
+            "machine": machine(),
+            "versions": versions(),
+            "settings": _settings(args, bench),
+            "total_seconds": run["seconds"],
+            "runs": [run],
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    args.markdown.write_text(render(results), encoding="utf-8")
+    text = json.dumps(results, indent=1, sort_keys=True) + "\n"
+    args.out.write_text(text, encoding="utf-8")
+    # Rendered from the file as written (sorted keys), so BENCHMARKS.md is exactly what
+    # `--render-only` gives for these results.
+    args.markdown.write_text(render(json.loads(text)), encoding="utf-8")
     print(f"results: {args.out}\nmarkdown: {args.markdown}")
+    failures = [
+        key for key, value in measured.items() if isinstance(value, dict) and "failed" in value
+    ]
+    if failures:
+        print(f"failed: {', '.join(failures)} (see the results)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _settings(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
+    return {
+        "repetitions": args.repetitions,
+        "sizes": args.sizes,
+        "figures": args.figures,
+        "training": _training_dict(bench.training)
+        | {"estimator": "random_forest", "threads": 1, "seed": 7},
+        "budget_minutes": args.budget_minutes,
+        "data_seed": data.SEED,
+    }
+
+
+def _run_record(args: argparse.Namespace) -> dict[str, Any]:
+    """Which code, when and on how loaded a machine one harness invocation measured."""
+    found = versions()
+    return {
+        "figures": sorted(set(args.figures)),
+        "argv": sys.argv[1:],
+        "git_commit": found["git_commit"],
+        "git_dirty": found["git_dirty"],
+        "started_utc": datetime.now(tz=UTC).isoformat(timespec="seconds"),
+        "repetitions": args.repetitions,
+        "loadavg_1min_at_start": os.getloadavg()[0],
+    }
+
+
+def _merged(
+    previous: dict[str, Any], measured: dict[str, Any], run: dict[str, Any],
+    args: argparse.Namespace,
+) -> dict[str, Any]:  # fmt: skip
+    """``previous`` with the figures of this run replaced; everything else kept as it was.
+
+    The top-level machine, versions, settings and total time stay those of the full run that
+    measured the kept figures; each re-measured figure carries its own ``measured`` record.
+    """
+    if args.repetitions != previous.get("settings", {}).get("repetitions"):
+        raise SystemExit(
+            f"--merge with --repetitions {args.repetitions} into results measured with "
+            f"{previous.get('settings', {}).get('repetitions')}: one report, one repetition count"
+        )
+    runs = previous.get("runs") or [
+        {
+            "figures": previous.get("settings", {}).get("figures"),
+            "git_commit": previous.get("versions", {}).get("git_commit"),
+            "git_dirty": previous.get("versions", {}).get("git_dirty"),
+            "seconds": previous.get("total_seconds"),
+        }
+    ]
+    # A later run that re-measured only figures this run measures again no longer stands
+    # behind any result; the first (full) run is kept for the figures it still holds.
+    kept = [runs[0], *(r for r in runs[1:] if not set(r["figures"]) <= set(run["figures"]))]
+    return previous | measured | {"runs": [*kept, run]}
 
 
 if __name__ == "__main__":

@@ -62,3 +62,21 @@ def test_passing_gates_let_downstream_run(gated: Pipeline) -> None:
     result = gated.run("data-v1")
     assert result.success
     assert latest(gated.instance, "release_candidate", "data-v1") is not None
+
+
+def test_a_slice_with_one_class_has_an_undefined_roc_auc_not_a_missing_field() -> None:
+    """Found by the 200-version benchmark: one such slice made evaluation fail outright."""
+    import numpy as np
+
+    from lifecycle_pipeline.assets.evaluation import score, slice_table
+
+    proba = np.array([0.1, 0.8, 0.3, 0.9])
+    slices = {
+        "both classes": score(np.array([0, 1, 0, 1]), proba, 0.5, 10),
+        "benign only": score(np.array([0, 0, 0, 0]), proba, 0.5, 10),
+    }
+    table = slice_table(slices)
+    records = [r.data for r in table.records]
+    assert [set(r) for r in records][0] == set(records[1])  # Dagster requires equal fields
+    assert records[1]["roc_auc"] is None and records[1]["rows"] == 4
+    assert records[0]["roc_auc"] == 1.0

@@ -119,19 +119,26 @@ def evaluate(
 
 
 def slice_table(slices: dict[str, dict[str, Any]]) -> dg.TableMetadataValue:
+    """Every slice with every column; a metric undefined on a slice (ROC AUC with one class
+    present) is an empty cell, never a number and never a missing field (Dagster refuses
+    records whose fields differ)."""
     columns = ("rows", "positives", *METRICS)
     return dg.MetadataValue.table(
         records=[
-            dg.TableRecord(
-                {"slice": name, **{c: values[c] for c in columns if values[c] is not None}}
-            )
+            dg.TableRecord({"slice": name, **{c: values[c] for c in columns}})
             for name, values in slices.items()
         ],
         schema=dg.TableSchema(
             columns=[
                 dg.TableColumn("slice", "string", description=f"{schema.SLICE_FACTOR} band"),
                 *(
-                    dg.TableColumn(c, "int" if c in ("rows", "positives") else "float")
+                    dg.TableColumn(
+                        c,
+                        "int" if c in ("rows", "positives") else "float",
+                        description="empty where undefined (one class in the slice)"
+                        if c == "roc_auc"
+                        else None,
+                    )
                     for c in columns
                 ),
             ]

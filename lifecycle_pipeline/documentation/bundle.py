@@ -213,7 +213,7 @@ def model_card(lineage: Lineage, spec: LoadedSpec, changes: Section) -> Document
                         ),
                         [
                             tuple(
-                                r.get(c, "n/a")
+                                "n/a" if r.get(c) is None else r[c]  # undefined on the slice
                                 for c in (
                                     "slice",
                                     "rows",

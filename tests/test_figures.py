@@ -1,0 +1,344 @@
+"""Every performance figure README quotes comes from a results file the harness wrote.
+
+The passages checked: the section "What it costs: benchmarks", the reproduction costs in the
+runbook ("Measured by `make bench` (figure 4 ...") and the drift monitor's cost ("Cost,
+measured by `make bench-drift`" with its table and the paragraph after it). Two layers:
+
+- every number in those passages must be a value of the results they cite, at the precision
+  printed and matched by kind (a ratio ``x`` against ratios, ``s`` and ``min`` against
+  seconds, ``MiB`` against memory, ``10k``/``100,000`` against row counts, a target against
+  ``bench.report.TARGETS``), unless it sits in a parenthesis that starts with "estimate";
+- each table cell and each sentence figure is checked against the one result it names, so a
+  number swapped for another recorded one fails too.
+
+BENCHMARKS.md must be exactly what ``bench.report.render`` makes of the current results.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.report import TARGETS, profile_seconds, render
+from tests.conftest import PROJECT_ROOT
+
+README = PROJECT_ROOT / "README.md"
+RESULTS = PROJECT_ROOT / "bench" / "results"
+NUMBER = re.compile(
+    r"(?<![\w.\-/#])(?P<value>\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)"
+    r"(?P<unit>x|k\b|M\b| ?s\b| min\b| MiB\b| SD\b|-core\b)?"
+)
+Leaves = list[tuple[str, float]]
+
+
+def lifecycle() -> dict[str, Any]:
+    result: dict[str, Any] = json.loads((RESULTS / "lifecycle.json").read_text(encoding="utf-8"))
+    return result
+
+
+def drift() -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(
+        (RESULTS / "drift_monitor.json").read_text(encoding="utf-8")
+    )
+    return result
+
+
+def blocks(text: str, start: str, count: int) -> str:
+    """``count`` blank-line-separated blocks of ``text``, from the one starting with ``start``."""
+    at = text.find(start)
+    assert at >= 0, f"README no longer has the passage starting {start!r}"
+    return "\n\n".join(text[at:].split("\n\n")[:count])
+
+
+def section(text: str, heading: str) -> str:
+    at = text.find(heading)
+    assert at >= 0, f"README no longer has the section {heading!r}"
+    end = text.find("\n## ", at + len(heading))
+    return text[at : end if end >= 0 else len(text)]
+
+
+def costs_section(text: str) -> str:
+    return section(text, "## What it costs: benchmarks")
+
+
+def reproduce_passage(text: str) -> str:
+    return blocks(text, "Measured by `make bench` (figure 4", 1)
+
+
+def drift_passage(text: str) -> str:
+    return blocks(text, "Cost, measured by `make bench-drift`", 3)
+
+
+def leaves(value: Any, path: str = "") -> Iterator[tuple[str, float]]:
+    """Every number in a results tree with its path (``sizes.1.dagster.seconds.median``)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from leaves(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from leaves(item, f"{path}.{index}")
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield path, float(value)
+
+
+def decimals(quoted: str) -> int:
+    return -int(Decimal(quoted).as_tuple().exponent)
+
+
+def rounds_to(value: float, quoted: str) -> bool:
+    """``value`` printed at ``quoted``'s precision is ``quoted`` (half-up or half-even)."""
+    places = decimals(quoted)
+    return abs(value - float(quoted)) <= 0.5 * 10**-places + 1e-9
+
+
+def strip_code(text: str) -> str:
+    """Code spans and link targets name things (`data-v1`, `make bench-quick`), not figures."""
+    text = re.sub(r"`[^`]*`", "``", text)
+    return re.sub(r"\]\([^)]*\)", "]()", text)
+
+
+def estimate_spans(text: str) -> list[tuple[int, int]]:
+    return [(m.start(), m.end()) for m in re.finditer(r"\(estimate[^)]*\)", text)]
+
+
+KINDS: dict[str, tuple[str, Callable[[float], float]]] = {
+    # unit -> (what the results path must contain, conversion from the stored value)
+    "x": (r"ratio|_over_|slope", lambda v: v),
+    "s": (r"seconds", lambda v: v),
+    "min": (r"seconds", lambda v: v / 60),
+    "MiB": (r"mib", lambda v: v),
+    "rows": (r"rows|sizes|sample_cap|tags", lambda v: v),
+    "SD": (r"shift_sd", lambda v: v),
+    "-core": (r"cores|cpus", lambda v: v),
+    "": (r".", lambda v: v),
+}
+
+
+def quoted_figures(passage: str) -> Iterator[tuple[str, str, str]]:
+    """(number as printed, kind, context) for every figure in ``passage``."""
+    text = strip_code(passage)
+    skipped = estimate_spans(text)
+    for match in NUMBER.finditer(text):
+        if any(start <= match.start() < end for start, end in skipped):
+            continue
+        value, unit = match["value"], (match["unit"] or "").strip()
+        context = text[max(0, match.start() - 40) : match.end() + 40].replace("\n", " ")
+        if unit in ("k", "M"):
+            number = Decimal(value) * (1000 if unit == "k" else 1_000_000)
+            yield str(number), "rows", context
+        elif "," in value:
+            yield value.replace(",", ""), "rows" if unit == "" else unit, context
+        elif unit == "x" and "target" in text[match.end() : match.end() + 30]:
+            yield value, "target", context
+        else:
+            yield value, unit, context
+
+
+def unmatched(passage: str, results: dict[str, Any]) -> list[str]:
+    """The figures of ``passage`` that no result of their kind rounds to."""
+    found = list(leaves(results))
+    missing = []
+    for quoted, kind, context in quoted_figures(passage):
+        if kind == "target":
+            ok = any(rounds_to(target, quoted) for target in TARGETS.values())
+        else:
+            pattern, convert = KINDS[kind]
+            candidates = [convert(v) for path, v in found if re.search(pattern, path)]
+            exact = kind in ("", "rows") and "." not in quoted  # counts are quoted whole
+            ok = any(c == float(quoted) if exact else rounds_to(c, quoted) for c in candidates)
+        if not ok:
+            missing.append(f"{quoted} ({kind or 'plain number'}) in ...{context}...")
+    return missing
+
+
+# Layer 1: every number is a recorded value of its kind --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("passage", "results"),
+    [
+        pytest.param(costs_section, lifecycle, id="what-it-costs"),
+        pytest.param(reproduce_passage, lifecycle, id="reproduce"),
+        pytest.param(drift_passage, drift, id="drift"),
+    ],
+)
+def test_every_readme_figure_is_a_recorded_result(
+    passage: Callable[[str], str], results: Callable[[], dict[str, Any]]
+) -> None:
+    text = passage(README.read_text(encoding="utf-8"))
+    assert list(quoted_figures(text)), "the passage quotes no figure: the parser lost it"
+    assert unmatched(text, results()) == []
+
+
+# Layer 2: each figure is the result it names ------------------------------------------------
+
+
+def table(passage: str) -> tuple[list[str], list[list[str]]]:
+    lines = [line for line in passage.splitlines() if line.startswith("|")]
+    assert len(lines) >= 3, "the passage has no table"
+    split = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    return split[0], split[2:]
+
+
+def numbers(cell: str) -> list[str]:
+    return [m["value"].replace(",", "") for m in NUMBER.finditer(strip_code(cell))]
+
+
+def assert_quotes(cell: str, *expected: float) -> None:
+    quoted = numbers(cell)
+    assert len(quoted) == len(expected), f"{cell!r}: expected {len(expected)} figures"
+    for text, value in zip(quoted, expected, strict=True):
+        assert rounds_to(value, text), f"{cell!r}: {text} is not the recorded {value}"
+
+
+def test_cost_table_quotes_figure_1_2_3() -> None:
+    results = lifecycle()
+    header, rows = table(costs_section(README.read_text(encoding="utf-8")))
+    by_size = {size["rows"]: size for size in results["sizes"] if "dagster" in size}
+    sizes = [int(Decimal(numbers(h)[0]) * (1000 if h.endswith("k") else 10**6)) for h in header[1:]]
+    picks: dict[str, Callable[[dict[str, Any]], float]] = {
+        "Dagster in process / plain functions": lambda s: s["overhead_ratio"]["median"],
+        "`dagster asset materialize` / `dvc repro`, whole processes": (
+            lambda s: s["cli_over_dvc"]["median"]
+        ),
+        "peak memory added / data size": lambda s: s["peak_rss_over_data"]["median"],
+    }
+    assert [row[0] for row in rows] == list(picks)
+    for row in rows:
+        for rows_count, cell in zip(sizes, row[1:], strict=True):
+            assert_quotes(cell, picks[row[0]](by_size[rows_count]))
+
+
+def test_cost_sentences_quote_the_runs_and_figure_5() -> None:
+    results = lifecycle()
+    text = costs_section(README.read_text(encoding="utf-8"))
+    full = re.search(r"last full run took ([\d.]+) min", text)
+    assert full and rounds_to(results["total_seconds"] / 60, full[1])
+    repetitions = re.search(r"medians of (\d+)", text)
+    assert repetitions and int(repetitions[1]) == results["settings"]["repetitions"]
+    versions = results["many_versions"]
+    claim = re.search(
+        r"With (\d+) data-version tags and partitions, (\d+) of them materialized end to end "
+        r"and (\d+) promotions and rollbacks recorded, (.+?) each answered in under "
+        r"([\d.]+) s \(slowest of (\d+) runs each\)",
+        " ".join(text.split()),
+    )
+    assert claim, "the 200-version sentence no longer reads as the test expects"
+    tags, materialized, changes, _, limit, runs = claim.groups()
+    # The claim quotes the largest state measured, and names the failure that stopped more.
+    step = versions["steps"][-1]
+    assert int(materialized) == step["materialized"]
+    if "failed" in versions:
+        failing = re.search(r"(data-v\d+):", versions["failed"]["error"])
+        assert failing and "not measured yet" in text and f"`{failing[1]}`" in text
+    assert int(tags) == versions["populated"]["tags"] == step["partitions"]
+    assert int(changes) == step["governance_changes"]
+    timed = ("tick", "status", "history", "lineage", "status_cli", "history_cli")
+    assert int(runs) == step["status_seconds"]["n"] == results["settings"]["repetitions"]
+    slowest = max(step[f"{name}_seconds"]["max"] for name in timed)
+    assert slowest < float(limit), f"slowest operation took {slowest:.3f} s, not under {limit} s"
+
+
+def test_reproduce_figures_are_figure_4() -> None:
+    figure = lifecycle()["reproduce"]
+    text = " ".join(reproduce_passage(README.read_text(encoding="utf-8")).split())
+    expected = {
+        r"at the current commit took ([\d.]+) s": figure["current_seconds"]["median"],
+        r"against ([\d.]+) s for the original": figure["original_seconds"]["median"],
+        r"took ([\d.]+) s in a new worktree": figure["worktree_warm_seconds"]["median"],
+        r"warm cache took ([\d.]+) s": figure["worktree_warm_environment_seconds"]["median"],
+        r"fresh process ([\d.]+) s": figure["worktree_warm_materialize_seconds"]["median"],
+        r"already there it took ([\d.]+) s": figure["worktree_reused_seconds"]["median"],
+        r"empty uv cache \(downloading the environment; a single run\) ([\d.]+) s": (
+            figure["worktree_cold_seconds"]["median"]
+        ),
+    }
+    assert figure["worktree_cold_seconds"]["n"] == 1  # "a single run"
+    medians = re.search(r"medians of (\d+)", text)
+    assert medians, "the reproduce passage no longer says how many runs its medians are of"
+    for key in ("original", "current", "worktree_warm", "worktree_reused"):
+        assert figure[f"{key}_seconds"]["n"] == int(medians[1])
+    for pattern, value in expected.items():
+        found = re.search(pattern, text)
+        assert found, f"README's reproduce passage lost {pattern!r}"
+        assert rounds_to(value, found[1]), f"{pattern}: README {found[1]}, results {value}"
+    verdicts = [r["verdict"] for runs in figure["reports"].values() for r in runs]
+    counted = re.search(r"Every verdict was `identical` \((\d+) of (\d+)\)", text)
+    assert counted and verdicts.count("identical") == int(counted[1]) == int(counted[2])
+    assert len(verdicts) == int(counted[2])
+
+
+def test_drift_table_quotes_the_drift_benchmark() -> None:
+    results = drift()
+    passage = drift_passage(README.read_text(encoding="utf-8"))
+    header, rows = table(passage)
+    assert len(header) == 4 and len(rows) == len(results["sizes"])
+    for row, size in zip(rows, results["sizes"], strict=True):
+        assert int(numbers(row[0])[0]) == size["rows"]
+        ours, same, full = size["ours"], size["preset_sampled"], size["preset_full"]
+        assert_quotes(row[1], ours["seconds"]["median"], ours["peak_increase_mib"]["median"])
+        assert_quotes(
+            row[2],
+            same["seconds"]["median"],
+            same["peak_increase_mib"]["median"],
+            size["same_frames"]["preset_seconds_over_ours"]["median"],
+            size["same_frames"]["preset_peak_increase_over_ours"]["median"],
+        )
+        assert_quotes(
+            row[3],
+            full["seconds"]["median"],
+            full["peak_increase_mib"]["median"],
+            size["sampling"]["preset_seconds_over_ours"]["median"],
+            size["sampling"]["preset_peak_increase_over_ours"]["median"],
+        )
+    text = " ".join(passage.split())
+    cap = re.search(r"samples both frames to ([\d,]+) rows", text)
+    assert cap and int(cap[1].replace(",", "")) == results["settings"]["sample_cap"]
+    assert f"medians of {results['settings']['repetitions']}" in text
+    # "All runs name the same three drifted columns and the same verdict": recorded as such.
+    for size in results["sizes"]:
+        for kind in ("ours", "preset_sampled", "preset_full"):
+            assert len(size[kind]["drifted_columns"]) == 3 and size[kind]["verdict"] == "drift"
+        assert size["same_frames"]["same_columns"] and size["sampling"]["same_columns"]
+    demo = results["demo_batches"]
+    assert all(b["same_columns"] and b["same_verdict"] for b in demo.values())
+    assert not demo["batch-002"]["preset"]["preset_dataset_drift"]  # "would call it calm"
+
+
+# BENCHMARKS.md and the renderer ------------------------------------------------------------
+
+
+def test_benchmarks_md_is_rendered_from_the_results() -> None:
+    """BENCHMARKS.md is `python -m bench.lifecycle --render-only` of the current results."""
+    rendered = render(lifecycle())
+    assert (PROJECT_ROOT / "BENCHMARKS.md").read_text(encoding="utf-8") == rendered, (
+        "BENCHMARKS.md differs from the results: run `python -m bench.lifecycle --render-only`"
+    )
+
+
+def test_profile_seconds_counts_outermost_frames_once(tmp_path: Path) -> None:
+    """The report quotes profile frames; a frame nested in itself is not counted twice."""
+    profile = tmp_path / "profile.txt"
+    profile.write_text(
+        "\n".join(
+            [
+                "10.000 run  a.py:1",
+                "`- 4.000 load  a.py:2",
+                "   `- 3.000 load  a.py:2",
+                "      [3 frames hidden]  pandas",
+                "         2.000 decode  a.py:3",
+                "   1.500 load  a.py:2",
+            ]
+        ),
+        encoding="utf-8",
+    )
+    assert profile_seconds(str(profile), "load") == pytest.approx(5.5)
+    assert profile_seconds(str(profile), "decode") == pytest.approx(2.0)
+    assert profile_seconds(str(profile), "absent") is None
+    assert profile_seconds(str(tmp_path / "missing.txt"), "load") is None
