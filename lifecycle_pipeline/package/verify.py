@@ -68,7 +68,8 @@ def verify_stored_package(store: Any, record: Any, public_key: Path) -> Verifica
     """
     from lifecycle_pipeline.errors import LifecycleError
 
-    label = str(record.asset_materialization.metadata["artifact/archive"].value)
+    entry = record.asset_materialization.metadata.get("artifact/archive")
+    label = str(entry.value) if entry is not None else f"run {record.run_id}"
     try:
         archive = store.read_archive(record)
     except LifecycleError as exc:
@@ -76,8 +77,12 @@ def verify_stored_package(store: Any, record: Any, public_key: Path) -> Verifica
     with tempfile.TemporaryDirectory(prefix="lifecycle-verify-") as scratch:
         stored = Path(scratch) / "package.zip"
         stored.write_bytes(archive)
-        report = verify_package(stored, public_key)
-    report.package = label
+        with opened(stored) as folder:
+            report = _verify_folder(folder, public_key, label)
+            # Name files as they are in the stored zip, not in a folder that is gone afterwards.
+            inside = f"{label}!"
+            report.passed = [p.replace(f"{folder}/", inside) for p in report.passed]
+            report.problems = [p.replace(f"{folder}/", inside) for p in report.problems]
     report.passed.insert(0, "folder files match the recorded digests; the zip holds exactly them")
     return report
 
