@@ -191,6 +191,13 @@ class Pipeline:
             return sensor.evaluate_tick(context)
 
 
+def dagster_home(folder: Path) -> Path:
+    """A real DAGSTER_HOME (telemetry off) that the `lifecycle` CLI and `dagster` can open."""
+    folder.mkdir(parents=True)
+    (folder / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    return folder
+
+
 @contextmanager
 def scratch_pipeline(
     registry: Registry,

@@ -20,7 +20,7 @@ from lifecycle_pipeline.lineage.audit import AuditLog
 from lifecycle_pipeline.lineage.query import latest, metadata_values
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.signing import PackageSigner
-from tests.conftest import Pipeline, Registry, copy_registry
+from tests.conftest import Pipeline, Registry, copy_registry, dagster_home
 
 pytestmark = pytest.mark.xdist_group("governance")
 
@@ -44,9 +44,7 @@ def governed(
     The instance lives in a real DAGSTER_HOME, so the `lifecycle` CLI reads the same one.
     """
     base = tmp_path_factory.mktemp("governed")
-    home = base / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    home = dagster_home(base / "dagster_home")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         defs = build_definitions(
             registry=registry_module.resource(),

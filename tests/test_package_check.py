@@ -19,7 +19,7 @@ from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.signing import PackageSigner, ensure_dev_key, public_key_id
-from tests.conftest import Pipeline, Registry, scratch_pipeline
+from tests.conftest import Pipeline, Registry, dagster_home, scratch_pipeline
 
 pytestmark = pytest.mark.xdist_group("package_check")
 
@@ -65,10 +65,7 @@ def verified(
 ) -> Iterator[Pipeline]:
     """data-v1 packaged into an instance in a real DAGSTER_HOME, which the CLI can open."""
     base = tmp_path_factory.mktemp("verified")
-    home = base / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with dg.DagsterInstance.from_config(str(dagster_home(base / "dagster_home"))) as instance:
         defs = build_definitions(
             registry=demo_registry.resource(),
             artifact_store=ArtifactStore(root=str(base / "artifacts")),
