@@ -283,20 +283,14 @@ def test_drift_table_quotes_the_drift_benchmark() -> None:
         assert int(numbers(row[0])[0]) == size["rows"]
         ours, same, full = size["ours"], size["preset_sampled"], size["preset_full"]
         assert_quotes(row[1], ours["seconds"]["median"], ours["peak_increase_mib"]["median"])
-        assert_quotes(
-            row[2],
-            same["seconds"]["median"],
-            same["peak_increase_mib"]["median"],
-            size["same_frames"]["preset_seconds_over_ours"]["median"],
-            size["same_frames"]["preset_peak_increase_over_ours"]["median"],
-        )
-        assert_quotes(
-            row[3],
-            full["seconds"]["median"],
-            full["peak_increase_mib"]["median"],
-            size["sampling"]["preset_seconds_over_ours"]["median"],
-            size["sampling"]["preset_peak_increase_over_ours"]["median"],
-        )
+        for cell, preset, ratios in ((row[2], same, "same_frames"), (row[3], full, "sampling")):
+            assert_quotes(
+                cell,
+                preset["seconds"]["median"],
+                preset["peak_increase_mib"]["median"],
+                size[ratios]["preset_seconds_over_ours"]["median"],
+                size[ratios]["preset_peak_increase_over_ours"]["median"],
+            )
     text = " ".join(passage.split())
     cap = re.search(r"samples both frames to ([\d,]+) rows", text)
     assert cap and int(cap[1].replace(",", "")) == results["settings"]["sample_cap"]
