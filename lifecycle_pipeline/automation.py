@@ -158,10 +158,11 @@ def drift_retraining_sensor(
 
 
 def retraining_schedule(
-    job: dg.UnresolvedAssetJobDefinition, cron: str | None = None
+    job: dg.UnresolvedAssetJobDefinition, cron: str | None = None, declared: str | None = None
 ) -> dg.ScheduleDefinition:
-    """Weekly (or ``LIFECYCLE_RETRAIN_CRON``) retraining of the newest data version."""
-    cron = cron or os.environ.get("LIFECYCLE_RETRAIN_CRON") or DEFAULT_RETRAIN_CRON
+    """Retraining of the newest data version on a cron: ``cron`` if given, else the platform's
+    ``LIFECYCLE_RETRAIN_CRON``, else the model declaration's ``schedule``, else weekly."""
+    cron = cron or os.environ.get("LIFECYCLE_RETRAIN_CRON") or declared or DEFAULT_RETRAIN_CRON
     from dagster._utils.schedules import is_valid_cron_string
 
     if not is_valid_cron_string(cron):

@@ -1,26 +1,34 @@
-"""Composition root: lifecycle assets and checks, jobs, sensors, schedule, resources, executor."""
+"""Composition root: one declared model's assets and checks, jobs, sensors, schedule, resources,
+executor.
+
+The model is chosen by ``$LIFECYCLE_MODEL`` (a declaration file, a model folder, or the name of
+a folder under ``models/``; default the sample model). Everything domain-specific comes from
+that declaration; this module only composes.
+"""
 
 from __future__ import annotations
 
 import os
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import dagster as dg
 
-from lifecycle_pipeline.assets.data import data_snapshot
-from lifecycle_pipeline.assets.documentation import model_card
-from lifecycle_pipeline.assets.evaluation import evaluation
-from lifecycle_pipeline.assets.features import features
-from lifecycle_pipeline.assets.monitoring import drift_monitor
-from lifecycle_pipeline.assets.packaging import deployment_package, package_verifies
-from lifecycle_pipeline.assets.training import trained_model
+from lifecycle_pipeline.assets.data import build_data_snapshot
+from lifecycle_pipeline.assets.documentation import build_model_card
+from lifecycle_pipeline.assets.evaluation import build_evaluation
+from lifecycle_pipeline.assets.features import build_features
+from lifecycle_pipeline.assets.monitoring import build_drift_monitor
+from lifecycle_pipeline.assets.packaging import build_deployment_package, build_package_verifies
+from lifecycle_pipeline.assets.training import build_trained_model
 from lifecycle_pipeline.automation import (
     audit_log_sensor,
     discovery_sensor,
     drift_retraining_sensor,
     retraining_schedule,
 )
+from lifecycle_pipeline.declaration import LoadedDeclaration, current_declaration
 from lifecycle_pipeline.errors import SettingError
 from lifecycle_pipeline.governance import production_model_spec
 from lifecycle_pipeline.partitions import DATA_VERSIONS, PRODUCTION_BATCHES
@@ -28,28 +36,53 @@ from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.registry import DataRegistry
 from lifecycle_pipeline.resources.signing import PackageSigner
 
-LIFECYCLE_ASSETS = [
-    data_snapshot,
-    features,
-    trained_model,
-    evaluation,
-    model_card,
-    deployment_package,
-]
-# Checks defined apart from their asset (they read what the asset stored).
-LIFECYCLE_CHECKS = [package_verifies]
-ASSETS = [*LIFECYCLE_ASSETS, drift_monitor]
+@dataclass(frozen=True)
+class ModelAssets:
+    """One declared model's lifecycle assets, checks and jobs."""
 
-lifecycle_job = dg.define_asset_job(
-    "lifecycle",
-    selection=dg.AssetSelection.assets(*LIFECYCLE_ASSETS),
-    description="Every lifecycle stage for one data version: data to signed package.",
-)
-drift_job = dg.define_asset_job(
-    "drift",
-    selection=dg.AssetSelection.assets(drift_monitor),
-    description="Drift of one production batch against the newest trained model.",
-)
+    model: LoadedDeclaration
+    lifecycle: list[dg.AssetsDefinition]
+    checks: list[dg.AssetChecksDefinition]
+    drift_monitor: dg.AssetsDefinition
+
+    @property
+    def assets(self) -> list[dg.AssetsDefinition]:
+        return [*self.lifecycle, self.drift_monitor]
+
+    def lifecycle_job(self) -> dg.UnresolvedAssetJobDefinition:
+        return dg.define_asset_job(
+            "lifecycle",
+            selection=dg.AssetSelection.assets(*self.lifecycle),
+            description=f"Every lifecycle stage of {self.model.name} for one data version: data "
+            "to signed package.",
+        )
+
+    def drift_job(self) -> dg.UnresolvedAssetJobDefinition:
+        return dg.define_asset_job(
+            "drift",
+            selection=dg.AssetSelection.assets(self.drift_monitor),
+            description=f"Drift of one production batch against {self.model.name}'s newest "
+            "trained model.",
+        )
+
+
+def model_assets(model: LoadedDeclaration | None = None) -> ModelAssets:
+    """The asset factories applied to one declaration (default: this process's model)."""
+    model = model or current_declaration()
+    return ModelAssets(
+        model=model,
+        lifecycle=[
+            build_data_snapshot(model),
+            build_features(model),
+            build_trained_model(model),
+            build_evaluation(model),
+            build_model_card(model),
+            build_deployment_package(model),
+        ],
+        # Checks defined apart from their asset (they read what the asset stored).
+        checks=[build_package_verifies(model)],
+        drift_monitor=build_drift_monitor(model),
+    )
 
 
 EXECUTORS = ("in_process", "multiprocess", "dask", "k8s")
@@ -118,20 +151,25 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
 
 def build_definitions(
     *,
+    model: LoadedDeclaration | None = None,
     registry: DataRegistry | None = None,
     artifact_store: ArtifactStore | None = None,
     signer: PackageSigner | None = None,
     retrain_cron: str | None = None,
     executor: dg.ExecutorDefinition | None = None,
 ) -> dg.Definitions:
-    """Definitions with the given resources; defaults resolve from the environment."""
+    """Definitions of one declared model with the given resources; defaults resolve from the
+    environment and the declaration (its data source fills what ``registry`` leaves unset)."""
+    built = model_assets(model)
+    lifecycle_job, drift_job = built.lifecycle_job(), built.drift_job()
+    model_card, deployment_package = built.lifecycle[4], built.lifecycle[5]
     with warnings.catch_warnings():  # beta API, chosen on purpose: quiet for every importer
         warnings.simplefilter("ignore", dg.BetaWarning)
         # Each asset links to its source file and line in the UI ("View source").
-        assets = dg.with_source_code_references([*ASSETS, production_model_spec()])
+        assets = dg.with_source_code_references([*built.assets, production_model_spec()])
     return dg.Definitions(
         assets=assets,
-        asset_checks=LIFECYCLE_CHECKS,
+        asset_checks=built.checks,
         jobs=[lifecycle_job, drift_job],
         sensors=[
             discovery_sensor(
@@ -153,9 +191,9 @@ def build_definitions(
                 description="Keeps model_card and deployment_package in step with evaluation.",
             ),
         ],
-        schedules=[retraining_schedule(lifecycle_job, retrain_cron)],
+        schedules=[retraining_schedule(lifecycle_job, retrain_cron, built.model.model.schedule)],
         resources={
-            "registry": registry or DataRegistry(),
+            "registry": DataRegistry.for_model(built.model, registry),
             "artifact_store": artifact_store or ArtifactStore(),
             "signer": signer or PackageSigner(),
         },

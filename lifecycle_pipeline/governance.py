@@ -150,10 +150,11 @@ class Candidate:
 
 def blocking_checks() -> dict[str, list[str]]:
     """Blocking check names per lifecycle asset, from the definitions (never a copied list)."""
-    from lifecycle_pipeline.definitions import LIFECYCLE_ASSETS, LIFECYCLE_CHECKS
+    from lifecycle_pipeline.definitions import model_assets
 
+    built = model_assets()
     found: dict[str, list[str]] = {}
-    for definition in [*LIFECYCLE_ASSETS, *LIFECYCLE_CHECKS]:  # on an asset, or on their own
+    for definition in [*built.lifecycle, *built.checks]:  # on an asset, or on their own
         for spec in definition.check_specs:
             if spec.blocking:
                 found.setdefault(spec.asset_key.to_user_string(), []).append(spec.name)

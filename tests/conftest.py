@@ -61,7 +61,7 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 # Small forests keep the suite fast; determinism does not depend on the tree count.
-FAST_TRAINING = {"ops": {"trained_model": {"config": {"n_estimators": 40}}}}
+FAST_TRAINING = {"ops": {"trained_model": {"config": {"params": {"n_estimators": 40}}}}}
 
 
 @pytest.fixture(scope="session")

@@ -148,7 +148,7 @@ def test_automation_condition_documents_every_evaluated_version(
         failing = {
             "ops": {
                 **FAST_TRAINING["ops"],
-                "evaluation": {"config": {"min_f1": 1.0}},
+                "evaluation": {"config": {"gates": {"f1": 1.0}}},
             }
         }
         assert not pipeline.run("data-v2", run_config=failing, selection=evaluated).success

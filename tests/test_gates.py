@@ -36,7 +36,7 @@ def gated(pipeline_factory: Callable[[Registry], Pipeline], demo_registry: Regis
 
 
 def test_failing_gate_blocks_downstream_and_names_gate_and_value(gated: Pipeline) -> None:
-    strict = {"ops": {**FAST_TRAINING["ops"], "evaluation": {"config": {"min_roc_auc": 0.99999}}}}
+    strict = {"ops": {**FAST_TRAINING["ops"], "evaluation": {"config": {"gates": {"roc_auc": 0.99999}}}}}
     result = gated.run("data-v1", run_config=strict)
 
     assert not result.success

@@ -24,7 +24,7 @@ from tests.conftest import Pipeline, Registry, copy_registry, dagster_home
 
 pytestmark = pytest.mark.xdist_group("governance")
 
-STRICT = {"ops": {"evaluation": {"config": {"min_roc_auc": 0.99999}}}}
+STRICT = {"ops": {"evaluation": {"config": {"gates": {"roc_auc": 0.99999}}}}}
 
 
 @dataclass

@@ -112,7 +112,7 @@ def test_changed_hyperparameter_is_a_new_version_not_a_failure(
 ) -> None:
     pipeline = pipeline_factory(demo_registry)
     assert pipeline.run("data-v1").success
-    changed = {"ops": {"trained_model": {"config": {"n_estimators": 41}}}}
+    changed = {"ops": {"trained_model": {"config": {"params": {"n_estimators": 41}}}}}
     result = pipeline.run("data-v1", run_config=changed)
     assert result.success
     check = check_results(pipeline.instance, result.run_id)["trained_model:reproducible"]

@@ -5,23 +5,30 @@ from __future__ import annotations
 import hashlib
 import inspect
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from lifecycle_pipeline.lineage.records import ArtifactRef
 
+if TYPE_CHECKING:
+    from lifecycle_pipeline.declaration import LoadedDeclaration
+
 OWNERS = ["team:ml-platform"]
 IO_MANAGER_KEY = "artifact_store"
 
 
-def code_version(*modules: ModuleType) -> str:
-    """Digest of the source of the modules an asset's logic and default config live in.
+def code_version(*modules: ModuleType, declaration: LoadedDeclaration | None = None) -> str:
+    """Digest of the source of the modules an asset's logic and default config live in, and of
+    the model's declaration.
 
     Dagster compares it with the code version of the last materialization, so the UI marks
-    an asset stale exactly when its code or its configuration defaults changed.
+    an asset stale exactly when its code, its configuration defaults or the declaration
+    (contract, estimator, gates) changed.
     """
     digest = hashlib.sha256()
+    if declaration is not None:
+        digest.update(b"declaration\0" + declaration.sha256.encode())
     for module in sorted(modules, key=lambda m: m.__name__):
         digest.update(module.__name__.encode() + b"\0" + inspect.getsource(module).encode())
     return digest.hexdigest()[:16]

@@ -1,4 +1,5 @@
-"""Lifecycle stage 1: the dataset at one DVC revision of the data registry."""
+"""Lifecycle stage 1: the dataset at one DVC revision of the data registry, checked against the
+model's declared contract."""
 
 import sys
 from collections.abc import Iterator
@@ -7,14 +8,16 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from lifecycle_pipeline import schema
+from lifecycle_pipeline import contract as contract_module
 from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version
+from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.assets.preflight import validate_run_config
 from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.lineage.records import DataSnapshot, ResolvedVersion
 from lifecycle_pipeline.partitions import DATA_VERSIONS, validate_partition_key
 from lifecycle_pipeline.resources import registry as registry_module
 from lifecycle_pipeline.resources.registry import DataRegistry
+from lifecycle_pipeline.tasks import task_for
 
 
 class DataSnapshotConfig(dg.Config):
@@ -22,7 +25,11 @@ class DataSnapshotConfig(dg.Config):
 
     min_rows: int = Field(default=100, ge=1, description="Fewest rows a version may have.")
     min_class_share: float = Field(
-        default=0.1, ge=0.0, le=0.5, description="Smallest share the minority class may have."
+        default=0.1,
+        ge=0.0,
+        le=0.5,
+        description="Classification: smallest share a class may have. Regression: fewest distinct "
+        "target values per row.",
     )
 
 
@@ -63,81 +70,123 @@ def guard_against_moved_version(
         )
 
 
-def _column_schema(frame: Any) -> dg.TableSchema:
-    descriptions = {schema.TARGET: "1 = malignant, 0 = benign (label)"}
+def column_schema(frame: Any, model: LoadedDeclaration) -> dg.TableSchema:
+    """The UI's column table, worded from the declaration."""
+    contract = model.model.contract
+    descriptions = {name: f.description or f.type for name, f in contract.features.items()}
+    if contract.classes:
+        labels = ", ".join(f"{c.value} = {c.name}" for c in contract.classes)
+        descriptions[contract.target] = f"label: {labels}"
+    else:
+        descriptions[contract.target] = "target" + (
+            f" ({contract.target_unit})" if contract.target_unit else ""
+        )
     return dg.TableSchema(
         columns=[
             dg.TableColumn(
                 name=str(column),
                 type=str(dtype),
-                description=descriptions.get(str(column), "cell-nucleus measurement"),
-                constraints=dg.TableColumnConstraints(nullable=False),
+                description=descriptions.get(str(column)),
+                constraints=dg.TableColumnConstraints(
+                    nullable=str(column) in contract.features
+                    and contract.features[str(column)].nullable
+                ),
             )
             for column, dtype in frame.dtypes.items()
         ]
     )
 
 
-@dg.asset(
-    partitions_def=DATA_VERSIONS,
-    group_name="data",
-    kinds={"dvc", "pandas"},
-    owners=OWNERS,
-    tags={"lifecycle/stage": "1-data"},
-    io_manager_key=IO_MANAGER_KEY,
-    code_version=code_version(sys.modules[__name__], schema, registry_module),
-    check_specs=[
-        dg.AssetCheckSpec(
-            "row_count",
-            asset="data_snapshot",
-            blocking=True,
-            description="The version has at least `min_rows` rows.",
+def build_data_snapshot(model: LoadedDeclaration) -> dg.AssetsDefinition:
+    """The data_snapshot asset of one declared model."""
+    declared = model.model
+    task = task_for(declared.contract.task)
+    balance_rule = (
+        "The smallest class is at least `min_class_share` of rows."
+        if declared.contract.classes
+        else "The target has at least `min_class_share` distinct values per row."
+    )
+
+    @dg.asset(
+        name="data_snapshot",
+        partitions_def=DATA_VERSIONS,
+        group_name="data",
+        kinds={"dvc", "pandas"},
+        owners=OWNERS,
+        tags={"lifecycle/stage": "1-data"},
+        io_manager_key=IO_MANAGER_KEY,
+        code_version=code_version(
+            sys.modules[__name__], contract_module, registry_module, declaration=model
         ),
-        dg.AssetCheckSpec(
-            "class_balance",
-            asset="data_snapshot",
-            blocking=True,
-            description="The minority class is at least `min_class_share` of rows.",
-        ),
-    ],
-)
-def data_snapshot(
-    context: dg.AssetExecutionContext, config: DataSnapshotConfig, registry: DataRegistry
-) -> Iterator[dg.Output[DataSnapshot] | dg.AssetCheckResult]:
-    """The dataset at one DVC revision of the data registry, validated against its schema."""
-    validate_run_config(context.run.run_config)
-    key = validate_partition_key(context.partition_key)
-    version, raw = registry.read(key)
-    guard_against_moved_version(context, version)
-    source = f"{version.registry}@{key}:{version.path}"
-    frame = schema.validate_frame(schema.parse_csv(raw, source=source), source=source)
-    nulls = {str(c): int(n) for c, n in frame.isna().sum().items()}
-    positives = int(frame[schema.TARGET].sum())
-    yield dg.Output(
-        DataSnapshot(frame=frame, version=version),
-        data_version=dg.DataVersion(version.md5),
-        metadata={
-            "registry": dg.MetadataValue.text(version.registry),
-            "rev": dg.MetadataValue.text(key),
-            "git/commit": dg.MetadataValue.text(version.commit),
-            "dvc/md5": dg.MetadataValue.text(version.md5),
-            "dvc/path": dg.MetadataValue.text(version.path),
-            "dagster/row_count": dg.MetadataValue.int(len(frame)),
-            "dagster/column_schema": _column_schema(frame),
-            "null_counts": dg.MetadataValue.json(nulls),
-            "positives": dg.MetadataValue.int(positives),
-        },
+        check_specs=[
+            dg.AssetCheckSpec(
+                "row_count",
+                asset="data_snapshot",
+                blocking=True,
+                description="The version has at least `min_rows` rows.",
+            ),
+            dg.AssetCheckSpec(
+                "class_balance", asset="data_snapshot", blocking=True, description=balance_rule
+            ),
+        ],
     )
-    share = min(positives, len(frame) - positives) / len(frame)
-    yield dg.AssetCheckResult(
-        check_name="row_count",
-        passed=len(frame) >= config.min_rows,
-        metadata={"rows": len(frame), "min_rows": config.min_rows},
-        description=f"{len(frame)} rows (minimum {config.min_rows})",
-    )
-    yield dg.AssetCheckResult(
-        check_name="class_balance",
-        passed=share >= config.min_class_share,
-        metadata={"minority_share": float(share), "min_class_share": config.min_class_share},
-        description=f"minority class share {share:.3f} (minimum {config.min_class_share})",
-    )
+    def data_snapshot(
+        context: dg.AssetExecutionContext, config: DataSnapshotConfig, registry: DataRegistry
+    ) -> Iterator[dg.Output[DataSnapshot] | dg.AssetCheckResult]:
+        """The dataset at one DVC revision of the data registry, checked against its contract."""
+        validate_run_config(context.run.run_config, model)
+        key = validate_partition_key(context.partition_key)
+        version, raw = registry.read(key)
+        guard_against_moved_version(context, version)
+        source = f"{version.registry}@{key}:{version.path}"
+        frame = contract_module.validate(
+            contract_module.parse(raw, source=source, fmt=declared.data.format),
+            declared.contract,
+            source=source,
+            declaration=str(model.path),
+            task=task,
+        )
+        del raw
+        nulls = {str(c): int(n) for c, n in frame.isna().sum().items()}
+        target = frame[declared.contract.target]
+        counts = (
+            {str(k): int(v) for k, v in target.value_counts().sort_index().items()}
+            if declared.contract.classes
+            else None
+        )
+        yield dg.Output(
+            DataSnapshot(frame=frame, version=version),
+            data_version=dg.DataVersion(version.md5),
+            metadata={
+                "registry": dg.MetadataValue.text(version.registry),
+                "rev": dg.MetadataValue.text(key),
+                "git/commit": dg.MetadataValue.text(version.commit),
+                "dvc/md5": dg.MetadataValue.text(version.md5),
+                "dvc/path": dg.MetadataValue.text(version.path),
+                "dagster/row_count": dg.MetadataValue.int(len(frame)),
+                "dagster/column_schema": column_schema(frame, model),
+                "null_counts": dg.MetadataValue.json(nulls),
+                **({"class_counts": dg.MetadataValue.json(counts)} if counts is not None else {}),
+                **(
+                    {"positives": dg.MetadataValue.int(counts[str(declared.contract.positive.value)])}
+                    if declared.contract.task == "binary" and counts is not None
+                    else {}
+                ),
+                "declaration/sha256": dg.MetadataValue.text(model.sha256),
+            },
+        )
+        yield dg.AssetCheckResult(
+            check_name="row_count",
+            passed=len(frame) >= config.min_rows,
+            metadata={"rows": len(frame), "min_rows": config.min_rows},
+            description=f"{len(frame)} rows (minimum {config.min_rows})",
+        )
+        share, described = task.balance(target)
+        yield dg.AssetCheckResult(
+            check_name="class_balance",
+            passed=share >= config.min_class_share,
+            metadata={"minority_share": float(share), "min_class_share": config.min_class_share},
+            description=f"{described} (minimum {config.min_class_share})",
+        )
+
+    return data_snapshot

@@ -1,5 +1,7 @@
-"""Lifecycle stage 4: held-out metrics, per-slice metrics and the blocking metric gates."""
+"""Lifecycle stage 4: held-out metrics, per-slice metrics and the blocking metric gates, all as
+the model's declaration and its task define them."""
 
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -8,12 +10,11 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 from pydantic import Field
-from sklearn import metrics as skm
 
-from lifecycle_pipeline import schema
 from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version, upstream_metadata
 from lifecycle_pipeline.assets.features import ROW_ID
-from lifecycle_pipeline.lineage.fingerprint import predict_proba
+from lifecycle_pipeline.declaration import Evaluation, LoadedDeclaration, ModelDeclaration, Slice
+from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.lineage.records import (
     EvaluationReport,
     FeatureSet,
@@ -21,123 +22,128 @@ from lifecycle_pipeline.lineage.records import (
     TrainedModel,
 )
 from lifecycle_pipeline.partitions import DATA_VERSIONS
-
-METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "brier", "ece")
-# (check name, metric, comparison); thresholds come from EvaluationConfig.
-GATES: tuple[tuple[str, str, str], ...] = (
-    ("gate_roc_auc", "roc_auc", ">="),
-    ("gate_f1", "f1", ">="),
-    ("gate_recall", "recall", ">="),
-    ("gate_brier", "brier", "<="),
-)
+from lifecycle_pipeline.tasks import Task, task_for
 
 
 class EvaluationConfig(dg.Config):
-    """Decision threshold and the metric gates a model must pass before it may ship."""
+    """Run-time overrides of declared gate thresholds (recorded with the evaluation)."""
 
-    decision_threshold: float = Field(
-        default=0.5, gt=0.0, lt=1.0, description="P(malignant) cut-off."
+    gates: dict[str, float] = Field(
+        default_factory=dict,
+        description="Metric -> threshold for this run, replacing the declared one; only metrics "
+        "the declaration gates on.",
     )
-    min_roc_auc: float = Field(default=0.95, ge=0.0, le=1.0, description="Gate: ROC AUC at least.")
-    min_f1: float = Field(default=0.90, ge=0.0, le=1.0, description="Gate: F1 at least.")
-    min_recall: float = Field(
-        default=0.90, ge=0.0, le=1.0, description="Gate: recall (malignant cases found) at least."
-    )
-    max_brier: float = Field(default=0.08, ge=0.0, le=1.0, description="Gate: Brier score at most.")
-    calibration_bins: int = Field(default=10, ge=2, le=100, description="Bins for the ECE.")
-
-    def threshold(self, metric: str) -> float:
-        return {
-            "roc_auc": self.min_roc_auc,
-            "f1": self.min_f1,
-            "recall": self.min_recall,
-            "brier": self.max_brier,
-        }[metric]
 
 
-def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, bins: int) -> float:
-    """Weighted mean gap between predicted probability and observed frequency per bin."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.clip(np.digitize(proba, edges[1:-1], right=True), 0, bins - 1)
-    error = 0.0
-    for b in range(bins):
-        mask = index == b
-        if mask.any():
-            error += mask.mean() * abs(float(proba[mask].mean()) - float(y_true[mask].mean()))
-    return float(error)
+class GateConfigError(LifecycleError, ValueError):
+    """A run asks to override a gate the declaration does not have."""
 
 
-def score(y_true: np.ndarray, proba: np.ndarray, threshold: float, bins: int) -> dict[str, Any]:
-    """Metrics for one set of rows; ROC AUC is None where only one class is present."""
-    labels = (proba >= threshold).astype("int64")
-    both_classes = len(np.unique(y_true)) == 2
+def gate_check_name(metric: str) -> str:
+    """A Dagster check name for a gate on ``metric`` (names allow letters, digits and '_')."""
+    return "gate_" + re.sub(r"[^A-Za-z0-9_]", "_", metric)
+
+
+def gates_for(declared: Evaluation, overrides: dict[str, float], source: str) -> dict[str, Any]:
+    unknown = sorted(set(overrides) - set(declared.gates))
+    if unknown:
+        raise GateConfigError(
+            f"ops.evaluation.config.gates: {unknown} are not gated in {source}; declared gates: "
+            f"{', '.join(declared.gates) or 'none'}. Add a gate to the declaration instead."
+        )
     return {
-        "rows": len(y_true),
-        "positives": int(y_true.sum()),
-        "accuracy": float(skm.accuracy_score(y_true, labels)),
-        "precision": float(skm.precision_score(y_true, labels, zero_division=0)),
-        "recall": float(skm.recall_score(y_true, labels, zero_division=0)),
-        "f1": float(skm.f1_score(y_true, labels, zero_division=0)),
-        "roc_auc": float(skm.roc_auc_score(y_true, proba)) if both_classes else None,
-        "brier": float(skm.brier_score_loss(y_true, proba)),
-        "ece": expected_calibration_error(y_true, proba, bins),
+        metric: (gate.comparison, float(overrides.get(metric, gate.threshold)))
+        for metric, gate in declared.gates.items()
     }
+
+
+def slice_masks(test: pd.DataFrame, item: Slice) -> dict[str, np.ndarray]:
+    """Rows of each declared band or category, named "<factor> = <band>"."""
+    values = test[item.column]
+    masks: dict[str, np.ndarray] = {}
+    if item.bins is not None:
+        numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+        for label, low, high in item.bands():
+            masks[f"{item.title} = {label}"] = (numbers >= low) & (numbers < high)
+    else:
+        categories = item.categories or tuple(sorted(values.dropna().astype(str).unique()))
+        for category in categories:
+            masks[f"{item.title} = {category}"] = (values.astype(str) == category).to_numpy()
+    return masks
 
 
 def evaluate(
-    model: TrainedModel, feature_set: FeatureSet, config: EvaluationConfig
+    model: TrainedModel,
+    feature_set: FeatureSet,
+    declared: ModelDeclaration,
+    gates: dict[str, Any],
+    task: Task | None = None,
 ) -> EvaluationReport:
+    """Held-out metrics overall and per slice, and a verdict for each gate."""
+    task = task or task_for(declared.contract.task)
     test = feature_set.test
-    proba = predict_proba(model.pipeline, test[list(feature_set.feature_columns)])[:, 1]
+    raw = task.raw_outputs(model.pipeline, test[list(feature_set.feature_columns)])
+    classes = list(getattr(model.pipeline, "classes_", []))
     y_true = test[feature_set.target].to_numpy()
-    overall = score(y_true, proba, config.decision_threshold, config.calibration_bins)
-    slices = schema.tumour_size_slice(test["mean_radius"])
+    contract, evaluation = declared.contract, declared.evaluation
+
+    def score(mask: np.ndarray | None = None) -> dict[str, Any]:
+        if mask is None:
+            return task.score(y_true, raw, classes, contract, evaluation)
+        return task.score(y_true[mask], raw[mask], classes, contract, evaluation)
+
+    overall = score()
     per_slice = {
-        name: score(y_true[mask], proba[mask], config.decision_threshold, config.calibration_bins)
-        for name, *_ in schema.SLICE_BINS
-        if (mask := (slices == name).to_numpy()).any()
+        name: score(mask)
+        for item in evaluation.slices
+        for name, mask in slice_masks(test, item).items()
+        if mask.any()
     }
-    gates = tuple(
-        GateVerdict(name, metric, float(overall[metric]), config.threshold(metric), comparison)
-        for name, metric, comparison in GATES
-    )
-    predictions = pd.DataFrame(
-        {
-            ROW_ID: test[ROW_ID].to_numpy(),
-            "probability": proba.astype("float64"),
-            "label": (proba >= config.decision_threshold).astype("int64"),
-        }
-    )
+    verdicts = []
+    for metric, (comparison, threshold) in gates.items():
+        value = overall[metric]
+        if value is None:
+            raise GateConfigError(
+                f"Gate on {metric!r} cannot be judged: the metric is undefined on the held-out "
+                "split (e.g. a class absent from it). Use more data or another gate."
+            )
+        verdicts.append(
+            GateVerdict(gate_check_name(metric), metric, float(value), threshold, comparison)
+        )
+    predictions = task.predictions(raw, classes, contract, evaluation)
+    predictions.insert(0, ROW_ID, test[ROW_ID].to_numpy())
     return EvaluationReport(
-        metrics={m: float(overall[m]) for m in METRICS},
+        metrics={m: overall[m] for m in task.metric_names(contract)},
         slices=per_slice,
-        gates=gates,
+        gates=tuple(verdicts),
         predictions=predictions,
         model_fingerprint=model.fingerprint.combined,
-        decision_threshold=config.decision_threshold,
+        decision_threshold=evaluation.decision_threshold if contract.task == "binary" else None,
     )
 
 
-def slice_table(slices: dict[str, dict[str, Any]]) -> dg.TableMetadataValue:
+def slice_table(slices: dict[str, dict[str, Any]], factor: str = "slice") -> dg.TableMetadataValue:
     """Every slice with every column; a metric undefined on a slice (ROC AUC with one class
     present) is an empty cell, never a number and never a missing field (Dagster refuses
     records whose fields differ)."""
-    columns = ("rows", "positives", *METRICS)
+    columns: list[str] = []
+    for values in slices.values():
+        columns += [c for c in values if c not in columns]
     return dg.MetadataValue.table(
         records=[
-            dg.TableRecord({"slice": name, **{c: values[c] for c in columns}})
+            dg.TableRecord({"slice": name, **{c: values.get(c) for c in columns}})
             for name, values in slices.items()
         ],
         schema=dg.TableSchema(
             columns=[
-                dg.TableColumn("slice", "string", description=f"{schema.SLICE_FACTOR} band"),
+                dg.TableColumn("slice", "string", description=factor),
                 *(
                     dg.TableColumn(
                         c,
                         "int" if c in ("rows", "positives") else "float",
-                        description="empty where undefined (one class in the slice)"
-                        if c == "roc_auc"
-                        else None,
+                        description=None
+                        if c in ("rows", "positives")
+                        else "empty where undefined on the slice",
                     )
                     for c in columns
                 ),
@@ -146,60 +152,80 @@ def slice_table(slices: dict[str, dict[str, Any]]) -> dg.TableMetadataValue:
     )
 
 
-@dg.asset(
-    partitions_def=DATA_VERSIONS,
-    group_name="evaluation",
-    kinds={"sklearn"},
-    owners=OWNERS,
-    tags={"lifecycle/stage": "4-evaluation"},
-    io_manager_key=IO_MANAGER_KEY,
-    code_version=code_version(sys.modules[__name__], schema),
-    check_specs=[
-        dg.AssetCheckSpec(
-            name,
-            asset="evaluation",
-            blocking=True,
-            description=f"Metric gate: held-out {metric} {comparison} the configured threshold.",
-        )
-        for name, metric, comparison in GATES
-    ],
-)
-def evaluation(
-    context: dg.AssetExecutionContext,
-    config: EvaluationConfig,
-    trained_model: TrainedModel,
-    features: FeatureSet,
-) -> Iterator[dg.Output[EvaluationReport] | dg.AssetCheckResult]:
-    """Held-out metrics overall and per tumour-size slice, gated by blocking threshold checks."""
-    report = evaluate(trained_model, features, config)
-    yield dg.Output(
-        report,
-        metadata={
-            **{f"metric/{m}": dg.MetadataValue.float(v) for m, v in report.metrics.items()},
-            "slices": slice_table(report.slices),
-            "slice_factor": dg.MetadataValue.text(schema.SLICE_FACTOR),
-            "decision_threshold": dg.MetadataValue.float(config.decision_threshold),
-            "gates": dg.MetadataValue.json([g.to_dict() for g in report.gates]),
-            "gates/passed": dg.MetadataValue.int(sum(g.passed for g in report.gates)),
-            "gates/total": dg.MetadataValue.int(len(report.gates)),
-            "test/rows": dg.MetadataValue.int(len(report.predictions)),
-            "model/fingerprint": dg.MetadataValue.text(report.model_fingerprint),
-            **upstream_metadata(trained_model.source, features.source),
-        },
-    )
-    for gate in report.gates:
-        if not gate.passed:
-            context.log.error(
-                f"{gate.describe()} (partition {context.partition_key}); downstream blocked."
+def build_evaluation(model: LoadedDeclaration) -> dg.AssetsDefinition:
+    """The evaluation asset of one declared model, with one blocking check per declared gate."""
+    declared = model.model
+    task = task_for(declared.contract.task)
+    factors = ", ".join(s.title for s in declared.evaluation.slices) or "none declared"
+
+    @dg.asset(
+        name="evaluation",
+        partitions_def=DATA_VERSIONS,
+        group_name="evaluation",
+        kinds={"sklearn"},
+        owners=OWNERS,
+        tags={"lifecycle/stage": "4-evaluation"},
+        io_manager_key=IO_MANAGER_KEY,
+        code_version=code_version(sys.modules[__name__], declaration=model),
+        check_specs=[
+            dg.AssetCheckSpec(
+                gate_check_name(metric),
+                asset="evaluation",
+                blocking=True,
+                description=f"Metric gate: held-out {metric} {gate.comparison} "
+                f"{gate.threshold:g} (declared in {model.path.name}).",
             )
-        yield dg.AssetCheckResult(
-            check_name=gate.name,
-            passed=gate.passed,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=gate.describe(),
+            for metric, gate in declared.evaluation.gates.items()
+        ],
+    )
+    def evaluation(
+        context: dg.AssetExecutionContext,
+        config: EvaluationConfig,
+        trained_model: TrainedModel,
+        features: FeatureSet,
+    ) -> Iterator[dg.Output[EvaluationReport] | dg.AssetCheckResult]:
+        """Held-out metrics overall and per declared slice, gated by blocking threshold checks."""
+        gates = gates_for(declared.evaluation, config.gates, str(model.path))
+        report = evaluate(trained_model, features, declared, gates, task)
+        yield dg.Output(
+            report,
             metadata={
-                "value": gate.value,
-                "threshold": gate.threshold,
-                "comparison": gate.comparison,
+                **{
+                    f"metric/{m}": dg.MetadataValue.float(v)
+                    for m, v in report.metrics.items()
+                    if v is not None
+                },
+                "slices": slice_table(report.slices, factors),
+                "slice_factor": dg.MetadataValue.text(factors),
+                "task": dg.MetadataValue.text(declared.contract.task),
+                **(
+                    {"decision_threshold": dg.MetadataValue.float(report.decision_threshold)}
+                    if report.decision_threshold is not None
+                    else {}
+                ),
+                "gates": dg.MetadataValue.json([g.to_dict() for g in report.gates]),
+                "gates/passed": dg.MetadataValue.int(sum(g.passed for g in report.gates)),
+                "gates/total": dg.MetadataValue.int(len(report.gates)),
+                "test/rows": dg.MetadataValue.int(len(report.predictions)),
+                "model/fingerprint": dg.MetadataValue.text(report.model_fingerprint),
+                **upstream_metadata(trained_model.source, features.source),
             },
         )
+        for gate in report.gates:
+            if not gate.passed:
+                context.log.error(
+                    f"{gate.describe()} (partition {context.partition_key}); downstream blocked."
+                )
+            yield dg.AssetCheckResult(
+                check_name=gate.name,
+                passed=gate.passed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=gate.describe(),
+                metadata={
+                    "value": gate.value,
+                    "threshold": gate.threshold,
+                    "comparison": gate.comparison,
+                },
+            )
+
+    return evaluation

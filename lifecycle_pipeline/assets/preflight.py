@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 from pydantic import ValidationError
 
+from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.errors import LifecycleError
 
 
@@ -39,7 +40,34 @@ def _config_classes() -> dict[str, type[dg.Config]]:
     }
 
 
-def validate_run_config(run_config: Mapping[str, Any]) -> None:
+def _declared_overrides(ops: Mapping[str, Any], model: LoadedDeclaration) -> list[str]:
+    from lifecycle_pipeline.assets.evaluation import GateConfigError, gates_for
+    from lifecycle_pipeline.assets.training import EstimatorError, estimator_params
+
+    problems: list[str] = []
+    training = (ops.get("trained_model") or {}).get("config") or {}
+    declared = model.model.estimator
+    try:
+        params = estimator_params(
+            declared, training.get("params") or {}, int(training.get("seed", 0)), 1
+        )
+        estimator = declared.resolve()(**params)
+        check = getattr(estimator, "_validate_params", None)  # scikit-learn's own constraints
+        if check is not None:
+            check()
+    except (EstimatorError, TypeError, ValueError) as exc:
+        problems.append(f"ops.trained_model.config.params: {exc}")
+    gates = (ops.get("evaluation") or {}).get("config", {}).get("gates") or {}
+    try:
+        gates_for(model.model.evaluation, gates, str(model.path))
+    except GateConfigError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+def validate_run_config(run_config: Mapping[str, Any], model: LoadedDeclaration) -> None:
+    """Every stage's config, and the overrides that only the declaration can judge (estimator
+    parameters, gate names), before anything is written."""
     problems: list[str] = []
     ops = run_config.get("ops") or {}
     for stage, cls in _config_classes().items():
@@ -52,6 +80,7 @@ def validate_run_config(run_config: Mapping[str, Any]) -> None:
                 problems.append(
                     f"ops.{stage}.config.{field} = {error.get('input')!r}: {error['msg']}"
                 )
+    problems += _declared_overrides(ops, model)
     if problems:
         raise ConfigurationError(
             f"Invalid run configuration ({len(problems)} problem(s)); nothing was materialized: "

@@ -3,18 +3,18 @@
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version, upstream_metadata
+from lifecycle_pipeline.declaration import Contract, Estimator, LoadedDeclaration, ModelDeclaration
+from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.failpoints import failpoint
 from lifecycle_pipeline.lineage import fingerprint as fingerprint_module
 from lifecycle_pipeline.lineage.environment import (
@@ -28,26 +28,19 @@ from lifecycle_pipeline.lineage.fingerprint import fingerprint
 from lifecycle_pipeline.lineage.hashing import json_hash
 from lifecycle_pipeline.lineage.records import FeatureSet, TrainedModel
 from lifecycle_pipeline.partitions import DATA_VERSIONS
+from lifecycle_pipeline.resources.codecs import dump_model
 from lifecycle_pipeline.settings import Settings
+from lifecycle_pipeline.tasks import task_for
 
 
 class TrainingConfig(dg.Config):
-    """Estimator and hyperparameters; validated before any training starts."""
+    """Run-time training knobs; the estimator and its parameters come from the declaration."""
 
-    estimator: Literal["random_forest", "logistic_regression"] = Field(
-        default="random_forest", description="Which estimator family to fit."
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Overrides of the declared estimator.params for this run (recorded in the "
+        "lineage, so a changed value is a new model version).",
     )
-    n_estimators: int = Field(default=300, ge=1, le=5000, description="random_forest: trees.")
-    max_depth: int | None = Field(
-        default=None, ge=1, le=200, description="random_forest: depth cap."
-    )
-    min_samples_leaf: int = Field(
-        default=2, ge=1, le=10_000, description="random_forest: leaf size."
-    )
-    regularization_c: float = Field(
-        default=1.0, gt=0.0, le=1e6, description="logistic_regression: inverse regularization C."
-    )
-    max_iter: int = Field(default=5000, ge=10, le=1_000_000, description="logistic_regression.")
     seed: int = Field(default=7, ge=0, le=2**32 - 1, description="Estimator random_state.")
     threads: int = Field(
         default=1, ge=1, le=64, description="Thread count for fit and BLAS, pinned for determinism."
@@ -56,57 +49,129 @@ class TrainingConfig(dg.Config):
         default=64, ge=8, le=100_000, description="Held-out rows in the golden input set."
     )
 
-    def hyperparameters(self) -> dict[str, Any]:
-        if self.estimator == "random_forest":
-            keys: tuple[str, ...] = ("n_estimators", "max_depth", "min_samples_leaf")
-        else:
-            keys = ("regularization_c", "max_iter")
-        return {"estimator": self.estimator, **{k: getattr(self, k) for k in keys}}
+
+class EstimatorError(LifecycleError, ValueError):
+    """The declared estimator cannot be built, or its fitted model holds an unreviewed type."""
 
 
-def build_pipeline(config: TrainingConfig) -> Pipeline:
-    if config.estimator == "random_forest":
-        return Pipeline(
-            [
-                (
-                    "classifier",
-                    RandomForestClassifier(
-                        n_estimators=config.n_estimators,
-                        max_depth=config.max_depth,
-                        min_samples_leaf=config.min_samples_leaf,
-                        random_state=config.seed,
-                        n_jobs=config.threads,
-                    ),
-                )
-            ]
+def estimator_params(
+    declared: Estimator, overrides: dict[str, Any], seed: int, threads: int
+) -> dict[str, Any]:
+    """Declared parameters, run overrides, and the seed and threads the pipeline pins."""
+    accepted = declared.resolve()().get_params(deep=False)
+    params = {**declared.params, **overrides}
+    unknown = sorted(set(overrides) - set(accepted))
+    if unknown:
+        raise EstimatorError(
+            f"ops.trained_model.config.params: {unknown} are not parameters of "
+            f"{declared.class_} (it takes {', '.join(sorted(accepted))})."
         )
-    return Pipeline(
-        [
-            ("scale", StandardScaler()),
-            (
-                "classifier",
-                LogisticRegression(
-                    C=config.regularization_c, max_iter=config.max_iter, random_state=config.seed
-                ),
-            ),
-        ]
-    )
+    if "random_state" in accepted and "random_state" not in params:
+        params["random_state"] = seed
+    if "n_jobs" in accepted and "n_jobs" not in params:
+        params["n_jobs"] = threads
+    return params
+
+
+def preprocessing(contract: Contract, declared: Estimator) -> Any:
+    """Encoding and scaling built from the contract; None when the features pass as they are.
+
+    Categoricals are one-hot encoded (unseen categories ignored or refused, as declared),
+    numeric and integer features are standardized when the declaration asks, booleans pass
+    through. Living inside the fitted pipeline, the same steps run in production.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    categorical = list(contract.of_type("categorical"))
+    numeric = list(contract.of_type("numeric", "integer"))
+    if not categorical:
+        if not declared.scale:
+            return None
+        if not contract.of_type("boolean"):
+            return StandardScaler()
+    parts: list[tuple[str, Any, list[str]]] = []
+    if numeric:
+        parts.append(("numeric", StandardScaler() if declared.scale else "passthrough", numeric))
+    if categorical:
+        encoder = OneHotEncoder(
+            handle_unknown="ignore" if declared.unseen_categories == "ignore" else "error",
+            sparse_output=False,
+        )
+        parts.append(("categorical", encoder, categorical))
+    booleans = list(contract.of_type("boolean"))
+    if booleans:
+        parts.append(("boolean", "passthrough", booleans))
+    return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
+
+
+def step_name(contract: Contract) -> str:
+    return "regressor" if contract.task == "regression" else "classifier"
+
+
+def build_pipeline(model: ModelDeclaration, config: TrainingConfig) -> Pipeline:
+    params = estimator_params(model.estimator, config.params, config.seed, config.threads)
+    try:
+        estimator = model.estimator.resolve()(**params)
+    except (TypeError, ValueError) as exc:
+        raise EstimatorError(
+            f"{model.estimator.class_}({params}) cannot be constructed: {exc}"
+        ) from exc
+    steps: list[tuple[str, Any]] = []
+    prepared = preprocessing(model.contract, model.estimator)
+    if prepared is not None:
+        steps.append(("scale" if isinstance(prepared, StandardScaler) else "preprocess", prepared))
+    steps.append((step_name(model.contract), estimator))
+    return Pipeline(steps)
 
 
 def golden_inputs(feature_set: FeatureSet, rows: int) -> pd.DataFrame:
     """Fixed inputs whose predictions identify the model: held-out rows plus range extremes.
 
-    The extremes (column-wise min, median and max of the training data) probe behaviour at the
-    edges of the training range, where a changed model is most likely to differ.
+    The extremes (column-wise min, median and max of the training data; the most frequent
+    value for categorical and boolean features) probe behaviour at the edges of the training
+    range, where a changed model is most likely to differ.
     """
     columns = list(feature_set.feature_columns)
     train = feature_set.train[columns]
     held_out = feature_set.test[columns].head(rows)
-    edges = pd.DataFrame([train.min(), train.median(), train.max()], columns=columns)
-    return pd.concat([held_out, edges], ignore_index=True).astype("float64")
+    edges: dict[str, list[Any]] = {}
+    for name in columns:
+        values = train[name]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            middle = values.median()
+            if pd.api.types.is_integer_dtype(values):
+                middle = round(middle)
+            edges[name] = [values.min(), middle, values.max()]
+        else:
+            edges[name] = [values.mode(dropna=True).sort_values().iloc[0]] * 3
+    frame = pd.concat([held_out, pd.DataFrame(edges, columns=columns)], ignore_index=True)
+    return frame.astype(train.dtypes.to_dict())
 
 
-def fit(feature_set: FeatureSet, config: TrainingConfig) -> tuple[Pipeline, float]:
+def check_trusted_types(pipeline: Pipeline, model: LoadedDeclaration) -> list[str]:
+    """Every type skops will not load by default must be on the declaration's allowlist.
+
+    Checked on what the fitted model really contains, at training time, so an estimator whose
+    state production could not load safely is stopped here, not at deployment.
+    """
+    import skops.io as sio
+
+    contained = sio.get_untrusted_types(data=dump_model(pipeline))
+    allowed = set(model.model.estimator.trusted_types)
+    refused = sorted(set(contained) - allowed)
+    if refused:
+        raise EstimatorError(
+            f"The fitted {model.model.estimator.class_} contains type(s) {refused} that are not "
+            f"on estimator.trusted_types in {model.path}. Loading a type runs its code: review "
+            "each one, then add it to that list (never load with trust-all)."
+        )
+    return sorted(contained)
+
+
+def fit(
+    feature_set: FeatureSet, config: TrainingConfig, model: ModelDeclaration
+) -> tuple[Pipeline, float]:
     """Fit with thread pools pinned, then make prediction single-threaded.
 
     Fitting a forest in parallel is deterministic (every tree gets its own seeded random
@@ -115,7 +180,7 @@ def fit(feature_set: FeatureSet, config: TrainingConfig) -> tuple[Pipeline, floa
     model therefore predicts with ``n_jobs=1``: bit-identical in evaluation, in the package
     and in production.
     """
-    pipeline = build_pipeline(config)
+    pipeline = build_pipeline(model, config)
     started = time.perf_counter()
     with threadpool_limits(limits=config.threads):
         pipeline.fit(
@@ -123,16 +188,16 @@ def fit(feature_set: FeatureSet, config: TrainingConfig) -> tuple[Pipeline, floa
             feature_set.train[feature_set.target],
         )
     elapsed = time.perf_counter() - started
-    if "n_jobs" in pipeline.named_steps["classifier"].get_params():
-        pipeline.set_params(classifier__n_jobs=1)
+    final = step_name(model.contract)
+    if "n_jobs" in pipeline.named_steps[final].get_params():
+        pipeline.set_params(**{f"{final}__n_jobs": 1})
     return pipeline, elapsed
 
 
 def lineage_hash(lineage: dict[str, Any]) -> str:
     """Short identity of a model version: data, code, environment, config and fingerprint."""
-    return json_hash({k: lineage[k] for k in ("data_md5", "code", "config_hash", "fingerprint")})[
-        :12
-    ]
+    keys = ("data_md5", "code", "config_hash", "fingerprint", "declaration")
+    return json_hash({k: lineage.get(k) for k in keys})[:12]
 
 
 def previous_versions(context: dg.AssetExecutionContext, limit: int = 100) -> list[Any]:
@@ -144,6 +209,15 @@ def previous_versions(context: dg.AssetExecutionContext, limit: int = 100) -> li
             limit=limit,
         ).records
     )
+
+
+def _inputs(lineage: dict[str, Any]) -> dict[str, Any]:
+    """What must be equal for two trainings to be called the same: data, config, code, lock
+    and the declaration (absent from lineage recorded before declarations existed)."""
+    inputs = {k: lineage[k] for k in ("data_md5", "config_hash")}
+    inputs |= {k: lineage["code"][k] for k in ("source_digest", "lock_hash")}
+    inputs["declaration"] = (lineage.get("declaration") or {}).get("sha256")
+    return inputs
 
 
 def reproducibility_verdict(lineage: dict[str, Any], history: list[Any]) -> dg.AssetCheckResult:
@@ -162,8 +236,7 @@ def reproducibility_verdict(lineage: dict[str, Any], history: list[Any]) -> dg.A
             "the environment that trained this model is not identified and no earlier training "
             f"can be called identical. Train from a checkout (or image) that has its {LOCK_FILE}.",
         )
-    inputs = {k: lineage[k] for k in ("data_md5", "config_hash")}
-    inputs |= {k: lineage["code"][k] for k in ("source_digest", "lock_hash")}
+    inputs = _inputs(lineage)
     fingerprint_now = lineage["fingerprint"]["combined"]
     latest_other: dict[str, Any] | None = None
     for record in history:
@@ -171,8 +244,7 @@ def reproducibility_verdict(lineage: dict[str, Any], history: list[Any]) -> dg.A
         if earlier is None:
             continue
         earlier_lineage = earlier.value
-        earlier_inputs = {k: earlier_lineage[k] for k in ("data_md5", "config_hash")}
-        earlier_inputs |= {k: earlier_lineage["code"][k] for k in ("source_digest", "lock_hash")}
+        earlier_inputs = _inputs(earlier_lineage)
         if earlier_inputs == inputs:
             earlier_fp = earlier_lineage["fingerprint"]["combined"]
             same = earlier_fp == fingerprint_now
@@ -200,12 +272,8 @@ def reproducibility_verdict(lineage: dict[str, Any], history: list[Any]) -> dg.A
             passed=True,
             description="First model version of this data version.",
         )
-    changed = sorted(
-        k
-        for k in inputs
-        if inputs[k]
-        != (latest_other[k] if k in ("data_md5", "config_hash") else latest_other["code"][k])
-    )
+    other_inputs = _inputs(latest_other)
+    changed = sorted(k for k in inputs if inputs[k] != other_inputs[k])
     return dg.AssetCheckResult(
         check_name="reproducible",
         passed=True,
@@ -215,71 +283,90 @@ def reproducibility_verdict(lineage: dict[str, Any], history: list[Any]) -> dg.A
     )
 
 
-@dg.asset(
-    partitions_def=DATA_VERSIONS,
-    group_name="training",
-    kinds={"sklearn"},
-    owners=OWNERS,
-    tags={"lifecycle/stage": "3-training"},
-    io_manager_key=IO_MANAGER_KEY,
-    code_version=code_version(sys.modules[__name__], fingerprint_module),
-    check_specs=[
-        dg.AssetCheckSpec(
-            "reproducible",
-            asset="trained_model",
-            blocking=True,
-            description="Re-training with identical data, code, lock and config gives the "
-            "same fingerprint.",
-        )
-    ],
-)
-def trained_model(
-    context: dg.AssetExecutionContext, config: TrainingConfig, features: FeatureSet
-) -> Iterator[dg.Output[TrainedModel] | dg.AssetCheckResult]:
-    """The fitted scikit-learn pipeline, with seeds and thread counts pinned and a fingerprint."""
-    history = previous_versions(context)
-    pipeline, fit_seconds = fit(features, config)
-    failpoint("training.fitted")
-    golden = golden_inputs(features, config.golden_rows)
-    model_fingerprint = fingerprint(pipeline, golden)
-    code = code_state(Settings.from_env().project_root)
-    resolved_config = config.model_dump()
-    lineage: dict[str, Any] = {
-        "data_md5": features.data_md5,
-        "split": {"seed": features.seed, "test_size": features.test_size},
-        "code": code.to_dict(),
-        "config": resolved_config,
-        "config_hash": json_hash(
-            {"training": resolved_config, "split": [features.seed, features.test_size]}
-        ),
-        "fingerprint": model_fingerprint.to_dict(),
-    }
-    version_id = lineage_hash(lineage)
-    yield dg.Output(
-        TrainedModel(
-            pipeline=pipeline, golden_inputs=golden, fingerprint=model_fingerprint, lineage=lineage
-        ),
-        data_version=dg.DataVersion(model_fingerprint.combined[:32]),
-        metadata={
-            "model/fingerprint": dg.MetadataValue.text(model_fingerprint.combined),
-            "model/state_digest": dg.MetadataValue.text(model_fingerprint.state),
-            "model/prediction_digest": dg.MetadataValue.text(model_fingerprint.predictions),
-            "model/version_id": dg.MetadataValue.text(version_id),
-            "estimator": dg.MetadataValue.text(repr(pipeline)),
-            "hyperparameters": dg.MetadataValue.json(config.hyperparameters()),
-            "seed": dg.MetadataValue.int(config.seed),
-            "threads": dg.MetadataValue.int(config.threads),
-            "fit_seconds": dg.MetadataValue.float(round(fit_seconds, 4)),
-            "code/commit": dg.MetadataValue.text(code.commit),
-            "code/dirty": dg.MetadataValue.bool(code.dirty),
-            "env/lock_hash": dg.MetadataValue.text(code.lock_hash),
-            "env/libraries": dg.MetadataValue.json(library_versions()),
-            "env/machine": dg.MetadataValue.json(machine()),
-            "config_hash": dg.MetadataValue.text(lineage["config_hash"]),
-            "dvc/md5": dg.MetadataValue.text(features.data_md5),
-            "golden_inputs/rows": dg.MetadataValue.int(len(golden)),
-            "lineage": dg.MetadataValue.json(lineage),
-            **upstream_metadata(features.source),
-        },
+def build_trained_model(model: LoadedDeclaration) -> dg.AssetsDefinition:
+    """The trained_model asset of one declared model."""
+    declared = model.model
+    task = task_for(declared.contract.task)
+
+    @dg.asset(
+        name="trained_model",
+        partitions_def=DATA_VERSIONS,
+        group_name="training",
+        kinds={"sklearn"},
+        owners=OWNERS,
+        tags={"lifecycle/stage": "3-training"},
+        io_manager_key=IO_MANAGER_KEY,
+        code_version=code_version(sys.modules[__name__], fingerprint_module, declaration=model),
+        check_specs=[
+            dg.AssetCheckSpec(
+                "reproducible",
+                asset="trained_model",
+                blocking=True,
+                description="Re-training with identical data, code, lock, config and declaration "
+                "gives the same fingerprint.",
+            )
+        ],
     )
-    yield reproducibility_verdict(lineage, history)
+    def trained_model(
+        context: dg.AssetExecutionContext, config: TrainingConfig, features: FeatureSet
+    ) -> Iterator[dg.Output[TrainedModel] | dg.AssetCheckResult]:
+        """The fitted scikit-learn pipeline, with seeds and thread counts pinned and a fingerprint."""
+        history = previous_versions(context)
+        pipeline, fit_seconds = fit(features, config, declared)
+        failpoint("training.fitted")
+        trusted = check_trusted_types(pipeline, model)
+        golden = golden_inputs(features, config.golden_rows)
+        model_fingerprint = fingerprint(pipeline, golden, task.raw_outputs)
+        code = code_state(Settings.from_env().project_root)
+        resolved_config = config.model_dump()
+        hyperparameters = {
+            "estimator": declared.estimator.class_,
+            **estimator_params(declared.estimator, config.params, config.seed, config.threads),
+        }
+        lineage: dict[str, Any] = {
+            "data_md5": features.data_md5,
+            "split": {"seed": features.seed, "test_size": features.test_size},
+            "code": code.to_dict(),
+            "config": resolved_config,
+            "config_hash": json_hash(
+                {"training": resolved_config, "split": [features.seed, features.test_size]}
+            ),
+            "declaration": {"name": declared.name, "sha256": model.sha256},
+            "estimator": {"class": declared.estimator.class_, "trusted_types": trusted},
+            "fingerprint": model_fingerprint.to_dict(),
+        }
+        version_id = lineage_hash(lineage)
+        yield dg.Output(
+            TrainedModel(
+                pipeline=pipeline,
+                golden_inputs=golden,
+                fingerprint=model_fingerprint,
+                lineage=lineage,
+            ),
+            data_version=dg.DataVersion(model_fingerprint.combined[:32]),
+            metadata={
+                "model/fingerprint": dg.MetadataValue.text(model_fingerprint.combined),
+                "model/state_digest": dg.MetadataValue.text(model_fingerprint.state),
+                "model/prediction_digest": dg.MetadataValue.text(model_fingerprint.predictions),
+                "model/version_id": dg.MetadataValue.text(version_id),
+                "estimator": dg.MetadataValue.text(repr(pipeline)),
+                "hyperparameters": dg.MetadataValue.json(hyperparameters),
+                "seed": dg.MetadataValue.int(config.seed),
+                "threads": dg.MetadataValue.int(config.threads),
+                "fit_seconds": dg.MetadataValue.float(round(fit_seconds, 4)),
+                "code/commit": dg.MetadataValue.text(code.commit),
+                "code/dirty": dg.MetadataValue.bool(code.dirty),
+                "env/lock_hash": dg.MetadataValue.text(code.lock_hash),
+                "env/libraries": dg.MetadataValue.json(library_versions()),
+                "env/machine": dg.MetadataValue.json(machine()),
+                "config_hash": dg.MetadataValue.text(lineage["config_hash"]),
+                "declaration/sha256": dg.MetadataValue.text(model.sha256),
+                "dvc/md5": dg.MetadataValue.text(features.data_md5),
+                "golden_inputs/rows": dg.MetadataValue.int(len(golden)),
+                "lineage": dg.MetadataValue.json(lineage),
+                **upstream_metadata(features.source),
+            },
+        )
+        yield reproducibility_verdict(lineage, history)
+
+    return trained_model

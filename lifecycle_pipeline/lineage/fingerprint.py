@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +91,10 @@ def _feed(digest: Any, value: Any, path: str) -> None:
             _feed(digest, value[key], f"{path}.{key}")
     elif isinstance(value, type):
         _tag(digest, f"type:{value.__module__}.{value.__qualname__}")
+    elif isinstance(value, slice):  # ColumnTransformer.output_indices_
+        _tag(digest, f"slice:{value.start}:{value.stop}:{value.step}")
+    elif isinstance(value, np.dtype):
+        _tag(digest, f"dtype:{value.str}")
     else:
         state = _object_state(value, path)
         _tag(digest, f"object:{type(value).__module__}.{type(value).__qualname__}")
@@ -120,7 +125,7 @@ def state_digest(estimator: Any) -> str:
 
 
 def prediction_digest(probabilities: np.ndarray) -> str:
-    """SHA-256 of predicted probabilities as little-endian float64: bit-for-bit equality."""
+    """SHA-256 of raw model outputs as little-endian float64: bit-for-bit equality."""
     canonical = np.ascontiguousarray(probabilities, dtype="<f8")
     return hashlib.sha256(f"{canonical.shape}".encode() + canonical.tobytes()).hexdigest()
 
@@ -133,8 +138,12 @@ def predict_proba(estimator: Any, inputs: pd.DataFrame) -> np.ndarray:
         return np.asarray(estimator.predict_proba(inputs))
 
 
-def fingerprint(estimator: Any, golden_inputs: pd.DataFrame) -> ModelFingerprint:
-    return ModelFingerprint(
-        state=state_digest(estimator),
-        predictions=prediction_digest(predict_proba(estimator, golden_inputs)),
-    )
+def fingerprint(
+    estimator: Any,
+    golden_inputs: pd.DataFrame,
+    outputs: Callable[[Any, pd.DataFrame], np.ndarray] | None = None,
+) -> ModelFingerprint:
+    """State digest and a digest of the model's raw outputs (the task's: probabilities for a
+    classifier, values for a regressor) on the golden inputs."""
+    raw = (outputs or predict_proba)(estimator, golden_inputs)
+    return ModelFingerprint(state=state_digest(estimator), predictions=prediction_digest(raw))

@@ -154,5 +154,5 @@ class EvaluationReport:
     gates: tuple[GateVerdict, ...]
     predictions: pd.DataFrame
     model_fingerprint: str
-    decision_threshold: float
+    decision_threshold: float | None  # binary tasks only
     source: ArtifactRef | None = field(default=None, compare=False)

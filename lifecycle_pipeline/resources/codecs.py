@@ -30,8 +30,9 @@ from lifecycle_pipeline.lineage.records import (
 FORMAT_VERSION = 1
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
-# Types a model artifact may contain beyond skops' defaults. Anything else is refused on load.
-TRUSTED_MODEL_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
+# Types a model artifact recorded before declarations listed them may contain beyond skops'
+# defaults (the sample's forests). Newer artifacts carry their declaration's reviewed list.
+LEGACY_TRUSTED_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
 
 
 class ArtifactFormatError(LifecycleError, ValueError):
@@ -58,17 +59,26 @@ def dump_model(pipeline: Any) -> bytes:
     return bytes(sio.dumps(pipeline))
 
 
-def load_model(data: bytes, *, source: str) -> Any:
-    """Load a skops model, refusing any type outside skops' defaults and our trusted list."""
+def load_model(
+    data: bytes, *, source: str, trusted: tuple[str, ...] | list[str] = LEGACY_TRUSTED_TYPES
+) -> Any:
+    """Load a skops model, refusing any type outside skops' defaults and ``trusted``."""
     import skops.io as sio
 
-    untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_MODEL_TYPES]
+    untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in trusted]
     if untrusted:
         raise ArtifactFormatError(
             f"{source}: model contains untrusted type(s) {untrusted}; refusing to load. If the "
-            "type is genuinely needed, review it and add it to TRUSTED_MODEL_TYPES."
+            "type is genuinely needed, review it and add it to the model declaration's "
+            "estimator.trusted_types."
         )
-    return sio.loads(data, trusted=list(TRUSTED_MODEL_TYPES))
+    return sio.loads(data, trusted=list(trusted))
+
+
+def trusted_types(lineage: dict[str, Any]) -> list[str]:
+    """The reviewed types a model's lineage records it contains (checked when it was trained)."""
+    recorded = (lineage.get("estimator") or {}).get("trusted_types")
+    return list(LEGACY_TRUSTED_TYPES if recorded is None else recorded)
 
 
 def _snapshot_parts(value: DataSnapshot) -> dict[str, bytes]:
@@ -127,7 +137,11 @@ def _model_parts(value: TrainedModel) -> dict[str, bytes]:
 def _model(parts: dict[str, bytes], source: str) -> TrainedModel:
     meta = json.loads(parts["model.json"])
     return TrainedModel(
-        pipeline=load_model(parts["model.skops"], source=f"{source}:model.skops"),
+        pipeline=load_model(
+            parts["model.skops"],
+            source=f"{source}:model.skops",
+            trusted=trusted_types(meta["lineage"]),
+        ),
         golden_inputs=_frame(parts["golden_inputs.parquet"]),
         fingerprint=ModelFingerprint.from_dict(meta["fingerprint"]),
         lineage=meta["lineage"],
@@ -157,7 +171,9 @@ def _evaluation(parts: dict[str, bytes], source: str) -> EvaluationReport:
         gates=tuple(GateVerdict.from_dict(g) for g in meta["gates"]),
         predictions=_frame(parts["predictions.parquet"]),
         model_fingerprint=meta["model_fingerprint"],
-        decision_threshold=float(meta["decision_threshold"]),
+        decision_threshold=None
+        if meta["decision_threshold"] is None
+        else float(meta["decision_threshold"]),
     )
 
 

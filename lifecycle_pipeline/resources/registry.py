@@ -11,12 +11,15 @@ import fnmatch
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import Field
 
 from lifecycle_pipeline.errors import LifecycleError
+
+if TYPE_CHECKING:
+    from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.lineage.records import ResolvedVersion
 from lifecycle_pipeline.partitions import validate_partition_key
 from lifecycle_pipeline.settings import Settings
@@ -35,8 +38,7 @@ class DataRegistry(dg.ConfigurableResource):
         "registry.",
     )
     dataset_path: str = Field(
-        default="data/breast_cancer.csv",
-        description="Path of the dataset file inside the registry.",
+        default="", description="Path of the dataset file inside the registry (declared: data.path)."
     )
     version_pattern: str = Field(
         default="data-v*", description="Glob over tag names that marks a tag as a data version."
@@ -50,6 +52,21 @@ class DataRegistry(dg.ConfigurableResource):
     remote: str | None = Field(
         default=None, description="DVC remote name to fetch from; default the registry's own."
     )
+
+    @classmethod
+    def for_model(cls, model: LoadedDeclaration, given: DataRegistry | None = None) -> DataRegistry:
+        """The registry a declaration names; fields set on ``given`` (a deployment's or a test's
+        resource) win over the declaration, which wins over the defaults."""
+        data = model.model.data
+        declared: dict[str, Any] = {
+            "url": data.registry_url(),
+            "dataset_path": data.path,
+            "version_pattern": data.versions,
+            "batch_pattern": data.batches,
+            "batch_path": data.batch_path,
+        }
+        explicit = given.model_dump(exclude_unset=True) if given is not None else {}
+        return cls(**{k: v for k, v in declared.items() if v is not None} | explicit)
 
     def resolved_url(self) -> str:
         return self.url or Settings.from_env().registry_url
@@ -111,6 +128,11 @@ class DataRegistry(dg.ConfigurableResource):
         """Return the resolved version and its bytes, verified against the DVC md5."""
         validate_partition_key(key)
         path = path or self.dataset_path
+        if not path:
+            raise RegistryError(
+                "No dataset path: declare data.path in the model declaration (or set "
+                "resources.registry.config.dataset_path)."
+            )
         fs = self._filesystem(key)
         resolved = self._resolve_with(fs, key, path)
         try:

@@ -145,14 +145,11 @@ CONFIG_AT_LAUNCH = [
           "any stage", test="tests/test_config.py::test_unknown_keys_and_wrong_types_are_"
           "rejected_at_launch")
     for name, how, value, expected in [
-        ("unknown estimator", "`estimator: xgboost`",
-         ("trained_model", {"estimator": "xgboost"}), "estimator"),
-        ("unknown key", "`n_trees: 10` (a typo of `n_estimators`)",
+        ("unknown key", "`n_trees: 10` (a typo, outside `params:`)",
          ("trained_model", {"n_trees": 10}), "n_trees"),
-        ("wrong type", "`n_estimators: many`", ("trained_model", {"n_estimators": "many"}),
-         "n_estimators"),
-        ("threshold of the wrong type", "`min_roc_auc: high`",
-         ("evaluation", {"min_roc_auc": "high"}), "min_roc_auc"),
+        ("wrong type", "`seed: many`", ("trained_model", {"seed": "many"}), "seed"),
+        ("threshold of the wrong type", "`gates: {roc_auc: high}`",
+         ("evaluation", {"gates": {"roc_auc": "high"}}), "gates"),
     ]
 ]  # fmt: skip
 
@@ -162,16 +159,20 @@ CONFIG_OUT_OF_RANGE = [
           "artifact store empty",
           test="tests/test_config.py::test_out_of_range_values_fail_before_anything_is_written")
     for name, how, value, expected in [
-        ("zero trees", "`n_estimators: 0`", ("trained_model", {"n_estimators": 0}),
-         "ops.trained_model.config.n_estimators = 0"),
+        ("zero trees", "`params: {n_estimators: 0}`",
+         ("trained_model", {"params": {"n_estimators": 0}}),
+         "The 'n_estimators' parameter of RandomForestClassifier must be an int in the range "
+         "[1, inf). Got 0 instead"),
+        ("unknown estimator parameter", "`params: {n_trees: 10}`",
+         ("trained_model", {"params": {"n_trees": 10}}),
+         "['n_trees'] are not parameters of sklearn.ensemble.RandomForestClassifier"),
         ("zero threads", "`threads: 0`", ("trained_model", {"threads": 0}),
          "ops.trained_model.config.threads = 0"),
-        ("negative depth", "`max_depth: -3`", ("trained_model", {"max_depth": -3}),
-         "ops.trained_model.config.max_depth = -3"),
-        ("threshold above 1", "`min_roc_auc: 1.5`", ("evaluation", {"min_roc_auc": 1.5}),
-         "ops.evaluation.config.min_roc_auc = 1.5"),
-        ("threshold below 0", "`max_brier: -0.1`", ("evaluation", {"max_brier": -0.1}),
-         "ops.evaluation.config.max_brier = -0.1"),
+        ("negative depth", "`params: {max_depth: -3}`",
+         ("trained_model", {"params": {"max_depth": -3}}), "'max_depth' parameter"),
+        ("gate not declared", "`gates: {accuracy: 0.9}` (the declaration gates other metrics)",
+         ("evaluation", {"gates": {"accuracy": 0.9}}),
+         "['accuracy'] are not gated in"),
         ("test split out of range", "`test_size: 0.9`", ("features", {"test_size": 0.9}),
          "ops.features.config.test_size = 0.9"),
     ]

@@ -1,0 +1,361 @@
+"""The dataset contract at work: strict parsing, validation against a declaration, inference.
+
+Parsing is ours (Arrow, with messages that name the byte or the row); the rules a contract
+declares (types, nulls, domain ranges, category sets) are checked by pandera with lazy
+validation, so one run tells the data owner every broken rule at once, each with its column,
+its rule, its first failing row and the declaration that states it.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from lifecycle_pipeline.errors import LifecycleError
+
+if TYPE_CHECKING:
+    from lifecycle_pipeline.declaration import Contract, Feature
+
+PANDAS_DTYPE = {"numeric": "float64", "integer": "int64", "categorical": "object", "boolean": "bool"}
+
+
+class DataValidationError(LifecycleError, ValueError):
+    """A data version does not satisfy its model's declared contract."""
+
+
+@dataclass(frozen=True)
+class ColumnProblem:
+    column: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"column {self.column!r}: {self.problem}"
+
+
+def parse_csv(raw: bytes, *, source: str) -> pd.DataFrame:
+    """Parse CSV bytes strictly, so that encoding and shape errors name the source.
+
+    Arrow's CSV reader parses floats with correct rounding, so every value is bit-identical to
+    what was written (as pandas' slower ``round_trip`` gives), straight from the bytes: no
+    ``str`` copy of the file and no 4-bytes-a-character text buffer (measured at 1M rows:
+    1.0 s against 7.5 s through ``StringIO``; the stage's peak memory fell by half).
+    """
+    if not raw.strip():
+        raise DataValidationError(f"{source}: the file is empty (0 data bytes).")
+    if not raw.isascii():  # only then can it be invalid UTF-8; find the byte for the message
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataValidationError(
+                f"{source}: not valid UTF-8 at byte {exc.start}; re-export the file as UTF-8, "
+                "or declare `data.format: parquet` if it is a Parquet file."
+            ) from exc
+    import pyarrow as pa
+    import pyarrow.csv as arrow_csv
+
+    if raw.count(b'"') % 2:  # valid CSV doubles quotes inside quoted fields: always even
+        raise DataValidationError(
+            f"{source}: cannot be parsed as CSV (a quoted field is never closed); the file is "
+            "truncated or was edited by hand."
+        )
+    try:
+        table = arrow_csv.read_csv(
+            pa.BufferReader(raw), parse_options=arrow_csv.ParseOptions(newlines_in_values=False)
+        )
+    except pa.ArrowInvalid as exc:
+        detail = str(exc) if len(str(exc)) < 200 else str(exc)[:200] + "..."
+        raise DataValidationError(
+            f"{source}: cannot be parsed as CSV ({detail}); a row with fewer or more fields "
+            "than the header usually means a truncated or hand-edited file."
+        ) from exc
+    return _to_pandas(table, source)
+
+
+def parse_parquet(raw: bytes, *, source: str) -> pd.DataFrame:
+    """Read Parquet bytes straight into Arrow (no CSV detour); a damaged file is named."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not raw:
+        raise DataValidationError(f"{source}: the file is empty (0 bytes).")
+    try:
+        table = pq.read_table(pa.BufferReader(raw))
+    except (pa.ArrowException, OSError) as exc:
+        raise DataValidationError(
+            f"{source}: not a readable Parquet file ({exc}); declare `data.format: csv` if it "
+            "is CSV."
+        ) from exc
+    return _to_pandas(table, source)
+
+
+def parse(raw: bytes, *, source: str, fmt: str) -> pd.DataFrame:
+    return parse_parquet(raw, source=source) if fmt == "parquet" else parse_csv(raw, source=source)
+
+
+def _to_pandas(table: Any, source: str) -> pd.DataFrame:
+    import pyarrow as pa
+
+    names = table.column_names
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DataValidationError(f"{source}: duplicated column header(s) {repeated}.")
+    # Column by column, each Arrow buffer freed as soon as pandas owns its copy: the file
+    # is never held twice in full.
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    del table
+    pa.default_memory_pool().release_unused()
+    # A header that pandas once wrote from duplicated columns carries them as "x", "x.1".
+    duplicated = [
+        c
+        for c in frame.columns
+        if isinstance(c, str) and "." in c and c.split(".")[0] in frame.columns
+    ]
+    if duplicated:
+        raise DataValidationError(f"{source}: duplicated column header(s) {duplicated}.")
+    return frame
+
+
+def _first(values: pd.Series, mask: np.ndarray) -> str:
+    row = values.index[mask][0]
+    return f"first at row {row}: {values.loc[row]!r}"
+
+
+def _coerce(name: str, feature: Feature, values: pd.Series) -> tuple[pd.Series, str | None]:
+    """The column in its declared type, or the reason it cannot be (naming a row)."""
+    kind = feature.type
+    if kind in ("numeric", "integer"):
+        if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+            bad = (pd.to_numeric(values, errors="coerce").isna() & values.notna()).to_numpy()
+            detail = _first(values, bad) if bad.any() else f"dtype {values.dtype}"
+            return values, f"declared {kind} but holds non-numbers ({detail})"
+        as_float = values.to_numpy(dtype="float64", na_value=np.nan)
+        infinite = np.isinf(as_float)
+        if infinite.any():
+            return values, f"{int(infinite.sum())} infinite value(s) ({_first(values, infinite)})"
+        if kind == "numeric":
+            return (values if values.dtype == "float64" else values.astype("float64")), None
+        fractional = ~np.isnan(as_float) & (as_float != np.round(as_float))
+        if fractional.any():
+            return values, (
+                f"declared integer but holds fractions ({_first(values, fractional)}); "
+                "declare it numeric"
+            )
+        if np.isnan(as_float).any():  # nulls are judged below; keep them as NaN
+            return pd.Series(as_float, index=values.index), None
+        return values.astype("int64"), None
+    if kind == "boolean":
+        if pd.api.types.is_bool_dtype(values):
+            return values, None
+        mapped = values.map(
+            {True: True, False: False, 1: True, 0: False, "true": True, "false": False,
+             "True": True, "False": False}
+        )
+        bad = (mapped.isna() & values.notna()).to_numpy()
+        if bad.any():
+            return values, f"declared boolean but holds {_first(values, bad)} (use true/false)"
+        return (mapped if mapped.isna().any() else mapped.astype("bool")), None
+    # categorical: strings (or whole numbers used as codes), never floating-point measurements
+    if pd.api.types.is_float_dtype(values):
+        as_float = values.to_numpy(dtype="float64", na_value=np.nan)
+        fractional = ~np.isnan(as_float) & (as_float != np.round(as_float))
+        detail = _first(values, fractional) if fractional.any() else f"dtype {values.dtype}"
+        return values, (
+            f"declared categorical but holds floating-point numbers ({detail}); declare it "
+            "numeric, or store the categories as text"
+        )
+    if pd.api.types.is_bool_dtype(values):
+        return values, "declared categorical but holds booleans; declare it boolean"
+    text = values.astype("object").where(values.isna(), values.astype(str))
+    return text, None
+
+
+def _pandera_schema(contract: Contract, columns: list[str]) -> Any:
+    import pandera.pandas as pa
+
+    spec: dict[str, Any] = {}
+    for name in columns:
+        feature = contract.features[name]
+        checks = []
+        if feature.range is not None:
+            low, high = feature.range
+            if low is not None:
+                checks.append(pa.Check.ge(low, name=f"declared range: >= {low:g}"))
+            if high is not None:
+                checks.append(pa.Check.le(high, name=f"declared range: <= {high:g}"))
+        if feature.categories is not None:
+            checks.append(
+                pa.Check.isin(list(feature.categories), name=f"declared categories {list(feature.categories)}")
+            )
+        spec[name] = pa.Column(checks=checks, nullable=feature.nullable)
+    return pa.DataFrameSchema(spec)
+
+
+def _rule_problems(frame: pd.DataFrame, contract: Contract, columns: list[str]) -> list[ColumnProblem]:
+    """Nulls, ranges and category sets, all of them at once (pandera's lazy validation)."""
+    import pandera.errors
+
+    if not columns:
+        return []
+    try:
+        _pandera_schema(contract, columns).validate(frame[columns], lazy=True)
+    except pandera.errors.SchemaErrors as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # pandera's own concat of cases
+            cases = exc.failure_cases
+        problems = []
+        for (column, check), group in cases.groupby(["column", "check"], sort=False, dropna=False):
+            rows = group["index"].dropna()
+            first = f", first at row {int(rows.iloc[0])}: {group['failure_case'].iloc[0]!r}" if len(rows) else ""
+            rule = "missing value(s) but not declared nullable" if check == "not_nullable" else f"violates the {check}"
+            problems.append(ColumnProblem(str(column), f"{len(group)} value(s) {rule}{first}"))
+        return problems
+    return []
+
+
+def validate(
+    frame: pd.DataFrame,
+    contract: Contract,
+    *,
+    source: str,
+    declaration: str,
+    require_target: bool = True,
+    allow_extra: bool = False,
+    task: Any = None,
+) -> pd.DataFrame:
+    """Check a frame against ``contract``; return it in canonical column order and dtypes.
+
+    A training version may not carry columns outside the contract (an identifier or a leaked
+    outcome would otherwise ride along unrecorded) unless the contract drops them; production
+    batches may (``allow_extra``: request ids, timestamps), and only the features are kept.
+    Every problem is collected before raising, and the message names the declaration that
+    states the rules.
+    """
+    from lifecycle_pipeline.tasks import task_for
+
+    if frame.empty:
+        raise DataValidationError(f"{source}: the data has no rows.")
+    task = task or task_for(contract.task)
+    features = list(contract.feature_names)
+    required = [*features, contract.target] if require_target else features
+    problems = [ColumnProblem(c, "required column is missing") for c in required if c not in frame.columns]
+    if not allow_extra:
+        known = {*required, *contract.drop}
+        problems += [
+            ColumnProblem(
+                str(c),
+                "not part of the dataset contract; remove it from the file, or declare it "
+                "under contract.features or contract.drop",
+            )
+            for c in frame.columns
+            if c not in known
+        ]
+    clean: dict[str, pd.Series] = {}
+    typed: list[str] = []
+    for name in features:
+        if name not in frame.columns:
+            continue
+        values, problem = _coerce(name, contract.features[name], frame[name])
+        if problem:
+            problems.append(ColumnProblem(name, problem))
+        else:
+            clean[name] = values
+            typed.append(name)
+    problems += _rule_problems(pd.DataFrame(clean, copy=False), contract, typed)
+    if require_target and contract.target in frame.columns:
+        target = frame[contract.target]
+        if target.isna().any():
+            first = int(target.index[target.isna().to_numpy()][0])
+            problems.append(
+                ColumnProblem(contract.target, f"{int(target.isna().sum())} missing label(s), first at row {first}")
+            )
+        else:
+            problems += [ColumnProblem(contract.target, p) for p in task.target_problems(target, contract)]
+    if problems:
+        listing = "; ".join(str(p) for p in problems)
+        raise DataValidationError(
+            f"{source}: {len(problems)} problem(s) against the contract in {declaration}: {listing}."
+        )
+    if require_target:
+        target = frame[contract.target]
+        dtype = task.target_dtype(contract)
+        clean[contract.target] = target.astype(dtype) if dtype and target.dtype != dtype else target
+    result = pd.DataFrame(clean, copy=False)[required]
+    result.index = pd.RangeIndex(len(result))
+    return result
+
+
+def infer_contract(frame: pd.DataFrame, *, target: str | None = None) -> dict[str, Any]:
+    """A proposed ``contract:`` section for a data file, to be reviewed before use.
+
+    Types come from the parsed columns; observed ranges are NOT proposed as domain bounds
+    (the data shows what occurred, not what is possible: a reviewer adds bounds they know).
+    Categories are listed when a text column has at most 50 distinct values.
+    """
+    columns = list(frame.columns)
+    if target is None:
+        target = columns[-1]
+    if target not in frame.columns:
+        raise DataValidationError(f"target {target!r} is not a column; columns are {columns}.")
+    features: dict[str, Any] = {}
+    for name in columns:
+        if name == target:
+            continue
+        values = frame[name]
+        entry: dict[str, Any]
+        if pd.api.types.is_bool_dtype(values):
+            entry = {"type": "boolean"}
+        elif pd.api.types.is_integer_dtype(values):
+            entry = {"type": "integer"}
+        elif pd.api.types.is_numeric_dtype(values):
+            entry = {"type": "numeric"}
+        else:
+            distinct = sorted(str(v) for v in values.dropna().unique())
+            entry = {"type": "categorical"}
+            if len(distinct) <= 50:
+                entry["categories"] = distinct
+        if values.isna().any():
+            entry["nullable"] = True
+        features[str(name)] = entry
+    labels = frame[target]
+    contract: dict[str, Any] = {"target": target}
+    distinct_labels = pd.unique(labels.dropna())
+    if pd.api.types.is_float_dtype(labels) or (
+        pd.api.types.is_integer_dtype(labels) and len(distinct_labels) > 20
+    ):
+        contract["task"] = "regression"
+    else:
+        values = sorted(distinct_labels.tolist(), key=repr)
+        contract["task"] = "binary" if len(values) == 2 else "multiclass"
+        contract["classes"] = [
+            {"value": _plain(v), "name": str(v), **({"positive": True} if i == 1 and len(values) == 2 else {})}
+            for i, v in enumerate(values)
+        ]
+    contract["row"] = "TODO: what one row is, in the domain's words"
+    contract["features"] = features
+    return contract
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def read_local(path: Path, fmt: str | None = None) -> pd.DataFrame:
+    """A local data file (for `lifecycle contract infer` and `lifecycle check`)."""
+    fmt = fmt or ("parquet" if path.suffix in (".parquet", ".pq") else "csv")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataValidationError(f"{path}: cannot be read ({exc.strerror or exc}).") from exc
+    return parse(raw, source=str(path), fmt=fmt)
+
+
+def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False, engine="pyarrow")
+    return buffer.getvalue()

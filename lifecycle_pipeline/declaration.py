@@ -1,0 +1,527 @@
+"""A model declaration: one YAML file that says which data, contract, task, estimator, gates,
+slices, drift tests and documentation make one model.
+
+The YAML is the model team's; this module only reads it. Everything a stage needs to know
+about the domain (column names, class names, units, slice bins, wording) comes from here, so
+the framework holds no facts about any one dataset. A declaration is validated completely
+before any run starts: an unknown key, a gate on a metric the task does not have or an
+estimator that cannot be imported is an error that names the file, the line and the field.
+The file's sha256 joins every model version's lineage, so changing it makes a new version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lifecycle_pipeline.errors import LifecycleError
+from lifecycle_pipeline.settings import PACKAGE_DIR
+
+DECLARATION_FILE = "model.yaml"
+MODELS_DIR = "models"
+DEFAULT_MODEL = "breast_cancer"
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+FeatureType = Literal["numeric", "integer", "categorical", "boolean"]
+Task = Literal["binary", "multiclass", "regression"]
+
+
+class DeclarationError(LifecycleError, ValueError):
+    """A model declaration that cannot be used; the message names file, line and field."""
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo must not silently fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSource(_Strict):
+    registry: str | None = Field(
+        default=None,
+        description="git URL or path of the data registry; '$NAME' reads environment variable "
+        "NAME; omitted: $LIFECYCLE_REGISTRY_URL, else the demo registry.",
+    )
+    path: str = Field(description="The dataset file inside the registry.")
+    format: Literal["csv", "parquet"] = "csv"
+    versions: str = Field(default="data-v*", description="Glob over tags naming data versions.")
+    batches: str = Field(default="batch-*", description="Glob over tags naming production batches.")
+    batch_path: str = Field(
+        default="batches/{key}.csv", description="A batch's file in the registry; {key} = its tag."
+    )
+
+    @field_validator("batch_path")
+    @classmethod
+    def _has_key(cls, value: str) -> str:
+        if "{key}" not in value:
+            raise ValueError("must contain {key} (the batch tag), e.g. 'batches/{key}.csv'")
+        return value
+
+    def registry_url(self) -> str | None:
+        """The configured registry, with a '$NAME' reference resolved now (not at load)."""
+        if self.registry is None or not self.registry.startswith("$"):
+            return self.registry
+        name = self.registry[1:]
+        value = os.environ.get(name)
+        if not value:
+            raise DeclarationError(
+                f"data.registry is {self.registry!r}, but environment variable {name} is not set; "
+                "set it to the registry's git URL or path."
+            )
+        return value
+
+
+class Feature(_Strict):
+    type: FeatureType
+    nullable: bool = Field(
+        default=False, description="Missing values allowed (the model must handle them)."
+    )
+    range: tuple[float | None, float | None] | None = Field(
+        default=None,
+        description="Domain bounds [min, max] (null = open): values outside are refused "
+        "everywhere, in training data and in production requests.",
+    )
+    categories: tuple[str, ...] | None = Field(
+        default=None, description="The allowed categories (categorical features)."
+    )
+    unit: str | None = None
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Feature:
+        if self.range is not None:
+            if self.type not in ("numeric", "integer"):
+                raise ValueError(f"a range applies to numeric and integer features, not {self.type}")
+            low, high = self.range
+            if low is not None and high is not None and not low <= high:
+                raise ValueError(f"range [{low}, {high}] is empty: min must not exceed max")
+        if self.categories is not None:
+            if self.type != "categorical":
+                raise ValueError(f"categories apply to categorical features, not {self.type}")
+            if len(set(self.categories)) != len(self.categories) or not self.categories:
+                raise ValueError("categories must be a non-empty list without repeats")
+        return self
+
+
+class LabelClass(_Strict):
+    value: str | int | bool
+    name: str
+    positive: bool = False
+
+
+class Contract(_Strict):
+    target: str
+    task: Task
+    row: str = Field(description="What one row is, in the domain's words (used in documents).")
+    classes: tuple[LabelClass, ...] | None = Field(
+        default=None, description="Classification: each label value and its human name."
+    )
+    target_unit: str | None = Field(default=None, description="Regression: the target's unit.")
+    features: dict[str, Feature]
+    drop: tuple[str, ...] = Field(
+        default=(), description="Columns removed on read (ids, timestamps); any other column "
+        "outside the contract is refused.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Contract:
+        if not self.features:
+            raise ValueError("declare at least one feature")
+        clash = sorted({self.target, *self.drop} & set(self.features))
+        if clash:
+            raise ValueError(f"{clash} declared as a feature and as the target or a dropped column")
+        if self.target in self.drop:
+            raise ValueError(f"the target {self.target!r} is also listed under drop")
+        if self.task == "regression":
+            if self.classes is not None:
+                raise ValueError("a regression contract has no classes; remove `classes`")
+            return self
+        if self.classes is None or len(self.classes) < 2:
+            found = 0 if self.classes is None else len(self.classes)
+            raise ValueError(f"a {self.task} task needs at least 2 classes (found {found})")
+        values = [c.value for c in self.classes]
+        if len({repr(v) for v in values}) != len(values):
+            raise ValueError(f"class values repeat: {values}")
+        positives = [c.name for c in self.classes if c.positive]
+        if self.task == "binary":
+            if len(self.classes) != 2:
+                raise ValueError(f"a binary task has exactly 2 classes (found {len(values)})")
+            if len(positives) != 1:
+                raise ValueError("mark exactly one class `positive: true` (the one to detect)")
+        elif positives:
+            raise ValueError("`positive` applies to binary tasks only")
+        return self
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(self.features)
+
+    def of_type(self, *types: str) -> tuple[str, ...]:
+        return tuple(n for n, f in self.features.items() if f.type in types)
+
+    @property
+    def positive(self) -> LabelClass:
+        return next(c for c in self.classes or () if c.positive)
+
+    def class_name(self, value: Any) -> str:
+        for label in self.classes or ():
+            if label.value == value or str(label.value) == str(value):
+                return label.name
+        return str(value)
+
+
+class Estimator(_Strict):
+    class_: str = Field(
+        alias="class",
+        description="Import path of a scikit-learn-compatible estimator, e.g. "
+        "'sklearn.ensemble.RandomForestClassifier' or 'my_team.models.Ranker'.",
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+    scale: bool = Field(default=False, description="Standardize numeric features first.")
+    unseen_categories: Literal["ignore", "error"] = Field(
+        default="ignore",
+        description="A category absent from training: 'ignore' (all indicators 0) or 'error'.",
+    )
+    trusted_types: tuple[str, ...] = Field(
+        default=(),
+        description="Reviewed types the stored model may contain beyond skops' defaults.",
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def resolve(self) -> type:
+        module_name, _, class_name = self.class_.rpartition(".")
+        if not module_name:
+            raise ValueError(f"{self.class_!r} is not an import path (module.Class)")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ValueError(f"cannot import module {module_name!r} ({exc})") from exc
+        cls = getattr(module, class_name, None)
+        if not isinstance(cls, type):
+            raise ValueError(f"module {module_name!r} has no class {class_name!r}")
+        if not (hasattr(cls, "fit") and hasattr(cls, "get_params")):
+            raise ValueError(f"{self.class_!r} is not a scikit-learn estimator (no fit/get_params)")
+        return cls
+
+
+class Gate(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Gate:
+        if (self.min is None) == (self.max is None):
+            raise ValueError("a gate is either {min: value} or {max: value}")
+        bound = self.min if self.min is not None else self.max
+        assert bound is not None
+        if not math.isfinite(bound):
+            raise ValueError(f"a gate threshold must be a finite number, not {bound}")
+        return self
+
+    @property
+    def comparison(self) -> str:
+        return ">=" if self.min is not None else "<="
+
+    @property
+    def threshold(self) -> float:
+        return float(self.min if self.min is not None else self.max)  # type: ignore[arg-type]
+
+
+class Slice(_Strict):
+    column: str
+    name: str | None = Field(default=None, description="How documents name this factor.")
+    bins: tuple[float, ...] | None = Field(
+        default=None, description="Inner edges: [12, 15] makes <12, 12-15 and >=15."
+    )
+    labels: tuple[str, ...] | None = Field(default=None, description="One label per bin.")
+    categories: tuple[str, ...] | None = Field(
+        default=None, description="Categorical column: which categories (default every one)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Slice:
+        if self.bins is not None:
+            if self.categories is not None:
+                raise ValueError("a slice has bins (numeric) or categories, not both")
+            if list(self.bins) != sorted(set(self.bins)):
+                raise ValueError(f"bins {list(self.bins)} must be strictly increasing")
+            if self.labels is not None and len(self.labels) != len(self.bins) + 1:
+                raise ValueError(
+                    f"{len(self.bins)} bin edge(s) make {len(self.bins) + 1} bins, but "
+                    f"{len(self.labels)} label(s) are given"
+                )
+        elif self.labels is not None:
+            raise ValueError("labels name bins; declare `bins` too")
+        return self
+
+    @property
+    def title(self) -> str:
+        return self.name or self.column
+
+    def bands(self) -> list[tuple[str, float, float]]:
+        edges = [-math.inf, *(self.bins or ()), math.inf]
+        names = self.labels or tuple(
+            f"<{high:g}" if low == -math.inf else f">={low:g}" if high == math.inf
+            else f"{low:g}-{high:g}"
+            for low, high in zip(edges, edges[1:], strict=False)
+        )
+        return [(names[i], edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+
+
+class Evaluation(_Strict):
+    decision_threshold: float = Field(
+        default=0.5, gt=0.0, lt=1.0, description="Binary: P(positive class) cut-off."
+    )
+    calibration_bins: int = Field(default=10, ge=2, le=100)
+    gates: dict[str, Gate] = Field(default_factory=dict)
+    slices: tuple[Slice, ...] = ()
+
+
+class DriftTest(_Strict):
+    method: str
+    threshold: float = Field(gt=0.0, le=10.0)
+
+
+class Drift(_Strict):
+    columns: tuple[str, ...] | None = Field(default=None, description="Default: every feature.")
+    numeric: DriftTest = DriftTest(method="psi", threshold=0.1)
+    categorical: DriftTest = DriftTest(method="jensenshannon", threshold=0.1)
+    prediction: DriftTest | None = Field(
+        default=None, description="Drift test on the model's output; default: the numeric test."
+    )
+    share_threshold: float = Field(default=0.05, ge=0.0, le=1.0)
+    sample_cap: int = Field(default=100_000, ge=100, le=10_000_000)
+    seed: int = Field(default=20241122, ge=0, le=2**32 - 1)
+
+    @field_validator("numeric", "categorical", "prediction")
+    @classmethod
+    def _known_method(cls, value: DriftTest | None) -> DriftTest | None:
+        from lifecycle_pipeline.monitoring.drift import DRIFTS_WHEN
+
+        if value is not None and value.method not in DRIFTS_WHEN:
+            raise ValueError(
+                f"drift method {value.method!r} is not one of Evidently's tests: "
+                f"{', '.join(sorted(DRIFTS_WHEN))}"
+            )
+        return value
+
+
+class Documentation(_Strict):
+    spec: str = Field(
+        default="model_card.yaml",
+        description="The model-card spec (human-written fields), relative to this file.",
+    )
+
+
+class ModelDeclaration(_Strict):
+    name: Annotated[str, Field(description="Lower-case identifier: letters, digits, '_'.")]
+    description: str
+    data: DataSource
+    contract: Contract
+    estimator: Estimator
+    evaluation: Evaluation = Evaluation()
+    drift: Drift = Drift()
+    out_of_range: Literal["flag", "reject"] = Field(
+        default="flag",
+        description="Values outside the training range but inside the declared domain: 'flag' "
+        "them in the output (default) or 'reject' the request.",
+    )
+    documentation: Documentation = Documentation()
+    schedule: str | None = Field(default=None, description="Retraining cron, e.g. '0 3 * * 1'.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a model name: 1-48 lower-case letters, digits or '_', "
+                "starting with a letter"
+            )
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if value is not None and not is_valid_cron_string(value):
+            raise ValueError(f"{value!r} is not a cron expression (e.g. '0 3 * * 1')")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ModelDeclaration:
+        from lifecycle_pipeline.tasks import task_for
+
+        task = task_for(self.contract.task)
+        features = self.contract.features
+        for gate_metric, gate in self.evaluation.gates.items():
+            task.check_gate(gate_metric, gate, self.contract)
+        for item in self.evaluation.slices:
+            feature = features.get(item.column)
+            if feature is None:
+                raise ValueError(
+                    f"evaluation.slices: {item.column!r} is not a declared feature"
+                )
+            if item.bins is not None and feature.type not in ("numeric", "integer"):
+                raise ValueError(
+                    f"evaluation.slices: bins need a numeric column; {item.column!r} is "
+                    f"{feature.type} (use categories)"
+                )
+            if item.bins is None and feature.type != "categorical":
+                raise ValueError(
+                    f"evaluation.slices: {item.column!r} is {feature.type}; give `bins`"
+                )
+        unknown = sorted(set(self.drift.columns or ()) - set(features))
+        if unknown:
+            raise ValueError(f"drift.columns: {unknown} are not declared features")
+        for name in self.estimator.params:
+            if not isinstance(name, str):
+                raise ValueError(f"estimator.params: key {name!r} is not a name")
+        cls = self.estimator.resolve()
+        task.check_estimator(cls, self.estimator.class_)
+        accepted = set(cls().get_params(deep=False))
+        wrong = sorted(set(self.estimator.params) - accepted)
+        if wrong:
+            raise ValueError(
+                f"estimator.params: {wrong} are not parameters of {self.estimator.class_} "
+                f"(it takes {', '.join(sorted(accepted))})"
+            )
+        return self
+
+    @property
+    def drift_columns(self) -> tuple[str, ...]:
+        return self.drift.columns or self.contract.feature_names
+
+
+@dataclass(frozen=True)
+class LoadedDeclaration:
+    """A validated declaration with where it came from and its content digest."""
+
+    model: ModelDeclaration
+    path: Path
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def spec_path(self) -> Path:
+        return (self.folder / self.model.documentation.spec).resolve()
+
+    def text(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+
+def _node_line(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """1-based line of the YAML node at pydantic location ``loc`` (or its closest parent)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            child = next(
+                ((k, v) for k, v in node.value if k.value == str(part)), None
+            )
+            if child is None:
+                break
+            line, node = child[0].start_mark.line + 1, child[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _explain(error: ValidationError, path: Path, root: yaml.Node | None) -> str:
+    lines = []
+    for item in error.errors():
+        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function")))
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        line = _node_line(root, loc)
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling and indentation against the README)"
+        elif item["type"] == "missing":
+            message = "required, but missing"
+        elif item["type"] == "literal_error":
+            message = message.replace("Input should be", "must be")
+        where = f"{path}:{line}" if line else str(path)
+        lines.append(f"{where}: {field}: {message}")
+    return "\n".join(lines)
+
+
+def parse_declaration(text: str, path: Path) -> ModelDeclaration:
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise DeclarationError(f"{where}: not valid YAML ({exc}).") from exc
+    if not isinstance(data, dict):
+        raise DeclarationError(f"{path}: a declaration is a YAML mapping (name:, data:, ...).")
+    try:
+        return ModelDeclaration.model_validate(data)
+    except ValidationError as exc:
+        raise DeclarationError(
+            f"{path}: invalid model declaration ({exc.error_count()} problem(s)):\n"
+            + _explain(exc, path, root)
+        ) from exc
+
+
+def load_declaration(path: Path | str) -> LoadedDeclaration:
+    """Read and validate a declaration file, or the ``model.yaml`` of a model folder."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / DECLARATION_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise DeclarationError(
+            f"{path}: no such model declaration; `lifecycle contract infer --data FILE` "
+            "proposes one from a data file."
+        ) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DeclarationError(f"{path}: not UTF-8 text (byte {exc.start}).") from exc
+    model = parse_declaration(text, path)
+    return LoadedDeclaration(model=model, path=path.resolve(), sha256=hashlib.sha256(raw).hexdigest())
+
+
+def models_dir(project_root: Path | None = None) -> Path:
+    root = project_root or PACKAGE_DIR.parent
+    return root / MODELS_DIR
+
+
+def declaration_path(environ: dict[str, str] | None = None) -> Path:
+    """Which declaration this process serves: ``$LIFECYCLE_MODEL`` (a declaration file, a model
+    folder, or the name of a folder under ``models/``), else the bundled sample model."""
+    from lifecycle_pipeline.settings import Settings
+
+    env = dict(os.environ) if environ is None else environ
+    settings = Settings.from_env(env)
+    chosen = env.get("LIFECYCLE_MODEL") or DEFAULT_MODEL
+    candidate = Path(chosen)
+    if candidate.suffix in (".yaml", ".yml") or candidate.is_dir() or os.sep in chosen:
+        return candidate
+    return models_dir(settings.project_root) / chosen / DECLARATION_FILE
+
+
+def current_declaration() -> LoadedDeclaration:
+    return load_declaration(declaration_path())
