@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import dagster as dg
 
     from lifecycle_pipeline.monitoring.drift import DriftSummary
+    from lifecycle_pipeline.resources.registry import DataRegistry
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -27,8 +28,27 @@ def _demo(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     if not args.verbose:
         logging.getLogger("dagster").setLevel(logging.WARNING)
+    if args.model is None:  # every declared model, the sample first, each in its own process
+        return _demo_every_model(args)
+    print(f"== model {args.model} ==")
     rows = run_demo(Settings.from_env())
     return 0 if rows and all(r.verdict == "PASS" for r in rows) else 1
+
+
+def _demo_every_model(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from lifecycle_pipeline.declaration import DEFAULT_MODEL, DECLARATION_FILE, models_dir
+
+    folder = models_dir(Settings.from_env().project_root)
+    names = sorted(p.parent.name for p in folder.glob(f"*/{DECLARATION_FILE}"))
+    names.sort(key=lambda name: name != DEFAULT_MODEL)
+    worst = 0
+    for name in names:
+        command = [sys.executable, "-m", "lifecycle_pipeline.cli", "--model", name, "demo"]
+        code = subprocess.run([*command, *(["--verbose"] if args.verbose else [])], check=False)
+        worst = max(worst, code.returncode)
+    return worst
 
 
 def _summary(args: argparse.Namespace) -> int:
@@ -180,10 +200,8 @@ def _drift(args: argparse.Namespace) -> int:
         from lifecycle_pipeline.definitions import defs
         from lifecycle_pipeline.lineage.query import latest, metadata_values
         from lifecycle_pipeline.partitions import PRODUCTION_BATCHES, validate_partition_key
-        from lifecycle_pipeline.resources.registry import DataRegistry
-
         batch = validate_partition_key(args.batch)
-        registry = DataRegistry()
+        registry = current_registry()
         registry.resolve(batch, registry.batch_path.format(key=batch))  # fails clearly if absent
         add_missing_partitions(instance, [batch], PRODUCTION_BATCHES.name or "")
         config: dict[str, object] = dict(QUIET)
@@ -200,6 +218,14 @@ def _drift(args: argparse.Namespace) -> int:
     print(check[0].description if check else meta["drift/verdict"])
     print(f"report: {meta['artifact/entry']}")
     return 0
+
+
+def current_registry() -> DataRegistry:
+    """The registry this process's declared model reads (never the bare defaults)."""
+    from lifecycle_pipeline.declaration import current_declaration
+    from lifecycle_pipeline.resources.registry import DataRegistry
+
+    return DataRegistry.for_model(current_declaration())
 
 
 def _adhoc_drift(
@@ -253,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument(
+        "--model",
+        help="declared model: a name under models/, a model folder or a model.yaml (default: "
+        "$LIFECYCLE_MODEL, else the sample model)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo", help="Build the demo registry and materialize every data version."
@@ -296,9 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("--commit", required=True, help="full commit id of the clean checkout")
     info.set_defaults(handler=_build_info)
-    from lifecycle_pipeline.cli_governance import register
+    from lifecycle_pipeline import cli_governance, cli_model
 
-    register(commands)
+    cli_governance.register(commands)
+    cli_model.register(commands)
     return parser
 
 
@@ -314,6 +346,9 @@ def _refusal(exc: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # argparse exits 2 on a malformed command line
     try:
+        from lifecycle_pipeline.cli_model import select_model
+
+        select_model(args.model)
         return int(args.handler(args))
     except Exception as exc:  # the CLI's boundary: a refusal is one line, a defect a traceback
         if getattr(args, "verbose", False):

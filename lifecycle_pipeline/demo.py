@@ -120,14 +120,14 @@ def drift_table(instance: dg.DagsterInstance, batches: list[str]) -> str:
 
 def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> list[VersionSummary]:
     prepare_environment(settings)
+    from lifecycle_pipeline.cli import current_registry
     from lifecycle_pipeline.definitions import defs
-    from lifecycle_pipeline.resources.registry import DataRegistry
 
     tags = build_demo_registry(
         settings.sample_data_dir, Path(settings.registry_url), Path(settings.registry_remote_url)
     )
     echo(f"registry {settings.registry_url}: {', '.join(f'{t}={m[:8]}' for t, m in tags.items())}")
-    versions = DataRegistry().versions()
+    versions = current_registry().versions()
     with dg.DagsterInstance.get() as instance:
         added = add_missing_partitions(instance, versions)
         echo(f"partitions: {', '.join(versions)} ({len(added)} new)")
@@ -147,7 +147,7 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> list[Ve
             if not result.success:
                 echo(failure_summary(result))
         rows = [row for v in versions if (row := summarize(instance, v)) is not None]
-        batches = DataRegistry().batches()
+        batches = current_registry().batches()
         add_missing_partitions(instance, batches, PRODUCTION_BATCHES.name or "")
         drift = defs.resolve_job_def("drift")
         for batch in batches:

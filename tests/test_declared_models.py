@@ -1,0 +1,290 @@
+"""Bring your own data and model: datasets no code has seen run the whole lifecycle from a
+declaration alone, through Dagster's own CLI, in fresh processes.
+
+Each dataset is generated here with seeded random column names, published to a fresh git + DVC
+registry, and described only by a ``model.yaml`` written by the test (or proposed by
+``lifecycle contract infer``). Nothing in ``lifecycle_pipeline/`` knows these columns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
+from lifecycle_pipeline.registry_demo import Publication, init_registry, publish
+from tests.conftest import PROJECT_ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("declared_models")]
+BIN = Path(sys.executable).parent
+
+
+def _names(rng: np.random.Generator, count: int) -> list[str]:
+    letters = list("abcdefghijklmnopqrstuvwxyz")
+    return ["".join(rng.choice(letters, 7)) for _ in range(count)]
+
+
+def multiclass_frame(rows: int = 600, seed: int = 11) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Numeric, integer and categorical features, an id to drop, a three-class string target."""
+    rng = np.random.default_rng(seed)
+    numeric, integer, category, ident, target = _names(rng, 5)
+    region = rng.choice(["north", "south", "east"], rows)
+    x = rng.normal(size=rows)
+    k = rng.integers(0, 50, rows)
+    score = x + (region == "north") * 1.5 + k / 25 + rng.normal(scale=0.5, size=rows)
+    label = np.where(score < 0.5, "low", np.where(score < 2.0, "mid", "high"))
+    frame = pd.DataFrame(
+        {ident: np.arange(rows), numeric: x, integer: k, category: region, target: label}
+    )
+    return frame, {"numeric": numeric, "integer": integer, "category": category,
+                   "id": ident, "target": target}  # fmt: skip
+
+
+def regression_frame(rows: int = 500, seed: int = 12) -> tuple[pd.DataFrame, dict[str, str]]:
+    rng = np.random.default_rng(seed)
+    numeric, integer, category, target = _names(rng, 4)
+    kind = rng.choice(["red", "green"], rows)
+    x = rng.uniform(0, 10, rows)
+    k = rng.integers(1, 6, rows)
+    y = 3.0 * x + 2.0 * k + (kind == "red") * 4.0 + rng.normal(scale=1.0, size=rows)
+    frame = pd.DataFrame({numeric: x, integer: k, category: kind, target: y})
+    return frame, {"numeric": numeric, "integer": integer, "category": category, "target": target}
+
+
+@dataclass
+class Project:
+    """A registry, a declaration and a Dagster home, used only through processes."""
+
+    base: Path
+    declaration: Path
+
+    @property
+    def home(self) -> Path:
+        return self.base / "dagster_home"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DAGSTER_HOME": str(self.home),
+            "LIFECYCLE_HOME": str(self.base / "lifecycle_home"),
+            "LIFECYCLE_MODEL": str(self.declaration),
+            "LIFECYCLE_REGISTRY_URL": str(self.base / "registry"),
+            "LIFECYCLE_ARTIFACT_ROOT": str(self.base / "artifacts"),
+            "DVC_NO_ANALYTICS": "1",
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+        }
+
+    def run(self, *command: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(command),
+            cwd=PROJECT_ROOT,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def lifecycle(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.run(str(BIN / "lifecycle"), *args)
+
+    def materialize(self, version: str) -> subprocess.CompletedProcess[str]:
+        with dg.DagsterInstance.from_config(str(self.home)) as instance:
+            if version not in instance.get_dynamic_partitions("data_versions"):
+                instance.add_dynamic_partitions("data_versions", [version])
+        return self.run(
+            str(BIN / "dagster"), "job", "execute", "-m", "lifecycle_pipeline.definitions",
+            "-j", "lifecycle", "--tags", json.dumps({"dagster/partition": version}),
+        )  # fmt: skip
+
+    def instance(self) -> dg.DagsterInstance:
+        return dg.DagsterInstance.from_config(str(self.home))
+
+
+def make_project(
+    base: Path, frame: pd.DataFrame, batch: pd.DataFrame, declaration: dict, fmt: str
+) -> Project:
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "dagster_home").mkdir()
+    (base / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    init_registry(base / "registry", base / "remote")
+    suffix = "parquet" if fmt == "parquet" else "csv"
+    data, batch_file = base / f"upload.{suffix}", base / f"batch.{suffix}"
+    if fmt == "parquet":
+        frame.to_parquet(data, index=False)
+        batch.to_parquet(batch_file, index=False)
+    else:
+        frame.to_csv(data, index=False)
+        batch.to_csv(batch_file, index=False)
+    publish(base / "registry", Publication("data-v1", data, f"data/table.{suffix}", "v1"))
+    publish(
+        base / "registry",
+        Publication("batch-001", batch_file, f"batches/batch-001.{suffix}", "batch"),
+    )
+    folder = base / "model"
+    folder.mkdir()
+    (folder / "model.yaml").write_text(yaml.safe_dump(declaration, sort_keys=False))
+    (folder / "model_card.yaml").write_text("# every human field a gap, on purpose\n")
+    return Project(base=base, declaration=folder / "model.yaml")
+
+
+def multiclass_declaration(names: dict[str, str]) -> dict:
+    return {
+        "name": "unseen_multiclass",
+        "description": "A generated three-class model that no code has seen.",
+        "data": {"path": "data/table.csv", "format": "csv", "batch_path": "batches/{key}.csv"},
+        "contract": {
+            "target": names["target"],
+            "task": "multiclass",
+            "row": "one generated case",
+            "classes": [
+                {"value": "low", "name": "Low"},
+                {"value": "mid", "name": "Middle"},
+                {"value": "high", "name": "High"},
+            ],
+            "features": {
+                names["numeric"]: {"type": "numeric"},
+                names["integer"]: {"type": "integer", "range": [0, 100]},
+                names["category"]: {"type": "categorical", "categories": ["north", "south", "east"]},
+            },
+            "drop": [names["id"]],
+        },
+        "estimator": {
+            "class": "sklearn.linear_model.LogisticRegression",
+            "params": {"max_iter": 2000},
+            "scale": True,
+        },
+        "evaluation": {
+            "gates": {"macro_f1": {"min": 0.5}, "log_loss": {"max": 1.0}},
+            "slices": [{"column": names["category"]}],
+        },
+    }
+
+
+def regression_declaration(names: dict[str, str]) -> dict:
+    return {
+        "name": "unseen_regression",
+        "description": "A generated regression stored as Parquet.",
+        "data": {
+            "path": "data/table.parquet",
+            "format": "parquet",
+            "batch_path": "batches/{key}.parquet",
+        },
+        "contract": {
+            "target": names["target"],
+            "task": "regression",
+            "row": "one generated measurement",
+            "target_unit": "units",
+            "features": {
+                names["numeric"]: {"type": "numeric", "range": [0, None]},
+                names["integer"]: {"type": "integer"},
+                names["category"]: {"type": "categorical"},
+            },
+        },
+        "estimator": {
+            "class": "sklearn.ensemble.RandomForestRegressor",
+            "params": {"n_estimators": 30, "min_samples_leaf": 3},
+            "trusted_types": ["sklearn.tree._tree.Tree"],
+        },
+        "evaluation": {
+            "gates": {"rmse": {"max": 3.0}, "r2": {"min": 0.8}},
+            "slices": [{"column": names["numeric"], "bins": [5.0]}],
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def multiclass(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    frame, names = multiclass_frame()
+    batch = frame.drop(columns=[names["target"]]).sample(200, random_state=3)
+    project = make_project(
+        tmp_path_factory.mktemp("multiclass"), frame, batch, multiclass_declaration(names), "csv"
+    )
+    done = project.materialize("data-v1")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    yield project
+
+
+@pytest.fixture(scope="module")
+def regression(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    frame, names = regression_frame()
+    batch = frame.drop(columns=[names["target"]]).sample(200, random_state=4)
+    project = make_project(
+        tmp_path_factory.mktemp("regression"), frame, batch, regression_declaration(names),
+        "parquet",
+    )  # fmt: skip
+    done = project.materialize("data-v1")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    yield project
+
+
+@pytest.mark.parametrize("which", ["multiclass", "regression"])
+def test_the_whole_lifecycle_runs_from_a_declaration_alone(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    project: Project = request.getfixturevalue(which)
+    with project.instance() as instance:
+        for asset in ("data_snapshot", "trained_model", "evaluation", "model_card"):
+            assert latest(instance, asset, "data-v1") is not None, asset
+        package = latest(instance, "deployment_package", "data-v1")
+        assert package is not None
+        runs = {r.run_id for r in instance.get_runs()}
+        checks: dict[str, dg.AssetCheckEvaluation] = {}
+        for run in runs:
+            checks |= check_results(instance, run)
+        evaluation = metadata_values(latest(instance, "evaluation", "data-v1"))
+    declared = yaml.safe_load(project.declaration.read_text())
+    gates = {f"evaluation:gate_{m}" for m in declared["evaluation"]["gates"]}
+    assert gates <= set(checks), sorted(checks)
+    assert all(checks[g].passed for g in gates)
+    assert checks["deployment_package:prediction_parity"].passed
+    assert checks["deployment_package:package_verifies"].passed
+    assert evaluation["task"] == declared["contract"]["task"]
+    assert evaluation["gates/total"] == len(declared["evaluation"]["gates"])
+
+
+@pytest.mark.parametrize("which", ["multiclass", "regression"])
+def test_drift_on_a_batch_and_reproduce_say_what_they_found(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    project: Project = request.getfixturevalue(which)
+    drift = project.lifecycle("drift", "--batch", "batch-001")
+    assert drift.returncode == 0, drift.stdout + drift.stderr
+    assert "Batch batch-001:" in drift.stdout
+    again = project.lifecycle("reproduce", "data-v1")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "identical" in again.stdout
+
+
+def test_an_inferred_declaration_runs_as_proposed(
+    multiclass: Project, tmp_path: Path
+) -> None:
+    """`contract infer` proposes; accepted as is, the proposal trains a model."""
+    frame, names = multiclass_frame()
+    data = tmp_path / "table.csv"
+    frame.to_csv(data, index=False)
+    proposal = tmp_path / "proposal" / "model.yaml"
+    made = multiclass.lifecycle(
+        "contract", "infer", "--data", str(data), "--target", names["target"],
+        "--name", "inferred", "--output", str(proposal),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    (proposal.parent / "model_card.yaml").write_text("")
+    project = Project(base=tmp_path, declaration=proposal)
+    (tmp_path / "dagster_home").mkdir()
+    os.symlink(multiclass.base / "registry", tmp_path / "registry")
+    done = project.materialize("data-v1")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    with project.instance() as instance:
+        assert latest(instance, "deployment_package", "data-v1") is not None
