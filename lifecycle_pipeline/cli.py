@@ -38,11 +38,11 @@ def _demo(args: argparse.Namespace) -> int:
 def _demo_every_model(args: argparse.Namespace) -> int:
     import subprocess
 
-    from lifecycle_pipeline.declaration import DEFAULT_MODEL, DECLARATION_FILE, models_dir
+    from lifecycle_pipeline.declaration import DECLARATION_FILE, models_dir
 
-    folder = models_dir(Settings.from_env().project_root)
-    names = sorted(p.parent.name for p in folder.glob(f"*/{DECLARATION_FILE}"))
-    names.sort(key=lambda name: name != DEFAULT_MODEL)
+    settings = Settings.from_env()
+    names = sorted(p.parent.name for p in models_dir(settings.project_root).glob(f"*/{DECLARATION_FILE}"))
+    names.sort(key=lambda name: name != settings.default_model)
     worst = 0
     for name in names:
         command = [sys.executable, "-m", "lifecycle_pipeline.cli", "--model", name, "demo"]

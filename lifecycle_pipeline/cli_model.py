@@ -26,12 +26,12 @@ def select_model(name: str | None) -> None:
     """
     if not name:
         return
-    from lifecycle_pipeline.declaration import DEFAULT_MODEL, declaration_path, load_declaration
+    from lifecycle_pipeline.declaration import declaration_path, load_declaration
     from lifecycle_pipeline.settings import Settings
 
     os.environ["LIFECYCLE_MODEL"] = name
     model = load_declaration(declaration_path())
-    if model.name != DEFAULT_MODEL:
+    if model.name != Settings.from_env().default_model:
         home = Settings.from_env().home / "models" / model.name
         os.environ["DAGSTER_HOME"] = str(home / "dagster_home")
         os.environ["LIFECYCLE_ARTIFACT_ROOT"] = str(home / "artifacts")

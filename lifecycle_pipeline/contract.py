@@ -123,7 +123,8 @@ def _to_pandas(table: Any, source: str) -> pd.DataFrame:
 
 def _first(values: pd.Series, mask: np.ndarray) -> str:
     row = values.index[mask][0]
-    return f"first at row {row}: {values.loc[row]!r}"
+    value = values.loc[row]
+    return f"first at row {row}: {value.item() if isinstance(value, np.generic) else value!r}"
 
 
 def _coerce(name: str, feature: Feature, values: pd.Series) -> tuple[pd.Series, str | None]:
@@ -185,12 +186,12 @@ def _pandera_schema(contract: Contract, columns: list[str]) -> Any:
         if feature.range is not None:
             low, high = feature.range
             if low is not None:
-                checks.append(pa.Check.ge(low, name=f"declared range: >= {low:g}"))
+                checks.append(pa.Check.ge(low, error=f"declared range: >= {low:g}"))
             if high is not None:
-                checks.append(pa.Check.le(high, name=f"declared range: <= {high:g}"))
+                checks.append(pa.Check.le(high, error=f"declared range: <= {high:g}"))
         if feature.categories is not None:
             checks.append(
-                pa.Check.isin(list(feature.categories), name=f"declared categories {list(feature.categories)}")
+                pa.Check.isin(list(feature.categories), error=f"declared categories {list(feature.categories)}")
             )
         spec[name] = pa.Column(checks=checks, nullable=feature.nullable)
     return pa.DataFrameSchema(spec)
@@ -212,8 +213,11 @@ def _rule_problems(frame: pd.DataFrame, contract: Contract, columns: list[str]) 
         for (column, check), group in cases.groupby(["column", "check"], sort=False, dropna=False):
             rows = group["index"].dropna()
             first = f", first at row {int(rows.iloc[0])}: {group['failure_case'].iloc[0]!r}" if len(rows) else ""
-            rule = "missing value(s) but not declared nullable" if check == "not_nullable" else f"violates the {check}"
-            problems.append(ColumnProblem(str(column), f"{len(group)} value(s) {rule}{first}"))
+            if check == "not_nullable":
+                found = f"{len(group)} missing value(s) but not declared nullable"
+            else:
+                found = f"{len(group)} value(s) violate the {check}"
+            problems.append(ColumnProblem(str(column), f"{found}{first}"))
         return problems
     return []
 

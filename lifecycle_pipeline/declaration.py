@@ -28,7 +28,6 @@ from lifecycle_pipeline.settings import PACKAGE_DIR
 
 DECLARATION_FILE = "model.yaml"
 MODELS_DIR = "models"
-DEFAULT_MODEL = "breast_cancer"
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 FeatureType = Literal["numeric", "integer", "categorical", "boolean"]
@@ -37,6 +36,14 @@ Task = Literal["binary", "multiclass", "regression"]
 
 class DeclarationError(LifecycleError, ValueError):
     """A model declaration that cannot be used; the message names file, line and field."""
+
+
+class FieldError(ValueError):
+    """A validator's problem with a field below the model it validates (``loc`` relative)."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class _Strict(BaseModel):
@@ -147,7 +154,7 @@ class Contract(_Strict):
             return self
         if self.classes is None or len(self.classes) < 2:
             found = 0 if self.classes is None else len(self.classes)
-            raise ValueError(f"a {self.task} task needs at least 2 classes (found {found})")
+            raise FieldError(("classes",), f"a {self.task} task needs at least 2 classes (found {found})")
         values = [c.value for c in self.classes]
         if len({repr(v) for v in values}) != len(values):
             raise ValueError(f"class values repeat: {values}")
@@ -365,12 +372,16 @@ class ModelDeclaration(_Strict):
         task = task_for(self.contract.task)
         features = self.contract.features
         for gate_metric, gate in self.evaluation.gates.items():
-            task.check_gate(gate_metric, gate, self.contract)
-        for item in self.evaluation.slices:
+            try:
+                task.check_gate(gate_metric, gate, self.contract)
+            except ValueError as exc:
+                raise FieldError(("evaluation", "gates", gate_metric), str(exc)) from exc
+        for i, item in enumerate(self.evaluation.slices):
             feature = features.get(item.column)
             if feature is None:
-                raise ValueError(
-                    f"evaluation.slices: {item.column!r} is not a declared feature"
+                raise FieldError(
+                    ("evaluation", "slices", i, "column"),
+                    f"{item.column!r} is not a declared feature; declared: {', '.join(features)}",
                 )
             if item.bins is not None and feature.type not in ("numeric", "integer"):
                 raise ValueError(
@@ -387,8 +398,11 @@ class ModelDeclaration(_Strict):
         for name in self.estimator.params:
             if not isinstance(name, str):
                 raise ValueError(f"estimator.params: key {name!r} is not a name")
-        cls = self.estimator.resolve()
-        task.check_estimator(cls, self.estimator.class_)
+        try:
+            cls = self.estimator.resolve()
+            task.check_estimator(cls, self.estimator.class_)
+        except ValueError as exc:
+            raise FieldError(("estimator", "class"), str(exc)) from exc
         accepted = set(cls().get_params(deep=False))
         wrong = sorted(set(self.estimator.params) - accepted)
         if wrong:
@@ -447,15 +461,69 @@ def _node_line(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None
     return line
 
 
+def _step(tp: Any, part: str | int) -> Any:
+    import types
+    import typing
+
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            found = _step(arg, part) if arg is not type(None) else None
+            if found is not None:
+                return found
+        return None
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return next(
+            (f.annotation for n, f in tp.model_fields.items() if part in (n, f.alias)), None
+        )
+    if origin is dict:
+        return typing.get_args(tp)[1]
+    if origin is tuple:
+        return typing.get_args(tp)[0]
+    return None
+
+
+def _keys_allowed(loc: tuple[str | int, ...]) -> list[str]:
+    tp: Any = ModelDeclaration
+    for part in loc:
+        tp = _step(tp, part)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [f.alias or n for n, f in tp.model_fields.items()]
+    return []
+
+
+def _duplicates(node: yaml.Node | None, loc: tuple[str | int, ...] = ()) -> list[str]:
+    found: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key, value in node.value:
+            line = key.start_mark.line + 1
+            if key.value in first:
+                field = ".".join(str(p) for p in (*loc, key.value))
+                found.append(f"{line}: {field}: declared twice (first at line {first[key.value]})")
+            first.setdefault(key.value, line)
+            found += _duplicates(value, (*loc, key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found += _duplicates(item, (*loc, i))
+    return found
+
+
 def _explain(error: ValidationError, path: Path, root: yaml.Node | None) -> str:
     lines = []
     for item in error.errors():
         loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function")))
+        cause = item.get("ctx", {}).get("error")
+        if isinstance(cause, FieldError):
+            loc = (*loc, *cause.loc)
         field = ".".join(str(p) for p in loc) or "(top level)"
         line = _node_line(root, loc)
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            message = "unknown key (check its spelling and indentation against the README)"
+            message = (
+                "unknown key (check its spelling and indentation); allowed here: "
+                + ", ".join(_keys_allowed(loc[:-1]))
+            )
         elif item["type"] == "missing":
             message = "required, but missing"
         elif item["type"] == "literal_error":
@@ -475,6 +543,12 @@ def parse_declaration(text: str, path: Path) -> ModelDeclaration:
         raise DeclarationError(f"{where}: not valid YAML ({exc}).") from exc
     if not isinstance(data, dict):
         raise DeclarationError(f"{path}: a declaration is a YAML mapping (name:, data:, ...).")
+    repeated = _duplicates(root)
+    if repeated:
+        raise DeclarationError(
+            f"{path}: invalid model declaration ({len(repeated)} problem(s)):\n"
+            + "\n".join(f"{path}:{r}" for r in repeated)
+        )
     try:
         return ModelDeclaration.model_validate(data)
     except ValidationError as exc:
@@ -511,12 +585,18 @@ def models_dir(project_root: Path | None = None) -> Path:
 
 def declaration_path(environ: dict[str, str] | None = None) -> Path:
     """Which declaration this process serves: ``$LIFECYCLE_MODEL`` (a declaration file, a model
-    folder, or the name of a folder under ``models/``), else the bundled sample model."""
+    folder, or the name of a folder under ``models/``), else the project's default model
+    (``[tool.lifecycle] default-model`` in pyproject.toml)."""
     from lifecycle_pipeline.settings import Settings
 
     env = dict(os.environ) if environ is None else environ
     settings = Settings.from_env(env)
-    chosen = env.get("LIFECYCLE_MODEL") or DEFAULT_MODEL
+    chosen = env.get("LIFECYCLE_MODEL") or settings.default_model
+    if not chosen:
+        raise DeclarationError(
+            "No model chosen: set LIFECYCLE_MODEL (or pass --model) to a name under "
+            f"{models_dir(settings.project_root)}, a model folder or a model.yaml."
+        )
     candidate = Path(chosen)
     if candidate.suffix in (".yaml", ".yml") or candidate.is_dir() or os.sep in chosen:
         return candidate

@@ -4,6 +4,11 @@ The registry mirrors what a team runs for real (DVC's data-registry pattern): ea
 version and production batch is a commit with a tag; content lives in the DVC cache and a
 remote outside git. The builder is idempotent: tags that already exist with the expected
 content are left alone, and a tag that exists with other content is an error, never a move.
+
+What is published, under which tag and at which path, is the sample-data stage's manifest
+(``publish``, written by ``lifecycle_pipeline/sample_data.py``): this module knows no dataset.
+One registry holds every sample model's data; each model's declaration selects its own tags
+(``data.versions``, ``data.batches``) and paths (``data.path``, ``data.batch_path``).
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from lifecycle_pipeline.errors import LifecycleError
 
-DATASET_PATH = "data/breast_cancer.csv"
+MANIFEST = "manifest.json"
 
 
 class RegistryBuildError(LifecycleError, RuntimeError):
@@ -30,6 +36,8 @@ class RegistryBuildError(LifecycleError, RuntimeError):
 
 @dataclass(frozen=True)
 class Publication:
+    """One file to commit: ``source`` goes to ``target`` in the registry, tagged ``tag``."""
+
     tag: str
     source: Path
     target: str
@@ -57,7 +65,9 @@ def _git(repo: Path, *args: str) -> str:
         text=True,
         check=False,
     ).stdout.strip()
-    date = f"2026-01-01T00:{int(count or 0):02d}:00+0000"
+    # (One minute per commit; hours carry past 59 commits.)
+    hours, minutes = divmod(int(count or 0), 60)
+    date = f"2026-01-01T{hours:02d}:{minutes:02d}:00+0000"
     env = {
         **os.environ,
         "GIT_AUTHOR_NAME": "lifecycle demo",
@@ -131,31 +141,56 @@ def publish(repo: Path, item: Publication) -> str:
     return expected
 
 
-def build_demo_registry(sample_dir: Path, repo: Path, remote: Path) -> dict[str, str]:
-    """Publish the sample versions and batches; return tag -> md5. Safe to call repeatedly."""
-    manifest_path = sample_dir / "manifest.json"
+def _relative(value: Any, what: str, manifest: Path) -> str:
+    """A relative path that stays inside its root: the manifest must not reach elsewhere."""
+    path = PurePosixPath(str(value))
+    if not str(value) or path.is_absolute() or ".." in path.parts:
+        raise RegistryBuildError(f"{manifest}: {what} {value!r} is not a relative path inside it")
+    return path.as_posix()
+
+
+def publications(sample_dir: Path) -> list[Publication]:
+    """What the demo publishes, in commit order, from the sample-data manifest.
+
+    The order is part of the registry's identity: commit dates follow the commit count, so
+    publishing the same list in the same order gives the same commit ids on every machine.
+    """
+    manifest_path = sample_dir / MANIFEST
     if not manifest_path.exists():
         raise RegistryBuildError(
             f"{manifest_path} is missing: run `dvc repro` (or `make demo`) to prepare sample data."
         )
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    if not (repo / ".dvc").exists():
-        init_registry(repo, remote)
+    entries = manifest.get("publish") if isinstance(manifest, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise RegistryBuildError(
+            f"{manifest_path} lists nothing to publish (no `publish` table): it was written by an "
+            "older sample-data stage; run `dvc repro` to regenerate it."
+        )
     items = [
         Publication(
-            tag=version,
-            source=sample_dir / "versions" / version / manifest["dataset_file"],
-            target=DATASET_PATH,
-            message=f"Data version {version}",
+            tag=str(entry["tag"]),
+            source=sample_dir / _relative(entry["file"], "file", manifest_path),
+            target=_relative(entry["target"], "target", manifest_path),
+            message=str(entry["message"]),
         )
-        for version in manifest["versions"]
-    ] + [
-        Publication(
-            tag=batch,
-            source=sample_dir / "batches" / f"{batch}.csv",
-            target=f"batches/{batch}.csv",
-            message=f"Production batch {batch}",
-        )
-        for batch in manifest["batches"]
+        for entry in entries
     ]
+    tags = [item.tag for item in items]
+    repeated = sorted({t for t in tags if tags.count(t) > 1})
+    if repeated:
+        raise RegistryBuildError(f"{manifest_path}: tag(s) {repeated} listed more than once")
+    missing = [str(item.source) for item in items if not item.source.is_file()]
+    if missing:
+        raise RegistryBuildError(
+            f"{manifest_path} names file(s) that are not there: {missing}; run `dvc repro`."
+        )
+    return items
+
+
+def build_demo_registry(sample_dir: Path, repo: Path, remote: Path) -> dict[str, str]:
+    """Publish every sample version and batch; return tag -> md5. Safe to call repeatedly."""
+    items = publications(sample_dir)
+    if not (repo / ".dvc").exists():
+        init_registry(repo, remote)
     return {item.tag: publish(repo, item) for item in items}

@@ -42,6 +42,20 @@ class Settings:
         )
 
     @property
+    def default_model(self) -> str | None:
+        """The model served when none is named: ``[tool.lifecycle] default-model`` in the
+        project's pyproject.toml (a project decision, not a fact of this package)."""
+        import tomllib
+
+        try:
+            with (self.project_root / "pyproject.toml").open("rb") as handle:
+                config = tomllib.load(handle)
+        except (OSError, tomllib.TOMLDecodeError):
+            return None
+        value = config.get("tool", {}).get("lifecycle", {}).get("default-model")
+        return str(value) if value else None
+
+    @property
     def dagster_home(self) -> Path:
         return self.home / "dagster_home"
 

@@ -18,13 +18,16 @@ from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.partitions import DATA_VERSIONS
-from lifecycle_pipeline.registry_demo import DATASET_PATH, Publication, build_demo_registry, publish
+from lifecycle_pipeline.declaration import load_declaration
+from lifecycle_pipeline.registry_demo import Publication, build_demo_registry, publish
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.registry import DataRegistry
 from lifecycle_pipeline.resources.signing import PackageSigner
 from lifecycle_pipeline.sample_data import SampleParams, generate
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_MODEL = load_declaration(PROJECT_ROOT / "models" / "breast_cancer")
+DATASET_PATH = SAMPLE_MODEL.model.data.path
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
@@ -84,7 +87,8 @@ class Registry:
         return publish(self.repo, Publication(tag=tag, source=source, target=target, message=tag))
 
     def resource(self) -> DataRegistry:
-        return DataRegistry(url=str(self.repo))
+        """The sample model's view of this registry (its declared paths and tag patterns)."""
+        return DataRegistry.for_model(SAMPLE_MODEL, DataRegistry(url=str(self.repo)))
 
 
 @pytest.fixture(scope="session")

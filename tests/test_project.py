@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,6 +15,9 @@ from tests.conftest import PROJECT_ROOT
 
 # One worker, in file order: the drift test reuses the instance the demo test populated.
 pytestmark = pytest.mark.xdist_group("project")
+
+CANCER_TAGS = ("data-v1", "data-v2", "batch-001", "batch-002")
+DIABETES_TAGS = ("diabetes-v1", "diabetes-v2", "diabetes-batch-001", "diabetes-batch-002")
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -77,7 +81,15 @@ def test_dvc_repro_regenerates_exactly_the_locked_sample_data(project_copy: Path
     # Deterministic generation: the regenerated outputs hash to what dvc.lock records.
     diff = _run(["git", "status", "--porcelain", "dvc.lock"], project_copy, env)
     assert diff.stdout.strip() == "", "dvc.lock is stale: run `dvc repro` and commit dvc.lock"
-    assert (project_copy / "data" / "sample" / "manifest.json").exists()
+    manifest = json.loads((project_copy / "data" / "sample" / "manifest.json").read_text())
+    # Both sample models, the original breast-cancer tags first (their commits stay the same).
+    assert [entry["tag"] for entry in manifest["publish"]] == [*CANCER_TAGS, *DIABETES_TAGS]
+    for entry in manifest["publish"]:
+        raw = (project_copy / "data" / "sample" / entry["file"]).read_bytes()
+        if entry["tag"].startswith("diabetes-"):
+            assert raw[:4] == b"PAR1" and entry["target"].endswith(".parquet"), entry
+        else:
+            assert entry["target"].endswith(".csv"), entry
 
 
 @pytest.mark.slow
@@ -96,6 +108,8 @@ def test_demo_runs_twice_and_the_second_run_reproduces(project_copy: Path) -> No
     ).stdout
 
     assert tags_before == tags_after
+    published = {line.rsplit("/", 1)[-1] for line in tags_after.splitlines()}
+    assert published == {*CANCER_TAGS, *DIABETES_TAGS}
     for output in (first.stdout, second.stdout):
         assert "data-v1" in output and "data-v2" in output
         assert "FAIL" not in output

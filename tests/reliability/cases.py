@@ -178,6 +178,120 @@ CONFIG_OUT_OF_RANGE = [
     ]
 ]  # fmt: skip
 
+# --- model declarations ----------------------------------------------------------------------
+
+# A small valid declaration; each row below breaks one thing in it. The line numbers in the
+# expected messages count lines of this text (after the row's edits), starting at 1.
+DECLARATION = """\
+name: toy
+description: a declaration the reliability suite breaks one field at a time
+data:
+  path: data/toy.csv
+contract:
+  target: label
+  task: binary
+  row: one observation
+  classes:
+    - {value: 0, name: negative}
+    - {value: 1, name: positive, positive: true}
+  drop: [row_id]
+  features:
+    size: {type: numeric, range: [0, null]}
+    count: {type: integer}
+    colour: {type: categorical, categories: [red, green]}
+estimator:
+  class: sklearn.ensemble.RandomForestClassifier
+  params: {n_estimators: 10}
+evaluation:
+  gates:
+    roc_auc: {min: 0.8}
+  slices:
+    - column: count
+      bins: [3]
+schedule: "0 3 * * 1"
+"""
+
+
+def declaration(fault: Fault | None = None) -> str:
+    """The text of :data:`DECLARATION` with the row's edits (``value``: (old, new) pairs)."""
+    text = DECLARATION
+    for old, new in fault.value if fault is not None else ():
+        if text.count(old) != 1:
+            raise ValueError(f"{old!r} occurs {text.count(old)} times in the declaration")
+        text = text.replace(old, new)
+    return text
+
+
+REFUSED_AT_LOAD = (
+    "refused before any run: `load_declaration` raises `DeclarationError` with the message; "
+    "`lifecycle check` exits 2 with it on stderr and writes nothing"
+)
+REFUSED_WITH_DATA = (
+    "`lifecycle check --data` exits 2 and `contract.validate` raises, both naming the column, "
+    "the rule and the declaration file"
+)
+_FORESTS = ("RandomForestClassifier", "RandomForestRegressor")
+_CLASSES = "    - {value: 0, name: negative}\n    - {value: 1, name: positive, positive: true}\n"
+
+DECLARATIONS = [
+    Fault("declaration", "estimator module missing", "`class: no_such_package.Forest`",
+          "model.yaml:18: estimator.class: cannot import module 'no_such_package'",
+          proof=REFUSED_AT_LOAD,
+          value=[("sklearn.ensemble.RandomForestClassifier", "no_such_package.Forest")]),
+    Fault("declaration", "estimator class missing",
+          "`class: sklearn.ensemble.RandomJungleClassifier`",
+          "model.yaml:18: estimator.class: module 'sklearn.ensemble' has no class "
+          "'RandomJungleClassifier'", proof=REFUSED_AT_LOAD,
+          value=[("RandomForestClassifier", "RandomJungleClassifier")]),
+    Fault("declaration", "feature declared twice", "`size:` a second time under "
+          "`contract.features` (YAML alone would keep the last silently)",
+          "model.yaml:17: contract.features.size: declared twice (first at line 14)",
+          proof=REFUSED_AT_LOAD,
+          value=[("    colour: {type: categorical, categories: [red, green]}\n",
+                  "    colour: {type: categorical, categories: [red, green]}\n"
+                  "    size: {type: integer}\n")]),
+    Fault("declaration", "one class", "a binary task with only `{value: 1, ...}` under "
+          "`classes`",
+          "model.yaml:9: contract.classes: a binary task needs at least 2 classes (found 1)",
+          proof=REFUSED_AT_LOAD, value=[("    - {value: 0, name: negative}\n", "")]),
+    Fault("declaration", "gate on a metric the task lacks", "`rmse: {max: 0.5}` in a binary "
+          "task's gates",
+          "model.yaml:22: evaluation.gates.rmse: …not a metric of a binary task; gates may "
+          "use accuracy, precision, recall, f1, roc_auc, brier, ece",
+          proof=REFUSED_AT_LOAD, value=[("roc_auc: {min: 0.8}", "rmse: {max: 0.5}")]),
+    Fault("declaration", "gate in the wrong direction", "`rmse: {min: 0.5}` in a regression "
+          "task's gates",
+          "model.yaml:19: evaluation.gates.rmse: …lower is better for rmse, so its gate is "
+          "`max:`, not `min:`", proof=REFUSED_AT_LOAD,
+          value=[("task: binary", "task: regression"), ("  classes:\n" + _CLASSES, ""),
+                 _FORESTS, ("roc_auc: {min: 0.8}", "rmse: {min: 0.5}")]),
+    Fault("declaration", "unknown key", "`paramz:` (a typo of `params:`) under `estimator`",
+          "model.yaml:19: estimator.paramz: unknown key…allowed here: class, params, scale, "
+          "unseen_categories, trusted_types", proof=REFUSED_AT_LOAD,
+          value=[("  params:", "  paramz:")]),
+    Fault("declaration", "categorical type on a float column", "`size: {type: categorical}`, "
+          "the data holding measurements like 0.5",
+          "against the contract in …model.yaml: column 'size': declared categorical but holds "
+          "floating-point numbers", proof=REFUSED_WITH_DATA,
+          value=[("size: {type: numeric, range: [0, null]}", "size: {type: categorical}")],
+          test="tests/test_declaration.py::test_categorical_type_on_a_float_column_is_named_"
+          "with_the_declaration"),
+    Fault("declaration", "target absent from the data", "the data file without the `label` "
+          "column the contract names as target",
+          "against the contract in …model.yaml: column 'label': required column is missing",
+          proof=REFUSED_WITH_DATA, value=[],
+          test="tests/test_declaration.py::test_target_absent_from_the_data_is_named_with_the_"
+          "declaration"),
+    Fault("declaration", "invalid cron schedule", "`schedule: \"every monday\"`",
+          "model.yaml:26: schedule: 'every monday' is not a cron expression (e.g. '0 3 * * 1')",
+          proof=REFUSED_AT_LOAD, value=[("0 3 * * 1", "every monday")]),
+    Fault("declaration", "slice on an undeclared column", "`- column: weight` under "
+          "`evaluation.slices` (no such feature)",
+          "model.yaml:24: evaluation.slices.0.column: 'weight' is not a declared feature…size, "
+          "count, colour", proof=REFUSED_AT_LOAD,
+          value=[("- column: count", "- column: weight")]),
+]  # fmt: skip
+
 MODEL_CARD_SPECS = [
     Fault("model-card spec", "not YAML", "`model: [unclosed`", "not valid UTF-8 YAML",
           proof=STAGE_FAILS.format(stage="model_card"), value=b"model: [unclosed\n"),
@@ -487,6 +601,7 @@ ALL = [
     *PARTITION_KEYS,
     *CONFIG_AT_LAUNCH,
     *CONFIG_OUT_OF_RANGE,
+    *DECLARATIONS,
     *MODEL_CARD_SPECS,
     *PREDICT_INPUTS,
     *REGISTRY_REFERENCES,

@@ -35,11 +35,18 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _code(text: str) -> str:
+    """A Markdown code span; text holding a backtick is fenced with two."""
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
 AREA_TESTS = {
     "data file": "tests/reliability/test_bad_input.py::test_bad_data_file",
     "partition key": "tests/reliability/test_bad_input.py::test_bad_partition_key",
     "model-card spec": "tests/reliability/test_bad_input.py::test_bad_model_card_spec",
     "predict input": "tests/test_package.py::test_predict_rejects_bad_rows_naming_row_and_column",
+    "declaration": "tests/test_declaration.py::test_bad_declaration_is_refused_naming_file_line_"
+    "and_field",
     "crash": "tests/reliability/test_crashes.py::test_a_killed_run_leaves_nothing_readable_and_"
     "resumes_to_the_same_fingerprint",
     "tampering": "tests/test_audit.py::test_tampering_is_detected_and_named",
@@ -50,6 +57,7 @@ HEADINGS = {
     "data file": "Data files",
     "partition key": "Partition keys",
     "configuration": "Configuration",
+    "declaration": "Model declarations",
     "model-card spec": "Model-card specs",
     "predict input": "Predict inputs",
     "registry reference": "Registry references",
@@ -86,7 +94,7 @@ def render(faults: list[Fault]) -> str:
         for fault in rows:
             shown = fault.expected
             shown = shown if len(shown) < SHOWN else shown[: SHOWN - 3] + "..."
-            cells = [fault.name, fault.how, f"`{shown}`"]
+            cells = [fault.name, fault.how, _code(shown)]
             cells += [] if shared else [fault.proof]
             cells += [] if one_test else [f"`{runner(fault).split('::')[1]}`"]
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")

@@ -1,0 +1,374 @@
+"""Model declarations: a bad one is refused before any run starts, naming the file, the line,
+the field and what is allowed; data that breaks a declared contract is refused with every
+broken rule at once; `lifecycle contract infer` proposes a declaration and touches nothing else.
+
+The bad declarations are rows of tests/reliability/cases.py (the "Model declarations" table of
+docs/reliability.md); each one edits the same small valid declaration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lifecycle_pipeline.cli import main
+from lifecycle_pipeline.contract import DataValidationError, parse, validate
+from lifecycle_pipeline.declaration import (
+    DeclarationError,
+    LoadedDeclaration,
+    load_declaration,
+    parse_declaration,
+)
+from lifecycle_pipeline.errors import ExitCode
+from tests.reliability.cases import DECLARATIONS, REFUSED_AT_LOAD, Fault, case, declaration
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = PROJECT_ROOT / "models" / "breast_cancer"
+LIFECYCLE = Path(sys.executable).parent / "lifecycle"
+
+AT_LOAD = [f for f in DECLARATIONS if f.proof == REFUSED_AT_LOAD]
+
+
+def _write(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root``, by relative path."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _lifecycle(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`lifecycle ARGS` in this process: exit status, stdout, stderr."""
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _real_lifecycle(cwd: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed `lifecycle` console script, as a user or CI step runs it."""
+    env = {
+        **os.environ,
+        "LIFECYCLE_HOME": str(home / "lifecycle_home"),
+        "DAGSTER_HOME": str(home / "dagster_home"),
+    }
+    env.pop("LIFECYCLE_MODEL", None)
+    return subprocess.run(
+        [str(LIFECYCLE), *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=300, check=False,
+    )  # fmt: skip
+
+
+def _toy_frame(rows: int = 12) -> pd.DataFrame:
+    """Data satisfying :data:`tests.reliability.cases.DECLARATION`."""
+    index = np.arange(rows)
+    return pd.DataFrame(
+        {
+            "row_id": index + 1000,
+            "size": 0.5 + index * 0.25,
+            "count": index % 6,
+            "colour": np.where(index % 3 == 0, "red", "green"),
+            "label": index % 2,
+        }
+    )
+
+
+# --- the sample and the base declaration are valid -------------------------------------------
+
+
+def test_sample_declaration_loads() -> None:
+    loaded = load_declaration(SAMPLE)
+    model = loaded.model
+    assert loaded.path == (SAMPLE / "model.yaml").resolve()
+    assert loaded.sha256 == hashlib.sha256((SAMPLE / "model.yaml").read_bytes()).hexdigest()
+    assert loaded.name == "breast_cancer"
+    assert model.contract.task == "binary"
+    assert model.contract.positive.value == 1
+    assert len(model.contract.features) == 30
+    assert set(model.contract.of_type("numeric")) == set(model.contract.features)
+    assert set(model.evaluation.gates) == {"roc_auc", "f1", "recall", "brier"}
+    assert model.schedule == "0 3 * * 1"
+    assert loaded.spec_path().is_file()
+
+
+def test_lifecycle_check_of_the_sample_exits_0(tmp_path: Path) -> None:
+    done = _real_lifecycle(PROJECT_ROOT, tmp_path, "check", "models/breast_cancer")
+    assert done.returncode == ExitCode.OK, done.stderr
+    assert "declaration valid (breast_cancer, binary, sha256 " in done.stdout
+
+
+def test_base_declaration_of_the_bad_cases_is_valid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each bad case edits this text: it must fail because of its edit, not of the base."""
+    path = _write(tmp_path, declaration())
+    loaded = load_declaration(path)
+    assert loaded.model.contract.feature_names == ("size", "count", "colour")
+    assert loaded.model.contract.drop == ("row_id",)
+    code, out, err = _lifecycle(capsys, "check", str(path))
+    assert (code, err) == (ExitCode.OK, "")
+    assert "declaration valid (toy, binary" in out
+
+
+# --- bad declarations --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", AT_LOAD, ids=[f.name for f in AT_LOAD])
+def test_bad_declaration_is_refused_naming_file_line_and_field(
+    fault: Fault, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path / "toy", declaration(fault))
+    before = _tree(tmp_path)
+    with pytest.raises(DeclarationError) as raised:
+        load_declaration(path)
+    message = str(raised.value)
+    assert fault.shown_in(message), message
+    # The file is named with its full path, each problem on its own line as path:line: field.
+    assert re.search(rf"^{re.escape(str(path))}:\d+: \S+: ", message, re.MULTILINE), message
+
+    code, out, err = _lifecycle(capsys, "check", str(path))
+    assert code == ExitCode.REFUSED, err
+    assert out == ""
+    assert err.startswith("lifecycle check: DeclarationError: ")
+    assert fault.shown_in(err), err
+    assert _tree(tmp_path) == before
+
+
+def test_lifecycle_check_of_a_bad_declaration_exits_2_with_the_message_on_stderr(
+    tmp_path: Path,
+) -> None:
+    fault = case("declaration", "invalid cron schedule")
+    path = _write(tmp_path / "toy", declaration(fault))
+    done = _real_lifecycle(tmp_path, tmp_path, "check", str(path))
+    assert done.returncode == ExitCode.REFUSED, done.stderr
+    assert done.stdout == ""
+    assert "Traceback" not in done.stderr
+    assert fault.shown_in(done.stderr), done.stderr
+
+
+def test_feature_declared_twice_is_not_silently_the_last_one() -> None:
+    """PyYAML keeps the last of two equal keys; the declaration must not be read that way."""
+    text = declaration(case("declaration", "feature declared twice"))
+    with pytest.raises(DeclarationError, match="size"):
+        parse_declaration(text, Path("model.yaml"))
+
+
+def test_nested_unknown_key_names_its_line_and_the_keys_allowed_there() -> None:
+    text = declaration().replace("range: [0, null]", "rnage: [0, null]")
+    with pytest.raises(DeclarationError) as raised:
+        parse_declaration(text, Path("models/toy/model.yaml"))
+    assert "models/toy/model.yaml:14: contract.features.size.rnage: unknown key" in str(
+        raised.value
+    )
+    assert "type, nullable, range, categories, unit, description" in str(raised.value)
+
+
+# --- a declaration that its data contradicts -----------------------------------------------
+
+
+def _refusals(
+    fault: Fault, frame: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[LoadedDeclaration, str, str]:
+    """What `contract.validate` and `lifecycle check --data` say about ``frame``."""
+    path = _write(tmp_path / "toy", declaration(fault))
+    data = tmp_path / "toy.csv"
+    frame.to_csv(data, index=False)
+    loaded = load_declaration(path)
+    raw = data.read_bytes()
+    with pytest.raises(DataValidationError) as raised:
+        validate(
+            parse(raw, source=str(data), fmt="csv"),
+            loaded.model.contract,
+            source=str(data),
+            declaration=str(loaded.path),
+        )
+    code, out, err = _lifecycle(capsys, "check", str(path), "--data", str(data))
+    assert code == ExitCode.REFUSED, err
+    assert "declaration valid (toy" in out  # the declaration alone is fine
+    assert data.read_bytes() == raw
+    return loaded, str(raised.value), err
+
+
+def test_categorical_type_on_a_float_column_is_named_with_the_declaration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fault = case("declaration", "categorical type on a float column")
+    loaded, message, err = _refusals(fault, _toy_frame(), tmp_path, capsys)
+    for seen in (message, err):
+        assert fault.shown_in(seen), seen
+        assert str(loaded.path) in seen
+        assert "first at row 0: 0.5)" in seen  # the value as written, not a numpy repr
+
+
+def test_target_absent_from_the_data_is_named_with_the_declaration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fault = case("declaration", "target absent from the data")
+    frame = _toy_frame().drop(columns=["label"])
+    loaded, message, err = _refusals(fault, frame, tmp_path, capsys)
+    for seen in (message, err):
+        assert fault.shown_in(seen), seen
+        assert str(loaded.path) in seen
+
+
+# --- data breaking the declared contract: every problem in one message ----------------------
+
+# (column, what the message says about it, "…" standing for any text); rows count from 0, as
+# the data rows of the file do.
+BROKEN_RULES = [
+    ("size", "1 value(s) violate the declared range: >= 0, first at row 1: -2.0"),
+    ("size", "1 missing value(s) but not declared nullable, first at row 3"),
+    ("colour", "1 value(s) violate the declared categories ['red', 'green'], first at row 2: "
+               "'blue'"),
+    ("count", "declared integer but holds non-numbers (first at row 4: 'two')"),
+    ("extra", "not part of the dataset contract; remove it from the file, or declare it under "
+              "contract.features or contract.drop"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """One `validate` call on data breaking five declared rules: its message and declaration."""
+    folder = tmp_path_factory.mktemp("broken")
+    path = _write(folder, declaration())
+    frame = _toy_frame().astype({"count": object}).assign(extra=1)
+    frame.loc[1, "size"] = -2.0
+    frame.loc[3, "size"] = np.nan
+    frame.loc[2, "colour"] = "blue"
+    frame.loc[4, "count"] = "two"
+    raw = frame.to_csv(index=False).encode()
+    loaded = load_declaration(path)
+    with pytest.raises(DataValidationError) as raised:
+        validate(
+            parse(raw, source="broken.csv", fmt="csv"),
+            loaded.model.contract,
+            source="broken.csv",
+            declaration=str(loaded.path),
+        )
+    return str(raised.value), loaded.path
+
+
+def test_one_validate_call_lists_every_broken_rule(broken: tuple[str, Path]) -> None:
+    message, path = broken
+    assert message.startswith(
+        f"broken.csv: {len(BROKEN_RULES)} problem(s) against the contract in {path}: "
+    ), message
+
+
+@pytest.mark.parametrize("column, problem", BROKEN_RULES, ids=[p for _, p in BROKEN_RULES])
+def test_each_broken_rule_names_column_rule_and_first_row(
+    broken: tuple[str, Path], column: str, problem: str
+) -> None:
+    message, _ = broken
+    pattern = ".*?".join(re.escape(part) for part in problem.split("…"))
+    assert re.search(rf"column '{column}': {pattern}", message), message
+
+
+def test_declared_drop_column_passes_and_is_removed(tmp_path: Path) -> None:
+    loaded = load_declaration(_write(tmp_path, declaration()))
+    raw = _toy_frame().to_csv(index=False).encode()
+    result = validate(
+        parse(raw, source="toy.csv", fmt="csv"),
+        loaded.model.contract,
+        source="toy.csv",
+        declaration=str(loaded.path),
+    )
+    assert list(result.columns) == ["size", "count", "colour", "label"]
+    assert [str(t) for t in result.dtypes] == ["float64", "int64", "object", "int64"]
+    assert len(result) == 12
+
+
+# --- `lifecycle contract infer` ------------------------------------------------------------
+
+
+def _animals(folder: Path) -> Path:
+    """A generated training file: numeric, integer and categorical features, a string target
+    with three classes."""
+    rng = np.random.default_rng(7)
+    rows = 90
+    frame = pd.DataFrame(
+        {
+            "width": rng.normal(5.0, 1.0, rows).round(3),
+            "legs": rng.integers(0, 9, rows),
+            "habitat": rng.choice(["forest", "desert", "sea"], rows),
+            "species": rng.choice(["ant", "bee", "cat"], rows),
+        }
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "animals.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_contract_infer_writes_a_proposal_that_loads_and_touches_nothing_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = tmp_path / "work"
+    data = _animals(work)
+    before = _tree(tmp_path)
+    done = _real_lifecycle(work, tmp_path, "contract", "infer", "--data", "animals.csv",
+                           "--target", "species", "--name", "animals")  # fmt: skip
+    assert done.returncode == ExitCode.OK, done.stderr
+    assert "wrote model.yaml: a proposal from 90 rows" in done.stdout
+    after = _tree(tmp_path)
+    assert {k: v for k, v in after.items() if k != "work/model.yaml"} == before
+    everything = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert everything == ["work", "work/animals.csv", "work/model.yaml"]  # no home, no temp
+
+    loaded = load_declaration(work / "model.yaml")
+    model = loaded.model
+    assert model.name == "animals"
+    assert (model.data.path, model.data.format) == ("data/animals.csv", "csv")
+    assert model.contract.target == "species"
+    assert model.contract.task == "multiclass"
+    assert [(c.value, c.name) for c in model.contract.classes or ()] == [
+        ("ant", "ant"), ("bee", "bee"), ("cat", "cat"),
+    ]  # fmt: skip
+    assert {n: f.type for n, f in model.contract.features.items()} == {
+        "width": "numeric", "legs": "integer", "habitat": "categorical",
+    }  # fmt: skip
+    assert model.contract.features["habitat"].categories == ("desert", "forest", "sea")
+    assert all(f.range is None for f in model.contract.features.values())  # none guessed
+    assert model.evaluation.gates == {}
+    assert model.estimator.class_ == "sklearn.ensemble.RandomForestClassifier"
+    assert "REVIEW BEFORE USE" in loaded.text()
+
+    code, out, err = _lifecycle(capsys, "check", str(loaded.path), "--data", str(data))
+    assert (code, err) == (ExitCode.OK, ""), err
+    assert "satisfies the contract (90 rows)" in out
+
+
+def test_contract_infer_refuses_to_overwrite_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _animals(tmp_path)
+    output = tmp_path / "proposal.yaml"
+    output.write_text("# reviewed by hand\n", encoding="utf-8")
+    args = ("contract", "infer", "--data", str(data), "--output", str(output))
+
+    code, out, err = _lifecycle(capsys, *args)
+    assert code == ExitCode.REFUSED
+    assert out == ""
+    assert f"{output} exists; review it, or pass --force to replace it." in err
+    assert output.read_text(encoding="utf-8") == "# reviewed by hand\n"
+
+    code, out, err = _lifecycle(capsys, *args, "--force")
+    assert (code, err) == (ExitCode.OK, "")
+    assert load_declaration(output).model.contract.task == "multiclass"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["animals.csv", "proposal.yaml"]
