@@ -39,8 +39,9 @@ class DatasetInfo:
 
 def frame(rows: int, seed: int = SEED, reference: pd.DataFrame | None = None) -> pd.DataFrame:
     """``rows`` rows with the sample schema; the same arguments give the same values."""
+    from lifecycle_pipeline.sample_data import BREAST_CANCER_FEATURES as FEATURES
+    from lifecycle_pipeline.sample_data import BREAST_CANCER_TARGET as TARGET
     from lifecycle_pipeline.sample_data import reference_frame
-    from lifecycle_pipeline.schema import FEATURES, TARGET
 
     reference = reference_frame() if reference is None else reference
     values = reference[list(FEATURES)].to_numpy(dtype="float64")
@@ -91,6 +92,6 @@ def write(rows: int, folder: Path, seed: int = SEED) -> DatasetInfo:
 
 def read(info: DatasetInfo) -> pd.DataFrame:
     """The frame as the plain baseline holds it in memory (parsed exactly like the pipeline)."""
-    from lifecycle_pipeline.schema import parse_csv
+    from lifecycle_pipeline.contract import parse_csv
 
     return parse_csv(Path(info.path).read_bytes(), source=info.path)

@@ -14,7 +14,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from lifecycle_pipeline.registry_demo import DATASET_PATH, Publication, init_registry, publish
+from bench.plain import SAMPLE_MODEL
+from lifecycle_pipeline.registry_demo import Publication, init_registry, publish
 
 PROJECT_FILES = (
     "pyproject.toml",
@@ -46,7 +47,9 @@ def registry_with(csv: Path, base: Path, tag: str = "data-v1") -> Path:
     """A git + DVC registry under ``base`` whose ``tag`` holds ``csv`` (DVC add, commit, push)."""
     repo = base / "registry"
     init_registry(repo, base / "remote")
-    publish(repo, Publication(tag=tag, source=csv, target=DATASET_PATH, message=tag))
+    publish(
+        repo, Publication(tag=tag, source=csv, target=SAMPLE_MODEL.model.data.path, message=tag)
+    )
     return repo
 
 
@@ -73,8 +76,11 @@ def many_version_registry(
     upload = base / "upload.csv"
     for tag, data in zip(tags[:published], contents[:published], strict=True):
         upload.write_bytes(data)
-        publish(repo, Publication(tag=tag, source=upload, target=DATASET_PATH, message=tag))
-    folder, name = DATASET_PATH.rsplit("/", 1)
+        publish(
+            repo,
+            Publication(tag=tag, source=upload, target=SAMPLE_MODEL.model.data.path, message=tag),
+        )
+    folder, name = SAMPLE_MODEL.model.data.path.rsplit("/", 1)
     for index, (tag, data) in enumerate(zip(tags, contents, strict=True)):
         if index < published:
             continue

@@ -41,7 +41,9 @@ def _demo_every_model(args: argparse.Namespace) -> int:
     from lifecycle_pipeline.declaration import DECLARATION_FILE, models_dir
 
     settings = Settings.from_env()
-    names = sorted(p.parent.name for p in models_dir(settings.project_root).glob(f"*/{DECLARATION_FILE}"))
+    names = sorted(
+        p.parent.name for p in models_dir(settings.project_root).glob(f"*/{DECLARATION_FILE}")
+    )
     names.sort(key=lambda name: name != settings.default_model)
     worst = 0
     for name in names:
@@ -54,7 +56,7 @@ def _demo_every_model(args: argparse.Namespace) -> int:
 def _summary(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from lifecycle_pipeline.demo import drift_table, prepare_environment
+    from lifecycle_pipeline.demo import drift_table, gated_metrics, prepare_environment
     from lifecycle_pipeline.lineage.query import format_table, summarize
 
     prepare_environment(Settings.from_env())
@@ -63,7 +65,11 @@ def _summary(args: argparse.Namespace) -> int:
         rows = [row for v in versions if (row := summarize(instance, v)) is not None]
         batches = instance.get_dynamic_partitions("production_batches")
         drift = drift_table(instance, list(batches)) if batches else ""
-    print(format_table(rows) if rows else "No materialized data versions yet: run `make demo`.")
+    print(
+        format_table(rows, gated_metrics())
+        if rows
+        else "No materialized data versions yet: run `make demo`."
+    )
     if drift:
         print(f"\n{drift}")
     return 0
@@ -200,6 +206,7 @@ def _drift(args: argparse.Namespace) -> int:
         from lifecycle_pipeline.definitions import defs
         from lifecycle_pipeline.lineage.query import latest, metadata_values
         from lifecycle_pipeline.partitions import PRODUCTION_BATCHES, validate_partition_key
+
         batch = validate_partition_key(args.batch)
         registry = current_registry()
         registry.resolve(batch, registry.batch_path.format(key=batch))  # fails clearly if absent
@@ -310,9 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", help="CSV or Parquet file (default: CSV on stdout)")
     predict.add_argument(
         "--out-of-range",
-        choices=["reject", "warn"],
-        default="reject",
-        help="policy for values far outside the training range (default: reject)",
+        choices=["flag", "reject"],
+        default=None,
+        help="values outside the training range but inside the declared domain: flag them in "
+        "the output or reject the rows (default: the policy the package declares)",
     )
     predict.add_argument(
         "--public-key", help="trusted PEM public key (default: the configured one)"

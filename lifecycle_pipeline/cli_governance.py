@@ -53,8 +53,13 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0 if report.identical else 1
 
 
-def score(package: Path, rows: Path, out_of_range: str = "reject") -> tuple[Any, list[str]]:
-    """Predictions from the package's own entry point (the code production runs), warnings."""
+def score(
+    package: Path, rows: Path, out_of_range: str | None = None
+) -> tuple[Any, list[str]]:
+    """Predictions from the package's own entry point (the code production runs), warnings.
+
+    ``out_of_range`` None applies the package's declared policy.
+    """
     import importlib.util
     import warnings
 
@@ -105,7 +110,7 @@ def _replay(args: argparse.Namespace) -> int:
     with opened(package) as folder:
         manifest = load_manifest(folder)
         try:
-            predictions, warned = score(folder, rows, "warn")
+            predictions, warned = score(folder, rows, "flag")
         except InputError as exc:
             print(f"{rows}: invalid input: {exc}", file=sys.stderr)
             return 2

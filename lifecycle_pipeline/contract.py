@@ -22,7 +22,12 @@ from lifecycle_pipeline.errors import LifecycleError
 if TYPE_CHECKING:
     from lifecycle_pipeline.declaration import Contract, Feature
 
-PANDAS_DTYPE = {"numeric": "float64", "integer": "int64", "categorical": "object", "boolean": "bool"}
+PANDAS_DTYPE = {
+    "numeric": "float64",
+    "integer": "int64",
+    "categorical": "object",
+    "boolean": "bool",
+}
 
 
 class DataValidationError(LifecycleError, ValueError):
@@ -154,8 +159,14 @@ def _coerce(name: str, feature: Feature, values: pd.Series) -> tuple[pd.Series, 
         if pd.api.types.is_bool_dtype(values):
             return values, None
         mapped = values.map(
-            {True: True, False: False, 1: True, 0: False, "true": True, "false": False,
-             "True": True, "False": False}
+            {
+                True: True,
+                False: False,
+                "true": True,
+                "false": False,
+                "True": True,
+                "False": False,
+            }
         )
         bad = (mapped.isna() & values.notna()).to_numpy()
         if bad.any():
@@ -191,13 +202,18 @@ def _pandera_schema(contract: Contract, columns: list[str]) -> Any:
                 checks.append(pa.Check.le(high, error=f"declared range: <= {high:g}"))
         if feature.categories is not None:
             checks.append(
-                pa.Check.isin(list(feature.categories), error=f"declared categories {list(feature.categories)}")
+                pa.Check.isin(
+                    list(feature.categories),
+                    error=f"declared categories {list(feature.categories)}",
+                )
             )
         spec[name] = pa.Column(checks=checks, nullable=feature.nullable)
     return pa.DataFrameSchema(spec)
 
 
-def _rule_problems(frame: pd.DataFrame, contract: Contract, columns: list[str]) -> list[ColumnProblem]:
+def _rule_problems(
+    frame: pd.DataFrame, contract: Contract, columns: list[str]
+) -> list[ColumnProblem]:
     """Nulls, ranges and category sets, all of them at once (pandera's lazy validation)."""
     import pandera.errors
 
@@ -212,7 +228,11 @@ def _rule_problems(frame: pd.DataFrame, contract: Contract, columns: list[str]) 
         problems = []
         for (column, check), group in cases.groupby(["column", "check"], sort=False, dropna=False):
             rows = group["index"].dropna()
-            first = f", first at row {int(rows.iloc[0])}: {group['failure_case'].iloc[0]!r}" if len(rows) else ""
+            first = (
+                f", first at row {int(rows.iloc[0])}: {group['failure_case'].iloc[0]!r}"
+                if len(rows)
+                else ""
+            )
             if check == "not_nullable":
                 found = f"{len(group)} missing value(s) but not declared nullable"
             else:
@@ -247,7 +267,9 @@ def validate(
     task = task or task_for(contract.task)
     features = list(contract.feature_names)
     required = [*features, contract.target] if require_target else features
-    problems = [ColumnProblem(c, "required column is missing") for c in required if c not in frame.columns]
+    problems = [
+        ColumnProblem(c, "required column is missing") for c in required if c not in frame.columns
+    ]
     if not allow_extra:
         known = {*required, *contract.drop}
         problems += [
@@ -276,14 +298,20 @@ def validate(
         if target.isna().any():
             first = int(target.index[target.isna().to_numpy()][0])
             problems.append(
-                ColumnProblem(contract.target, f"{int(target.isna().sum())} missing label(s), first at row {first}")
+                ColumnProblem(
+                    contract.target,
+                    f"{int(target.isna().sum())} missing label(s), first at row {first}",
+                )
             )
         else:
-            problems += [ColumnProblem(contract.target, p) for p in task.target_problems(target, contract)]
+            problems += [
+                ColumnProblem(contract.target, p) for p in task.target_problems(target, contract)
+            ]
     if problems:
         listing = "; ".join(str(p) for p in problems)
         raise DataValidationError(
-            f"{source}: {len(problems)} problem(s) against the contract in {declaration}: {listing}."
+            f"{source}: {len(problems)} problem(s) against the contract in {declaration}: "
+            f"{listing}."
         )
     if require_target:
         target = frame[contract.target]
@@ -334,11 +362,15 @@ def infer_contract(frame: pd.DataFrame, *, target: str | None = None) -> dict[st
     ):
         contract["task"] = "regression"
     else:
-        values = sorted(distinct_labels.tolist(), key=repr)
-        contract["task"] = "binary" if len(values) == 2 else "multiclass"
+        label_values = sorted(distinct_labels.tolist(), key=repr)
+        contract["task"] = "binary" if len(label_values) == 2 else "multiclass"
         contract["classes"] = [
-            {"value": _plain(v), "name": str(v), **({"positive": True} if i == 1 and len(values) == 2 else {})}
-            for i, v in enumerate(values)
+            {
+                "value": _plain(v),
+                "name": str(v),
+                **({"positive": True} if i == 1 and len(label_values) == 2 else {}),
+            }
+            for i, v in enumerate(label_values)
         ]
     contract["row"] = "TODO: what one row is, in the domain's words"
     contract["features"] = features

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import itertools
 import math
 import os
 import re
@@ -107,7 +108,9 @@ class Feature(_Strict):
     def _consistent(self) -> Feature:
         if self.range is not None:
             if self.type not in ("numeric", "integer"):
-                raise ValueError(f"a range applies to numeric and integer features, not {self.type}")
+                raise ValueError(
+                    f"a range applies to numeric and integer features, not {self.type}"
+                )
             low, high = self.range
             if low is not None and high is not None and not low <= high:
                 raise ValueError(f"range [{low}, {high}] is empty: min must not exceed max")
@@ -135,7 +138,8 @@ class Contract(_Strict):
     target_unit: str | None = Field(default=None, description="Regression: the target's unit.")
     features: dict[str, Feature]
     drop: tuple[str, ...] = Field(
-        default=(), description="Columns removed on read (ids, timestamps); any other column "
+        default=(),
+        description="Columns removed on read (ids, timestamps); any other column "
         "outside the contract is refused.",
     )
 
@@ -154,7 +158,9 @@ class Contract(_Strict):
             return self
         if self.classes is None or len(self.classes) < 2:
             found = 0 if self.classes is None else len(self.classes)
-            raise FieldError(("classes",), f"a {self.task} task needs at least 2 classes (found {found})")
+            raise FieldError(
+                ("classes",), f"a {self.task} task needs at least 2 classes (found {found})"
+            )
         values = [c.value for c in self.classes]
         if len({repr(v) for v in values}) != len(values):
             raise ValueError(f"class values repeat: {values}")
@@ -278,9 +284,12 @@ class Slice(_Strict):
     def bands(self) -> list[tuple[str, float, float]]:
         edges = [-math.inf, *(self.bins or ()), math.inf]
         names = self.labels or tuple(
-            f"<{high:g}" if low == -math.inf else f">={low:g}" if high == math.inf
+            f"<{high:g}"
+            if low == -math.inf
+            else f">={low:g}"
+            if high == math.inf
             else f"{low:g}-{high:g}"
-            for low, high in zip(edges, edges[1:], strict=False)
+            for low, high in itertools.pairwise(edges)
         )
         return [(names[i], edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
 
@@ -445,9 +454,7 @@ def _node_line(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
         if isinstance(node, yaml.MappingNode):
-            child = next(
-                ((k, v) for k, v in node.value if k.value == str(part)), None
-            )
+            child = next(((k, v) for k, v in node.value if k.value == str(part)), None)
             if child is None:
                 break
             line, node = child[0].start_mark.line + 1, child[1]
@@ -575,7 +582,9 @@ def load_declaration(path: Path | str) -> LoadedDeclaration:
     except UnicodeDecodeError as exc:
         raise DeclarationError(f"{path}: not UTF-8 text (byte {exc.start}).") from exc
     model = parse_declaration(text, path)
-    return LoadedDeclaration(model=model, path=path.resolve(), sha256=hashlib.sha256(raw).hexdigest())
+    return LoadedDeclaration(
+        model=model, path=path.resolve(), sha256=hashlib.sha256(raw).hexdigest()
+    )
 
 
 def models_dir(project_root: Path | None = None) -> Path:

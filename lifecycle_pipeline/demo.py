@@ -118,6 +118,13 @@ def drift_table(instance: dg.DagsterInstance, batches: list[str]) -> str:
     return render_table(("batch", "verdict", "drift share", "drifted columns", "report"), rows)
 
 
+def gated_metrics() -> list[str]:
+    """The summary's metric columns: what this process's model is gated on."""
+    from lifecycle_pipeline.declaration import current_declaration
+
+    return list(current_declaration().model.evaluation.gates)
+
+
 def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> list[VersionSummary]:
     prepare_environment(settings)
     from lifecycle_pipeline.cli import current_registry
@@ -162,7 +169,7 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> list[Ve
                 echo(failure_summary(result))
         drift_rows = drift_table(instance, batches)
     echo("")
-    echo(format_table(rows))
+    echo(format_table(rows, gated_metrics()))
     echo("")
     echo(drift_rows)
     echo(f"\nDagster instance: {os.environ['DAGSTER_HOME']}  (open it with `make ui`)")

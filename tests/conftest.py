@@ -16,9 +16,9 @@ import dagster as dg
 import pytest
 from dagster._core.definitions.sensor_definition import SensorExecutionData
 
+from lifecycle_pipeline.declaration import load_declaration
 from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.partitions import DATA_VERSIONS
-from lifecycle_pipeline.declaration import load_declaration
 from lifecycle_pipeline.registry_demo import Publication, build_demo_registry, publish
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.registry import DataRegistry
@@ -110,6 +110,32 @@ def copy_registry(source: Registry, base: Path) -> Registry:
         f"['remote \"local\"']\n    url = {copy.remote}\n", encoding="utf-8"
     )
     return copy
+
+
+PROJECT_FILES = ("pyproject.toml", "uv.lock", "README.md", "lifecycle_pipeline", "models",
+                 ".gitignore")  # fmt: skip
+GIT_IDENTITY = ["-c", "user.name=Test", "-c", "user.email=test@example.org"]
+
+
+def committed_project_copy(repo: Path) -> Path:
+    """The project's sources committed into a fresh git repository at ``repo``.
+
+    Lineage records the code commit and refuses to reproduce uncommitted code; runs started
+    from this copy (``PYTHONPATH=repo``) are traceable to a clean commit, whatever the state
+    of the working tree the tests run from.
+    """
+    import subprocess
+
+    repo.mkdir(parents=True)
+    for name in PROJECT_FILES:
+        source = PROJECT_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, repo / name)
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "the project as it is"]):
+        subprocess.run(["git", *GIT_IDENTITY, "-C", str(repo), *args], check=True)
+    return repo
 
 
 def free_port() -> int:

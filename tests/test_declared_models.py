@@ -24,7 +24,7 @@ import yaml
 
 from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
 from lifecycle_pipeline.registry_demo import Publication, init_registry, publish
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, committed_project_copy
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("declared_models")]
 BIN = Path(sys.executable).parent
@@ -64,10 +64,12 @@ def regression_frame(rows: int = 500, seed: int = 12) -> tuple[pd.DataFrame, dic
 
 @dataclass
 class Project:
-    """A registry, a declaration and a Dagster home, used only through processes."""
+    """A registry, a declaration and a Dagster home, used only through processes that run
+    the code of a clean commit (``code``), as a deployment does."""
 
     base: Path
     declaration: Path
+    code: Path
 
     @property
     def home(self) -> Path:
@@ -83,12 +85,14 @@ class Project:
             "LIFECYCLE_ARTIFACT_ROOT": str(self.base / "artifacts"),
             "DVC_NO_ANALYTICS": "1",
             "DAGSTER_DISABLE_TELEMETRY": "1",
+            "PYTHONPATH": str(self.code),
+            "LIFECYCLE_UV": str(PROJECT_ROOT / ".tools" / "bin" / "uv"),
         }
 
     def run(self, *command: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             list(command),
-            cwd=PROJECT_ROOT,
+            cwd=self.code,
             env=self.env(),
             capture_output=True,
             text=True,
@@ -112,8 +116,13 @@ class Project:
         return dg.DagsterInstance.from_config(str(self.home))
 
 
+@pytest.fixture(scope="module")
+def code(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return committed_project_copy(tmp_path_factory.mktemp("code") / "repo")
+
+
 def make_project(
-    base: Path, frame: pd.DataFrame, batch: pd.DataFrame, declaration: dict, fmt: str
+    base: Path, frame: pd.DataFrame, batch: pd.DataFrame, declaration: dict, fmt: str, code: Path
 ) -> Project:
     base.mkdir(parents=True, exist_ok=True)
     (base / "dagster_home").mkdir()
@@ -136,7 +145,7 @@ def make_project(
     folder.mkdir()
     (folder / "model.yaml").write_text(yaml.safe_dump(declaration, sort_keys=False))
     (folder / "model_card.yaml").write_text("# every human field a gap, on purpose\n")
-    return Project(base=base, declaration=folder / "model.yaml")
+    return Project(base=base, declaration=folder / "model.yaml", code=code)
 
 
 def multiclass_declaration(names: dict[str, str]) -> dict:
@@ -156,7 +165,10 @@ def multiclass_declaration(names: dict[str, str]) -> dict:
             "features": {
                 names["numeric"]: {"type": "numeric"},
                 names["integer"]: {"type": "integer", "range": [0, 100]},
-                names["category"]: {"type": "categorical", "categories": ["north", "south", "east"]},
+                names["category"]: {
+                    "type": "categorical",
+                    "categories": ["north", "south", "east"],
+                },
             },
             "drop": [names["id"]],
         },
@@ -205,24 +217,25 @@ def regression_declaration(names: dict[str, str]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def multiclass(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+def multiclass(tmp_path_factory: pytest.TempPathFactory, code: Path) -> Iterator[Project]:
     frame, names = multiclass_frame()
     batch = frame.drop(columns=[names["target"]]).sample(200, random_state=3)
     project = make_project(
-        tmp_path_factory.mktemp("multiclass"), frame, batch, multiclass_declaration(names), "csv"
-    )
+        tmp_path_factory.mktemp("multiclass"), frame, batch, multiclass_declaration(names), "csv",
+        code,
+    )  # fmt: skip
     done = project.materialize("data-v1")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     yield project
 
 
 @pytest.fixture(scope="module")
-def regression(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+def regression(tmp_path_factory: pytest.TempPathFactory, code: Path) -> Iterator[Project]:
     frame, names = regression_frame()
     batch = frame.drop(columns=[names["target"]]).sample(200, random_state=4)
     project = make_project(
         tmp_path_factory.mktemp("regression"), frame, batch, regression_declaration(names),
-        "parquet",
+        "parquet", code,
     )  # fmt: skip
     done = project.materialize("data-v1")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
@@ -267,9 +280,7 @@ def test_drift_on_a_batch_and_reproduce_say_what_they_found(
     assert "identical" in again.stdout
 
 
-def test_an_inferred_declaration_runs_as_proposed(
-    multiclass: Project, tmp_path: Path
-) -> None:
+def test_an_inferred_declaration_runs_as_proposed(multiclass: Project, tmp_path: Path) -> None:
     """`contract infer` proposes; accepted as is, the proposal trains a model."""
     frame, names = multiclass_frame()
     data = tmp_path / "table.csv"
@@ -281,9 +292,9 @@ def test_an_inferred_declaration_runs_as_proposed(
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     (proposal.parent / "model_card.yaml").write_text("")
-    project = Project(base=tmp_path, declaration=proposal)
+    project = Project(base=tmp_path, declaration=proposal, code=multiclass.code)
     (tmp_path / "dagster_home").mkdir()
-    os.symlink(multiclass.base / "registry", tmp_path / "registry")
+    (tmp_path / "registry").symlink_to(multiclass.base / "registry")
     done = project.materialize("data-v1")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     with project.instance() as instance:

@@ -1,4 +1,9 @@
-"""The deployment package: verify catches every tampering, parity holds, predict validates."""
+"""The deployment package: verify catches every tampering, parity holds, predict validates.
+
+The first tests package the sample model through a real pipeline run; the later ones build
+packages of other tasks (multiclass, regression) straight from the stage functions, so every
+task's output and every feature type is proven out of process too.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +14,27 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from lifecycle_pipeline.cli import main
+from lifecycle_pipeline.declaration import LoadedDeclaration, load_declaration
 from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
+from lifecycle_pipeline.lineage.records import EvaluationReport, FeatureSet, TrainedModel
+from lifecycle_pipeline.package import runtime
+from lifecycle_pipeline.package.build import differing_columns
 from lifecycle_pipeline.package.verify import verify_package
 from lifecycle_pipeline.resources.codecs import decode
 from lifecycle_pipeline.resources.signing import PackageSigner, ensure_dev_key, public_key_id
-from tests.conftest import Registry, scratch_pipeline
+from tests.conftest import PROJECT_ROOT, Registry, scratch_pipeline
 from tests.reliability.cases import PREDICT_INPUTS, Fault, case
+
+SAMPLE = PROJECT_ROOT / "models" / "breast_cancer" / "model.yaml"
+TASK_COLUMNS = ["probability", "label"]  # the sample is a binary task
 
 
 class Packaged(NamedTuple):
@@ -89,6 +100,11 @@ def test_fresh_package_verifies_as_folder_and_archive(packaged: Packaged) -> Non
             "uv.lock",
         ]
     )
+    sample = load_declaration(SAMPLE)
+    manifest = json.loads((package / "manifest.json").read_text())
+    assert manifest["declaration"] == {"name": sample.name, "sha256": sample.sha256}
+    assert manifest["task"] == sample.model.contract.task
+    assert manifest["model"]["trusted_types"] == list(sample.model.estimator.trusted_types)
 
 
 def test_flipped_model_byte_fails_naming_the_file(
@@ -151,37 +167,67 @@ def test_foreign_key_does_not_verify(
     assert f"does not verify with {other_public}" in err
 
 
+def run_predict(
+    package: Path, source: Path, target: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """The package's own predict.py in a fresh, isolated interpreter in which importing
+    lifecycle_pipeline is impossible: only the package's files, as production runs it."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    blocker = (
+        "import runpy, sys; sys.modules['lifecycle_pipeline'] = None; "
+        f"sys.argv = ['predict.py', {str(source)!r}, {str(target)!r}, *{list(args)!r}]; "
+        "runpy.run_path('predict.py', run_name='__main__')"
+    )
+    return subprocess.run(
+        [sys.executable, "-I", "-c", blocker],
+        cwd=package,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def test_parity_in_a_separate_process_is_bit_for_bit(packaged: Packaged, tmp_path: Path) -> None:
     """Only the package's files, a fresh interpreter, and no lifecycle_pipeline importable."""
     package, _, predictions, test_rows = packaged
     alone = copy_of(package, tmp_path)
     source, target = tmp_path / "rows.parquet", tmp_path / "out.parquet"
     test_rows.to_parquet(source, index=False)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    blocker = (
-        "import runpy, sys; sys.modules['lifecycle_pipeline'] = None; "
-        f"sys.argv = ['predict.py', {str(source)!r}, {str(target)!r}, '--out-of-range', 'warn']; "
-        "runpy.run_path('predict.py', run_name='__main__')"
-    )
-    subprocess.run([sys.executable, "-I", "-c", blocker], cwd=alone, env=env, check=True)
+    done = run_predict(alone, source, target)  # the declared policy: flag
+    assert done.returncode == 0, done.stderr
     produced = pd.read_parquet(target)
-    assert np.ascontiguousarray(produced["probability"], "<f8").tobytes() == (
-        np.ascontiguousarray(predictions["probability"], "<f8").tobytes()
-    )
-    assert produced["label"].tolist() == predictions["label"].tolist()
+    assert list(produced.columns) == [*TASK_COLUMNS, runtime.FLAG_COLUMN]
+    assert differing_columns(predictions[TASK_COLUMNS], produced[TASK_COLUMNS]) == []
 
 
-def _rows(
-    test_rows: pd.DataFrame, tmp_path: Path, edit: Callable[[pd.DataFrame], pd.DataFrame]
-) -> Path:
+def test_every_golden_row_passes_predict_py_with_the_default_policy(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    """Golden rows are held-out rows and training extremes: inside the declared domain, so
+    none is refused; those beyond the training range are scored and flagged, and the output
+    equals golden_outputs.parquet bit for bit."""
+    package = packaged.package
+    source, target = tmp_path / "golden.parquet", tmp_path / "out.parquet"
+    golden = pd.read_parquet(package / "golden_inputs.parquet")
+    golden.to_parquet(source)
+    done = run_predict(package, source, target)
+    assert done.returncode == 0, done.stderr
+    produced = pd.read_parquet(target)
+    assert len(produced) == len(golden)
+    expected = pd.read_parquet(package / "golden_outputs.parquet")
+    assert list(expected.columns) == TASK_COLUMNS
+    assert differing_columns(expected, produced[TASK_COLUMNS]) == []
+    assert produced[runtime.FLAG_COLUMN].dtype == "int64"
+    assert (produced[runtime.FLAG_COLUMN] >= 0).all()
+
+
+def _edited(test_rows: pd.DataFrame, tmp_path: Path, column: str, row: int, value: float) -> Path:
+    frame = test_rows.head(6).reset_index(drop=True).copy()
+    frame.loc[row, column] = value
     path = tmp_path / "input.csv"
-    edit(test_rows.head(6).reset_index(drop=True).copy()).to_csv(path, index=False)
+    frame.to_csv(path, index=False)
     return path
-
-
-def _far_out(frame: pd.DataFrame) -> pd.DataFrame:
-    frame.loc[2, "worst_radius"] = 500.0
-    return frame
 
 
 @pytest.mark.parametrize("fault", PREDICT_INPUTS, ids=[f.name for f in PREDICT_INPUTS])
@@ -196,29 +242,49 @@ def test_predict_rejects_bad_rows_naming_row_and_column(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["input.csv"]  # nothing written
 
 
-def test_out_of_range_policy_warn_scores_and_warns(
-    packaged: Packaged,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+def test_a_declared_domain_bound_refuses_naming_row_column_value_and_bound(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    """The sample declares measurements >= 0: a negative one is refused under any policy."""
+    package, _, _, test_rows = packaged
+    source = _edited(test_rows, tmp_path, "worst_radius", 2, -5.0)
+    for policy in ([], ["--out-of-range", "reject"]):
+        done = run_predict(package, source, tmp_path / "out.csv", *policy)
+        assert done.returncode == 2, done.stderr
+        assert (
+            "InputError: row 2, column 'worst_radius': -5 outside the declared domain [0, +inf)"
+            in done.stderr
+        ), done.stderr
+        assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_value_beyond_the_training_range_is_flagged_or_refused_under_reject(
+    packaged: Packaged, tmp_path: Path
 ) -> None:
     package, _, predictions, test_rows = packaged
-    source = _rows(test_rows, tmp_path, _far_out)
-    out = tmp_path / "p.csv"
-    assert (
-        main(["predict", str(package), str(source), "--output", str(out), "--out-of-range", "warn"])
-        == 0
-    )
-    assert "row 2, column 'worst_radius'" in capsys.readouterr().err
-    scored = pd.read_csv(out, float_precision="round_trip")
+    source = _edited(test_rows, tmp_path, "worst_radius", 2, 500.0)
+    out = tmp_path / "out.csv"
+    done = run_predict(package, source, out)  # the declared policy: flag
+    assert done.returncode == 0, done.stderr
+    assert "row 2, column 'worst_radius': 500 outside the training range [" in done.stderr
+    scored = pd.read_csv(out, float_precision="round_trip", index_col="row")
     assert len(scored) == 6
+    assert scored[runtime.FLAG_COLUMN][2] >= 1
     # Untouched rows score exactly as in evaluation.
     assert scored["probability"][0] == predictions["probability"][0]
+    out.unlink()
+    refused = run_predict(package, source, out, "--out-of-range", "reject")
+    assert refused.returncode == 2
+    assert (
+        "InputError: row 2, column 'worst_radius': 500 outside the training range ["
+        in refused.stderr
+    ), refused.stderr
+    assert "the out-of-range policy is 'reject'" in refused.stderr
+    assert not out.exists()
 
 
 def test_untrusted_type_in_model_is_refused(packaged: Packaged, tmp_path: Path) -> None:
     import skops.io as sio
-
-    from lifecycle_pipeline.package import runtime
 
     fault = case("tampering", "package: untrusted skops type")
     package, _, _, _ = packaged
@@ -231,6 +297,25 @@ def test_untrusted_type_in_model_is_refused(packaged: Packaged, tmp_path: Path) 
     with pytest.raises(runtime.PackageError) as error:
         runtime.load_model(copy, manifest)
     assert fault.shown_in(str(error.value)), error.value
+
+
+def test_a_model_type_missing_from_the_manifest_list_is_refused_by_name(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    """predict.py trusts exactly the types the manifest records, nothing by default."""
+    package, _, _, test_rows = packaged
+    copy = copy_of(package, tmp_path)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["model"]["trusted_types"] = []  # the forest's tree type is no longer listed
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    source = tmp_path / "rows.parquet"
+    test_rows.head(3).to_parquet(source)
+    done = run_predict(copy, source, tmp_path / "out.parquet")
+    assert done.returncode == 2
+    assert "model.skops: untrusted type(s) ['sklearn.tree._tree.Tree']; refusing to load" in (
+        done.stderr
+    ), done.stderr
+    assert not (tmp_path / "out.parquet").exists()
 
 
 def test_dev_signing_key_is_private_and_ignored_by_git(
@@ -256,14 +341,13 @@ def test_dev_signing_key_is_private_and_ignored_by_git(
 
 def test_parity_check_fails_on_a_one_ulp_difference(packaged: Packaged, tmp_path: Path) -> None:
     from lifecycle_pipeline.assets.packaging import parity
-    from lifecycle_pipeline.lineage.records import EvaluationReport, FeatureSet
 
     package, _, predictions, test_rows = packaged
     feature_set = FeatureSet(
         train=test_rows,
         test=test_rows,
         feature_columns=tuple(test_rows.columns),
-        target="malignant",
+        target=load_declaration(SAMPLE).model.contract.target,
         seed=0,
         test_size=0.25,
         data_md5="",
@@ -285,6 +369,13 @@ def test_parity_check_fails_on_a_one_ulp_difference(packaged: Packaged, tmp_path
     probability[3] = np.nextafter(probability[3], 2.0)
     nudged["probability"] = probability
     result = parity(package, feature_set, report(nudged), tmp_path)
+    assert not result.passed
+    assert result.metadata["differing_rows"].value == 1
+    relabelled = predictions.copy()
+    relabelled["label"] = np.where(
+        relabelled.index == 5, 1 - relabelled["label"], relabelled["label"]
+    )
+    result = parity(package, feature_set, report(relabelled), tmp_path)
     assert not result.passed
     assert result.metadata["differing_rows"].value == 1
 
@@ -329,3 +420,329 @@ def test_dev_key_created_by_racing_processes_is_one_matching_pair(
         code, out, err = verify_cli(copy, public, capsys)
         assert code == 0, err
         assert fault.shown_in(out), out
+
+
+# --- packages of other tasks, built straight from the stage functions ----------------------
+
+MULTICLASS = """\
+name: garden_iris
+description: Which iris species a flower is, from its measurements and where it grew.
+data: {path: data/iris.csv}
+contract:
+  target: species
+  task: multiclass
+  row: one iris flower
+  classes:
+    - {value: 0, name: setosa}
+    - {value: 1, name: versicolor}
+    - {value: 2, name: virginica}
+  features:
+    sepal_length: {type: numeric, range: [0, 100], unit: cm}
+    sepal_width: {type: numeric, range: [0, null], nullable: true, unit: cm}
+    petal_length: {type: numeric, range: [0, null], unit: cm}
+    petal_width: {type: numeric, range: [0, null], unit: cm}
+    garden: {type: categorical, categories: ["01", "02", "03"]}
+    beds: {type: integer, range: [1, null]}
+    wild: {type: boolean}
+estimator:
+  class: sklearn.ensemble.RandomForestClassifier
+  params: {n_estimators: 20}
+  trusted_types: [sklearn.tree._tree.Tree]
+"""
+
+
+class Direct(NamedTuple):
+    package: Path
+    declaration: LoadedDeclaration
+    features: FeatureSet
+    model: TrainedModel
+    report: EvaluationReport
+
+
+def build_direct(declaration: LoadedDeclaration, frame: pd.DataFrame, folder: Path) -> Direct:
+    """A signed package of ``declaration`` trained on ``frame``: the asset's steps, no Dagster."""
+    from lifecycle_pipeline.assets.evaluation import evaluate, gates_for
+    from lifecycle_pipeline.assets.features import FeaturesConfig, split
+    from lifecycle_pipeline.assets.training import (
+        TrainingConfig,
+        check_trusted_types,
+        fit,
+        golden_inputs,
+    )
+    from lifecycle_pipeline.contract import validate
+    from lifecycle_pipeline.lineage.fingerprint import fingerprint
+    from lifecycle_pipeline.lineage.records import DataSnapshot, FileTree, ResolvedVersion
+    from lifecycle_pipeline.package import build
+    from lifecycle_pipeline.tasks import task_for
+
+    declared = declaration.model
+    task = task_for(declared.contract.task)
+    clean = validate(frame, declared.contract, source="test", declaration=str(declaration.path))
+    version = ResolvedVersion("v1", "memory", "data", "0" * 40, "0" * 32, 0)
+    features = split(DataSnapshot(clean, version), FeaturesConfig(), declared.contract)
+    config = TrainingConfig(params={"n_estimators": 20})
+    pipeline, _ = fit(features, config, declared)
+    golden = golden_inputs(features, config.golden_rows)
+    prints = fingerprint(pipeline, golden, task.raw_outputs)
+    lineage = {
+        "data_md5": features.data_md5,
+        "code": {"commit": "test"},
+        "config_hash": "test",
+        "declaration": {"name": declaration.name, "sha256": declaration.sha256},
+        "estimator": {
+            "class": declared.estimator.class_,
+            "trusted_types": check_trusted_types(pipeline, declaration),
+        },
+        "fingerprint": prints.to_dict(),
+    }
+    model = TrainedModel(pipeline, golden, prints, lineage)
+    report = evaluate(model, features, declared, gates_for(declared.evaluation, {}, "test"), task)
+    documents = {"model_card.md": b"# card", "documentation.html": b"<html></html>"}
+    signer = PackageSigner()
+    inputs = build.PackageInputs(
+        partition="v1",
+        declaration=declaration,
+        model=model,
+        features=features,
+        evaluation=report,
+        documentation=FileTree(kind="documentation", files=documents),
+        lock=b"# lock",
+        public_key_id=public_key_id(signer.key_pair()[1]),
+    )
+    build.write_folder(build.build_files(inputs), folder)
+    signer.sign(folder)
+    return Direct(folder, declaration, features, model, report)
+
+
+def iris_frame() -> pd.DataFrame:
+    """Iris with a categorical coded as text ('01', '02'; '03' declared but never seen), whole
+    numbers, booleans and some missing values in the nullable column."""
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame
+    frame.columns = [
+        "sepal_length", "sepal_width", "petal_length", "petal_width", "species",
+    ]  # fmt: skip
+    rows = np.arange(len(frame))
+    frame.insert(4, "garden", np.where(rows % 2 == 0, "01", "02"))
+    frame.insert(5, "beds", (rows % 7 + 1).astype("int64"))
+    frame.insert(6, "wild", rows % 3 == 0)
+    frame.loc[rows % 15 == 4, "sepal_width"] = np.nan
+    return frame
+
+
+@pytest.fixture(scope="module")
+def multiclass(tmp_path_factory: pytest.TempPathFactory) -> Direct:
+    base = tmp_path_factory.mktemp("multiclass")
+    (base / "model.yaml").write_text(MULTICLASS, encoding="utf-8")
+    return build_direct(load_declaration(base / "model.yaml"), iris_frame(), base / "package")
+
+
+@pytest.fixture(scope="module")
+def regression(tmp_path_factory: pytest.TempPathFactory) -> Direct:
+    from lifecycle_pipeline.sample_data import diabetes_frame
+
+    base = tmp_path_factory.mktemp("regression")
+    declaration = load_declaration(PROJECT_ROOT / "models" / "diabetes" / "model.yaml")
+    return build_direct(declaration, diabetes_frame(), base / "package")
+
+
+def _task_columns(direct: Direct) -> list[str]:
+    return [c for c in direct.report.predictions.columns if c != "row_id"]
+
+
+@pytest.mark.parametrize("fixture", ["multiclass", "regression"])
+def test_each_task_scores_out_of_process_exactly_as_evaluation(
+    fixture: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """CSV in (categories read as text, booleans and whole numbers typed), the task's columns
+    out, bit for bit what evaluation recorded; the package verifies, golden digest included."""
+    direct: Direct = request.getfixturevalue(fixture)
+    rows = direct.features.test[list(direct.features.feature_columns)]
+    source, target = tmp_path / "rows.csv", tmp_path / "out.parquet"
+    rows.to_csv(source, index=False)
+    done = run_predict(direct.package, source, target)
+    assert done.returncode == 0, done.stderr
+    produced = pd.read_parquet(target)
+    columns = _task_columns(direct)
+    assert list(produced.columns) == [*columns, runtime.FLAG_COLUMN]
+    assert differing_columns(direct.report.predictions[columns], produced[columns]) == []
+    report = verify_package(direct.package, PackageSigner().key_pair()[1])
+    assert report.ok, report.render()
+    recorded, recomputed = runtime.golden_digest(direct.package)
+    assert recorded == recomputed == direct.model.fingerprint.predictions
+    schema = json.loads((direct.package / "output_schema.json").read_text())
+    assert schema["task"] == direct.declaration.model.contract.task
+    assert [c["name"] for c in schema["columns"]] == [*columns, runtime.FLAG_COLUMN]
+
+
+def test_input_schema_carries_the_contract_and_what_training_saw(multiclass: Direct) -> None:
+    schema = json.loads((multiclass.package / "input_schema.json").read_text())
+    assert schema["out_of_range"] == "flag"
+    assert schema["unseen_categories"] == "ignore"
+    columns = {c["name"]: c for c in schema["columns"]}
+    assert list(columns) == list(multiclass.declaration.model.contract.feature_names)
+    train = multiclass.features.train
+    length = columns["sepal_length"]
+    assert (length["type"], length["dtype"], length["nullable"]) == ("numeric", "float64", False)
+    assert (length["domain_min"], length["domain_max"]) == (0, 100)
+    assert (length["train_min"], length["train_max"]) == (
+        train["sepal_length"].min(),
+        train["sepal_length"].max(),
+    )
+    assert (columns["sepal_width"]["nullable"], columns["sepal_width"]["domain_max"]) == (
+        True,
+        None,
+    )
+    assert columns["beds"]["dtype"] == "int64"
+    garden = columns["garden"]
+    assert garden["categories"] == ["01", "02", "03"]
+    assert garden["train_categories"] == ["01", "02"]
+    assert "train_min" not in garden
+    assert columns["wild"]["dtype"] == "bool"
+    assert "range_tolerance" not in json.dumps(schema)
+
+
+def _iris_rows(multiclass: Direct, tmp_path: Path, **cells: tuple[int, Any]) -> Path:
+    frame = multiclass.features.test[list(multiclass.features.feature_columns)].head(6)
+    frame = frame.reset_index(drop=True).astype(object)
+    for column, (row, value) in cells.items():
+        frame.at[row, column] = value
+    path = tmp_path / "rows.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("cells", "expected"),
+    [
+        ({"garden": (1, "04")}, "row 1, column 'garden': '04' is not a declared category "
+         "('01', '02', '03')"),
+        ({"beds": (3, 0)}, "row 3, column 'beds': 0 outside the declared domain [1, +inf)"),
+        ({"beds": (2, 2.5)}, "row 2, column 'beds': 2.5 is not a whole number"),
+        ({"sepal_length": (4, 101)},
+         "row 4, column 'sepal_length': 101 outside the declared domain [0, 100]"),
+        ({"petal_width": (0, None)}, "row 0, column 'petal_width': missing value"),
+        ({"wild": (5, "maybe")}, "row 5, column 'wild': 'maybe' is not a boolean"),
+        ({"petal_length": (1, "long")}, "row 1, column 'petal_length': 'long' is not a number"),
+    ],
+    ids=["undeclared category", "below domain", "fraction in integer", "above domain",
+         "null not nullable", "not a boolean", "text in numeric"],
+)  # fmt: skip
+def test_predict_refuses_values_the_contract_excludes(
+    multiclass: Direct, tmp_path: Path, cells: dict[str, tuple[int, Any]], expected: str
+) -> None:
+    source = _iris_rows(multiclass, tmp_path, **cells)
+    # The domain is judged before the policy is: 'flag' (the declared one) refuses too.
+    done = run_predict(multiclass.package, source, tmp_path / "out.csv", "--out-of-range", "flag")
+    assert done.returncode == 2, done.stderr
+    assert f"InputError: {expected}" in done.stderr, done.stderr
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_unseen_categories_and_nulls_where_nullable_are_scored_and_flagged(
+    multiclass: Direct, tmp_path: Path
+) -> None:
+    """'03' is declared but was never trained on: flagged (the encoder ignores it); a missing
+    value in a nullable column is no flag; 'true'/'false' text reads as booleans."""
+    source = _iris_rows(
+        multiclass, tmp_path, garden=(1, "03"), sepal_width=(2, None), wild=(3, "false")
+    )
+    out = tmp_path / "out.csv"
+    done = run_predict(multiclass.package, source, out)
+    assert done.returncode == 0, done.stderr
+    assert "row 1, column 'garden': '03' was never seen in training" in done.stderr
+    scored = pd.read_csv(out, index_col="row")
+    assert scored[runtime.FLAG_COLUMN][1] >= 1
+    assert len(scored) == 6
+    refused = run_predict(multiclass.package, source, out, "--out-of-range", "reject")
+    assert refused.returncode == 2
+    assert "row 1, column 'garden': '03' was never seen in training" in refused.stderr
+
+
+def test_unseen_categories_are_refused_when_the_model_refuses_them(multiclass: Direct) -> None:
+    """A model declared with unseen_categories: error would fail in its encoder: refused first,
+    by name, under either policy."""
+    manifest = runtime.load_manifest(multiclass.package)
+    schema = runtime.read_json(multiclass.package, "input_schema.json", manifest)
+    strict = {**schema, "unseen_categories": "error"}
+    frame = multiclass.features.test[list(multiclass.features.feature_columns)].head(3).copy()
+    frame["garden"] = frame["garden"].astype(object)
+    frame.loc[frame.index[1], "garden"] = "03"
+    for policy in ("flag", "reject"):
+        with pytest.raises(
+            runtime.InputError,
+            match=r"column 'garden': '03' was never seen in "
+            r"training and this model refuses unseen categories",
+        ):
+            runtime.validate_input(frame, strict, policy)
+    checked = runtime.validate_input(frame, schema, "flag")
+    assert checked.flags.tolist()[1] >= 1
+
+
+@pytest.mark.parametrize("task", ["binary", "binary_text", "multiclass", "regression"])
+def test_the_runtime_mirrors_each_task_bit_for_bit(task: str, tmp_path: Path) -> None:
+    """predict.py cannot import tasks/: its columns must equal task.predictions exactly."""
+    from lifecycle_pipeline.package.build import output_schema
+    from lifecycle_pipeline.tasks import task_for
+
+    choices: dict[str, list[object]] = {
+        "binary": [0, 1], "binary_text": ["no", "yes"], "multiclass": [3, 5, 9], "regression": [],
+    }  # fmt: skip
+    classes = choices[task]
+    kind = "binary" if task.startswith("binary") else task
+    positive = ", positive: true" if kind == "binary" else ""
+    listed = "".join(
+        f"\n    - {{value: {c!r}, name: class {c}{positive if i == 1 else ''}}}"
+        for i, c in enumerate(classes)
+    )
+    text = MULTICLASS.replace("task: multiclass", f"task: {kind}").replace(
+        "  classes:\n    - {value: 0, name: setosa}\n    - {value: 1, name: versicolor}\n"
+        "    - {value: 2, name: virginica}",
+        f"  classes:{listed}" if classes else "",
+    )
+    if kind == "regression":
+        text = text.replace("RandomForestClassifier", "RandomForestRegressor")
+    else:
+        text += "evaluation: {decision_threshold: 0.3}\n"
+    (tmp_path / "model.yaml").write_text(text, encoding="utf-8")
+    declaration = load_declaration(tmp_path / "model.yaml")
+    declared = declaration.model
+    rng = np.random.default_rng(7)
+    if kind == "regression":
+        raw = rng.normal(size=50) * 1e3
+    else:
+        raw = rng.dirichlet(np.ones(len(classes)), size=50)
+        raw[0] = 1.0 / len(classes)  # ties: argmax picks the first class in both
+    expected = task_for(kind).predictions(raw, classes, declared.contract, declared.evaluation)
+    schema = json.loads(json.dumps(output_schema(classes, declaration)))
+    mirrored = runtime.prediction_frame(raw, schema)
+    assert differing_columns(expected, mirrored) == []
+    assert [str(d) for d in mirrored.dtypes] == [str(d) for d in expected.dtypes]
+
+
+def test_a_model_trained_under_another_declaration_is_not_packaged(
+    multiclass: Direct, tmp_path: Path
+) -> None:
+    """The package's schemas come from the declaration: the model must have been trained under
+    exactly that one, or the two would disagree."""
+    from dataclasses import replace
+
+    from lifecycle_pipeline.lineage.records import FileTree
+    from lifecycle_pipeline.package.build import PackageBuildError, PackageInputs, build_files
+
+    lineage = {**multiclass.model.lineage, "declaration": {"name": "garden_iris", "sha256": "0"}}
+    inputs = PackageInputs(
+        partition="v1",
+        declaration=multiclass.declaration,
+        model=replace(multiclass.model, lineage=lineage),
+        features=multiclass.features,
+        evaluation=multiclass.report,
+        documentation=FileTree(
+            kind="documentation", files={"model_card.md": b"", "documentation.html": b""}
+        ),
+        lock=b"",
+        public_key_id="",
+    )
+    with pytest.raises(PackageBuildError, match="re-run training and evaluation with this decl"):
+        build_files(inputs)

@@ -86,6 +86,14 @@ def test_the_stored_package_is_verified_with_the_trusted_key_in_the_same_run(
     assert check.metadata["archive"] == metadata_values(record)["artifact/archive"]
     assert check.metadata["trusted_public_key_id"] == public_key_id(ensure_dev_key()[1])
     assert "signature model.sig verifies" in check.description
+    # The model loads with exactly the reviewed types its training recorded, and every golden
+    # row passes the package's own input validation and reproduces golden_outputs.parquet.
+    assert "model.skops loads with exactly the reviewed types ['sklearn.tree._tree.Tree']" in (
+        check.description
+    )
+    assert "golden rows pass input validation and reproduce golden_outputs.parquet" in (
+        check.description
+    )
 
 
 def test_a_package_signed_with_a_key_nobody_trusts_fails_the_check(

@@ -14,7 +14,7 @@ from lifecycle_pipeline.lineage.query import (
     metadata_values,
     summarize,
 )
-from tests.conftest import Pipeline, Registry
+from tests.conftest import SAMPLE_MODEL, Pipeline, Registry
 
 
 def test_two_versions_materialize_with_lineage_read_back(
@@ -134,6 +134,7 @@ def test_without_a_lock_reproducibility_is_unknown_never_identical(
     """Two trainings outside a checkout with no uv.lock: same inputs as far as anyone can
     tell, but the environment is unidentified, so the check warns "unknown"."""
     monkeypatch.setenv("LIFECYCLE_PROJECT_ROOT", str(tmp_path))  # no uv.lock, no git
+    monkeypatch.setenv("LIFECYCLE_MODEL", str(SAMPLE_MODEL.path))  # nor models/
     pipeline = pipeline_factory(demo_registry)
     training = ["data_snapshot", "features", "trained_model", "evaluation"]
     first = pipeline.run("data-v1", selection=training)

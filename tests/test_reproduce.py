@@ -21,15 +21,20 @@ import pytest
 
 from lifecycle_pipeline.lineage.query import latest, metadata_values
 from lifecycle_pipeline.reproduce import prepare_worktree
-from tests.conftest import FAST_TRAINING, PROJECT_ROOT, Registry
+from tests.conftest import (
+    FAST_TRAINING,
+    GIT_IDENTITY,
+    PROJECT_ROOT,
+    Registry,
+    committed_project_copy,
+)
 
 # One worker builds the repository once; its tests then run in order on it.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reproduce")]
 
-COPIED = ("pyproject.toml", "uv.lock", "README.md", "lifecycle_pipeline", "specs", ".gitignore")
 TRAINING = Path("lifecycle_pipeline/assets/training.py")
 SELECTION = "key:data_snapshot or key:features or key:trained_model or key:evaluation"
-IDENTITY = ["-c", "user.name=Test", "-c", "user.email=test@example.org"]
+IDENTITY = GIT_IDENTITY
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -106,16 +111,7 @@ def _elements(report: dict[str, object]) -> dict[str, dict[str, object]]:
 @pytest.fixture(scope="session")
 def project(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Project:
     base = tmp_path_factory.mktemp("project")
-    repo = base / "repo"
-    repo.mkdir()
-    for name in COPIED:
-        source = PROJECT_ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, repo / name)
-    _git(repo, "init", "-q")
-    _commit(repo, "A: the project as it is")
+    repo = committed_project_copy(base / "repo")
     return Project(repo=repo, registry=demo_registry, state=base / "state")
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 import yaml
 
 from bench import plain
+from lifecycle_pipeline.contract import parse_csv
 from lifecycle_pipeline.lineage.fingerprint import ModelFingerprint
 from lifecycle_pipeline.lineage.records import (
     DataSnapshot,
@@ -26,7 +27,8 @@ from lifecycle_pipeline.lineage.records import (
     TrainedModel,
 )
 from lifecycle_pipeline.resources.codecs import dump_model, load_model
-from lifecycle_pipeline.schema import FEATURES, TARGET, parse_csv
+from lifecycle_pipeline.sample_data import BREAST_CANCER_FEATURES as FEATURES
+from lifecycle_pipeline.sample_data import BREAST_CANCER_TARGET as TARGET
 
 OUT = Path("out")
 INPUT = Path("data/input.csv")

@@ -27,7 +27,6 @@ def _config_classes() -> dict[str, type[dg.Config]]:
     from lifecycle_pipeline.assets.documentation import ModelCardConfig
     from lifecycle_pipeline.assets.evaluation import EvaluationConfig
     from lifecycle_pipeline.assets.features import FeaturesConfig
-    from lifecycle_pipeline.assets.packaging import PackagingConfig
     from lifecycle_pipeline.assets.training import TrainingConfig
 
     return {
@@ -36,7 +35,6 @@ def _config_classes() -> dict[str, type[dg.Config]]:
         "trained_model": TrainingConfig,
         "evaluation": EvaluationConfig,
         "model_card": ModelCardConfig,
-        "deployment_package": PackagingConfig,
     }
 
 

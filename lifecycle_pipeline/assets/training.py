@@ -310,7 +310,7 @@ def build_trained_model(model: LoadedDeclaration) -> dg.AssetsDefinition:
     def trained_model(
         context: dg.AssetExecutionContext, config: TrainingConfig, features: FeatureSet
     ) -> Iterator[dg.Output[TrainedModel] | dg.AssetCheckResult]:
-        """The fitted scikit-learn pipeline, with seeds and thread counts pinned and a fingerprint."""
+        """The fitted scikit-learn pipeline, seeds and thread counts pinned, and its fingerprint."""
         history = previous_versions(context)
         pipeline, fit_seconds = fit(features, config, declared)
         failpoint("training.fitted")

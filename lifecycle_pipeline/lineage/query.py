@@ -116,28 +116,22 @@ def summarize(instance: dg.DagsterInstance, partition: str) -> VersionSummary | 
     )
 
 
-def format_table(rows: list[VersionSummary]) -> str:
-    header = (
-        "version",
-        "data md5",
-        "registry commit",
-        "accuracy",
-        "f1",
-        "roc_auc",
-        "brier",
-        "fingerprint",
-        "reproduced",
-        "checks",
-    )
+def format_table(rows: list[VersionSummary], metrics: list[str] | None = None) -> str:
+    """One line per version; ``metrics`` (default: the first four every row has) as columns.
+
+    A metric a row does not have is shown as "n/a", never as a number.
+    """
+    if metrics is None:
+        common = [m for m in rows[0].metrics if all(m in r.metrics for r in rows)] if rows else []
+        metrics = common[:4]
+    header = ("version", "data md5", "registry commit", *metrics, "fingerprint", "reproduced",
+              "checks")  # fmt: skip
     lines: list[tuple[str, ...]] = [
         (
             row.partition,
             row.md5[:12],
             row.commit[:10],
-            f"{row.metrics['accuracy']:.4f}",
-            f"{row.metrics['f1']:.4f}",
-            f"{row.metrics['roc_auc']:.4f}",
-            f"{row.metrics['brier']:.4f}",
+            *(f"{row.metrics[m]:.4f}" if m in row.metrics else "n/a" for m in metrics),
             row.fingerprint[:16],
             row.reproduced,
             f"{row.verdict} {sum(c.passed for c in row.checks.values())}/{len(row.checks)}",

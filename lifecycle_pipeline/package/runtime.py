@@ -5,7 +5,16 @@ files and the libraries pinned by the package's ``uv.lock`` (numpy, pandas, pyar
 scikit-learn, skops, threadpoolctl). The pipeline's parity check and ``lifecycle predict``
 run this very file, so development and production share one code path.
 
-    python predict.py INPUT.csv OUTPUT.csv [--out-of-range reject|warn]
+Everything model-specific comes from the package's files: the features, their declared types,
+domains and training ranges from ``input_schema.json``; the task and its output columns from
+``output_schema.json``; the reviewed types the model may contain from ``manifest.json``.
+
+    python predict.py INPUT OUTPUT [--out-of-range flag|reject]
+
+Values outside a feature's declared domain (or not among its declared categories) are always
+refused. Values inside the domain but outside what the model saw in training are scored and
+counted in the ``out_of_training_range`` output column under the ``flag`` policy, or refused
+under ``reject``; the package's declared policy applies unless ``--out-of-range`` overrides it.
 """
 
 from __future__ import annotations
@@ -17,18 +26,25 @@ import json
 import sys
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-# Types a package's model may contain beyond skops' defaults; anything else is refused.
-TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+POLICIES = ("flag", "reject")
+FLAG_COLUMN = "out_of_training_range"
+# How many offending rows a message names per column; the count says how many there are.
+SHOWN = 5
+_BOOLEAN_TEXT = {
+    True: True, False: False, "true": True, "false": False, "True": True, "False": False,
+    "TRUE": True, "FALSE": False,
+}  # fmt: skip
 
 
 class PackageError(RuntimeError):
-    """The package is incomplete or a file differs from its manifest."""
+    """The package is incomplete, a file differs from its manifest, or its model is unsafe."""
 
 
 class InputError(ValueError):
@@ -36,7 +52,15 @@ class InputError(ValueError):
 
 
 class OutOfRangeWarning(UserWarning):
-    """Input values far outside the training range, accepted under the 'warn' policy."""
+    """Values outside the training range (inside the declared domain), scored and flagged."""
+
+
+class CheckedInput(NamedTuple):
+    """Rows in the types the model was trained on, and per row the count of flagged features."""
+
+    features: pd.DataFrame
+    flags: np.ndarray
+    notes: list[str]
 
 
 def _sha256(data: bytes) -> str:
@@ -72,106 +96,460 @@ def load_manifest(package: Path) -> dict[str, Any]:
     return manifest
 
 
+def read_json(package: Path, name: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """A JSON file of the package, checked against its manifest digest."""
+    try:
+        value = json.loads(read_file(package, name, manifest))
+    except ValueError as exc:
+        raise PackageError(f"{package / name}: not valid JSON ({exc}).") from exc
+    if not isinstance(value, dict):
+        raise PackageError(f"{package / name}: expected a JSON object.")
+    return value
+
+
+def trusted_types(manifest: dict[str, Any]) -> list[str]:
+    """The reviewed types the model may contain beyond skops' defaults, as the build recorded.
+
+    The list was checked against the fitted model when it was trained; loading with exactly
+    this list (never trust-all) means a swapped model with any other type is refused.
+    """
+    recorded = (manifest.get("model") or {}).get("trusted_types")
+    if not isinstance(recorded, list) or not all(isinstance(t, str) for t in recorded):
+        raise PackageError(
+            "manifest.json records no model.trusted_types list, so nothing says which types "
+            "the model may contain; refusing to load it. Rebuild the package with this version "
+            "of the pipeline."
+        )
+    return list(recorded)
+
+
 def load_model(package: Path, manifest: dict[str, Any]) -> Any:
-    """Load the skops model with an explicit trusted-type list; never trust everything."""
+    """Load the skops model with the manifest's trusted-type list; never trust everything."""
     import skops.io as sio
 
+    path = package / "model.skops"
     data = read_file(package, "model.skops", manifest)
     if not zipfile.is_zipfile(io.BytesIO(data)):
         # A pickle (or anything else) is refused before any loader sees it.
-        raise PackageError(f"{package / 'model.skops'}: not a skops file; refusing to load.")
-    untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
+        raise PackageError(f"{path}: not a skops file; refusing to load.")
+    trusted = trusted_types(manifest)
+    untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in trusted]
     if untrusted:
         raise PackageError(
-            f"{package / 'model.skops'}: untrusted type(s) {untrusted}; refusing to load."
+            f"{path}: untrusted type(s) {untrusted}; refusing to load. The package's reviewed "
+            f"list (manifest.json model.trusted_types) is {trusted}; a model holding any other "
+            "type was not the one trained and reviewed."
         )
-    return sio.loads(data, trusted=TRUSTED_TYPES)
+    return sio.loads(data, trusted=trusted)
 
 
-def validate_input(
-    frame: pd.DataFrame, schema: dict[str, Any], out_of_range: str = "reject"
-) -> pd.DataFrame:
-    """Check columns, types and ranges; name the row and column of every violation."""
-    problems: list[str] = []
-    columns = schema["columns"]
-    if frame.empty:
-        raise InputError("no rows to score (the input has a header and nothing else)")
-    for column in columns:
-        name = column["name"]
-        if name not in frame.columns:
-            problems.append(f"column {name!r}: missing")
-    if problems:
-        raise InputError("; ".join(problems))
-    clean = pd.DataFrame(index=frame.index)
-    for column in columns:
-        name = column["name"]
-        values = pd.to_numeric(frame[name], errors="coerce")
-        bad = values.isna() & frame[name].notna()
-        for row in frame.index[bad][:5]:
-            problems.append(
-                f"row {row}, column {name!r}: {str(frame.at[row, name])!r} is not a number"
-            )
-        for row in frame.index[frame[name].isna()][:5]:
-            problems.append(f"row {row}, column {name!r}: missing value")
-        finite = values[values.notna()]
-        for row in finite.index[~np.isfinite(finite.to_numpy())][:5]:
-            problems.append(f"row {row}, column {name!r}: {float(finite[row])} is not finite")
-        clean[name] = values.astype("float64")
-    if problems:
-        raise InputError("; ".join(problems))
-    violations = []
-    for column in columns:
-        name, low, high = column["name"], column["allowed_min"], column["allowed_max"]
-        outside = clean.index[(clean[name] < low) | (clean[name] > high)]
-        violations += [
-            f"row {row}, column {name!r}: {clean[name].loc[row]:.6g} outside "
-            f"[{low:.6g}, {high:.6g}] (training range "
-            f"[{column['train_min']:.6g}, {column['train_max']:.6g}])"
-            for row in outside[:5]
-        ]
-    if violations and out_of_range == "reject":
-        raise InputError("; ".join(violations) + ". Use --out-of-range warn to score them anyway.")
-    for message in violations:
-        warnings.warn(message, OutOfRangeWarning, stacklevel=2)
-    return clean[[c["name"] for c in columns]]
+# -- input validation -----------------------------------------------------------------------
 
 
-def predict(package: Path, frame: pd.DataFrame, out_of_range: str = "reject") -> pd.DataFrame:
-    """Validate ``frame`` and score it: one row out per row in, probability and label."""
-    from threadpoolctl import threadpool_limits
+def _value(value: Any) -> str:
+    if isinstance(value, float | np.floating):
+        return f"{float(value):.6g}"
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
-    package = Path(package)
-    manifest = load_manifest(package)
-    schema = json.loads(read_file(package, "input_schema.json", manifest))
-    output = json.loads(read_file(package, "output_schema.json", manifest))
-    model = load_model(package, manifest)
-    features = validate_input(frame, schema, out_of_range)
-    with threadpool_limits(limits=1):  # one thread: reductions in one order, bit-stable output
-        probability = np.asarray(model.predict_proba(features))[:, 1].astype("float64")
-    return pd.DataFrame(
-        {
-            "probability": probability,
-            "label": (probability >= float(output["threshold"])).astype("int64"),
-        },
-        index=frame.index,
+
+def _bound(value: float | None, open_as: str) -> str:
+    return open_as if value is None else f"{value:.6g}"
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    return (
+        f"{'(' if low is None else '['}{_bound(low, '-inf')}, "
+        f"{_bound(high, '+inf')}{')' if high is None else ']'}"
     )
 
 
-def golden_digest(package: Path) -> tuple[str, str]:
-    """(recorded, recomputed) prediction digest on the package's golden inputs."""
+def _listing(values: list[Any], limit: int = 20) -> str:
+    shown = ", ".join(repr(v) for v in values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+def _joined(messages: list[str], limit: int = 20) -> str:
+    """Messages for one error or warning: the first ``limit``, then how many more there are."""
+    more = f"; and {len(messages) - limit} more problem(s)" if len(messages) > limit else ""
+    return "; ".join(messages[:limit]) + more
+
+
+def _name_rows(
+    index: pd.Index,
+    mask: np.ndarray,
+    describe: Callable[[int], str],
+    column: str,
+    problems: list[str],
+) -> None:
+    """Append one message per offending row (the first few), then how many more there are."""
+    rows = np.flatnonzero(mask)
+    for position in rows[:SHOWN]:
+        problems.append(f"row {index[position]}, column {column!r}: {describe(position)}")
+    if len(rows) > SHOWN:
+        problems.append(f"column {column!r}: {len(rows) - SHOWN} more row(s) like these")
+
+
+def _numbers(
+    name: str, spec: dict[str, Any], raw: pd.Series, problems: list[str]
+) -> pd.Series | None:
+    """A numeric or integer column as float64 (int64 when integer and complete), or None."""
+    index = raw.index
+    if pd.api.types.is_bool_dtype(raw):
+        problems.append(f"column {name!r}: holds true/false values; declared {spec['type']}")
+        return None
+    values = raw if pd.api.types.is_numeric_dtype(raw) else pd.to_numeric(raw, errors="coerce")
+    as_float = values.to_numpy(dtype="float64", na_value=np.nan)
+    present = raw.notna().to_numpy()
+    text = np.isnan(as_float) & present
+    _name_rows(index, text, lambda i: f"{str(raw.iloc[i])!r} is not a number", name, problems)
+    if not spec["nullable"]:
+        _name_rows(index, ~present, lambda i: "missing value", name, problems)
+    infinite = np.isinf(as_float)
+    _name_rows(index, infinite, lambda i: f"{as_float[i]} is not finite", name, problems)
+    if spec["type"] == "integer":
+        finite = np.isfinite(as_float)
+        fractional = np.zeros(len(as_float), dtype=bool)
+        fractional[finite] = as_float[finite] != np.round(as_float[finite])
+        _name_rows(
+            index,
+            fractional,
+            lambda i: f"{as_float[i]:.6g} is not a whole number (declared integer)",
+            name,
+            problems,
+        )
+        if not np.isnan(as_float).any() and not infinite.any() and not fractional.any():
+            return pd.Series(values, index=index).astype("int64")
+    return pd.Series(as_float, index=index)
+
+
+def _as_boolean(value: Any) -> bool | None:
+    """true/false in the spellings CSV writers use, and the numbers 1 and 0; else None."""
+    if isinstance(value, bool | np.bool_ | str):
+        return _BOOLEAN_TEXT.get(value)
+    if isinstance(value, int | float | np.integer | np.floating) and value in (0, 1):
+        return bool(value)
+    return None
+
+
+def _booleans(
+    name: str, spec: dict[str, Any], raw: pd.Series, problems: list[str]
+) -> pd.Series | None:
+    if pd.api.types.is_bool_dtype(raw):
+        return raw
+    mapped = raw.map(_as_boolean)
+    present = raw.notna().to_numpy()
+    bad = mapped.isna().to_numpy() & present
+    _name_rows(
+        raw.index,
+        bad,
+        lambda i: f"{_value(raw.iloc[i])} is not a boolean (use true or false)",
+        name,
+        problems,
+    )
+    if not spec["nullable"]:
+        _name_rows(raw.index, ~present, lambda i: "missing value", name, problems)
+    return mapped.astype("bool") if not mapped.isna().any() else mapped.astype("object")
+
+
+def _categories(
+    name: str, spec: dict[str, Any], raw: pd.Series, problems: list[str]
+) -> pd.Series | None:
+    """Categories as text, as the model was trained on them (codes 1, 2 become '1', '2')."""
+    if pd.api.types.is_bool_dtype(raw):
+        problems.append(f"column {name!r}: holds true/false values; declared categorical")
+        return None
+    present = raw.notna().to_numpy()
+    if not spec["nullable"]:
+        _name_rows(raw.index, ~present, lambda i: "missing value", name, problems)
+    if pd.api.types.is_float_dtype(raw):
+        # A column of whole-number codes with a gap reads as floats: 1.0 is the code '1'.
+        as_float = raw.to_numpy(dtype="float64", na_value=np.nan)
+        fractional = present & ~(np.isfinite(as_float) & (as_float == np.round(as_float)))
+        _name_rows(
+            raw.index,
+            fractional,
+            lambda i: f"{as_float[i]:.6g} is not a category (categories are text)",
+            name,
+            problems,
+        )
+        if fractional.any():
+            return None
+        text = [str(int(v)) if ok else None for v, ok in zip(as_float, present, strict=True)]
+        return pd.Series(text, index=raw.index, dtype="object").where(present, raw)
+    return raw.astype("object").where(~present, raw.astype(str))
+
+
+_COERCE = {"numeric": _numbers, "integer": _numbers, "boolean": _booleans,
+           "categorical": _categories}  # fmt: skip
+
+
+def _domain_problems(name: str, spec: dict[str, Any], values: pd.Series) -> list[str]:
+    """Declared domain bounds and category sets: values outside them are never scored."""
+    problems: list[str] = []
+    if spec["type"] in ("numeric", "integer"):
+        low, high = spec.get("domain_min"), spec.get("domain_max")
+        if low is None and high is None:
+            return problems
+        numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+        outside = np.zeros(len(numbers), dtype=bool)
+        if low is not None:
+            outside |= numbers < low
+        if high is not None:
+            outside |= numbers > high
+        _name_rows(
+            values.index,
+            outside,
+            lambda i: f"{numbers[i]:.6g} outside the declared domain {_interval(low, high)}",
+            name,
+            problems,
+        )
+    elif spec["type"] == "categorical" and spec.get("categories") is not None:
+        declared = spec["categories"]
+        undeclared = (values.notna() & ~values.isin(declared)).to_numpy()
+        _name_rows(
+            values.index,
+            undeclared,
+            lambda i: f"{values.iloc[i]!r} is not a declared category ({_listing(declared)})",
+            name,
+            problems,
+        )
+    return problems
+
+
+def _training_flags(
+    name: str, spec: dict[str, Any], values: pd.Series, unseen: str, refused: list[str]
+) -> tuple[np.ndarray, list[str]]:
+    """Rows outside the training range or with a category unseen in training, and messages.
+
+    An unseen category is refused outright (into ``refused``) when the model was built to
+    refuse them (``unseen_categories: error``): the encoder would fail on it anyway.
+    """
+    notes: list[str] = []
+    flagged = np.zeros(len(values), dtype=bool)
+    if spec["type"] in ("numeric", "integer"):
+        low, high = spec.get("train_min"), spec.get("train_max")
+        if low is None or high is None:
+            return flagged, notes
+        numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+        flagged = (numbers < low) | (numbers > high)
+        _name_rows(
+            values.index,
+            flagged,
+            lambda i: f"{numbers[i]:.6g} outside the training range {_interval(low, high)}",
+            name,
+            notes,
+        )
+    elif spec["type"] == "categorical" and spec.get("train_categories") is not None:
+        seen = spec["train_categories"]
+        flagged = (values.notna() & ~values.isin(seen)).to_numpy()
+        if unseen == "error":
+            _name_rows(
+                values.index,
+                flagged,
+                lambda i: (
+                    f"{values.iloc[i]!r} was never seen in training and this model "
+                    "refuses unseen categories (estimator.unseen_categories: error)"
+                ),
+                name,
+                refused,
+            )
+            return np.zeros(len(values), dtype=bool), notes
+        _name_rows(
+            values.index,
+            flagged,
+            lambda i: f"{values.iloc[i]!r} was never seen in training (seen: {_listing(seen)})",
+            name,
+            notes,
+        )
+    return flagged, notes
+
+
+def validate_input(
+    frame: pd.DataFrame, schema: dict[str, Any], out_of_range: str | None = None
+) -> CheckedInput:
+    """Check columns, declared types, nulls, domains and training ranges; name every row.
+
+    Returns the features in schema order and training dtypes, and per row how many of its
+    features lie outside the training range (or hold an unseen category). Under the ``reject``
+    policy such rows are refused instead; outside the declared domain they always are.
+    """
+    policy = out_of_range or schema["out_of_range"]
+    if policy not in POLICIES:
+        raise InputError(f"out-of-range policy {policy!r} is not one of {', '.join(POLICIES)}")
+    columns = schema["columns"]
+    if frame.empty:
+        raise InputError("no rows to score (the input has a header and nothing else)")
+    missing = [f"column {c['name']!r}: missing" for c in columns if c["name"] not in frame.columns]
+    if missing:
+        raise InputError(_joined(missing, limit=len(missing)))
+    problems: list[str] = []
+    clean: dict[str, pd.Series] = {}
+    for spec in columns:
+        name = spec["name"]
+        coerce = _COERCE.get(spec["type"])
+        if coerce is None:
+            raise PackageError(
+                f"input_schema.json: column {name!r} has unknown type {spec['type']!r}"
+            )
+        values = coerce(name, spec, frame[name], problems)
+        if values is not None:
+            clean[name] = values
+    if problems:
+        raise InputError(_joined(problems))
+    for spec in columns:
+        problems += _domain_problems(spec["name"], spec, clean[spec["name"]])
+    if problems:
+        raise InputError(
+            _joined(problems) + ". The model's contract declares these bounds; values outside "
+            "them are never scored. Correct the rows or, if the bounds are wrong, the contract."
+        )
+    counts = np.zeros(len(frame), dtype="int64")
+    notes: list[str] = []
+    unseen = schema.get("unseen_categories", "ignore")
+    for spec in columns:
+        flagged, found = _training_flags(spec["name"], spec, clean[spec["name"]], unseen, problems)
+        counts += flagged
+        notes += found
+    if problems:
+        raise InputError(_joined(problems))
+    if notes and policy == "reject":
+        raise InputError(
+            _joined(notes) + ". These values lie inside the declared domain but outside what "
+            "the model saw in training, and the out-of-range policy is 'reject'. Use "
+            f"--out-of-range flag to score them, counted in column {FLAG_COLUMN!r}."
+        )
+    features = pd.DataFrame(clean, index=frame.index)[[c["name"] for c in columns]]
+    return CheckedInput(features, counts, notes)
+
+
+# -- outputs --------------------------------------------------------------------------------
+
+
+def raw_outputs(model: Any, features: pd.DataFrame, task: str) -> np.ndarray:
+    """The model's raw outputs as the task defines them: class probabilities, or values.
+
+    One thread, so reductions run in one order and the output is bit-identical to the
+    pipeline's evaluation and fingerprint.
+    """
     from threadpoolctl import threadpool_limits
 
-    manifest = load_manifest(package)
-    golden = pd.read_parquet(io.BytesIO(read_file(package, "golden_inputs.parquet", manifest)))
-    model = load_model(package, manifest)
     with threadpool_limits(limits=1):
-        proba = np.ascontiguousarray(model.predict_proba(golden), dtype="<f8")
-    digest = hashlib.sha256(f"{proba.shape}".encode() + proba.tobytes()).hexdigest()
+        if task == "regression":
+            return np.asarray(model.predict(features), dtype="float64")
+        if task in ("binary", "multiclass"):
+            return np.asarray(model.predict_proba(features))
+    raise PackageError(f"output_schema.json: unknown task {task!r}")
+
+
+def prediction_frame(raw: np.ndarray, output: dict[str, Any]) -> pd.DataFrame:
+    """The task's prediction columns from raw outputs, as ``output_schema.json`` lists them.
+
+    Mirrors the pipeline's task definitions (which this file cannot import) operation for
+    operation, so evaluation, golden outputs and production agree bit for bit; a column list
+    that differs from the schema's is a broken package, not a guess.
+    """
+    task, classes = output["task"], list(output.get("classes") or [])
+    if task == "binary":
+        positive = output["positive_class"]
+        proba = np.ascontiguousarray(raw[:, classes.index(positive)], "float64")
+        negative = next(c for c in classes if c != positive)
+        labels = np.where(proba >= float(output["threshold"]), positive, negative)
+        frame = pd.DataFrame({"probability": proba, "label": labels})
+    elif task == "multiclass":
+        frame = pd.DataFrame(
+            {
+                f"probability_{c}": np.ascontiguousarray(raw[:, i], "float64")
+                for i, c in enumerate(classes)
+            }
+        )
+        frame.insert(0, "label", np.asarray(classes)[np.argmax(raw, axis=1)])
+    elif task == "regression":
+        frame = pd.DataFrame({"prediction": np.ascontiguousarray(raw, "float64")})
+    else:
+        raise PackageError(f"output_schema.json: unknown task {task!r}")
+    expected = [c["name"] for c in output["columns"] if c["name"] != FLAG_COLUMN]
+    if list(frame.columns) != expected:
+        raise PackageError(
+            f"output_schema.json lists columns {expected}, but a {task} task produces "
+            f"{list(frame.columns)}; the package is inconsistent, rebuild it."
+        )
+    return frame
+
+
+def _check_classes(model: Any, output: dict[str, Any]) -> None:
+    if output["task"] == "regression":
+        return
+    found = np.asarray(getattr(model, "classes_", [])).tolist()
+    if found != list(output.get("classes") or []):
+        raise PackageError(
+            f"model.skops predicts classes {found}, but output_schema.json lists "
+            f"{output.get('classes')}; the package is inconsistent, rebuild it."
+        )
+
+
+def score(
+    model: Any,
+    schema: dict[str, Any],
+    output: dict[str, Any],
+    frame: pd.DataFrame,
+    out_of_range: str | None = None,
+) -> pd.DataFrame:
+    """Validate ``frame`` against the schemas and score it with an already loaded ``model``."""
+    _check_classes(model, output)
+    checked = validate_input(frame, schema, out_of_range)
+    if checked.notes:
+        rows = int((checked.flags > 0).sum())
+        warnings.warn(
+            f"{rows} row(s) scored with values outside the training range, counted in column "
+            f"{FLAG_COLUMN!r}: " + _joined(checked.notes, limit=10),
+            OutOfRangeWarning,
+            stacklevel=3,
+        )
+    result = prediction_frame(raw_outputs(model, checked.features, output["task"]), output)
+    result[FLAG_COLUMN] = checked.flags
+    result.index = frame.index
+    return result
+
+
+def predict(package: Path, frame: pd.DataFrame, out_of_range: str | None = None) -> pd.DataFrame:
+    """Validate ``frame`` and score it: one row out per row in, in the input's order.
+
+    The columns are the task's (``output_schema.json``) and ``out_of_training_range``.
+    ``out_of_range`` overrides the package's declared policy ('flag' or 'reject').
+    """
+    package = Path(package)
+    manifest = load_manifest(package)
+    schema = read_json(package, "input_schema.json", manifest)
+    output = read_json(package, "output_schema.json", manifest)
+    return score(load_model(package, manifest), schema, output, frame, out_of_range)
+
+
+def golden_digest(
+    package: Path, manifest: dict[str, Any] | None = None, model: Any = None
+) -> tuple[str, str]:
+    """(recorded, recomputed) digest of the model's raw outputs on the golden inputs.
+
+    Raw outputs as the manifest's task defines them (probabilities, or predicted values),
+    hashed as the pipeline's fingerprint hashes them, so the digest equals the training
+    record's.
+    """
+    manifest = manifest or load_manifest(package)
+    golden = pd.read_parquet(io.BytesIO(read_file(package, "golden_inputs.parquet", manifest)))
+    model = model if model is not None else load_model(package, manifest)
+    canonical = np.ascontiguousarray(raw_outputs(model, golden, manifest["task"]), dtype="<f8")
+    digest = hashlib.sha256(f"{canonical.shape}".encode() + canonical.tobytes()).hexdigest()
     return manifest["golden"]["prediction_digest"], digest
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read input rows, turning every way a file can be unreadable into a named InputError."""
+# -- files ----------------------------------------------------------------------------------
+
+
+def read_table(path: Path, schema: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Read input rows, turning every way a file can be unreadable into a named InputError.
+
+    With the input schema, a CSV's categorical columns are read as text, so codes such as
+    '007' keep their leading zeros instead of becoming the number 7.
+    """
     if path.suffix == ".parquet":
         try:
             return pd.read_parquet(path)
@@ -189,8 +567,11 @@ def read_table(path: Path) -> pd.DataFrame:
         raise InputError(
             f"not valid UTF-8 at byte {exc.start}; re-export the file as UTF-8"
         ) from exc
+    as_text = {
+        c["name"]: "str" for c in (schema or {}).get("columns", []) if c["type"] == "categorical"
+    }
     try:
-        return pd.read_csv(io.StringIO(text), float_precision="round_trip")
+        return pd.read_csv(io.StringIO(text), float_precision="round_trip", dtype=as_text or None)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputError(f"cannot be parsed as CSV ({exc})") from exc
 
@@ -202,7 +583,7 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
         if path.suffix == ".parquet":
             frame.to_parquet(temporary)
         else:
-            frame.to_csv(temporary, float_format="%.17g")
+            frame.to_csv(temporary, float_format="%.17g", index_label="row")
         temporary.replace(path)
     finally:
         temporary.unlink(missing_ok=True)
@@ -212,14 +593,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Score rows with this deployment package.")
     parser.add_argument("input", type=Path, help="CSV or Parquet with the input schema's columns")
     parser.add_argument("output", type=Path, help="CSV or Parquet to write predictions to")
-    parser.add_argument("--out-of-range", choices=["reject", "warn"], default="reject")
+    parser.add_argument(
+        "--out-of-range",
+        choices=POLICIES,
+        default=None,
+        help="values inside the declared domain but outside the training range: 'flag' "
+        f"(score them, counted in column {FLAG_COLUMN}) or 'reject' (refuse the input); "
+        "default: the package's declared policy (input_schema.json out_of_range)",
+    )
     parser.add_argument("--package", type=Path, default=Path(__file__).resolve().parent)
     args = parser.parse_args(argv)
     try:
-        predictions = predict(args.package, read_table(args.input), args.out_of_range)
+        manifest = load_manifest(args.package)
+        schema = read_json(args.package, "input_schema.json", manifest)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", OutOfRangeWarning)
+            predictions = predict(args.package, read_table(args.input, schema), args.out_of_range)
     except (PackageError, InputError) as exc:
         print(f"{args.input}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    for warning in caught:
+        print(f"{args.input}: warning: {warning.message}", file=sys.stderr)
     write_table(predictions, args.output)
     return 0
 

@@ -6,8 +6,9 @@ and reports every problem it finds with the file it concerns.
 
 from __future__ import annotations
 
-import json
+import io
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,8 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from lifecycle_pipeline.package import runtime
+from lifecycle_pipeline.resources.codecs import LEGACY_TRUSTED_TYPES
 from lifecycle_pipeline.resources.signing import SIGNATURE_FILE, SignatureError, verify_signature
+
+# Packages of this format predate recorded trusted types and per-task outputs.
+LEGACY_FORMAT = "lifecycle-package/1"
 
 
 @dataclass
@@ -114,13 +121,15 @@ def _verify_folder(folder: Path, public_key: Path, label: str) -> VerificationRe
         report.passed.append(f"{len(listed)} file digests match manifest.json")
     if not intact:
         return report
+    manifest = _legacy(manifest)
     try:
         model = runtime.load_model(folder, manifest)
-        report.passed.append("model.skops loads with the explicit trusted-type list")
+        reviewed = manifest["model"]["trusted_types"]
+        report.passed.append(f"model.skops loads with exactly the reviewed types {reviewed}")
     except Exception as exc:  # any failure to load is a verification failure, reported by name
         report.problems.append(f"{folder / 'model.skops'}: cannot be loaded safely: {exc}")
         return report
-    schema = json.loads((folder / "input_schema.json").read_text())
+    schema = runtime.read_json(folder, "input_schema.json", manifest)
     expected = [c["name"] for c in schema["columns"]]
     actual = [str(c) for c in getattr(model, "feature_names_in_", [])]
     if expected != actual:
@@ -129,7 +138,7 @@ def _verify_folder(folder: Path, public_key: Path, label: str) -> VerificationRe
         )
     else:
         report.passed.append(f"input schema matches the model's {len(expected)} features")
-    recorded, recomputed = runtime.golden_digest(folder)
+    recorded, recomputed = runtime.golden_digest(folder, manifest, model)
     if recorded != recomputed:
         report.problems.append(
             f"{folder / 'golden_inputs.parquet'}: prediction digest {recomputed[:16]} differs from "
@@ -137,4 +146,63 @@ def _verify_folder(folder: Path, public_key: Path, label: str) -> VerificationRe
         )
     else:
         report.passed.append(f"golden inputs reproduce prediction digest {recorded[:16]}")
+    if manifest.get("format") != LEGACY_FORMAT:
+        _verify_golden_outputs(folder, manifest, model, schema, report)
     return report
+
+
+def _legacy(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 manifest completed with what that format implied, so old versions (a
+    rollback target) still verify: a binary classifier whose only extra type was the forest's
+    tree. The package's own predict.py of that format carries the same list."""
+    if manifest.get("format") != LEGACY_FORMAT:
+        return manifest
+    model = {**manifest.get("model", {}), "trusted_types": list(LEGACY_TRUSTED_TYPES)}
+    return {**manifest, "model": model, "task": "binary"}
+
+
+def _verify_golden_outputs(
+    folder: Path,
+    manifest: dict[str, Any],
+    model: Any,
+    schema: dict[str, Any],
+    report: VerificationReport,
+) -> None:
+    """Every golden row passes input validation and scores exactly to golden_outputs.parquet.
+
+    Scored with the 'flag' policy: golden rows include held-out rows, which may lie outside
+    the training range but never outside the declared domain.
+    """
+    from lifecycle_pipeline.package.build import differing_columns
+
+    output = runtime.read_json(folder, "output_schema.json", manifest)
+    if output.get("task") != manifest.get("task"):
+        report.problems.append(
+            f"{folder / 'output_schema.json'}: task {output.get('task')!r} differs from "
+            f"manifest.json's {manifest.get('task')!r}"
+        )
+        return
+    golden = pd.read_parquet(
+        io.BytesIO(runtime.read_file(folder, "golden_inputs.parquet", manifest))
+    )
+    recorded = pd.read_parquet(
+        io.BytesIO(runtime.read_file(folder, "golden_outputs.parquet", manifest))
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", runtime.OutOfRangeWarning)
+            scored = runtime.score(model, schema, output, golden, "flag")
+    except (runtime.InputError, runtime.PackageError) as exc:
+        report.problems.append(f"{folder / 'golden_inputs.parquet'}: not scored: {exc}")
+        return
+    differing = differing_columns(recorded, scored.drop(columns=[runtime.FLAG_COLUMN]))
+    if differing:
+        report.problems.append(
+            f"{folder / 'golden_outputs.parquet'}: {differing} differ from what the package "
+            "computes on its golden inputs"
+        )
+    else:
+        report.passed.append(
+            f"all {len(golden)} golden rows pass input validation and reproduce "
+            "golden_outputs.parquet"
+        )
