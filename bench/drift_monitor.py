@@ -8,9 +8,10 @@ light jitter) as reference, and an independent bootstrap with the demo's three c
 by ``SHIFT_SD`` standard deviations as the current batch.
 
 - ``ours``: what the ``drift_monitor`` asset computes: seeded sampling of both frames to the
-  cap (``DriftSettings.sample_cap``), the reference model's predictions on both samples
-  (prediction drift, which the preset does not do), pinned PSI ValueDrift metrics on every
-  column and the prediction, the HTML report and JSON snapshot.
+  cap (the declaration's ``drift.sample_cap``), the reference model's predictions on both
+  samples (prediction drift, which the preset does not do), ValueDrift metrics pinned by the
+  declaration's ``drift:`` tests on every column and the prediction, the HTML report and JSON
+  snapshot.
 - ``preset_sampled``: ``Report([DataDriftPreset()])``, HTML and JSON, on exactly the frames
   ``ours`` samples (same function, same seeds; the sampling is done before the clock starts).
   Ours against this is the engine's cost on the same data.
@@ -71,8 +72,8 @@ def synthetic(rows: int) -> tuple[Any, Any]:
     """Reference and shifted current frames of ``rows`` rows each, deterministic."""
     import numpy as np
 
+    from lifecycle_pipeline.sample_data import BREAST_CANCER_FEATURES as FEATURES
     from lifecycle_pipeline.sample_data import reference_frame
-    from lifecycle_pipeline.schema import FEATURES
 
     base = reference_frame()[list(FEATURES)].astype("float64")
     scale = base.std(ddof=0).to_numpy()
@@ -95,23 +96,33 @@ def synthetic(rows: int) -> tuple[Any, Any]:
 def reference_model() -> Any:
     """The pipeline's model architecture (scaler + 300-tree forest), fitted on the reference."""
     from lifecycle_pipeline.assets.training import TrainingConfig, build_pipeline
+    from lifecycle_pipeline.sample_data import BREAST_CANCER_FEATURES as FEATURES
+    from lifecycle_pipeline.sample_data import BREAST_CANCER_TARGET as TARGET
     from lifecycle_pipeline.sample_data import reference_frame
-    from lifecycle_pipeline.schema import FEATURES, TARGET
 
     frame = reference_frame()
-    model = build_pipeline(TrainingConfig())
+    model = build_pipeline(declaration().model, TrainingConfig())
     model.fit(frame[list(FEATURES)], frame[TARGET])
     return model
 
 
-def run_ours(reference: Any, current: Any, model: Any, sample_cap: int) -> dict[str, Any]:
-    from lifecycle_pipeline.monitoring.drift import DriftSettings, drift_summary, report_files
+def declaration() -> Any:
+    """The sample model's declaration: its ``drift:`` section is what the monitor applies."""
+    from lifecycle_pipeline.declaration import load_declaration
 
-    settings = DriftSettings(sample_cap=sample_cap)
+    return load_declaration(ROOT / "models" / "breast_cancer")
+
+
+def run_ours(reference: Any, current: Any, model: Any, sample_cap: int) -> dict[str, Any]:
+    from lifecycle_pipeline.assets.monitoring import drift_settings
+    from lifecycle_pipeline.monitoring.drift import drift_summary, report_files
+
+    declared = declaration().model
+    settings = drift_settings(declared.drift, {"sample_cap": sample_cap})
     summary, snapshot = drift_summary(
         reference,
         current,
-        list(reference.columns),
+        declared,
         model,
         settings,
         batch="bench",
@@ -119,11 +130,13 @@ def run_ours(reference: Any, current: Any, model: Any, sample_cap: int) -> dict[
         reference_version="bench",
     )
     files = report_files(summary, snapshot)
+    tests = sorted({f"{c.kind}: {c.test}" for c in summary.columns})
     return {
         "drifted_columns": sorted(summary.drifted_columns),
         "drift_share": summary.drift_share,
         "verdict": summary.verdict,
-        "method": f"{settings.method} >= {settings.threshold}",
+        "method": "; ".join([*tests, f"prediction: {summary.prediction.test}"]),
+        "prediction": summary.prediction.to_dict(),
         "report_bytes": sum(len(v) for v in files.values()),
         "engine_rows": [summary.sampled_reference_rows, summary.sampled_current_rows],
     }
@@ -148,9 +161,7 @@ def run_preset(reference: Any, current: Any) -> dict[str, Any]:
             p_value = "p_value" in method.lower()
             if (value < threshold) if p_value else (value >= threshold):
                 drifted.append(config["column"])
-    from lifecycle_pipeline.monitoring.drift import DriftSettings
-
-    ours_threshold = DriftSettings().drift_share_threshold
+    ours_threshold = declaration().model.drift.share_threshold
     return {
         "drifted_columns": sorted(drifted),
         "drift_share": share,
@@ -164,9 +175,9 @@ def run_preset(reference: Any, current: Any) -> dict[str, Any]:
 
 def sampled(reference: Any, current: Any, sample_cap: int) -> tuple[Any, Any]:
     """The frames ``drift_summary`` samples from ``reference`` and ``current`` (same seeds)."""
-    from lifecycle_pipeline.monitoring.drift import DriftSettings, sample
+    from lifecycle_pipeline.monitoring.drift import sample
 
-    seed = DriftSettings().seed
+    seed = declaration().model.drift.seed
     return (
         sample(reference, sample_cap, seed).copy(),
         sample(current, sample_cap, seed + 1).copy(),
@@ -259,8 +270,7 @@ def demo_verdicts(sample_dir: Path) -> dict[str, Any]:
     """Both monitors on the demo batches against data-v1 (the sample data from `dvc repro`)."""
     import pandas as pd
 
-    from lifecycle_pipeline.monitoring.drift import DriftSettings
-    from lifecycle_pipeline.schema import FEATURES
+    from lifecycle_pipeline.sample_data import BREAST_CANCER_FEATURES as FEATURES
 
     reference = pd.read_csv(sample_dir / "versions" / "data-v1" / "breast_cancer.csv")
     model = reference_model()
@@ -268,7 +278,10 @@ def demo_verdicts(sample_dir: Path) -> dict[str, Any]:
     for batch in ("batch-001", "batch-002"):
         current = pd.read_csv(sample_dir / "batches" / f"{batch}.csv")
         ours = run_ours(
-            reference[list(FEATURES)], current[list(FEATURES)], model, DriftSettings().sample_cap
+            reference[list(FEATURES)],
+            current[list(FEATURES)],
+            model,
+            declaration().model.drift.sample_cap,
         )
         preset = run_preset(reference[list(FEATURES)], current[list(FEATURES)])
         out[batch] = {
@@ -316,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         "--sample-cap",
         type=int,
         default=None,
-        help="the monitor's sample cap (default: DriftSettings().sample_cap)",
+        help="the monitor's sample cap (default: the declaration's drift.sample_cap)",
     )
     parser.add_argument("--repetitions", type=int, default=3, help="runs of each kind, interleaved")
     parser.add_argument("--child", nargs=3, metavar=("KIND", "ROWS", "CAP"), help=argparse.SUPPRESS)
@@ -331,10 +344,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from importlib import metadata
 
-    from lifecycle_pipeline.monitoring.drift import DriftSettings
-    from lifecycle_pipeline.schema import FEATURES
+    from lifecycle_pipeline.sample_data import BREAST_CANCER_FEATURES as FEATURES
 
-    defaults = DriftSettings()
+    defaults = declaration().model.drift
     cap = defaults.sample_cap if args.sample_cap is None else args.sample_cap
     started = time.perf_counter()
     results: dict[str, Any] = {
@@ -352,9 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             "shifted_columns": sorted(SHIFTED),
             "shift_sd": SHIFT_SD,
             "sample_cap": cap,
-            "method": defaults.method,
-            "threshold": defaults.threshold,
-            "drift_share_threshold": defaults.drift_share_threshold,
+            "drift": defaults.model_dump(mode="json"),
             "repetitions": args.repetitions,
         },
         "sizes": [],

@@ -2,7 +2,7 @@
 
 No Dagster run, no DVC read, no IO manager, no lineage bookkeeping: the frame is already in
 memory, and each stage hands its Python value straight to the next. The functions are the
-ones the assets call (``schema.validate_frame``, ``features.split``, ``training.fit``,
+ones the assets call (``contract.validate``, ``features.split``, ``training.fit``,
 ``fingerprint``, ``evaluation.evaluate``, the documentation builders, ``package.build`` with
 signing, verification and the out-of-process parity check), so the difference to a Dagster
 materialization of the same data is what orchestration, persistence and lineage cost.
@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
+from lifecycle_pipeline.declaration import LoadedDeclaration, load_declaration
 from lifecycle_pipeline.lineage.records import (
     DataSnapshot,
     EvaluationReport,
@@ -31,6 +32,9 @@ from lifecycle_pipeline.lineage.records import (
 
 STAGES = ("data_snapshot", "features", "trained_model", "evaluation", "model_card", "package")
 T = TypeVar("T")
+
+# The benchmarks measure the sample model, declared like any other.
+SAMPLE_MODEL = load_declaration(Path(__file__).resolve().parents[1] / "models" / "breast_cancer")
 
 
 @dataclass(frozen=True)
@@ -60,40 +64,52 @@ class StageClock:
 
 
 def snapshot(frame: pd.DataFrame, md5: str) -> DataSnapshot:
-    from lifecycle_pipeline import schema
+    from lifecycle_pipeline import contract
 
     version = ResolvedVersion("bench", "in-memory", "data.csv", "0" * 40, md5, 0)
-    return DataSnapshot(frame=schema.validate_frame(frame, source="bench"), version=version)
+    clean = contract.validate(
+        frame, SAMPLE_MODEL.model.contract, source="bench", declaration=str(SAMPLE_MODEL.path)
+    )
+    return DataSnapshot(frame=clean, version=version)
 
 
 def features(data: DataSnapshot) -> FeatureSet:
     from lifecycle_pipeline.assets.features import FeaturesConfig, split
 
-    return split(data, FeaturesConfig())
+    return split(data, FeaturesConfig(), SAMPLE_MODEL.model.contract)
 
 
 def train(feature_set: FeatureSet, settings: TrainingSettings) -> TrainedModel:
     from lifecycle_pipeline.assets.training import TrainingConfig, fit, golden_inputs
     from lifecycle_pipeline.lineage.fingerprint import fingerprint
 
-    config = TrainingConfig(n_estimators=settings.n_estimators, max_depth=settings.max_depth)
-    pipeline, _ = fit(feature_set, config)
+    config = TrainingConfig(
+        params={"n_estimators": settings.n_estimators, "max_depth": settings.max_depth}
+    )
+    pipeline, _ = fit(feature_set, config, SAMPLE_MODEL.model)
     golden = golden_inputs(feature_set, config.golden_rows)
     model_fingerprint = fingerprint(pipeline, golden)
     lineage = {
         "data_md5": feature_set.data_md5,
         "code": {"commit": "plain", "dirty": False, "lock_hash": "", "source_digest": ""},
         "config_hash": "",
+        "declaration": {"name": SAMPLE_MODEL.name, "sha256": SAMPLE_MODEL.sha256},
+        "estimator": {
+            "class": SAMPLE_MODEL.model.estimator.class_,
+            "trusted_types": list(SAMPLE_MODEL.model.estimator.trusted_types),
+        },
         "fingerprint": model_fingerprint.to_dict(),
     }
     return TrainedModel(pipeline, golden, model_fingerprint, lineage)
 
 
 def evaluate(model: TrainedModel, feature_set: FeatureSet) -> EvaluationReport:
-    from lifecycle_pipeline.assets.evaluation import EvaluationConfig
     from lifecycle_pipeline.assets.evaluation import evaluate as evaluate_model
+    from lifecycle_pipeline.assets.evaluation import gates_for
 
-    return evaluate_model(model, feature_set, EvaluationConfig())
+    declared = SAMPLE_MODEL.model
+    gates = gates_for(declared.evaluation, {}, str(SAMPLE_MODEL.path))
+    return evaluate_model(model, feature_set, declared, gates)
 
 
 def _materialization(asset: str, metadata: dict[str, Any]) -> Any:
@@ -108,23 +124,29 @@ def documentation(
     model: TrainedModel,
     report: EvaluationReport,
     settings: TrainingSettings,
+    declared: LoadedDeclaration = SAMPLE_MODEL,
 ) -> FileTree:
-    """The three documents from the values in hand (what the asset reads back from lineage)."""
-    from lifecycle_pipeline import schema
-    from lifecycle_pipeline.assets.documentation import BUNDLE_KIND, ModelCardConfig, bundle_files
-    from lifecycle_pipeline.documentation.bundle import (
-        Lineage,
-        changes_since,
-        datasheet,
-        model_card,
-        technical_documentation,
+    """The three documents from the values in hand (what the asset reads back from lineage),
+    worded from ``declared``, as the asset words them from its declaration."""
+    from lifecycle_pipeline.assets.documentation import (
+        BUNDLE_KIND,
+        ModelCardConfig,
+        bundle_files,
+        documents_for,
     )
+    from lifecycle_pipeline.documentation.bundle import Lineage, changes_since
     from lifecycle_pipeline.documentation.spec import load_spec
 
-    spec = load_spec(*ModelCardConfig().resolved_spec_path())
+    contract = declared.model.contract
+    spec = load_spec(*ModelCardConfig().resolved_spec_path(declared))
     frame = data.frame
     slices = SimpleNamespace(
         records=[SimpleNamespace(data={"slice": k, **v}) for k, v in report.slices.items()]
+    )
+    counts = (
+        {str(k): int(v) for k, v in frame[contract.target].value_counts().sort_index().items()}
+        if contract.classes
+        else None
     )
     lineage = Lineage(
         snapshot=_materialization(
@@ -132,7 +154,7 @@ def documentation(
             {
                 "dvc/md5": data.version.md5,
                 "dagster/row_count": len(frame),
-                "positives": int(frame[schema.TARGET].sum()),
+                **({"class_counts": counts} if counts is not None else {}),
                 "null_counts": {str(c): int(n) for c, n in frame.isna().sum().items()},
             },
         ),
@@ -149,35 +171,37 @@ def documentation(
             {
                 "model/fingerprint": model.fingerprint.combined,
                 "estimator": repr(model.pipeline),
-                "hyperparameters": {"estimator": "random_forest", **vars(settings)},
+                "hyperparameters": {"estimator": declared.model.estimator.class_, **vars(settings)},
+                "declaration/sha256": declared.sha256,
             },
         ),
         evaluation=_materialization(
             "evaluation",
             {
-                **{f"metric/{k}": v for k, v in report.metrics.items()},
+                **{f"metric/{k}": v for k, v in report.metrics.items() if v is not None},
                 "slices": slices,
-                "slice_factor": schema.SLICE_FACTOR,
+                "slice_factor": ", ".join(s.title for s in declared.model.evaluation.slices),
+                "task": contract.task,
                 "gates": [g.to_dict() for g in report.gates],
-                "decision_threshold": report.decision_threshold,
+                **(
+                    {"decision_threshold": report.decision_threshold}
+                    if report.decision_threshold is not None
+                    else {}
+                ),
             },
         ),
     )
-    changes = changes_since(lineage, None, None)
-    documents = [
-        model_card(lineage, spec, changes),
-        datasheet(lineage, spec),
-        technical_documentation(lineage, spec, changes),
-    ]
-    files = bundle_files(documents, "bench", spec, {})
+    documents = documents_for(lineage, spec, changes_since(lineage, None, None), declared)
+    files = bundle_files(documents, "bench", spec, {}, declared)
     return FileTree(kind=BUNDLE_KIND, files=files, entry="documentation.html")
 
 
 def package(
     feature_set: FeatureSet, model: TrainedModel, report: EvaluationReport, docs: FileTree
 ) -> dict[str, bytes]:
-    """Build, sign, verify and parity-check the package, as the asset does (lock included)."""
-    from lifecycle_pipeline.assets.packaging import PackagingConfig, parity
+    """Build, sign, verify and parity-check the package of the sample model, as the asset
+    does (lock included). The model's lineage must name that declaration, as training's does."""
+    from lifecycle_pipeline.assets.packaging import parity
     from lifecycle_pipeline.package import build as build_module
     from lifecycle_pipeline.package.verify import verify_package
     from lifecycle_pipeline.resources.signing import PackageSigner, public_key_id
@@ -187,12 +211,12 @@ def package(
     _, public = signer.key_pair()
     inputs = build_module.PackageInputs(
         partition="bench",
+        declaration=SAMPLE_MODEL,
         model=model,
         features=feature_set,
         evaluation=report,
         documentation=docs,
         lock=(Settings.from_env().project_root / "uv.lock").read_bytes(),
-        range_tolerance=PackagingConfig().range_tolerance,
         public_key_id=public_key_id(public),
     )
     with tempfile.TemporaryDirectory(prefix="bench-package-") as scratch:

@@ -240,31 +240,22 @@ def _adhoc_drift(
 ) -> tuple[DriftSummary, str]:
     import hashlib
 
-    from lifecycle_pipeline import schema
-    from lifecycle_pipeline.assets.monitoring import (
-        DriftConfig,
-        load_stage,
-        monitor,
-        reference_version,
-    )
+    from lifecycle_pipeline.assets.monitoring import judge_batch, load_stage, reference_version
+    from lifecycle_pipeline.declaration import current_declaration
     from lifecycle_pipeline.lineage.records import FileTree
     from lifecycle_pipeline.resources.artifact_store import ArtifactStore
-    from lifecycle_pipeline.resources.registry import DataRegistry
 
     raw = path.read_bytes()
     md5 = hashlib.md5(raw, usedforsecurity=False).hexdigest()
-    frame = schema.validate_frame(
-        schema.parse_csv(raw, source=str(path)),
-        source=str(path),
-        require_target=False,
-        allow_extra=True,
-    )
-    store, registry = ArtifactStore(), DataRegistry()
+    store, registry, declaration = ArtifactStore(), current_registry(), current_declaration()
     chosen = reference_version(instance, registry, version)
     features, _ = load_stage(instance, store, "features", chosen)
     model, _ = load_stage(instance, store, "trained_model", chosen)
     key = f"adhoc-{md5[:12]}"
-    summary, files = monitor(key, md5, frame, features, model, chosen, DriftConfig().settings())
+    summary, files = judge_batch(
+        declaration, raw, features, model, batch_key=key, reference_version=chosen,
+        source=str(path), batch_md5=md5,
+    )  # fmt: skip
     # Kept apart from drift_monitor's folder, which holds only recorded materializations.
     folder, _, _ = store.write_tree(
         "drift_adhoc", key, FileTree("drift_report", files, "report.html")
@@ -327,7 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.set_defaults(handler=_predict)
     drift = commands.add_parser("drift", help="Check a production batch for drift.")
-    drift.add_argument("--batch", required=True, help="a batch tag in the registry, or a CSV file")
+    drift.add_argument(
+        "--batch",
+        required=True,
+        help="a batch tag in the registry, or a local file in the declared data format",
+    )
     drift.add_argument("--version", help="reference data version (default: newest with a model)")
     drift.set_defaults(handler=_drift)
     info = commands.add_parser(

@@ -53,9 +53,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0 if report.identical else 1
 
 
-def score(
-    package: Path, rows: Path, out_of_range: str | None = None
-) -> tuple[Any, list[str]]:
+def score(package: Path, rows: Path, out_of_range: str | None = None) -> tuple[Any, list[str]]:
     """Predictions from the package's own entry point (the code production runs), warnings.
 
     ``out_of_range`` None applies the package's declared policy.

@@ -112,8 +112,10 @@ def _check(args: argparse.Namespace) -> int:
     from lifecycle_pipeline.declaration import declaration_path, load_declaration
 
     model = load_declaration(Path(args.declaration) if args.declaration else declaration_path())
-    print(f"{model.path}: declaration valid ({model.name}, {model.model.contract.task}, "
-          f"sha256 {model.sha256[:12]})")
+    print(
+        f"{model.path}: declaration valid ({model.name}, {model.model.contract.task}, "
+        f"sha256 {model.sha256[:12]})"
+    )
     if args.data:
         frame = read_local(Path(args.data), model.model.data.format)
         problems = check_against_data(model, frame, args.data)
@@ -138,7 +140,10 @@ def register(commands: Any) -> None:
     check = commands.add_parser(
         "check", help="Validate a model declaration (and optionally a data file against it)."
     )
-    check.add_argument("declaration", nargs="?", help="model.yaml or model folder (default: "
-                       "--model / $LIFECYCLE_MODEL)")
+    check.add_argument(
+        "declaration",
+        nargs="?",
+        help="model.yaml or model folder (default: --model / $LIFECYCLE_MODEL)",
+    )
     check.add_argument("--data", help="a local data file to check against the contract")
     check.set_defaults(handler=_check)

@@ -310,7 +310,7 @@ class DriftTest(_Strict):
 
 class Drift(_Strict):
     columns: tuple[str, ...] | None = Field(default=None, description="Default: every feature.")
-    numeric: DriftTest = DriftTest(method="psi", threshold=0.1)
+    numeric: DriftTest = DriftTest(method="psi", threshold=0.2)
     categorical: DriftTest = DriftTest(method="jensenshannon", threshold=0.1)
     prediction: DriftTest | None = Field(
         default=None, description="Drift test on the model's output; default: the numeric test."
@@ -401,6 +401,21 @@ class ModelDeclaration(_Strict):
                 raise ValueError(
                     f"evaluation.slices: {item.column!r} is {feature.type}; give `bins`"
                 )
+        from lifecycle_pipeline.monitoring.drift import DriftError, check_applies
+
+        output_kind = "categorical" if self.contract.task == "multiclass" else "numeric"
+        for field, test, kind in (
+            ("numeric", self.drift.numeric, "numeric"),
+            ("categorical", self.drift.categorical, "categorical"),
+            ("prediction", self.drift.prediction, output_kind),
+        ):
+            if test is None:
+                continue
+            try:
+                check_applies(test.method, kind, f"drift.{field}")  # type: ignore[arg-type]
+            except DriftError as exc:
+                message = str(exc).split(": ", 1)[1]
+                raise FieldError(("drift", field, "method"), message) from exc
         unknown = sorted(set(self.drift.columns or ()) - set(features))
         if unknown:
             raise ValueError(f"drift.columns: {unknown} are not declared features")

@@ -36,6 +36,7 @@ from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.registry import DataRegistry
 from lifecycle_pipeline.resources.signing import PackageSigner
 
+
 @dataclass(frozen=True)
 class ModelAssets:
     """One declared model's lifecycle assets, checks and jobs."""

@@ -153,9 +153,9 @@ class ReproductionReport:
 def _tuple(lineage: dict[str, Any]) -> dict[str, Any]:
     """The lineage tuple, flattened: what a reproduction must match element by element."""
     code, prints = lineage["code"], lineage["fingerprint"]
-    declaration = {
-        "declaration.sha256": lineage["declaration"]["sha256"]
-    } if "declaration" in lineage else {}  # recorded since models are declared
+    declaration = (
+        {"declaration.sha256": lineage["declaration"]["sha256"]} if "declaration" in lineage else {}
+    )  # recorded since models are declared
     return {
         "data_md5": lineage["data_md5"],
         **declaration,

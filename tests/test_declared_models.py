@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
+from lifecycle_pipeline.lineage.query import CheckOutcome, check_results, latest, metadata_values
 from lifecycle_pipeline.registry_demo import Publication, init_registry, publish
 from tests.conftest import PROJECT_ROOT, committed_project_copy
 
@@ -253,7 +253,7 @@ def test_the_whole_lifecycle_runs_from_a_declaration_alone(
         package = latest(instance, "deployment_package", "data-v1")
         assert package is not None
         runs = {r.run_id for r in instance.get_runs()}
-        checks: dict[str, dg.AssetCheckEvaluation] = {}
+        checks: dict[str, CheckOutcome] = {}
         for run in runs:
             checks |= check_results(instance, run)
         evaluation = metadata_values(latest(instance, "evaluation", "data-v1"))

@@ -115,7 +115,10 @@ def test_every_asset_links_to_its_source_in_the_ui() -> None:
         assert source.is_file() and source.suffix == ".py", key
         lines = source.read_text(encoding="utf-8").splitlines()[reference.line_number - 1 :]
         assert lines, f"{name}: line {reference.line_number} is past the end of {source}"
-        decorated = [line for line in lines if not line.startswith(("@", " ", ")"))]
+        # Assets are built by factories, so the decorated function may be indented.
+        indent = len(lines[0]) - len(lines[0].lstrip())
+        body = [line[indent:] for line in lines]
+        decorated = [line for line in body if not line.startswith(("@", " ", ")"))]
         assert decorated[0].startswith(f"def {SOURCE_FUNCTIONS.get(name, name)}("), (
             f"{name}: {source.name}:{reference.line_number} opens {decorated[0]!r}"
         )

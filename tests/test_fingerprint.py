@@ -13,9 +13,17 @@ from sklearn.tree import DecisionTreeClassifier
 
 from lifecycle_pipeline.assets.features import FeaturesConfig, split
 from lifecycle_pipeline.assets.training import TrainingConfig, fit, golden_inputs
+from lifecycle_pipeline.declaration import Estimator, load_declaration
 from lifecycle_pipeline.lineage.fingerprint import FingerprintError, fingerprint, state_digest
 from lifecycle_pipeline.lineage.records import DataSnapshot, ResolvedVersion
 from lifecycle_pipeline.sample_data import reference_frame
+from lifecycle_pipeline.settings import PACKAGE_DIR
+
+SAMPLE = load_declaration(PACKAGE_DIR.parent / "models" / "breast_cancer").model
+LOGISTIC = Estimator.model_validate(
+    {"class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 5000},
+     "scale": True}
+)  # fmt: skip
 
 SCRIPT = """
 import json
@@ -30,9 +38,14 @@ def train(overrides: dict[str, object]) -> tuple[TrainingConfig, pd.DataFrame, o
     snapshot = DataSnapshot(
         frame=reference_frame(), version=ResolvedVersion("data-v1", "r", "p", "c", "m", 0)
     )
-    feature_set = split(snapshot, FeaturesConfig())
-    config = TrainingConfig(**{"n_estimators": 25, **overrides})  # type: ignore[arg-type]
-    model, _ = fit(feature_set, config)
+    feature_set = split(snapshot, FeaturesConfig(), SAMPLE.contract)
+    declared, params = SAMPLE, dict[str, object]({"n_estimators": 25})
+    if overrides.get("estimator") == "logistic_regression":
+        declared, params = SAMPLE.model_copy(update={"estimator": LOGISTIC}), {}
+    params |= {k: v for k, v in overrides.items() if k == "n_estimators"}
+    knobs = {k: v for k, v in overrides.items() if k in ("seed", "threads")}
+    config = TrainingConfig(params=params, **knobs)  # type: ignore[arg-type]
+    model, _ = fit(feature_set, config, declared)
     return config, golden_inputs(feature_set, config.golden_rows), model
 
 

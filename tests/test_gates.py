@@ -7,10 +7,10 @@ from collections.abc import Callable
 import dagster as dg
 import pytest
 
-from lifecycle_pipeline.definitions import ASSETS
+from lifecycle_pipeline.definitions import model_assets
 from lifecycle_pipeline.lineage.query import check_results, latest
 from lifecycle_pipeline.partitions import DATA_VERSIONS
-from tests.conftest import FAST_TRAINING, Pipeline, Registry
+from tests.conftest import FAST_TRAINING, SAMPLE_MODEL, Pipeline, Registry
 
 
 @dg.asset(partitions_def=DATA_VERSIONS, deps=["evaluation"])
@@ -22,7 +22,7 @@ def release_candidate() -> None:
 def gated(pipeline_factory: Callable[[Registry], Pipeline], demo_registry: Registry) -> Pipeline:
     pipeline = pipeline_factory(demo_registry)
     pipeline.defs = dg.Definitions(
-        assets=[*ASSETS, release_candidate],
+        assets=[*model_assets().assets, release_candidate],
         resources=pipeline.defs.resources,
         jobs=[
             dg.define_asset_job(
@@ -36,7 +36,9 @@ def gated(pipeline_factory: Callable[[Registry], Pipeline], demo_registry: Regis
 
 
 def test_failing_gate_blocks_downstream_and_names_gate_and_value(gated: Pipeline) -> None:
-    strict = {"ops": {**FAST_TRAINING["ops"], "evaluation": {"config": {"gates": {"roc_auc": 0.99999}}}}}
+    strict = {
+        "ops": {**FAST_TRAINING["ops"], "evaluation": {"config": {"gates": {"roc_auc": 0.99999}}}}
+    }
     result = gated.run("data-v1", run_config=strict)
 
     assert not result.success
@@ -68,13 +70,17 @@ def test_a_slice_with_one_class_has_an_undefined_roc_auc_not_a_missing_field() -
     """Found by the 200-version benchmark: one such slice made evaluation fail outright."""
     import numpy as np
 
-    from lifecycle_pipeline.assets.evaluation import score, slice_table
+    from lifecycle_pipeline.assets.evaluation import slice_table
+    from lifecycle_pipeline.tasks.binary import Binary
 
     proba = np.array([0.1, 0.8, 0.3, 0.9])
-    slices = {
-        "both classes": score(np.array([0, 1, 0, 1]), proba, 0.5, 10),
-        "benign only": score(np.array([0, 0, 0, 0]), proba, 0.5, 10),
-    }
+    raw = np.column_stack([1 - proba, proba])
+    contract, evaluation = SAMPLE_MODEL.model.contract, SAMPLE_MODEL.model.evaluation
+
+    def score(labels: list[int]) -> dict[str, object]:
+        return Binary().score(np.array(labels), raw, [0, 1], contract, evaluation)
+
+    slices = {"both classes": score([0, 1, 0, 1]), "one class only": score([0, 0, 0, 0])}
     table = slice_table(slices)
     records = [r.data for r in table.records]
     assert set(records[0]) == set(records[1])  # Dagster requires equal fields

@@ -10,8 +10,8 @@ from pydantic import Field
 
 from lifecycle_pipeline import contract as contract_module
 from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version
-from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.assets.preflight import validate_run_config
+from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.lineage.records import DataSnapshot, ResolvedVersion
 from lifecycle_pipeline.partitions import DATA_VERSIONS, validate_partition_key
@@ -168,7 +168,11 @@ def build_data_snapshot(model: LoadedDeclaration) -> dg.AssetsDefinition:
                 "null_counts": dg.MetadataValue.json(nulls),
                 **({"class_counts": dg.MetadataValue.json(counts)} if counts is not None else {}),
                 **(
-                    {"positives": dg.MetadataValue.int(counts[str(declared.contract.positive.value)])}
+                    {
+                        "positives": dg.MetadataValue.int(
+                            counts[str(declared.contract.positive.value)]
+                        )
+                    }
                     if declared.contract.task == "binary" and counts is not None
                     else {}
                 ),

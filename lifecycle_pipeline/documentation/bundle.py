@@ -1,20 +1,29 @@
-"""Build the documentation bundle of one model version from recorded lineage and the spec.
+"""Build the documentation bundle of one model version from recorded lineage, the model's
+declaration and the spec.
 
 Three documents: a model card (Mitchell et al. 2019), a datasheet for the data version
 (Gebru et al. 2021), and a technical-documentation view shaped after EU AI Act Annex IV.
-Every value is either read from a materialization (and names it) or from the reviewed spec
-file; anything else is a gap.
+Every value is read from a materialization, from the model's declaration (task, classes,
+contract, estimator, gates, slices) or from the reviewed spec file, and names where it came
+from; anything else is a gap. No domain word is written here: class names, what a row is,
+units and slice titles come from the declaration, so the same code documents any model.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from lifecycle_pipeline.documentation import wording
 from lifecycle_pipeline.documentation.document import (
+    DeclarationSource,
     Document,
     Row,
     Section,
+    Table,
+    declared,
+    declared_table,
     fact,
     gap,
     human,
@@ -23,15 +32,10 @@ from lifecycle_pipeline.documentation.document import (
 from lifecycle_pipeline.documentation.spec import LoadedSpec
 from lifecycle_pipeline.lineage.trace import Materialization
 
-METRIC_NOTES = {
-    "accuracy": "share of correct labels at the decision threshold",
-    "precision": "share of predicted malignant that are malignant",
-    "recall": "share of malignant cases found (missed cancers are the costliest error)",
-    "f1": "harmonic mean of precision and recall",
-    "roc_auc": "ranking quality across all thresholds",
-    "brier": "mean squared error of the probability (calibration and sharpness)",
-    "ece": "expected calibration error over equal-width probability bins",
-}
+if TYPE_CHECKING:
+    from lifecycle_pipeline.declaration import LoadedDeclaration
+
+DEFINITION = "lifecycle_pipeline.documentation.wording"
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,20 @@ class Lineage:
         )
 
 
+def shown_path(path: Path) -> str:
+    """The declaration's path relative to the project (the same on every machine), else as is."""
+    from lifecycle_pipeline.settings import Settings
+
+    try:
+        return str(path.resolve().relative_to(Settings.from_env().project_root))
+    except ValueError:
+        return str(path)
+
+
+def declaration_source(model: LoadedDeclaration) -> DeclarationSource:
+    return DeclarationSource(path=shown_path(model.path), sha256=model.sha256)
+
+
 def _table_records(value: Any) -> list[dict[str, Any]]:
     return [dict(record.data) for record in getattr(value, "records", [])]
 
@@ -67,10 +85,15 @@ def _metrics(evaluation: Materialization) -> dict[str, float]:
 
 def _split(features: Materialization) -> str:
     meta = features.metadata
-    return (
-        f"stratified on {meta.get('split/stratified_on')}, test share "
-        f"{meta.get('split/test_size')}, seed {meta.get('split/seed')}"
+    stratified = meta.get("split/stratified_on")
+    how = (
+        "stratification not recorded"
+        if stratified is None
+        else "not stratified"
+        if str(stratified).startswith("(")  # the features asset records "(not stratified)"
+        else f"stratified on {stratified}"
     )
+    return f"{how}, test share {meta.get('split/test_size')}, seed {meta.get('split/seed')}"
 
 
 def _spec_row(spec: LoadedSpec, label: str, dotted: str) -> Row:
@@ -85,10 +108,144 @@ def _spec_row(spec: LoadedSpec, label: str, dotted: str) -> Row:
     return human(label, value, spec.path, dotted)
 
 
-def model_card(lineage: Lineage, spec: LoadedSpec, changes: Section) -> Document:
+def _declaration_rows(m: Materialization, model: LoadedDeclaration) -> tuple[Row, Row]:
+    """The declaration file the documents were worded from, and the one the model was trained
+    with; a difference is a gap, because the declared wording may then describe another model."""
+    origin = declaration_source(model)
+    file_row = Row(
+        "Model declaration",
+        value=f"{origin.path} (name {model.name}, sha256 {model.sha256})",
+        source=origin.source("(file)"),
+        cite=f"declaration {origin.path}",
+    )
+    recorded = m.metadata.get("declaration/sha256")
+    label = "Declaration at training (sha256)"
+    if recorded is not None and recorded != model.sha256:
+        return file_row, gap(
+            label,
+            f"{m.cite()} was trained with declaration sha256 {recorded}, but {origin.path} now "
+            f"has sha256 {model.sha256}, so the declared wording here may not describe this "
+            "model. Re-run the lifecycle of this data version with the current declaration.",
+        )
+    return file_row, fact(label, recorded, m)
+
+
+def _metric_notes(model: LoadedDeclaration) -> tuple[Row, ...]:
+    """What each of the task's metrics measures, worded with the declaration's names."""
+    contract = model.model.contract
+    origin = declaration_source(model)
+    notes = wording.metric_notes(contract, model.model.evaluation.calibration_bins)
+    return tuple(
+        Row(
+            name,
+            value=note,
+            source={"definition": DEFINITION, "task": contract.task, **origin.source("contract")},
+            cite=f"definition ({contract.task} task), names from the declaration",
+        )
+        for name, note in notes.items()
+    )
+
+
+def _undefined_metrics(e: Materialization, model: LoadedDeclaration) -> tuple[Row, ...]:
+    """Metrics of the task that the evaluation did not record (undefined on the held-out rows,
+    e.g. a class absent from them): stated, never shown as a number."""
+    from lifecycle_pipeline.tasks import task_for
+
+    contract = model.model.contract
+    recorded = _metrics(e)
+    missing = [n for n in task_for(contract.task).metric_names(contract) if n not in recorded]
+    if not missing:
+        return ()
+    return (
+        Row(
+            "Undefined on the held-out split",
+            value=missing,
+            source=e.source(),
+            cite=f"{e.cite()} (no metric/ entry)",
+        ),
+    )
+
+
+def _threshold(e: Materialization, model: LoadedDeclaration) -> tuple[Row, ...]:
+    """The decision threshold exists for binary tasks only; it is named by the positive class."""
+    contract = model.model.contract
+    if contract.task != "binary":
+        return ()
+    label = f"Decision threshold (P({contract.positive.name}))"
+    return (fact(label, e.metadata.get("decision_threshold"), e),)
+
+
+def _task_rows(model: LoadedDeclaration) -> tuple[Row, ...]:
+    declared_model = model.model
+    contract = declared_model.contract
+    origin = declaration_source(model)
+    threshold = declared_model.evaluation.decision_threshold
+    output_field = "evaluation.decision_threshold" if contract.task == "binary" else "contract"
+    return (
+        declared("Task", wording.task(contract), origin, "contract.task"),
+        declared("What one row is", contract.row, origin, "contract.row"),
+        declared("Output", wording.output(contract, threshold), origin, output_field),
+    )
+
+
+def _gate_rows(model: LoadedDeclaration) -> tuple[Row, ...]:
+    origin = declaration_source(model)
+    declared_gates = wording.gates(model.model)
+    return (
+        declared(
+            "Declared gates (blocking)",
+            declared_gates or "none declared",
+            origin,
+            "evaluation.gates",
+        ),
+    )
+
+
+def _slice_rows(model: LoadedDeclaration) -> tuple[Row, ...]:
+    origin = declaration_source(model)
+    slices = [wording.slice_definition(s) for s in model.model.evaluation.slices]
+    return (declared("Slice definitions", slices or "none declared", origin, "evaluation.slices"),)
+
+
+def _estimator_rows(m: Materialization, model: LoadedDeclaration) -> tuple[Row, ...]:
+    origin = declaration_source(model)
+    estimator = model.model.estimator
+    recorded = (m.metadata.get("hyperparameters") or {}).get("estimator")
+    return (
+        fact("Estimator (import path)", recorded, m),
+        declared(
+            "Declared estimator parameters",
+            estimator.params or "none (the estimator's defaults)",
+            origin,
+            "estimator.params",
+        ),
+    )
+
+
+def _contract_table(model: LoadedDeclaration) -> Table:
+    return declared_table(
+        wording.CONTRACT_COLUMNS,
+        wording.contract_rows(model.model.contract),
+        declaration_source(model),
+        "contract.features",
+    )
+
+
+def _slice_table(e: Materialization) -> Table:
+    """Every recorded slice with every metric recorded for it, in recorded order."""
+    records = _table_records(e.metadata.get("slices"))
+    columns: list[str] = ["slice"]
+    for record in records:
+        columns += [c for c in record if c not in columns]
+    return table(tuple(columns), [tuple(r.get(c) for c in columns) for r in records], e)
+
+
+def model_card(
+    lineage: Lineage, spec: LoadedSpec, changes: Section, model: LoadedDeclaration
+) -> Document:
     s, f, m, e = lineage.snapshot, lineage.features, lineage.model, lineage.evaluation
-    metrics = _metrics(e)
-    slice_rows = _table_records(e.metadata.get("slices"))
+    origin = declaration_source(model)
+    contract = model.model.contract
     gate_rows = e.metadata.get("gates") or []
     return Document(
         title="Model card",
@@ -98,11 +255,13 @@ def model_card(lineage: Lineage, spec: LoadedSpec, changes: Section) -> Document
                 "Model details",
                 rows=(
                     _spec_row(spec, "Name", "model.name"),
+                    declared("Description", model.model.description, origin, "description"),
                     _spec_row(spec, "Owners", "model.owners"),
                     fact("Date (trained)", m.when, m),
                     fact("Version", f"{m.partition} / {m.metadata.get('model/version_id')}", m),
                     fact("Model fingerprint", m.metadata.get("model/fingerprint"), m),
-                    fact("Type", (m.metadata.get("hyperparameters") or {}).get("estimator"), m),
+                    *_task_rows(model),
+                    *_estimator_rows(m, model),
                     fact("Algorithm (scikit-learn pipeline)", m.metadata.get("estimator"), m),
                     fact("Hyperparameters", m.metadata.get("hyperparameters"), m),
                     fact(
@@ -110,6 +269,7 @@ def model_card(lineage: Lineage, spec: LoadedSpec, changes: Section) -> Document
                         f"{m.metadata.get('seed')} / {m.metadata.get('threads')}",
                         m,
                     ),
+                    *_declaration_rows(m, model),
                     fact("Code commit", m.metadata.get("code/commit"), m),
                     fact("Uncommitted changes at training", m.metadata.get("code/dirty"), m),
                     _spec_row(spec, "License", "model.license"),
@@ -129,7 +289,8 @@ def model_card(lineage: Lineage, spec: LoadedSpec, changes: Section) -> Document
                 "Factors",
                 rows=(
                     _spec_row(spec, "Relevant factors", "factors.relevant"),
-                    fact("Evaluation factor (slices)", e.metadata.get("slice_factor"), e),
+                    fact("Evaluation factors (slices)", e.metadata.get("slice_factor"), e),
+                    *_slice_rows(model),
                     _spec_row(
                         spec,
                         "Evaluation factors, and what could not be evaluated",
@@ -140,18 +301,9 @@ def model_card(lineage: Lineage, spec: LoadedSpec, changes: Section) -> Document
             Section(
                 "Metrics",
                 rows=(
-                    fact(
-                        "Decision threshold (P(malignant))", e.metadata.get("decision_threshold"), e
-                    ),
-                    *(
-                        Row(
-                            name,
-                            value=note,
-                            source={"definition": "lifecycle_pipeline"},
-                            cite="definition",
-                        )
-                        for name, note in METRIC_NOTES.items()
-                    ),
+                    *_threshold(e, model),
+                    *_gate_rows(model),
+                    *_metric_notes(model),
                 ),
                 tables=(
                     table(
@@ -176,11 +328,7 @@ def model_card(lineage: Lineage, spec: LoadedSpec, changes: Section) -> Document
                 rows=(
                     fact("Data version", s.partition, s),
                     fact("Held-out rows", f.metadata.get("test/rows"), f),
-                    fact(
-                        "Split",
-                        _split(f),
-                        f,
-                    ),
+                    fact("Split", _split(f), f),
                     fact("Held-out split sha256", f.metadata.get("test/sha256"), f),
                 ),
             ),
@@ -193,42 +341,18 @@ def model_card(lineage: Lineage, spec: LoadedSpec, changes: Section) -> Document
                     fact("Training rows", f.metadata.get("train/rows"), f),
                     fact("Training split sha256", f.metadata.get("train/sha256"), f),
                     fact("Features", len(f.metadata.get("feature_columns") or []), f),
+                    declared(
+                        "Input contract", wording.contract_summary(contract), origin, "contract"
+                    ),
                     fact("Transforms", f.metadata.get("transforms"), f),
                 ),
             ),
             Section(
                 "Quantitative analyses",
+                rows=_undefined_metrics(e, model),
                 tables=(
-                    table(("metric", "value"), list(metrics.items()), e),
-                    table(
-                        (
-                            "slice",
-                            "rows",
-                            "positives",
-                            "accuracy",
-                            "recall",
-                            "f1",
-                            "roc_auc",
-                            "brier",
-                        ),
-                        [
-                            tuple(
-                                "n/a" if r.get(c) is None else r[c]  # undefined on the slice
-                                for c in (
-                                    "slice",
-                                    "rows",
-                                    "positives",
-                                    "accuracy",
-                                    "recall",
-                                    "f1",
-                                    "roc_auc",
-                                    "brier",
-                                )
-                            )
-                            for r in slice_rows
-                        ],
-                        e,
-                    ),
+                    table(("metric", "value"), list(_metrics(e).items()), e),
+                    _slice_table(e),
                 ),
             ),
             Section(
@@ -246,12 +370,27 @@ def model_card(lineage: Lineage, spec: LoadedSpec, changes: Section) -> Document
     )
 
 
-def datasheet(lineage: Lineage, spec: LoadedSpec) -> Document:
+def _balance_rows(s: Materialization, model: LoadedDeclaration) -> tuple[Row, ...]:
+    """Classification: rows per declared class, from the snapshot's recorded class counts.
+    Regression has no label balance; its target is described instead."""
+    contract = model.model.contract
+    origin = declaration_source(model)
+    target = declared("Target (label)", wording.target(contract), origin, "contract.target")
+    if not contract.classes:
+        return (target,)
+    counts = s.metadata.get("class_counts")
+    return (
+        target,
+        fact("Label balance (rows per class)", wording.label_balance(contract, counts), s),
+    )
+
+
+def datasheet(lineage: Lineage, spec: LoadedSpec, model: LoadedDeclaration) -> Document:
     s, f = lineage.snapshot, lineage.features
+    origin = declaration_source(model)
+    contract = model.model.contract
     schema = s.metadata.get("dagster/column_schema")
     columns = [(c.name, c.type, c.description or "") for c in getattr(schema, "columns", [])]
-    rows = int(s.metadata.get("dagster/row_count") or 0)
-    positives = s.metadata.get("positives")
     return Document(
         title="Datasheet",
         reference="Gebru et al. 2021, Datasheets for Datasets",
@@ -263,12 +402,28 @@ def datasheet(lineage: Lineage, spec: LoadedSpec) -> Document:
             Section(
                 "Composition",
                 rows=(
-                    fact("Instances (rows)", rows, s),
-                    fact("Label balance (malignant / total)", f"{positives} / {rows}", s),
+                    declared("What one instance (row) is", contract.row, origin, "contract.row"),
+                    fact("Instances (rows)", s.metadata.get("dagster/row_count"), s),
+                    *_balance_rows(s, model),
                     fact("Missing values per column", s.metadata.get("null_counts"), s),
+                    declared(
+                        "Nullable features (declared)",
+                        [n for n, feat in contract.features.items() if feat.nullable] or "none",
+                        origin,
+                        "contract.features",
+                    ),
+                    declared(
+                        "Columns dropped on read",
+                        list(contract.drop) or "none",
+                        origin,
+                        "contract.drop",
+                    ),
                     fact("Content digest (DVC md5)", s.metadata.get("dvc/md5"), s),
                 ),
-                tables=(table(("column", "type", "description"), columns, s),),
+                tables=(
+                    table(("column", "type", "description"), columns, s),
+                    _contract_table(model),
+                ),
             ),
             Section(
                 "Collection process",
@@ -301,8 +456,20 @@ def datasheet(lineage: Lineage, spec: LoadedSpec) -> Document:
     )
 
 
-def technical_documentation(lineage: Lineage, spec: LoadedSpec, changes: Section) -> Document:
+def _trusted_types(m: Materialization) -> Row:
+    recorded = (m.metadata.get("lineage") or {}).get("estimator") or {}
+    value = recorded.get("trusted_types")
+    label = "Types trusted when loading the stored model"
+    if value is None:
+        return fact(label, None, m)
+    return fact(label, value or "none beyond skops' defaults", m)
+
+
+def technical_documentation(
+    lineage: Lineage, spec: LoadedSpec, changes: Section, model: LoadedDeclaration
+) -> Document:
     s, f, m, e = lineage.snapshot, lineage.features, lineage.model, lineage.evaluation
+    origin = declaration_source(model)
     libraries = m.metadata.get("env/libraries") or {}
     passed, total = e.metadata.get("gates/passed"), e.metadata.get("gates/total")
     return Document(
@@ -313,10 +480,13 @@ def technical_documentation(lineage: Lineage, spec: LoadedSpec, changes: Section
                 "1. General description",
                 rows=(
                     _spec_row(spec, "Intended purpose", "intended_use.primary_uses"),
+                    declared("Description", model.model.description, origin, "description"),
+                    *_task_rows(model),
                     _spec_row(spec, "Provider / owners", "model.owners"),
                     fact(
                         "Model version", f"{m.partition} / {m.metadata.get('model/version_id')}", m
                     ),
+                    _declaration_rows(m, model)[0],
                     fact("Software versions", libraries, m),
                     fact(
                         "Environment lock (sha256 of uv.lock)", m.metadata.get("env/lock_hash"), m
@@ -326,15 +496,20 @@ def technical_documentation(lineage: Lineage, spec: LoadedSpec, changes: Section
             Section(
                 "2. Development process and design choices",
                 rows=(
+                    *_estimator_rows(m, model),
                     fact("Algorithm", m.metadata.get("estimator"), m),
                     fact("Hyperparameters", m.metadata.get("hyperparameters"), m),
-                    fact(
-                        "Training/test split",
-                        _split(f),
-                        f,
+                    _trusted_types(m),
+                    declared(
+                        "Input contract",
+                        wording.contract_summary(model.model.contract),
+                        origin,
+                        "contract",
                     ),
+                    fact("Training/test split", _split(f), f),
                     fact("Feature preparation", f.metadata.get("transforms"), f),
                     fact("Configuration hash", m.metadata.get("config_hash"), m),
+                    _declaration_rows(m, model)[1],
                     fact(
                         "Code commit (dirty flag)",
                         f"{m.metadata.get('code/commit')} (dirty={m.metadata.get('code/dirty')})",
@@ -347,6 +522,7 @@ def technical_documentation(lineage: Lineage, spec: LoadedSpec, changes: Section
                         m,
                     ),
                 ),
+                tables=(_contract_table(model),),
             ),
             Section(
                 "3. Compute used",
@@ -375,9 +551,14 @@ def technical_documentation(lineage: Lineage, spec: LoadedSpec, changes: Section
                 rows=(
                     fact("Date of validation", e.when, e),
                     _spec_row(spec, "Responsible person", "governance.responsible_person"),
+                    *_gate_rows(model),
                     fact("Gates passed", f"{passed}/{total}", e),
+                    *_threshold(e, model),
                     *(fact(name, value, e) for name, value in _metrics(e).items()),
+                    *_undefined_metrics(e, model),
+                    *_slice_rows(model),
                 ),
+                tables=(_slice_table(e),),
             ),
             Section(
                 "6. Risk management",
@@ -443,6 +624,11 @@ def changes_since(
         ),
         ("code commit", pm.metadata.get("code/commit"), m.metadata.get("code/commit")),
         ("environment lock", pm.metadata.get("env/lock_hash"), m.metadata.get("env/lock_hash")),
+        (
+            "declaration sha256",
+            pm.metadata.get("declaration/sha256"),
+            m.metadata.get("declaration/sha256"),
+        ),
         ("hyperparameters", pm.metadata.get("hyperparameters"), m.metadata.get("hyperparameters")),
         (
             "model fingerprint",

@@ -1,7 +1,8 @@
 """A small document model shared by the Markdown and HTML renderings and the JSON record.
 
-Every row carries either a value with its provenance (a materialization or the spec file)
-or a gap that says what is missing, so no rendering can show a value without its source.
+Every row carries either a value with its provenance (a materialization, the model's
+declaration or the spec file) or a gap that says what is missing, so no rendering can show a
+value without its source.
 """
 
 from __future__ import annotations
@@ -93,6 +94,42 @@ def human(label: str, value: Any, spec_path: str, dotted: str) -> Row:
         return Row(label, gap=f"required field `{dotted}` is missing from {spec_path}")
     return Row(
         label, value=value, source={"spec": spec_path, "field": dotted}, cite=f"spec `{dotted}`"
+    )
+
+
+@dataclass(frozen=True)
+class DeclarationSource:
+    """The model declaration a value was read from: its file and content digest.
+
+    The digest is cited with every declared value because the same path can hold different
+    declarations over time; the digest says which one the documents used.
+    """
+
+    path: str
+    sha256: str
+
+    def source(self, field: str) -> dict[str, Any]:
+        return {"declaration": self.path, "sha256": self.sha256, "field": field}
+
+    def cite(self, field: str) -> str:
+        return f"declaration `{field}`"
+
+
+def declared(label: str, value: Any, origin: DeclarationSource, field: str) -> Row:
+    """A value from the model's declaration, or a gap naming the field that is not set."""
+    if value is None or (isinstance(value, str | list) and not value):
+        return Row(label, gap=f"`{field}` is not set in the declaration {origin.path}")
+    return Row(label, value=value, source=origin.source(field), cite=origin.cite(field))
+
+
+def declared_table(
+    columns: tuple[str, ...], rows: list[tuple[Any, ...]], origin: DeclarationSource, field: str
+) -> Table:
+    return Table(
+        columns=columns,
+        rows=tuple(rows),
+        cite=f"{origin.cite(field)} ({origin.path}, sha256 {origin.sha256[:12]})",
+        source=origin.source(field),
     )
 
 

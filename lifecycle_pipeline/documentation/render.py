@@ -7,7 +7,7 @@ from typing import Any
 
 import jinja2
 
-from lifecycle_pipeline.documentation.document import Document
+from lifecycle_pipeline.documentation.document import DeclarationSource, Document
 
 
 def _text(value: Any) -> str:
@@ -44,8 +44,8 @@ def markdown(document: Document, heading: str) -> str:
         f"# {document.title}: {heading}",
         "",
         f"_Structure: {document.reference}. Each value cites the materialization "
-        "(asset@partition, run) or the spec field it comes from; **GAP** marks what nobody "
-        "has recorded yet._",
+        "(asset@partition, run), the model declaration's field or the spec field it comes from; "
+        "**GAP** marks what nobody has recorded yet._",
     ]
     for section in document.sections:
         out += ["", f"## {section.title}"]
@@ -62,8 +62,14 @@ def markdown(document: Document, heading: str) -> str:
 
 
 def html(
-    documents: list[Document], heading: str, spec_path: str, spec_sha256: str, gaps: list[str]
+    documents: list[Document],
+    heading: str,
+    spec_path: str,
+    spec_sha256: str,
+    gaps: list[str],
+    declaration: DeclarationSource,
 ) -> str:
+    """One standalone page; its header names the declaration and spec the wording came from."""
     return (
         _environment()
         .get_template("bundle.html.j2")
@@ -72,6 +78,8 @@ def html(
             heading=heading,
             spec_path=spec_path,
             spec_sha256=spec_sha256,
+            declaration_path=declaration.path,
+            declaration_sha256=declaration.sha256,
             gaps=gaps,
         )
     )

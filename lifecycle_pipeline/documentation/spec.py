@@ -128,7 +128,8 @@ def load_spec(path: Path, origin: str = "the spec path") -> LoadedSpec:
 
     A file that is not there is an error, not an empty spec: a mistyped path would otherwise
     document a model with every human field missing and nobody told why. ``origin`` names
-    where the path came from, so the error says what to fix.
+    where the path came from (the run config, or ``documentation.spec`` in the model's
+    declaration file), so the error says what to fix.
     """
     import hashlib
 
@@ -137,8 +138,8 @@ def load_spec(path: Path, origin: str = "the spec path") -> LoadedSpec:
     except OSError as exc:
         raise SpecError(
             f"{path}: the model-card spec named by {origin} cannot be read "
-            f"({exc.strerror or exc}). Fix the path, or start from specs/model_card.yaml; an "
-            "empty file documents every human field as a gap."
+            f"({exc.strerror or exc}). Fix the path, or copy the model_card.yaml of a model "
+            "under models/ as a start; an empty file documents every human field as a gap."
         ) from exc
     try:
         data = yaml.safe_load(raw.decode("utf-8")) or {}

@@ -38,7 +38,8 @@ class DataRegistry(dg.ConfigurableResource):
         "registry.",
     )
     dataset_path: str = Field(
-        default="", description="Path of the dataset file inside the registry (declared: data.path)."
+        default="",
+        description="Path of the dataset file inside the registry (declared: data.path).",
     )
     version_pattern: str = Field(
         default="data-v*", description="Glob over tag names that marks a tag as a data version."

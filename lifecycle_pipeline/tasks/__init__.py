@@ -124,7 +124,11 @@ def task_for(name: str) -> Task:
     from lifecycle_pipeline.tasks.multiclass import Multiclass
     from lifecycle_pipeline.tasks.regression import Regression
 
-    tasks: dict[str, Task] = {"binary": Binary(), "multiclass": Multiclass(), "regression": Regression()}
+    tasks: dict[str, Task] = {
+        "binary": Binary(),
+        "multiclass": Multiclass(),
+        "regression": Regression(),
+    }
     try:
         return tasks[name]
     except KeyError:

@@ -86,8 +86,11 @@ class Binary(Task):
             "positive_class": contract.positive.value,
             "threshold": evaluation.decision_threshold,
             "columns": [
-                {"name": "probability", "dtype": "float64",
-                 "meaning": f"P({contract.positive.name})"},
+                {
+                    "name": "probability",
+                    "dtype": "float64",
+                    "meaning": f"P({contract.positive.name})",
+                },
                 {"name": "label", "dtype": str(np.asarray(classes).dtype), "meaning": meanings},
             ],
         }

@@ -53,7 +53,10 @@ class Multiclass(Task):
         self, raw: np.ndarray, classes: list[Any], contract: Contract, evaluation: Evaluation
     ) -> pd.DataFrame:
         frame = pd.DataFrame(
-            {self.column(c): np.ascontiguousarray(raw[:, i], "float64") for i, c in enumerate(classes)}
+            {
+                self.column(c): np.ascontiguousarray(raw[:, i], "float64")
+                for i, c in enumerate(classes)
+            }
         )
         frame.insert(0, "label", np.asarray(classes)[np.argmax(raw, axis=1)])
         return frame
@@ -65,12 +68,18 @@ class Multiclass(Task):
             "task": self.name,
             "classes": classes,
             "columns": [
-                {"name": "label", "dtype": str(np.asarray(classes).dtype),
-                 "meaning": "the most probable class: "
-                 + ", ".join(f"{c} = {contract.class_name(c)}" for c in classes)},
+                {
+                    "name": "label",
+                    "dtype": str(np.asarray(classes).dtype),
+                    "meaning": "the most probable class: "
+                    + ", ".join(f"{c} = {contract.class_name(c)}" for c in classes),
+                },
                 *(
-                    {"name": self.column(c), "dtype": "float64",
-                     "meaning": f"P({contract.class_name(c)})"}
+                    {
+                        "name": self.column(c),
+                        "dtype": "float64",
+                        "meaning": f"P({contract.class_name(c)})",
+                    }
                     for c in classes
                 ),
             ],

@@ -21,14 +21,22 @@ class Regression(Task):
 
     def metric_names(self, contract: Contract) -> tuple[str, ...]:
         return (
-            "rmse", "mae", "r2", "residual_mean", "residual_std", "residual_p05", "residual_p95",
+            "rmse",
+            "mae",
+            "r2",
+            "residual_mean",
+            "residual_std",
+            "residual_p05",
+            "residual_p95",
         )
 
     def check_estimator(self, cls: type, path: str) -> None:
         from sklearn.base import is_classifier
 
         if is_classifier(cls()):
-            raise ValueError(f"estimator {path!r} is a classifier; a regression task needs a regressor")
+            raise ValueError(
+                f"estimator {path!r} is a classifier; a regression task needs a regressor"
+            )
 
     def target_problems(self, target: pd.Series, contract: Contract) -> list[str]:
         if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
@@ -68,8 +76,11 @@ class Regression(Task):
         return {
             "task": self.name,
             "columns": [
-                {"name": "prediction", "dtype": "float64",
-                 "meaning": f"predicted {contract.target}{unit}"},
+                {
+                    "name": "prediction",
+                    "dtype": "float64",
+                    "meaning": f"predicted {contract.target}{unit}",
+                },
             ],
         }
 

@@ -13,9 +13,16 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from lifecycle_pipeline import schema
+from lifecycle_pipeline import contract
 from lifecycle_pipeline.lineage.query import latest
-from tests.conftest import Pipeline, Registry, copy_registry, scratch_pipeline, tree_digest
+from tests.conftest import (
+    SAMPLE_MODEL,
+    Pipeline,
+    Registry,
+    copy_registry,
+    scratch_pipeline,
+    tree_digest,
+)
 from tests.reliability.cases import DATA_FILES, MODEL_CARD_SPECS, PARTITION_KEYS, Fault, tag
 from tests.test_bad_versions import failure_text
 
@@ -85,9 +92,20 @@ def test_bad_model_card_spec(bad_pipeline: Pipeline, fault: Fault, tmp_path: Pat
     assert not list(bad_pipeline.artifacts.rglob(".tmp-*"))
 
 
+FEATURES = SAMPLE_MODEL.model.contract.feature_names
+TARGET = SAMPLE_MODEL.model.contract.target
+
+
+def validate(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The sample's contract, as data_snapshot applies it."""
+    return contract.validate(
+        frame, SAMPLE_MODEL.model.contract, source=source, declaration=str(SAMPLE_MODEL.path)
+    )
+
+
 def _valid_frame(sample_dir: Path) -> pd.DataFrame:
     raw = (sample_dir / "versions" / "data-v1" / "breast_cancer.csv").read_bytes()
-    return schema.parse_csv(raw, source="reference").head(40)
+    return contract.parse_csv(raw, source="reference").head(40)
 
 
 MUTATIONS = st.sampled_from(["drop", "nan", "inf", "text", "label", "empty"])
@@ -101,7 +119,7 @@ MUTATIONS = st.sampled_from(["drop", "nan", "inf", "text", "label", "empty"])
 )
 @given(
     mutation=MUTATIONS,
-    column=st.sampled_from([*schema.FEATURES, schema.TARGET]),
+    column=st.sampled_from([*FEATURES, TARGET]),
     row=st.integers(min_value=0, max_value=39),
 )
 def test_malformed_frames_are_refused_naming_the_column(
@@ -115,19 +133,19 @@ def test_malformed_frames_are_refused_naming_the_column(
         frame = frame.iloc[0:0]
     else:
         value: object = {"nan": np.nan, "inf": np.inf, "text": "n/a", "label": 7}[mutation]
-        if mutation == "label" and column != schema.TARGET:
+        if mutation == "label" and column != TARGET:
             value = np.inf
         # The column takes the bad value in a dtype that can hold it, as a file would give.
         frame = frame.astype({column: object if mutation == "text" else "float64"})
         frame.loc[row, column] = value  # type: ignore[call-overload]
-    with pytest.raises(schema.DataValidationError) as error:
-        schema.validate_frame(frame, source="generated.csv")
+    with pytest.raises(contract.DataValidationError) as error:
+        validate(frame, source="generated.csv")
     message = str(error.value)
     assert message.startswith("generated.csv: ")
     assert mutation == "empty" or f"column '{column}'" in message
 
 
-CONTRACT = (*schema.FEATURES, schema.TARGET)
+CONTRACT = (*FEATURES, TARGET)
 TEXTS = ("twelve", "12mm", "n.a.")  # not numbers, and not what a CSV reader takes for empty
 BAD_LABELS = (2, -1, 7)
 
@@ -138,17 +156,18 @@ def contract_frames(draw: st.DrawFn) -> dict[str, list[object]]:
     the ways a file goes wrong: a gap, an infinity, text in a number column, a foreign label."""
     rows = draw(st.integers(min_value=2, max_value=8))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    values = rng.normal(10.0, 3.0, (len(schema.FEATURES), rows))
+    # Inside the declared domain (measurements are never negative).
+    values = rng.uniform(1.0, 20.0, (len(FEATURES), rows))
     cells: dict[str, list[object]] = {
         column: [float(v) for v in column_values]
-        for column, column_values in zip(schema.FEATURES, values, strict=True)
+        for column, column_values in zip(FEATURES, values, strict=True)
     }
-    cells[schema.TARGET] = [row % 2 for row in range(rows)]  # both classes
+    cells[TARGET] = [row % 2 for row in range(rows)]  # both classes
     for _ in range(draw(st.integers(min_value=0, max_value=4))):
-        column = draw(st.just(schema.TARGET) | st.sampled_from(schema.FEATURES))
+        column = draw(st.just(TARGET) | st.sampled_from(FEATURES))
         row = draw(st.integers(min_value=0, max_value=rows - 1))
         bad: list[object] = [math.nan, *TEXTS]
-        bad += list(BAD_LABELS) if column == schema.TARGET else [math.inf, -math.inf]
+        bad += list(BAD_LABELS) if column == TARGET else [math.inf, -math.inf]
         cells[column][row] = draw(st.sampled_from(bad))
     return cells
 
@@ -161,31 +180,40 @@ def _problems(cells: dict[str, list[object]]) -> dict[str, dict[str, str]]:
     """What the contract says about the cells, column by column (rule -> the message's text),
     worked out from the cells themselves."""
     expected: dict[str, dict[str, str]] = {}
-    for column in schema.FEATURES:
+    for column in FEATURES:
         values = cells[column]
         texts = [row for row, v in enumerate(values) if isinstance(v, str)]
         gaps = [row for row, v in enumerate(values) if _is_nan(v)]
         infinite = [v for v in values if isinstance(v, float) and math.isinf(v)]
         found: dict[str, str] = {}
+        # A column not of its declared type is reported for that alone (its other rules
+        # cannot be judged on values that are not numbers).
         if texts:
             first = texts[0]
-            found["text in a number"] = f"must be numeric (first at row {first}: {values[first]!r})"
-        else:
-            if gaps:
-                found["missing value"] = f"{len(gaps)} missing value(s), first at row {gaps[0]}"
-            if infinite:
-                found["infinite value"] = f"{len(infinite)} infinite value(s)"
+            found["text in a number"] = (
+                f"declared numeric but holds non-numbers (first at row {first}: {values[first]!r})"
+            )
+        elif infinite:
+            first = next(r for r, v in enumerate(values) if isinstance(v, float) and math.isinf(v))
+            found["infinite value"] = (
+                f"{len(infinite)} infinite value(s) (first at row {first}: {values[first]!r})"
+            )
+        elif gaps:
+            found["missing value"] = (
+                f"{len(gaps)} missing value(s) but not declared nullable, first at row {gaps[0]}"
+            )
         if found:
             expected[column] = found
-    labels = cells[schema.TARGET]
+    labels = cells[TARGET]
     gaps = [row for row, v in enumerate(labels) if _is_nan(v)]
-    foreign = sorted({repr(v) for v in labels if isinstance(v, str) or v not in (0, 1)})
+    foreign = sorted({v for v in labels if isinstance(v, str) or v not in (0, 1)}, key=repr)
     if gaps:
         missing = f"{len(gaps)} missing label(s), first at row {gaps[0]}"
-        expected[schema.TARGET] = {"missing label": missing}
+        expected[TARGET] = {"missing label": missing}
     elif foreign:
-        found_labels = f"labels must be 0 or 1, found {', '.join(foreign)}"
-        expected[schema.TARGET] = {"foreign label": found_labels}
+        shown = ", ".join(repr(v) for v in foreign)
+        found_labels = f"label(s) {shown} are not among the declared classes [0, 1]"
+        expected[TARGET] = {"foreign label": found_labels}
     return expected
 
 
@@ -212,21 +240,23 @@ def test_frames_holding_the_contract_are_judged_cell_by_cell(
             event(rule)
     if not expected:
         event("clean frame")
-        clean = schema.validate_frame(frame, source="generated.csv")
+        clean = validate(frame, source="generated.csv")
         assert list(clean.columns) == list(CONTRACT)
         assert clean.to_numpy().tolist() == frame[list(CONTRACT)].to_numpy().tolist()
         return
-    with pytest.raises(schema.DataValidationError) as error:
-        schema.validate_frame(frame, source="generated.csv")
+    with pytest.raises(contract.DataValidationError) as error:
+        validate(frame, source="generated.csv")
     message = str(error.value)
     count = sum(len(problems) for problems in expected.values())
-    assert message.startswith(f"generated.csv: {count} problem(s): "), message
+    assert message.startswith(
+        f"generated.csv: {count} problem(s) against the contract in {SAMPLE_MODEL.path}: "
+    ), message
     for column, problems in expected.items():
         for problem in problems.values():
             assert f"column {column!r}: {problem}" in message, (problem, message)
     assert _named(message) == set(expected), message
     # Written to CSV and read back as a data version is, the same columns are named.
     raw = frame.to_csv(index=False).encode()
-    with pytest.raises(schema.DataValidationError) as reread:
-        schema.validate_frame(schema.parse_csv(raw, source="x.csv"), source="x.csv")
+    with pytest.raises(contract.DataValidationError) as reread:
+        validate(contract.parse_csv(raw, source="x.csv"), source="x.csv")
     assert _named(str(reread.value)) == set(expected), str(reread.value)
