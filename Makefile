@@ -13,6 +13,12 @@ export UV_PYTHON_DOWNLOADS := never
 unexport VIRTUAL_ENV
 export DVC_NO_ANALYTICS := 1
 export DAGSTER_HOME ?= $(CURDIR)/.lifecycle/dagster_home
+# `make ui MODEL=diabetes`: another declared model, with its own instance and artifacts.
+ifdef MODEL
+export LIFECYCLE_MODEL := $(MODEL)
+export DAGSTER_HOME := $(CURDIR)/.lifecycle/models/$(MODEL)/dagster_home
+export LIFECYCLE_ARTIFACT_ROOT := $(CURDIR)/.lifecycle/models/$(MODEL)/artifacts
+endif
 
 .PHONY: install demo test lint ui summary clean bench-drift bench bench-quick
 
@@ -42,7 +48,7 @@ lint: install
 	$(RUN) mypy lifecycle_pipeline tests bench .ci/audit_deps.py
 	$(RUN) python .ci/audit_deps.py
 
-## ui: the Dagster UI on http://127.0.0.1:3000 with the demo's instance
+## ui: the Dagster UI on http://127.0.0.1:3000 with the demo's instance (MODEL=name: another model)
 ui: install
 	$(RUN) lifecycle summary
 	$(RUN) dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml

@@ -217,7 +217,7 @@ def populate(args: dict[str, Any]) -> dict[str, Any]:
     # generated versions (600 rows) can miss the demo's gates (data-v014 missed gate_recall),
     # and a failed gate stops the package that promotions need. The gates still run.
     run_config.setdefault("ops", {})["evaluation"] = {
-        "config": {"min_roc_auc": 0.0, "min_f1": 0.0, "min_recall": 0.0, "max_brier": 1.0}
+        "config": {"gates": {"roc_auc": 0.0, "f1": 0.0, "recall": 0.0, "brier": 1.0}}
     }
     materialized: list[str] = args["materialize"]
     log = AuditLog()

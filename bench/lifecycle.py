@@ -40,7 +40,7 @@ from bench.measure import (
     timed_process,
     versions,
 )
-from bench.plain import TrainingSettings
+from bench.plain import SAMPLE_MODEL, TrainingSettings
 
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000, 5_000_000)
@@ -374,7 +374,7 @@ def reproduce_figure(bench: Bench) -> dict[str, Any]:
     repo = scenarios.project_repository(ROOT, base / "repo")
     registry = scenarios.registry_with(_sample_csv(bench), base)
     uv = ROOT / ".tools" / "bin" / "uv"
-    config = json.dumps({"ops": {"trained_model": {"config": _training_dict(bench.training)}}})
+    config = json.dumps(bench.training.run_config())
 
     def env(home: Path, state: Path, **extra: str) -> dict[str, str]:
         return bench.env(
@@ -741,7 +741,7 @@ def _settings(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
         "sizes": args.sizes,
         "figures": args.figures,
         "training": _training_dict(bench.training)
-        | {"estimator": "random_forest", "threads": 1, "seed": 7},
+        | {"estimator": SAMPLE_MODEL.model.estimator.class_, "threads": 1, "seed": 7},
         "budget_minutes": args.budget_minutes,
         "data_seed": data.SEED,
     }

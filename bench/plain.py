@@ -47,7 +47,7 @@ class TrainingSettings:
     def run_config(self) -> dict[str, Any]:
         """The same settings as Dagster run config for the ``trained_model`` op."""
         config = {"n_estimators": self.n_estimators, "max_depth": self.max_depth}
-        return {"ops": {"trained_model": {"config": config}}}
+        return {"ops": {"trained_model": {"config": {"params": config}}}}
 
 
 @dataclass

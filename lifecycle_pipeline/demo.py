@@ -172,5 +172,9 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> list[Ve
     echo(format_table(rows, gated_metrics()))
     echo("")
     echo(drift_rows)
-    echo(f"\nDagster instance: {os.environ['DAGSTER_HOME']}  (open it with `make ui`)")
+    from lifecycle_pipeline.declaration import current_declaration
+
+    name = current_declaration().name
+    ui = "make ui" if name == settings.default_model else f"make ui MODEL={name}"
+    echo(f"\nDagster instance: {os.environ['DAGSTER_HOME']}  (open it with `{ui}`)")
     return rows

@@ -94,7 +94,8 @@ def test_drift_benchmark_runs_and_verdicts_agree_on_demo_batches(
         assert size[key]["same_columns"] == (ours["drifted_columns"] == other["drifted_columns"])
         assert size[key]["same_verdict"] == (ours["verdict"] == other["verdict"])
     assert size["ours"]["drifted_columns"] == THREE_SHIFTED
-    assert size["ours"]["verdict"] == "drift" and size["ours"]["method"] == "psi >= 0.1"
+    assert size["ours"]["verdict"] == "drift"
+    assert size["ours"]["method"] == "numeric: psi >= 0.2; prediction: ks <= 0.001"
     assert size["sampling"]["same_columns"] and size["same_frames"]["same_verdict"]
     demo = results["demo_batches"]
     assert demo["batch-001"]["ours"]["verdict"] == "no drift"

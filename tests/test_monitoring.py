@@ -20,7 +20,7 @@ from lifecycle_pipeline.assets.features import FeaturesConfig, split
 from lifecycle_pipeline.assets.monitoring import DriftConfig, judge_batch
 from lifecycle_pipeline.assets.training import TrainingConfig, fit
 from lifecycle_pipeline.contract import parse, validate
-from lifecycle_pipeline.declaration import LoadedDeclaration, parse_declaration
+from lifecycle_pipeline.declaration import DeclarationError, LoadedDeclaration, parse_declaration
 from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.demo import failed_on_input
 from lifecycle_pipeline.lineage.query import check_results, history, latest, metadata_values
@@ -252,24 +252,14 @@ def test_a_multiclass_model_is_watched_through_its_predicted_labels() -> None:
     assert moved_summary.drifted_columns == ["score", "school"]
     assert moved_summary.outside_training.unseen_categories["school"]["values"] == ["d"]
 
-    # A test for numbers cannot judge predicted labels: refused, naming the setting.
+    # A test for numbers cannot judge predicted labels: refused when the declaration loads,
+    # naming the setting and its line, before any batch is read.
     numeric_only = MULTICLASS + "  prediction: {method: ks, threshold: 0.001}\n"
-    model, estimator, train = _multiclass_reference(numeric_only)
     with pytest.raises(
-        DriftError,
-        match=r"drift.prediction, judging the multiclass model's "
-        r"categorical output: 'ks' does not apply to categorical",
+        DeclarationError,
+        match=r"grades.yaml:19: drift.prediction.method: 'ks' does not apply to categorical",
     ):
-        drift_summary(
-            train,
-            calm,
-            model,
-            estimator,
-            model.drift,
-            batch="calm",
-            batch_md5="-",
-            reference_version="v1",
-        )
+        parse_declaration(numeric_only, Path("grades.yaml"))
 
 
 def test_values_unseen_in_training_are_counted_per_row_and_column() -> None:

@@ -32,6 +32,7 @@ from tests.conftest import (
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reproduce")]
 
 TRAINING = Path("lifecycle_pipeline/assets/training.py")
+DECLARATION = Path("models/breast_cancer/model.yaml")
 SELECTION = "key:data_snapshot or key:features or key:trained_model or key:evaluation"
 IDENTITY = GIT_IDENTITY
 
@@ -131,14 +132,15 @@ def test_reproduce_at_the_current_commit_is_identical_and_lists_every_element(
     assert report["verdict"] == "identical"
     elements = _elements(report)
     assert set(elements) == {
-        "data_md5", "code.commit", "code.dirty", "code.lock_hash", "code.source_digest",
-        "config_hash", "fingerprint.state", "fingerprint.predictions", "fingerprint.combined",
+        "data_md5", "declaration.sha256", "code.commit", "code.dirty", "code.lock_hash",
+        "code.source_digest", "config_hash", "fingerprint.state", "fingerprint.predictions",
+        "fingerprint.combined",
     }  # fmt: skip
     # "current" is chosen only when commit, dirty flag and lock equal the record, so those
     # rows prove nothing here; what the re-run itself produced must match: data read through
     # DVC, the sources, the resolved config and the model.
-    measured = ["data_md5", "code.source_digest", "config_hash", "fingerprint.state",
-                "fingerprint.predictions", "fingerprint.combined"]  # fmt: skip
+    measured = ["data_md5", "declaration.sha256", "code.source_digest", "config_hash",
+                "fingerprint.state", "fingerprint.predictions", "fingerprint.combined"]  # fmt: skip
     for name in measured:
         assert elements[name]["recorded"] == elements[name]["reproduced"], name
     with dg.DagsterInstance.from_config(str(trained_at_a)) as instance:
@@ -157,9 +159,8 @@ def test_version_from_an_earlier_commit_is_reproduced_in_its_own_worktree(
     project: Project, trained_at_a: Path, tmp_path: Path
 ) -> None:
     commit_a = _git(project.repo, "rev-parse", "HEAD")
-    _edit(project.repo, TRAINING, "min_samples_leaf: int = Field(\n        default=2,",
-          "min_samples_leaf: int = Field(\n        default=3,")  # fmt: skip
-    _commit(project.repo, "B: larger leaves by default")
+    _edit(project.repo, DECLARATION, "min_samples_leaf: 2", "min_samples_leaf: 3")
+    _commit(project.repo, "B: larger leaves, declared")
     today = tmp_path / "home_b"
     project.train(today)  # what today's code makes of the same data
 
@@ -178,8 +179,11 @@ def test_version_from_an_earlier_commit_is_reproduced_in_its_own_worktree(
     assert newer.returncode == 0, newer.stdout + newer.stderr
     b_elements = _elements(_report(newer))
     assert _report(newer)["method"] == "current"
-    # ... and not to today's: B's hyperparameter default gives another config and model.
-    assert elements["config_hash"]["reproduced"] != b_elements["config_hash"]["reproduced"]
+    # ... and not to today's: B's declaration gives another model.
+    assert (
+        elements["declaration.sha256"]["reproduced"]
+        != b_elements["declaration.sha256"]["reproduced"]
+    )
     assert (
         elements["fingerprint.combined"]["reproduced"]
         != b_elements["fingerprint.combined"]["reproduced"]
@@ -203,8 +207,7 @@ def test_unseeded_estimator_is_reported_different_naming_the_fingerprint(
     project: Project, tmp_path: Path
 ) -> None:
     clone = _clone(project, tmp_path)
-    _edit(clone.repo, TRAINING, "random_state=config.seed,\n                        n_jobs",
-          "random_state=None,\n                        n_jobs")  # fmt: skip
+    _edit(clone.repo, TRAINING, 'params["random_state"] = seed', 'params["random_state"] = None')
     _commit(clone.repo, "C: forgot the seed")
     home = tmp_path / "home"
     clone.train(home)

@@ -46,9 +46,7 @@ def _declared_overrides(ops: Mapping[str, Any], model: LoadedDeclaration) -> lis
     training = (ops.get("trained_model") or {}).get("config") or {}
     declared = model.model.estimator
     try:
-        params = estimator_params(
-            declared, training.get("params") or {}, int(training.get("seed", 0)), 1
-        )
+        params = estimator_params(declared, training.get("params") or {}, 0)
         estimator = declared.resolve()(**params)
         check = getattr(estimator, "_validate_params", None)  # scikit-learn's own constraints
         if check is not None:

@@ -10,6 +10,7 @@ import pandas as pd
 from pydantic import Field
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from joblib import parallel_config
 from threadpoolctl import threadpool_limits
 
 from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version, upstream_metadata
@@ -54,10 +55,13 @@ class EstimatorError(LifecycleError, ValueError):
     """The declared estimator cannot be built, or its fitted model holds an unreviewed type."""
 
 
-def estimator_params(
-    declared: Estimator, overrides: dict[str, Any], seed: int, threads: int
-) -> dict[str, Any]:
-    """Declared parameters, run overrides, and the seed and threads the pipeline pins."""
+def estimator_params(declared: Estimator, overrides: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Declared parameters, run overrides, and the seed the pipeline pins.
+
+    Threads are not a parameter: fitting runs inside a joblib context of ``threads`` workers,
+    which every estimator whose ``n_jobs`` is left at None follows (and none is told about a
+    parameter it may have deprecated).
+    """
     accepted = declared.resolve()().get_params(deep=False)
     params = {**declared.params, **overrides}
     unknown = sorted(set(overrides) - set(accepted))
@@ -68,8 +72,6 @@ def estimator_params(
         )
     if "random_state" in accepted and "random_state" not in params:
         params["random_state"] = seed
-    if "n_jobs" in accepted and "n_jobs" not in params:
-        params["n_jobs"] = threads
     return params
 
 
@@ -110,7 +112,7 @@ def step_name(contract: Contract) -> str:
 
 
 def build_pipeline(model: ModelDeclaration, config: TrainingConfig) -> Pipeline:
-    params = estimator_params(model.estimator, config.params, config.seed, config.threads)
+    params = estimator_params(model.estimator, config.params, config.seed)
     try:
         estimator = model.estimator.resolve()(**params)
     except (TypeError, ValueError) as exc:
@@ -182,7 +184,7 @@ def fit(
     """
     pipeline = build_pipeline(model, config)
     started = time.perf_counter()
-    with threadpool_limits(limits=config.threads):
+    with threadpool_limits(limits=config.threads), parallel_config(n_jobs=config.threads):
         pipeline.fit(
             feature_set.train[list(feature_set.feature_columns)],
             feature_set.train[feature_set.target],
@@ -321,7 +323,7 @@ def build_trained_model(model: LoadedDeclaration) -> dg.AssetsDefinition:
         resolved_config = config.model_dump()
         hyperparameters = {
             "estimator": declared.estimator.class_,
-            **estimator_params(declared.estimator, config.params, config.seed, config.threads),
+            **estimator_params(declared.estimator, config.params, config.seed),
         }
         lineage: dict[str, Any] = {
             "data_md5": features.data_md5,

@@ -1,4 +1,4 @@
-"""The dataset contract: every violation is named with its column and row."""
+"""The sample's declared contract at work: every violation is named with its column and row."""
 
 from __future__ import annotations
 
@@ -6,14 +6,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lifecycle_pipeline.contract import DataValidationError, parse_csv, parse_parquet, validate
 from lifecycle_pipeline.sample_data import reference_frame
-from lifecycle_pipeline.schema import (
-    FEATURES,
-    TARGET,
-    DataValidationError,
-    parse_csv,
-    validate_frame,
-)
+from tests.conftest import SAMPLE_MODEL
+
+CONTRACT = SAMPLE_MODEL.model.contract
+FEATURES, TARGET = CONTRACT.feature_names, CONTRACT.target
+
+
+def validate_frame(
+    frame: pd.DataFrame, *, source: str, require_target: bool = True, allow_extra: bool = False
+) -> pd.DataFrame:
+    return validate(
+        frame,
+        CONTRACT,
+        source=source,
+        declaration=str(SAMPLE_MODEL.path),
+        require_target=require_target,
+        allow_extra=allow_extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +61,22 @@ def test_column_order_is_canonical_and_extra_columns_only_pass_in_batches(
         (lambda f: f.drop(columns=[TARGET]), f"column '{TARGET}': required column is missing"),
         (
             lambda f: f.assign(mean_radius=np.nan),
-            "column 'mean_radius': 569 missing value(s), first at row 0",
+            "column 'mean_radius': 569 missing value(s) but not declared nullable, first at row 0",
         ),
         (lambda f: f.assign(se_area=np.inf), "column 'se_area': 569 infinite value(s)"),
-        (lambda f: f.assign(malignant=2), f"column '{TARGET}': labels must be 0 or 1, found 2"),
+        (
+            lambda f: f.assign(malignant=2),
+            f"column '{TARGET}': label(s) 2 are not among the declared classes [0, 1]",
+        ),
         (lambda f: f.assign(malignant=1), f"column '{TARGET}': only one class present (1)"),
-        (lambda f: f.assign(mean_area=True), "column 'mean_area': must be numeric"),
+        (
+            lambda f: f.assign(mean_area=True),
+            "column 'mean_area': declared numeric but holds non-numbers",
+        ),
+        (
+            lambda f: f.assign(mean_area=-1.0),
+            "column 'mean_area': 569 value(s) violate the declared range: >= 0, first at row 0",
+        ),
         (lambda f: f.iloc[0:0], "the data has no rows"),
     ],
 )
@@ -64,6 +85,8 @@ def test_violations_are_named(reference: pd.DataFrame, mutate, expected: str) ->
         validate_frame(mutate(reference.copy()), source="registry@data-vX:data.csv")
     assert str(error.value).startswith("registry@data-vX:data.csv: ")
     assert expected in str(error.value)
+    if "no rows" not in expected:  # the rules' source is named
+        assert f"against the contract in {SAMPLE_MODEL.path}" in str(error.value)
 
 
 def test_all_problems_are_reported_at_once(reference: pd.DataFrame) -> None:
@@ -88,3 +111,16 @@ def test_unparseable_files_are_named(raw: bytes, expected: str) -> None:
     with pytest.raises(DataValidationError) as error:
         parse_csv(raw, source="data.csv")
     assert expected in str(error.value)
+
+
+def test_parquet_is_read_straight_and_a_damaged_file_is_named(reference: pd.DataFrame) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    reference.to_parquet(buffer, index=False)
+    frame = parse_parquet(buffer.getvalue(), source="data.parquet")
+    pd.testing.assert_frame_equal(frame, reference)
+    with pytest.raises(DataValidationError, match=r"data.parquet: not a readable Parquet file"):
+        parse_parquet(buffer.getvalue()[:100], source="data.parquet")
+    with pytest.raises(DataValidationError, match=r"x.csv: not valid UTF-8 at byte .*parquet"):
+        parse_csv(buffer.getvalue(), source="x.csv")  # Parquet declared as CSV: the fix is named
