@@ -16,7 +16,7 @@ import dagster as dg
 import pytest
 from dagster._core.definitions.sensor_definition import SensorExecutionData
 
-from lifecycle_pipeline.declaration import load_declaration
+from lifecycle_pipeline.declaration import LoadedDeclaration, load_declaration
 from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.partitions import DATA_VERSIONS
 from lifecycle_pipeline.registry_demo import Publication, build_demo_registry, publish
@@ -234,6 +234,7 @@ def scratch_pipeline(
     base: Path,
     store: type[ArtifactStore] = ArtifactStore,
     signer: PackageSigner | None = None,
+    model: LoadedDeclaration | None = None,
 ) -> Iterator[Pipeline]:
     """A pipeline with its own SQLite instance and artifact root under ``base``.
 
@@ -243,6 +244,7 @@ def scratch_pipeline(
     (base / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(base / "home")) as instance:
         defs = build_definitions(
+            model=model,
             registry=registry.resource(),
             artifact_store=store(root=str(base / "artifacts")),
             signer=signer,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,9 +17,11 @@ import pandas as pd
 import pytest
 
 from lifecycle_pipeline.declaration import LoadedDeclaration, load_declaration
+from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.documentation.spec import REQUIRED_FIELDS, SpecError, load_spec
-from lifecycle_pipeline.lineage.query import history, latest, metadata_values
-from tests.conftest import FAST_TRAINING, PROJECT_ROOT, Pipeline, Registry
+from lifecycle_pipeline.lineage.query import check_results, history, latest, metadata_values
+from lifecycle_pipeline.resources.artifact_store import ArtifactStore
+from tests.conftest import FAST_TRAINING, PROJECT_ROOT, Pipeline, Registry, scratch_pipeline
 
 SAMPLE = PROJECT_ROOT / "models" / "breast_cancer" / "model.yaml"
 SPEC = PROJECT_ROOT / "models" / "breast_cancer" / "model_card.yaml"
@@ -576,3 +579,36 @@ def test_the_documentation_code_holds_no_sample_wording() -> None:
         text = path.read_text(encoding="utf-8").lower()
         for word in SAMPLE_WORDS:
             assert word not in text, f"{path}: {word}"
+
+
+def test_a_changed_declaration_is_a_new_model_version_and_says_so(
+    demo_registry: Registry, tmp_path: Path
+) -> None:
+    """The declaration's sha256 is in the lineage tuple: a reviewed change to it (here a
+    hyperparameter) is a new model version, named as the changed input, not a failed
+    reproduction, and the card's "What changed" shows both digests."""
+    folder = tmp_path / "model"
+    shutil.copytree(SAMPLE.parent, folder)
+    text = (folder / "model.yaml").read_text(encoding="utf-8")
+    assert "min_samples_leaf: 2" in text
+    (folder / "model.yaml").write_text(text.replace("min_samples_leaf: 2", "min_samples_leaf: 3"))
+    changed = load_declaration(folder)
+    (tmp_path / "p").mkdir()
+    with scratch_pipeline(demo_registry, tmp_path / "p") as first:
+        assert first.run("data-v1").success
+        defs = build_definitions(
+            model=changed,
+            registry=demo_registry.resource(),
+            artifact_store=ArtifactStore(root=str(first.artifacts)),
+        )
+        second = Pipeline(defs=defs, instance=first.instance, artifacts=first.artifacts)
+        result = second.run("data-v1")
+        assert result.success
+        check = check_results(second.instance, result.run_id)["trained_model:reproducible"]
+        assert check.passed and check.metadata["changed_inputs"] == ["declaration"]
+        record, _ = bundle(second)
+    section = record["documents"][0]["sections"][-1]
+    elements = {row[0]: row for row in section["tables"][0]["rows"]}
+    before, after, changed_flag = elements["declaration sha256"][1:4]
+    assert changed_flag is True
+    assert (before, after) == (load_declaration(SAMPLE).sha256, changed.sha256)

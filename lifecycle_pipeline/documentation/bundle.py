@@ -232,9 +232,12 @@ def _contract_table(model: LoadedDeclaration) -> Table:
 
 
 def _slice_table(e: Materialization) -> Table:
-    """Every recorded slice with every metric recorded for it, in recorded order."""
-    records = _table_records(e.metadata.get("slices"))
-    columns: list[str] = ["slice"]
+    """Every recorded slice with every metric recorded for it, in the table schema's column
+    order (the task's metric order; stored records do not keep their keys' order)."""
+    value = e.metadata.get("slices")
+    records = _table_records(value)
+    schema = getattr(value, "schema", None)
+    columns: list[str] = [c.name for c in schema.columns] if schema is not None else ["slice"]
     for record in records:
         columns += [c for c in record if c not in columns]
     return table(tuple(columns), [tuple(r.get(c) for c in columns) for r in records], e)
