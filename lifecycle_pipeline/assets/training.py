@@ -7,10 +7,10 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+from joblib import parallel_config
 from pydantic import Field
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from joblib import parallel_config
 from threadpoolctl import threadpool_limits
 
 from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version, upstream_metadata
