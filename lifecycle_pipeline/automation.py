@@ -160,9 +160,10 @@ def drift_retraining_sensor(
 def retraining_schedule(
     job: dg.UnresolvedAssetJobDefinition, cron: str | None = None, declared: str | None = None
 ) -> dg.ScheduleDefinition:
-    """Retraining of the newest data version on a cron: ``cron`` if given, else the platform's
-    ``LIFECYCLE_RETRAIN_CRON``, else the model declaration's ``schedule``, else weekly."""
-    cron = cron or os.environ.get("LIFECYCLE_RETRAIN_CRON") or declared or DEFAULT_RETRAIN_CRON
+    """Retraining of the newest data version on a cron: ``cron`` if given, else the model
+    declaration's ``schedule`` (the model team's decision), else the platform's default
+    ``LIFECYCLE_RETRAIN_CRON``, else weekly."""
+    cron = cron or declared or os.environ.get("LIFECYCLE_RETRAIN_CRON") or DEFAULT_RETRAIN_CRON
     from dagster._utils.schedules import is_valid_cron_string
 
     if not is_valid_cron_string(cron):

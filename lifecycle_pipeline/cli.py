@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -45,11 +46,18 @@ def _demo_every_model(args: argparse.Namespace) -> int:
         p.parent.name for p in models_dir(settings.project_root).glob(f"*/{DECLARATION_FILE}")
     )
     names.sort(key=lambda name: name != settings.default_model)
+    from lifecycle_pipeline.cli_model import model_locations
+
     worst = 0
     for name in names:
         command = [sys.executable, "-m", "lifecycle_pipeline.cli", "--model", name, "demo"]
-        code = subprocess.run([*command, *(["--verbose"] if args.verbose else [])], check=False)
-        worst = max(worst, code.returncode)
+        env = dict(os.environ)
+        if name != settings.default_model:  # its own instance, whatever DAGSTER_HOME says
+            env |= model_locations(name)
+        done = subprocess.run(
+            [*command, *(["--verbose"] if args.verbose else [])], env=env, check=False
+        )
+        worst = max(worst, done.returncode)
     return worst
 
 

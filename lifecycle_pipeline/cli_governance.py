@@ -70,11 +70,20 @@ def score(package: Path, rows: Path, out_of_range: str | None = None) -> tuple[A
         raise PackageError(f"{package / 'predict.py'}: cannot be loaded")
     entry = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(entry)
+    import inspect
+    import json
+
     try:
-        frame = entry.read_table(rows)
+        if "schema" in inspect.signature(entry.read_table).parameters:  # format 2 and later
+            schema = json.loads((package / "input_schema.json").read_text(encoding="utf-8"))
+            frame = entry.read_table(rows, schema)  # categoricals as text, as production reads
+        else:
+            frame = entry.read_table(rows)
+        # No policy given: the package's own default, which is what production applied.
+        policy = () if out_of_range is None else (out_of_range,)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", entry.OutOfRangeWarning)
-            predictions = entry.predict(package, frame, out_of_range)
+            predictions = entry.predict(package, frame, *policy)
     except entry.InputError as exc:  # the package's own class: re-raised as ours, same message
         raise InputError(str(exc)) from None
     return predictions, [str(w.message) for w in caught]
@@ -108,7 +117,7 @@ def _replay(args: argparse.Namespace) -> int:
     with opened(package) as folder:
         manifest = load_manifest(folder)
         try:
-            predictions, warned = score(folder, rows, "flag")
+            predictions, warned = score(folder, rows)
         except InputError as exc:
             print(f"{rows}: invalid input: {exc}", file=sys.stderr)
             return 2

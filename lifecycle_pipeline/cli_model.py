@@ -17,11 +17,23 @@ class CheckError(LifecycleError, ValueError):
     """A declaration that loads but does not fit its data."""
 
 
+def model_locations(name: str) -> dict[str, str]:
+    """Where a model other than the default keeps its Dagster instance and artifacts, until
+    several models share one deployment: ``$LIFECYCLE_HOME/models/<name>/``."""
+    from lifecycle_pipeline.settings import Settings
+
+    home = Settings.from_env().home / "models" / name
+    return {
+        "DAGSTER_HOME": str(home / "dagster_home"),
+        "LIFECYCLE_ARTIFACT_ROOT": str(home / "artifacts"),
+    }
+
+
 def select_model(name: str | None) -> None:
     """Point this process at one declared model (``--model``).
 
-    Until several models share one Dagster deployment, each model other than the sample keeps
-    its own Dagster instance and artifact store under ``$LIFECYCLE_HOME/models/<name>/``, so
+    A model other than the default gets its own Dagster instance and artifact store (see
+    ``model_locations``) unless ``DAGSTER_HOME`` / ``LIFECYCLE_ARTIFACT_ROOT`` are set, so
     that two models' histories, partitions and promotions never mix.
     """
     if not name:
@@ -32,9 +44,19 @@ def select_model(name: str | None) -> None:
     os.environ["LIFECYCLE_MODEL"] = name
     model = load_declaration(declaration_path())
     if model.name != Settings.from_env().default_model:
-        home = Settings.from_env().home / "models" / model.name
-        os.environ["DAGSTER_HOME"] = str(home / "dagster_home")
-        os.environ["LIFECYCLE_ARTIFACT_ROOT"] = str(home / "artifacts")
+        for variable, value in model_locations(model.name).items():
+            os.environ.setdefault(variable, value)
+
+
+def chance_gates(contract: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Gates a model must pass to beat guessing: a floor, not a target. The proposal says so;
+    the team replaces them with the thresholds its use needs."""
+    task = contract["task"]
+    if task == "binary":
+        return {"roc_auc": {"min": 0.5}}
+    if task == "multiclass":
+        return {"balanced_accuracy": {"min": round(1 / len(contract["classes"]), 4)}}
+    return {"r2": {"min": 0.0}}
 
 
 def proposed_declaration(frame: Any, data_file: Path, target: str | None, name: str) -> str:
@@ -66,7 +88,7 @@ def proposed_declaration(frame: Any, data_file: Path, target: str | None, name: 
             "params": {"n_estimators": 100, "min_samples_leaf": 2},
             "trusted_types": ["sklearn.tree._tree.Tree"],
         },
-        "evaluation": {"gates": {}, "slices": []},
+        "evaluation": {"gates": chance_gates(contract), "slices": []},
         "documentation": {"spec": "model_card.yaml"},
     }
     header = (
@@ -74,7 +96,9 @@ def proposed_declaration(frame: Any, data_file: Path, target: str | None, name: 
         "# - types were read from the data; the data shows what occurred, not what is possible,\n"
         "#   so add domain `range:` bounds you know, and list `categories:` you accept;\n"
         "# - move identifiers and timestamps from `features` to `drop`;\n"
-        "# - set evaluation gates (none are proposed) and the description and row wording.\n"
+        "# - the proposed gates only require beating chance (r2 >= 0, balanced accuracy >=\n"
+        "#   1/classes, ROC AUC >= 0.5): set the thresholds your use needs;\n"
+        "# - write the description and what a row is.\n"
     )
     return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
 
@@ -117,7 +141,7 @@ def _check(args: argparse.Namespace) -> int:
         f"sha256 {model.sha256[:12]})"
     )
     if args.data:
-        frame = read_local(Path(args.data), model.model.data.format)
+        frame = read_local(Path(args.data), model.model.data.format, model.model.contract)
         problems = check_against_data(model, frame, args.data)
         if problems:
             raise CheckError("\n".join(problems))

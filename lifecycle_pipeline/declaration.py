@@ -163,7 +163,14 @@ class Contract(_Strict):
             )
         values = [c.value for c in self.classes]
         if len({repr(v) for v in values}) != len(values):
-            raise ValueError(f"class values repeat: {values}")
+            raise FieldError(("classes",), f"class values repeat: {values}")
+        names = [re.sub(r"[^A-Za-z0-9_]", "_", c.name) for c in self.classes]
+        if len(set(names)) != len(names):
+            raise FieldError(
+                ("classes",),
+                f"class names {[c.name for c in self.classes]} repeat (letters, digits and _ "
+                "count; other characters read as _), so their metrics cannot be told apart",
+            )
         positives = [c.name for c in self.classes if c.positive]
         if self.task == "binary":
             if len(self.classes) != 2:
@@ -200,6 +207,11 @@ class Estimator(_Strict):
     )
     params: dict[str, Any] = Field(default_factory=dict)
     scale: bool = Field(default=False, description="Standardize numeric features first.")
+    impute: Literal["none", "median", "mean"] = Field(
+        default="none",
+        description="Fill missing values of nullable numeric features before the estimator "
+        "(needed when it does not accept missing values).",
+    )
     unseen_categories: Literal["ignore", "error"] = Field(
         default="ignore",
         description="A category absent from training: 'ignore' (all indicators 0) or 'error'.",
@@ -424,21 +436,64 @@ class ModelDeclaration(_Strict):
                 raise ValueError(f"estimator.params: key {name!r} is not a name")
         try:
             cls = self.estimator.resolve()
+            cls()  # a scikit-learn estimator constructs with its defaults
             task.check_estimator(cls, self.estimator.class_)
+        except TypeError as exc:
+            raise FieldError(
+                ("estimator", "class"),
+                f"{self.estimator.class_}() cannot be constructed with its defaults ({exc}); "
+                "scikit-learn estimators give every constructor parameter a default",
+            ) from exc
         except ValueError as exc:
             raise FieldError(("estimator", "class"), str(exc)) from exc
         accepted = set(cls().get_params(deep=False))
         wrong = sorted(set(self.estimator.params) - accepted)
         if wrong:
-            raise ValueError(
-                f"estimator.params: {wrong} are not parameters of {self.estimator.class_} "
-                f"(it takes {', '.join(sorted(accepted))})"
+            raise FieldError(
+                ("estimator", "params"),
+                f"{wrong} are not parameters of {self.estimator.class_} "
+                f"(it takes {', '.join(sorted(accepted))})",
+            )
+        try:  # scikit-learn's own parameter constraints, where the estimator declares them
+            check = getattr(cls(**self.estimator.params), "_validate_params", None)
+            if check is not None:
+                check()
+        except (TypeError, ValueError) as exc:
+            raise FieldError(("estimator", "params"), str(exc)) from exc
+        nullable = [
+            n
+            for n, f in features.items()
+            if f.nullable and f.type in ("numeric", "integer", "boolean")
+        ]
+        if nullable and self.estimator.impute == "none" and not _accepts_missing(cls):
+            raise FieldError(
+                ("estimator", "impute"),
+                f"{nullable} are declared nullable, but {self.estimator.class_} does not accept "
+                "missing values; declare `impute: median` (or mean), or choose an estimator "
+                "that does (e.g. scikit-learn's HistGradientBoosting or RandomForest estimators)",
+            )
+        if not self.evaluation.gates:
+            raise FieldError(
+                ("evaluation", "gates"),
+                "declare at least one gate (e.g. `roc_auc: {min: 0.8}`): a model that no "
+                f"metric can stop must not ship; gates for a {self.contract.task} task may use "
+                f"{', '.join(task.gateable(self.contract))}",
             )
         return self
 
     @property
     def drift_columns(self) -> tuple[str, ...]:
         return self.drift.columns or self.contract.feature_names
+
+
+def _accepts_missing(cls: type) -> bool:
+    """Whether the estimator fits on missing values, by scikit-learn's own estimator tags."""
+    try:
+        from sklearn.utils import get_tags
+
+        return bool(get_tags(cls()).input_tags.allow_nan)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from lifecycle_pipeline.automation import DEFAULT_RETRAIN_CRON
 from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.partitions import DATA_VERSIONS
-from tests.conftest import FAST_TRAINING, Pipeline, Registry, scratch_pipeline
+from tests.conftest import FAST_TRAINING, SAMPLE_MODEL, Pipeline, Registry, scratch_pipeline
 
 REASON = "lifecycle/reason"
 
@@ -115,20 +116,29 @@ def test_schedule_is_weekly_and_retrains_the_newest_version(
     assert isinstance(again, list) and again[0].run_key == requests[0].run_key
 
 
-def test_schedule_cron_comes_from_config(
+def test_schedule_cron_comes_from_the_declaration_then_the_platform_default(
     demo_registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registry = demo_registry.resource()
     custom = build_definitions(registry=registry, retrain_cron="30 2 1 * *")
     assert custom.resolve_schedule_def("retraining_schedule").cron_schedule == "30 2 1 * *"
 
+    # The model team's declared schedule wins over the platform's default ...
     monkeypatch.setenv("LIFECYCLE_RETRAIN_CRON", "0 4 * * *")
-    from_env = build_definitions(registry=registry)
+    declared = SAMPLE_MODEL.model.schedule
+    assert declared == "0 3 * * 1"
+    sample = build_definitions(registry=registry)
+    assert sample.resolve_schedule_def("retraining_schedule").cron_schedule == declared
+    # ... which applies to a model that declares none.
+    unscheduled = dataclasses.replace(
+        SAMPLE_MODEL, model=SAMPLE_MODEL.model.model_copy(update={"schedule": None})
+    )
+    from_env = build_definitions(model=unscheduled, registry=registry)
     assert from_env.resolve_schedule_def("retraining_schedule").cron_schedule == "0 4 * * *"
 
     monkeypatch.setenv("LIFECYCLE_RETRAIN_CRON", "every monday")
     with pytest.raises(ValueError, match="'every monday' is not a valid cron expression"):
-        build_definitions(registry=registry)
+        build_definitions(model=unscheduled, registry=registry)
 
 
 def test_automation_condition_documents_every_evaluated_version(

@@ -315,7 +315,9 @@ contract:
     district: {type: categorical, categories: [north, south]}
     lift: {type: boolean, nullable: true, description: the building has a lift}
   drop: [listing_id]
-estimator: {class: sklearn.linear_model.Ridge, params: {alpha: 2.0}}
+estimator:
+  {class: sklearn.linear_model.Ridge, params: {alpha: 2.0}, impute: median,
+   trusted_types: [numpy.dtype]}
 evaluation:
   gates: {rmse: {max: 50000}, r2: {min: 0.5}}
   slices:

@@ -107,3 +107,37 @@ def test_unknown_state_is_refused_not_guessed() -> None:
 
     with pytest.raises(FingerprintError, match=r"Cannot fingerprint .*Opaque"):
         state_digest({"thing": Opaque()})
+
+
+ESTIMATORS = """
+import json
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import GradientBoostingRegressor, HistGradientBoostingClassifier
+from sklearn.linear_model import SGDClassifier
+from sklearn.neighbors import KNeighborsClassifier
+from lifecycle_pipeline.lineage.fingerprint import state_digest
+rng = np.random.default_rng(0)
+x = pd.DataFrame(rng.normal(size=(200, 3)), columns=list("abc"))
+y = (x["a"] > 0).astype(int)
+fitted = [
+    HistGradientBoostingClassifier(max_iter=10, random_state=0).fit(x, y),  # a numpy Generator
+    GradientBoostingRegressor(n_estimators=5, random_state=0).fit(x, x["b"]),  # Cython loss
+    SGDClassifier(random_state=0).fit(x, y),  # a compiled loss function
+    KNeighborsClassifier().fit(x, y),  # a KD-tree
+]
+print(json.dumps([state_digest(model) for model in fitted]))
+"""
+
+
+def test_common_estimators_fingerprint_the_same_in_two_processes() -> None:
+    """Generators, compiled losses, KD-trees and stateless link objects hash by their state,
+    so a team's choice of scikit-learn estimator never stops training at the fingerprint."""
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", ESTIMATORS], capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    ]
+    digests = json.loads(runs[0].strip().splitlines()[-1])
+    assert runs[0] == runs[1] and len(set(digests)) == 4

@@ -184,6 +184,7 @@ contract:
 estimator:
   class: sklearn.tree.DecisionTreeClassifier
   params: {max_depth: 3}
+evaluation: {gates: {macro_f1: {min: 0.5}}}
 drift:
   numeric: {method: psi, threshold: 0.2}
   categorical: {method: jensenshannon, threshold: 0.1}
@@ -257,7 +258,7 @@ def test_a_multiclass_model_is_watched_through_its_predicted_labels() -> None:
     numeric_only = MULTICLASS + "  prediction: {method: ks, threshold: 0.001}\n"
     with pytest.raises(
         DeclarationError,
-        match=r"grades.yaml:19: drift.prediction.method: 'ks' does not apply to categorical",
+        match=r"grades.yaml:20: drift.prediction.method: 'ks' does not apply to categorical",
     ):
         parse_declaration(numeric_only, Path("grades.yaml"))
 

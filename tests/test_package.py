@@ -8,6 +8,7 @@ task's output and every feature type is proven out of process too.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -448,7 +449,63 @@ estimator:
   class: sklearn.ensemble.RandomForestClassifier
   params: {n_estimators: 20}
   trusted_types: [sklearn.tree._tree.Tree]
+evaluation:
+  gates: {macro_f1: {min: 0.5}}
 """
+
+# Data as it really arrives: a pandas-written Parquet file (nullable Int64 and boolean
+# columns), category codes with leading zeros, gaps in every nullable column, and a binary
+# label stored as floats; the estimator needs imputation and scaling.
+EDGE = """\
+name: edge_cases
+description: Whether a case is positive, from coded and partly missing inputs.
+data: {path: data/edge.parquet, format: parquet}
+contract:
+  target: outcome
+  task: binary
+  row: one case
+  classes:
+    - {value: 0, name: negative}
+    - {value: 1, name: positive, positive: true}
+  features:
+    code: {type: categorical, nullable: true, categories: ["007", "012", "120"]}
+    visits: {type: integer, nullable: true, range: [0, null]}
+    urgent: {type: boolean, nullable: true}
+    level: {type: numeric, nullable: true}
+estimator:
+  class: sklearn.linear_model.LogisticRegression
+  params: {max_iter: 1000}
+  scale: true
+  impute: median
+  trusted_types: [numpy.dtype]   # the imputer records its input dtype
+evaluation:
+  gates: {roc_auc: {min: 0.6}}
+"""
+
+
+def edge_frame() -> pd.DataFrame:
+    """Parsed the way data_snapshot parses it, from the bytes pandas writes."""
+    from lifecycle_pipeline.contract import parse
+
+    rng = np.random.default_rng(3)
+    rows = 500
+    code = rng.choice(["007", "012", "120"], rows).astype(object)
+    visits = pd.array(rng.integers(0, 9, rows), dtype="Int64")
+    urgent = pd.array(rng.random(rows) < 0.4, dtype="boolean")
+    level = rng.normal(size=rows)
+    score = level + (code == "007") * 1.2 + np.asarray(visits, dtype="float64") / 4
+    outcome = (score + rng.normal(scale=0.5, size=rows) > 1.0).astype("float64")
+    gaps = rng.random(rows) < 0.08
+    code[gaps] = None
+    visits[rng.random(rows) < 0.08] = pd.NA
+    urgent[rng.random(rows) < 0.08] = pd.NA
+    level[rng.random(rows) < 0.08] = np.nan
+    frame = pd.DataFrame(
+        {"code": code, "visits": visits, "urgent": urgent, "level": level, "outcome": outcome}
+    )
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return parse(buffer.getvalue(), source="edge.parquet", fmt="parquet")
 
 
 class Direct(NamedTuple):
@@ -480,7 +537,7 @@ def build_direct(declaration: LoadedDeclaration, frame: pd.DataFrame, folder: Pa
     clean = validate(frame, declared.contract, source="test", declaration=str(declaration.path))
     version = ResolvedVersion("v1", "memory", "data", "0" * 40, "0" * 32, 0)
     features = split(DataSnapshot(clean, version), FeaturesConfig(), declared.contract)
-    config = TrainingConfig(params={"n_estimators": 20})
+    config = TrainingConfig()
     pipeline, _ = fit(features, config, declared)
     golden = golden_inputs(features, config.golden_rows)
     prints = fingerprint(pipeline, golden, task.raw_outputs)
@@ -539,6 +596,27 @@ def multiclass(tmp_path_factory: pytest.TempPathFactory) -> Direct:
 
 
 @pytest.fixture(scope="module")
+def edge(tmp_path_factory: pytest.TempPathFactory) -> Direct:
+    base = tmp_path_factory.mktemp("edge")
+    (base / "model.yaml").write_text(EDGE, encoding="utf-8")
+    return build_direct(load_declaration(base / "model.yaml"), edge_frame(), base / "package")
+
+
+def test_edge_data_is_typed_as_declared_before_training(edge: Direct) -> None:
+    """Nullable ints are floats with NaN, gaps in codes are None (never NaN or pd.NA, which an
+    encoder would learn as two categories), codes keep their zeros, labels are the ints."""
+    train = edge.features.train
+    assert train["visits"].dtype == "float64" and train["visits"].isna().any()
+    assert train["urgent"].dtype == "float64" and train["urgent"].isna().any()
+    assert set(train["code"].dropna()) == {"007", "012", "120"}
+    assert train["code"].isna().any() and all(
+        v is None for v in train["code"] if v != v or v is None
+    )
+    assert train["outcome"].dtype == "int64" and set(train["outcome"]) == {0, 1}
+    assert list(edge.model.pipeline.named_steps) == ["preprocess", "classifier"]
+
+
+@pytest.fixture(scope="module")
 def regression(tmp_path_factory: pytest.TempPathFactory) -> Direct:
     from lifecycle_pipeline.sample_data import diabetes_frame
 
@@ -551,7 +629,7 @@ def _task_columns(direct: Direct) -> list[str]:
     return [c for c in direct.report.predictions.columns if c != "row_id"]
 
 
-@pytest.mark.parametrize("fixture", ["multiclass", "regression"])
+@pytest.mark.parametrize("fixture", ["multiclass", "regression", "edge"])
 def test_each_task_scores_out_of_process_exactly_as_evaluation(
     fixture: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -701,10 +779,13 @@ def test_the_runtime_mirrors_each_task_bit_for_bit(task: str, tmp_path: Path) ->
         "    - {value: 2, name: virginica}",
         f"  classes:{listed}" if classes else "",
     )
+    gate = {"binary": "roc_auc: {min: 0.5}", "multiclass": "macro_f1: {min: 0.5}",
+            "regression": "r2: {min: 0.0}"}[kind]  # fmt: skip
+    text = text.replace("  gates: {macro_f1: {min: 0.5}}", f"  gates: {{{gate}}}")
     if kind == "regression":
         text = text.replace("RandomForestClassifier", "RandomForestRegressor")
     else:
-        text += "evaluation: {decision_threshold: 0.3}\n"
+        text = text.replace("evaluation:\n", "evaluation:\n  decision_threshold: 0.3\n")
     (tmp_path / "model.yaml").write_text(text, encoding="utf-8")
     declaration = load_declaration(tmp_path / "model.yaml")
     declared = declaration.model

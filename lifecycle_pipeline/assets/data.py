@@ -28,8 +28,8 @@ class DataSnapshotConfig(dg.Config):
         default=0.1,
         ge=0.0,
         le=0.5,
-        description="Classification: smallest share a class may have. Regression: fewest distinct "
-        "target values per row.",
+        description="Classification: smallest share a class may have. Regression: smallest "
+        "share of rows whose target differs from the most common value.",
     )
 
 
@@ -104,7 +104,7 @@ def build_data_snapshot(model: LoadedDeclaration) -> dg.AssetsDefinition:
     balance_rule = (
         "The smallest class is at least `min_class_share` of rows."
         if declared.contract.classes
-        else "The target has at least `min_class_share` distinct values per row."
+        else "At least `min_class_share` of rows differ from the most common target value."
     )
 
     @dg.asset(
@@ -140,7 +140,9 @@ def build_data_snapshot(model: LoadedDeclaration) -> dg.AssetsDefinition:
         guard_against_moved_version(context, version)
         source = f"{version.registry}@{key}:{version.path}"
         frame = contract_module.validate(
-            contract_module.parse(raw, source=source, fmt=declared.data.format),
+            contract_module.parse(
+                raw, source=source, fmt=declared.data.format, contract=declared.contract
+            ),
             declared.contract,
             source=source,
             declaration=str(model.path),

@@ -113,7 +113,7 @@ def read_batch(
     """
     model = declaration.model
     frame = (
-        contract_module.parse(batch, source=source, fmt=model.data.format)
+        contract_module.parse(batch, source=source, fmt=model.data.format, contract=model.contract)
         if isinstance(batch, bytes)
         else batch
     )

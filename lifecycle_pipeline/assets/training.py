@@ -76,34 +76,47 @@ def estimator_params(declared: Estimator, overrides: dict[str, Any], seed: int) 
 
 
 def preprocessing(contract: Contract, declared: Estimator) -> Any:
-    """Encoding and scaling built from the contract; None when the features pass as they are.
+    """Imputation, encoding and scaling built from the contract; None when the features pass
+    as they are.
 
-    Categoricals are one-hot encoded (unseen categories ignored or refused, as declared),
+    Nullable numeric features are imputed when the declaration asks (``impute``),
+    categoricals are one-hot encoded (unseen categories ignored or refused, as declared),
     numeric and integer features are standardized when the declaration asks, booleans pass
     through. Living inside the fitted pipeline, the same steps run in production.
     """
     from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
     from sklearn.preprocessing import OneHotEncoder
 
     categorical = list(contract.of_type("categorical"))
     numeric = list(contract.of_type("numeric", "integer"))
-    if not categorical:
+    booleans = list(contract.of_type("boolean"))
+    impute = declared.impute != "none" and any(
+        contract.features[n].nullable for n in (*numeric, *booleans)
+    )
+    if not categorical and not impute:
         if not declared.scale:
             return None
-        if not contract.of_type("boolean"):
+        if not booleans:
             return StandardScaler()
     parts: list[tuple[str, Any, list[str]]] = []
     if numeric:
-        parts.append(("numeric", StandardScaler() if declared.scale else "passthrough", numeric))
+        steps: list[tuple[str, Any]] = []
+        if impute:
+            steps.append(("impute", SimpleImputer(strategy=declared.impute)))
+        if declared.scale:
+            steps.append(("scale", StandardScaler()))
+        chosen = Pipeline(steps) if len(steps) > 1 else steps[0][1] if steps else "passthrough"
+        parts.append(("numeric", chosen, numeric))
     if categorical:
         encoder = OneHotEncoder(
             handle_unknown="ignore" if declared.unseen_categories == "ignore" else "error",
             sparse_output=False,
         )
         parts.append(("categorical", encoder, categorical))
-    booleans = list(contract.of_type("boolean"))
     if booleans:
-        parts.append(("boolean", "passthrough", booleans))
+        fill = SimpleImputer(strategy="most_frequent") if impute else "passthrough"
+        parts.append(("boolean", fill, booleans))
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
 
 
@@ -146,7 +159,8 @@ def golden_inputs(feature_set: FeatureSet, rows: int) -> pd.DataFrame:
                 middle = round(middle)
             edges[name] = [values.min(), middle, values.max()]
         else:
-            edges[name] = [values.mode(dropna=True).sort_values().iloc[0]] * 3
+            modes = values.mode(dropna=True)
+            edges[name] = [modes.sort_values().iloc[0] if len(modes) else None] * 3
     frame = pd.concat([held_out, pd.DataFrame(edges, columns=columns)], ignore_index=True)
     return frame.astype(train.dtypes.to_dict())
 

@@ -102,7 +102,17 @@ def _feed(digest: Any, value: Any, path: str) -> None:
 
 
 def _object_state(value: Any, path: str) -> Any:
-    """Estimators expose a dict via ``__getstate__``; Cython trees via ``__reduce__``."""
+    """The state an object would be pickled with, which is what defines it.
+
+    Estimators expose a dict via ``__getstate__``; numpy generators their bit generator's
+    state; compiled (Cython) objects such as trees, KD-trees and loss functions the arguments
+    and state of ``__reduce_ex__``, the same data pickle and skops store; a stateless object
+    (a link function) nothing beyond its type, which the caller has already hashed.
+    """
+    if isinstance(value, np.random.Generator):
+        return value.bit_generator.state
+    if isinstance(value, np.random.RandomState):
+        return list(value.get_state(legacy=True))
     if hasattr(value, "__reduce__") and type(value).__module__.startswith("sklearn.tree"):
         reduced = value.__reduce__()
         if isinstance(reduced, tuple) and len(reduced) >= 3:
@@ -111,9 +121,22 @@ def _object_state(value: Any, path: str) -> Any:
     state = getstate() if getstate is not None else None
     if isinstance(state, dict):
         return state
+    try:
+        reduced = value.__reduce_ex__(4)
+    except (TypeError, ValueError):
+        reduced = None
+    if isinstance(reduced, tuple) and len(reduced) >= 2:
+        constructor = reduced[0]
+        name = getattr(constructor, "__qualname__", type(constructor).__name__)
+        args = list(reduced[1]) if isinstance(reduced[1], tuple) else [reduced[1]]
+        rest = reduced[2] if len(reduced) >= 3 else None
+        if args == [type(value)] and rest is None:  # no state at all: the type is everything
+            return {}
+        return [name, args, rest]
     raise FingerprintError(
         f"Cannot fingerprint {type(value).__module__}.{type(value).__qualname__} at {path}: it "
-        "exposes no dict state. Add a canonical rule for it in lineage/fingerprint.py."
+        "exposes no state (no __getstate__ dict, no reduce arguments). Use an estimator whose "
+        "fitted state can be pickled, or report the type so a canonical rule can be added."
     )
 
 

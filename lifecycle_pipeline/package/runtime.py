@@ -248,7 +248,9 @@ def _booleans(
     )
     if not spec["nullable"]:
         _name_rows(raw.index, ~present, lambda i: "missing value", name, problems)
-    return mapped.astype("bool") if not mapped.isna().any() else mapped.astype("object")
+    if not mapped.isna().any():
+        return mapped.astype("bool")
+    return mapped.astype("float64")  # 1.0 / 0.0 / NaN, as the training data holds it
 
 
 def _categories(
@@ -275,8 +277,12 @@ def _categories(
         if fractional.any():
             return None
         text = [str(int(v)) if ok else None for v, ok in zip(as_float, present, strict=True)]
-        return pd.Series(text, index=raw.index, dtype="object").where(present, raw)
-    return raw.astype("object").where(~present, raw.astype(str))
+        return pd.Series(text, index=raw.index, dtype="object")
+    # Missing is None, as the training data gives it back from Parquet: a one-hot encoder
+    # would take NaN for another, unseen category.
+    labels = raw.astype(str).astype("object")
+    labels[~present] = None
+    return labels
 
 
 _COERCE = {"numeric": _numbers, "integer": _numbers, "boolean": _booleans,

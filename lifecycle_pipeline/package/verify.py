@@ -131,8 +131,13 @@ def _verify_folder(folder: Path, public_key: Path, label: str) -> VerificationRe
         return report
     schema = runtime.read_json(folder, "input_schema.json", manifest)
     expected = [c["name"] for c in schema["columns"]]
-    actual = [str(c) for c in getattr(model, "feature_names_in_", [])]
-    if expected != actual:
+    names = getattr(model, "feature_names_in_", None)
+    actual = [str(c) for c in names] if names is not None else None
+    if actual is None:  # a team's estimator need not record names; the golden digest still binds
+        report.passed.append(
+            "the model records no feature names; the input schema is bound by the golden outputs"
+        )
+    elif expected != actual:
         report.problems.append(
             f"{folder / 'input_schema.json'}: columns {expected} differ from the model's {actual}"
         )

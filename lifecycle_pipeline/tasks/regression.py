@@ -54,9 +54,10 @@ class Regression(Task):
         return "float64"
 
     def balance(self, target: pd.Series) -> tuple[float, str]:
-        values = target.to_numpy(dtype="float64")
-        distinct = len(np.unique(values)) / len(values)
-        return distinct, f"distinct target values per row {distinct:.3f}"
+        """Share of rows off the most common target value: near 1 for a measured quantity,
+        lower for counts, and small only when almost every row has the same target."""
+        off_mode = 1.0 - float(target.value_counts(normalize=True).iloc[0])
+        return off_mode, f"share of rows off the most common target value {off_mode:.3f}"
 
     def raw_outputs(self, estimator: Any, inputs: pd.DataFrame) -> np.ndarray:
         from threadpoolctl import threadpool_limits

@@ -268,7 +268,7 @@ DECLARATIONS = [
                  _FORESTS, ("roc_auc: {min: 0.8}", "rmse: {min: 0.5}")]),
     Fault("declaration", "unknown key", "`paramz:` (a typo of `params:`) under `estimator`",
           "model.yaml:19: estimator.paramz: unknown key…allowed here: class, params, scale, "
-          "unseen_categories, trusted_types", proof=REFUSED_AT_LOAD,
+          "impute, unseen_categories, trusted_types", proof=REFUSED_AT_LOAD,
           value=[("  params:", "  paramz:")]),
     Fault("declaration", "categorical type on a float column", "`size: {type: categorical}`, "
           "the data holding measurements like 0.5",
