@@ -149,12 +149,15 @@ class Contract(_Strict):
             raise ValueError("declare at least one feature")
         clash = sorted({self.target, *self.drop} & set(self.features))
         if clash:
-            raise ValueError(f"{clash} declared as a feature and as the target or a dropped column")
+            raise FieldError(
+                ("features",),
+                f"{clash} declared as a feature and as the target or a dropped column",
+            )
         if self.target in self.drop:
-            raise ValueError(f"the target {self.target!r} is also listed under drop")
+            raise FieldError(("drop",), f"the target {self.target!r} is also listed under drop")
         if self.task == "regression":
             if self.classes is not None:
-                raise ValueError("a regression contract has no classes; remove `classes`")
+                raise FieldError(("classes",), "a regression contract has no classes; remove it")
             return self
         if self.classes is None or len(self.classes) < 2:
             found = 0 if self.classes is None else len(self.classes)
@@ -174,11 +177,15 @@ class Contract(_Strict):
         positives = [c.name for c in self.classes if c.positive]
         if self.task == "binary":
             if len(self.classes) != 2:
-                raise ValueError(f"a binary task has exactly 2 classes (found {len(values)})")
+                raise FieldError(
+                    ("classes",), f"a binary task has exactly 2 classes (found {len(values)})"
+                )
             if len(positives) != 1:
-                raise ValueError("mark exactly one class `positive: true` (the one to detect)")
+                raise FieldError(
+                    ("classes",), "mark exactly one class `positive: true` (the one to detect)"
+                )
         elif positives:
-            raise ValueError("`positive` applies to binary tasks only")
+            raise FieldError(("classes",), "`positive` applies to binary tasks only")
         return self
 
     @property
@@ -405,13 +412,15 @@ class ModelDeclaration(_Strict):
                     f"{item.column!r} is not a declared feature; declared: {', '.join(features)}",
                 )
             if item.bins is not None and feature.type not in ("numeric", "integer"):
-                raise ValueError(
-                    f"evaluation.slices: bins need a numeric column; {item.column!r} is "
-                    f"{feature.type} (use categories)"
+                raise FieldError(
+                    ("evaluation", "slices", i, "bins"),
+                    f"bins need a numeric column; {item.column!r} is {feature.type} "
+                    "(list `categories`, or none for every category)",
                 )
             if item.bins is None and feature.type != "categorical":
-                raise ValueError(
-                    f"evaluation.slices: {item.column!r} is {feature.type}; give `bins`"
+                raise FieldError(
+                    ("evaluation", "slices", i, "column"),
+                    f"{item.column!r} is {feature.type}; a numeric slice needs `bins`",
                 )
         from lifecycle_pipeline.monitoring.drift import DriftError, check_applies
 
@@ -430,7 +439,7 @@ class ModelDeclaration(_Strict):
                 raise FieldError(("drift", field, "method"), message) from exc
         unknown = sorted(set(self.drift.columns or ()) - set(features))
         if unknown:
-            raise ValueError(f"drift.columns: {unknown} are not declared features")
+            raise FieldError(("drift", "columns"), f"{unknown} are not declared features")
         for name in self.estimator.params:
             if not isinstance(name, str):
                 raise ValueError(f"estimator.params: key {name!r} is not a name")

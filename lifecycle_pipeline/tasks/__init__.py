@@ -47,14 +47,14 @@ class Task:
         gateable = self.gateable(contract)
         if metric not in gateable:
             raise ValueError(
-                f"evaluation.gates: {metric!r} is not a metric of a {self.name} task; gates "
+                f"{metric!r} is not a metric of a {self.name} task; gates "
                 f"may use {', '.join(gateable)}"
             )
         bound = "min" if gate.min is not None else "max"
         if bound != gateable[metric]:
             better = "higher" if gateable[metric] == "min" else "lower"
             raise ValueError(
-                f"evaluation.gates.{metric}: {better} is better for {metric}, so its gate is "
+                f"{better} is better for {metric}, so its gate is "
                 f"`{gateable[metric]}:`, not `{bound}:`"
             )
 
