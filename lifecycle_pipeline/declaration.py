@@ -464,9 +464,9 @@ class ModelDeclaration(_Strict):
                 f"(it takes {', '.join(sorted(accepted))})",
             )
         try:  # scikit-learn's own parameter constraints, where the estimator declares them
-            check = getattr(cls(**self.estimator.params), "_validate_params", None)
-            if check is not None:
-                check()
+            estimator = cls(**self.estimator.params)
+            if hasattr(estimator, "_parameter_constraints"):  # scikit-learn's own classes
+                estimator._validate_params()
         except (TypeError, ValueError) as exc:
             raise FieldError(("estimator", "params"), str(exc)) from exc
         nullable = [

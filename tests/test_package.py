@@ -827,3 +827,78 @@ def test_a_model_trained_under_another_declaration_is_not_packaged(
     )
     with pytest.raises(PackageBuildError, match="re-run training and evaluation with this decl"):
         build_files(inputs)
+
+
+TEAM_ESTIMATOR = '''"""A team's own estimator in its own package: scikit-learn's contract only."""
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+
+class CentroidClassifier(ClassifierMixin, BaseEstimator):
+    def __init__(self, temperature=1.0):
+        self.temperature = temperature
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y)
+        self.classes_ = np.unique(y)
+        self.centroids_ = np.array([X[y == c].mean(axis=0) for c in self.classes_])
+        return self
+
+    def predict_proba(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        distance = ((X[:, None, :] - self.centroids_[None]) ** 2).sum(axis=-1)
+        weight = np.exp(-(distance - distance.min(axis=1, keepdims=True)) / self.temperature)
+        return weight / weight.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+'''
+
+
+def test_a_teams_own_estimator_class_trains_ships_and_scores_once_its_type_is_reviewed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`estimator.class` names any scikit-learn-compatible class in the team's own package;
+    skops loads it only once the declaration lists it as reviewed, never with trust-all."""
+    from lifecycle_pipeline.assets.training import EstimatorError
+
+    team = tmp_path / "team"
+    (team / "team_models").mkdir(parents=True)
+    (team / "team_models" / "__init__.py").write_text("")
+    (team / "team_models" / "centroid.py").write_text(TEAM_ESTIMATOR)
+    monkeypatch.syspath_prepend(str(team))
+    own = MULTICLASS.replace(
+        "  class: sklearn.ensemble.RandomForestClassifier\n  params: {n_estimators: 20}\n"
+        "  trusted_types: [sklearn.tree._tree.Tree]",
+        "  class: team_models.centroid.CentroidClassifier\n  params: {temperature: 2.0}\n"
+        "  scale: true\n  impute: median\n  trusted_types: []",
+    )
+    assert own != MULTICLASS
+    (tmp_path / "model.yaml").write_text(own, encoding="utf-8")
+    with pytest.raises(EstimatorError, match=r"team_models.centroid.CentroidClassifier"):
+        build_direct(load_declaration(tmp_path / "model.yaml"), iris_frame(), tmp_path / "no")
+    reviewed = own.replace(
+        "trusted_types: []", "trusted_types: [numpy.dtype, team_models.centroid.CentroidClassifier]"
+    )
+    (tmp_path / "model.yaml").write_text(reviewed, encoding="utf-8")
+    direct = build_direct(load_declaration(tmp_path / "model.yaml"), iris_frame(), tmp_path / "p")
+    report = verify_package(direct.package, PackageSigner().key_pair()[1])
+    assert report.ok, report.render()
+    rows = direct.features.test[list(direct.features.feature_columns)]
+    source, target = tmp_path / "rows.csv", tmp_path / "out.parquet"
+    rows.to_csv(source, index=False)
+    done = subprocess.run(  # production: the package plus the team's installed code
+        [sys.executable, "predict.py", str(source), str(target)],
+        cwd=direct.package,
+        env={**os.environ, "PYTHONPATH": str(team)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    columns = _task_columns(direct)
+    produced = pd.read_parquet(target)
+    assert differing_columns(direct.report.predictions[columns], produced[columns]) == []

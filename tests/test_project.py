@@ -113,14 +113,28 @@ def test_demo_runs_twice_and_the_second_run_reproduces(project_copy: Path) -> No
     for output in (first.stdout, second.stdout):
         assert "data-v1" in output and "data-v2" in output
         assert "FAIL" not in output
-    first_rows = [line for line in first.stdout.splitlines() if line.startswith("data-v")]
-    second_rows = [line for line in second.stdout.splitlines() if line.startswith("data-v")]
-    assert len(second_rows) == 2
-    # Same fingerprints, and the reproducibility check compared against the first run.
-    for before, after in zip(first_rows, second_rows, strict=True):
-        assert before.split()[:8] == after.split()[:8]
-        assert " yes " in after
+    # Both declared models, each with its own instance; the second run reproduces the first.
+    for prefix, columns in (("data-v", 8), ("diabetes-v", 6)):
+        first_rows = [line for line in first.stdout.splitlines() if line.startswith(prefix)]
+        second_rows = [line for line in second.stdout.splitlines() if line.startswith(prefix)]
+        assert len(second_rows) == 2, second.stdout
+        # Same fingerprints, and the reproducibility check compared against the first run.
+        for before, after in zip(first_rows, second_rows, strict=True):
+            assert before.split()[:columns] == after.split()[:columns]
+            assert " yes " in after and "PASS" in after
+    verdicts = {
+        line.split()[0]: line.split()[1:3]
+        for line in second.stdout.splitlines()
+        if line.split() and "batch-00" in line.split()[0]
+    }
+    assert verdicts["batch-001"][:2] == ["no", "drift"]
+    assert verdicts["batch-002"][0] == "drift"
+    assert verdicts["diabetes-batch-001"][:2] == ["no", "drift"]
+    assert verdicts["diabetes-batch-002"][0] == "drift"
+    assert "sex, bmi, s5" in second.stdout  # the diabetes batch's shifted columns, named
     assert (project_copy / ".lifecycle" / "dagster_home" / "dagster.yaml").exists()
+    models = project_copy / ".lifecycle" / "models" / "diabetes"
+    assert (models / "dagster_home" / "dagster.yaml").exists()
 
 
 @pytest.mark.slow

@@ -48,9 +48,8 @@ def _declared_overrides(ops: Mapping[str, Any], model: LoadedDeclaration) -> lis
     try:
         params = estimator_params(declared, training.get("params") or {}, 0)
         estimator = declared.resolve()(**params)
-        check = getattr(estimator, "_validate_params", None)  # scikit-learn's own constraints
-        if check is not None:
-            check()
+        if hasattr(estimator, "_parameter_constraints"):  # scikit-learn's own constraints
+            estimator._validate_params()
     except (EstimatorError, TypeError, ValueError) as exc:
         problems.append(f"ops.trained_model.config.params: {exc}")
     gates = (ops.get("evaluation") or {}).get("config", {}).get("gates") or {}

@@ -114,9 +114,13 @@ def preprocessing(contract: Contract, declared: Estimator) -> Any:
             sparse_output=False,
         )
         parts.append(("categorical", encoder, categorical))
-    if booleans:
-        fill = SimpleImputer(strategy="most_frequent") if impute else "passthrough"
-        parts.append(("boolean", fill, booleans))
+    # Nullable booleans arrive as 1.0 / 0.0 / NaN: imputed with the most frequent value when
+    # the declaration imputes; the others are plain booleans and pass through.
+    gappy = [n for n in booleans if impute and contract.features[n].nullable]
+    if gappy:
+        parts.append(("boolean_gaps", SimpleImputer(strategy="most_frequent"), gappy))
+    if plain := [n for n in booleans if n not in gappy]:
+        parts.append(("boolean", "passthrough", plain))
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
 
 
