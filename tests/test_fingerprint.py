@@ -102,11 +102,24 @@ def test_state_digest_ignores_struct_padding() -> None:
 
 
 def test_unknown_state_is_refused_not_guessed() -> None:
-    class Opaque:
+    """A lock (or a file handle, a generator) has state nobody can read: refused by name."""
+    import threading
+
+    with pytest.raises(FingerprintError, match=r"Cannot fingerprint _thread.lock at dict.thing"):
+        state_digest({"thing": threading.Lock()})
+
+
+def test_a_stateless_object_is_identified_by_its_type() -> None:
+    """A link function holds no state: the same type hashes the same, another type not."""
+
+    class Identity:
         __slots__ = ()
 
-    with pytest.raises(FingerprintError, match=r"Cannot fingerprint .*Opaque"):
-        state_digest({"thing": Opaque()})
+    class Logit:
+        __slots__ = ()
+
+    assert state_digest({"link": Identity()}) == state_digest({"link": Identity()})
+    assert state_digest({"link": Identity()}) != state_digest({"link": Logit()})
 
 
 ESTIMATORS = """
