@@ -245,7 +245,9 @@ def scratch_pipeline(
     with dg.instance_for_test(temp_dir=str(base / "home")) as instance:
         defs = build_definitions(
             model=model,
-            registry=registry.resource(),
+            registry=registry.resource()
+            if model is None
+            else DataRegistry.for_model(model, DataRegistry(url=str(registry.repo))),
             artifact_store=store(root=str(base / "artifacts")),
             signer=signer,
         )

@@ -13,12 +13,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from dagster._core.events import DagsterEventType
 
+from lifecycle_pipeline.declaration import LoadedDeclaration, load_declaration
 from lifecycle_pipeline.lineage.audit import AuditError, AuditLog
 from lifecycle_pipeline.lineage.hashing import sha256_file
 from lifecycle_pipeline.lineage.query import latest, metadata_values
@@ -33,13 +35,31 @@ STAGES = ("data_snapshot", "features", "trained_model", "evaluation", "model_car
 LIFECYCLE = (*STAGES, "deployment_package")
 
 
+DIABETES = load_declaration(PROJECT_ROOT / "models" / "diabetes")
+# The sample, for both crash points; the second demo model (regression, Parquet, a
+# categorical feature) for the kill during training.
+KILLS = [pytest.param(fault, "data-v1", None, id=fault.name) for fault in CRASHES[:2]] + [
+    pytest.param(CRASHES[0], "diabetes-v1", DIABETES, id=f"{CRASHES[0].name} (diabetes)")
+]
+
+
 @pytest.fixture(scope="session")
-def clean_fingerprint(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """data-v1's model fingerprint from an uninterrupted run, in its own instance and store."""
-    with scratch_pipeline(demo_registry, tmp_path_factory.mktemp("clean")) as pipeline:
-        assert pipeline.run("data-v1").success
-        record = latest(pipeline.instance, "trained_model", "data-v1")
-        return str(metadata_values(record)["model/fingerprint"])
+def clean_fingerprint(
+    demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str, LoadedDeclaration | None], str]:
+    """A version's model fingerprint from an uninterrupted run, in its own instance and store."""
+    found: dict[str, str] = {}
+
+    def of(key: str, model: LoadedDeclaration | None) -> str:
+        if key not in found:
+            base = tmp_path_factory.mktemp("clean")
+            with scratch_pipeline(demo_registry, base, model=model) as pipeline:
+                assert pipeline.run(key).success
+                record = latest(pipeline.instance, "trained_model", key)
+                found[key] = str(metadata_values(record)["model/fingerprint"])
+        return found[key]
+
+    return of
 
 
 def cli_env(base: Path, registry: Registry, **extra: str) -> dict[str, str]:
@@ -108,12 +128,18 @@ def assert_readers_see_only_recorded_artifacts(instance: dg.DagsterInstance, roo
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", CRASHES[:2], ids=[f.name for f in CRASHES[:2]])
+@pytest.mark.parametrize(("fault", "key", "model"), KILLS)
 def test_a_killed_run_leaves_nothing_readable_and_resumes_to_the_same_fingerprint(
-    demo_registry: Registry, clean_fingerprint: str, tmp_path: Path, fault: Fault
+    demo_registry: Registry,
+    clean_fingerprint: Callable[[str, LoadedDeclaration | None], str],
+    tmp_path: Path,
+    fault: Fault,
+    key: str,
+    model: LoadedDeclaration | None,
 ) -> None:
-    env = cli_env(tmp_path, demo_registry)
-    killed = execute({**env, "LIFECYCLE_FAILPOINT": fault.value})
+    chosen = {"LIFECYCLE_MODEL": str(model.path)} if model is not None else {}
+    env = cli_env(tmp_path, demo_registry, **chosen)
+    killed = execute({**env, "LIFECYCLE_FAILPOINT": fault.value}, key)
     output, _ = killed.communicate(timeout=600)
     assert killed.returncode == -9, output[-3000:]  # SIGKILL, not an orderly failure
     artifacts = tmp_path / "artifacts"
@@ -123,13 +149,13 @@ def test_a_killed_run_leaves_nothing_readable_and_resumes_to_the_same_fingerprin
         assert run.status == dg.DagsterRunStatus.STARTED  # nobody could record the death
         assert_readers_see_only_recorded_artifacts(instance, artifacts)
         if fault.value == "training.fitted":
-            assert latest(instance, "features", "data-v1") is not None
-            assert latest(instance, "trained_model", "data-v1") is None
+            assert latest(instance, "features", key) is not None
+            assert latest(instance, "trained_model", key) is None
             assert not (artifacts / "trained_model").exists()
         else:
-            assert latest(instance, "model_card", "data-v1") is not None
-            assert latest(instance, "deployment_package", "data-v1") is None
-            [half] = (artifacts / "deployment_package" / "data-v1").iterdir()
+            assert latest(instance, "model_card", key) is not None
+            assert latest(instance, "deployment_package", key) is None
+            [half] = (artifacts / "deployment_package" / key).iterdir()
             assert half.name.startswith(".tmp-")  # the torn folder is never under a final name
             assert sum(1 for p in half.rglob("*") if p.is_file()) > 0
 
@@ -152,11 +178,11 @@ def test_a_killed_run_leaves_nothing_readable_and_resumes_to_the_same_fingerprin
         }
         first = "trained_model" if fault.value == "training.fitted" else "deployment_package"
         assert "data_snapshot" not in redone and first in redone  # resumed, not restarted
-        model = metadata_values(latest(instance, "trained_model", "data-v1"))
-        assert model["model/fingerprint"] == clean_fingerprint
-        assert latest(instance, "deployment_package", "data-v1") is not None
+        trained = metadata_values(latest(instance, "trained_model", key))
+        assert trained["model/fingerprint"] == clean_fingerprint(key, model)
+        assert latest(instance, "deployment_package", key) is not None
         assert_readers_see_only_recorded_artifacts(instance, artifacts)
-    verified = lifecycle(env, "verify", "data-v1")
+    verified = lifecycle(env, "verify", key)
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
