@@ -280,11 +280,9 @@ def _rule_problems(
         problems = []
         for (column, check), group in cases.groupby(["column", "check"], sort=False, dropna=False):
             rows = group["index"].dropna()
-            first = (
-                f", first at row {int(rows.iloc[0])}: {group['failure_case'].iloc[0]!r}"
-                if len(rows)
-                else ""
-            )
+            case = group["failure_case"].iloc[0]
+            case = case.item() if isinstance(case, np.generic) else case  # -1.0, not np.float64
+            first = f", first at row {int(rows.iloc[0])}: {case!r}" if len(rows) else ""
             if check == "not_nullable":
                 found = f"{len(group)} missing value(s) but not declared nullable"
             else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from lifecycle_pipeline import contract
 from lifecycle_pipeline.lineage.query import latest
 from tests.conftest import (
+    PROJECT_ROOT,
     SAMPLE_MODEL,
     Pipeline,
     Registry,
@@ -260,3 +261,79 @@ def test_frames_holding_the_contract_are_judged_cell_by_cell(
     with pytest.raises(contract.DataValidationError) as reread:
         validate(contract.parse_csv(raw, source="x.csv"), source="x.csv")
     assert _named(str(reread.value)) == set(expected), str(reread.value)
+
+
+# The second demo model: Parquet data, a categorical feature, declared domain ranges. Each
+# bad version fails data_snapshot naming the column, the rule and the declaration, and loses
+# nothing, exactly as the sample's bad files do.
+def _diabetes_bytes(edit: Callable[[pd.DataFrame], pd.DataFrame]) -> bytes:
+    import io
+
+    from lifecycle_pipeline.sample_data import diabetes_frame
+
+    buffer = io.BytesIO()
+    edit(diabetes_frame()).to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def _set(column: str, row: int, value: object) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """One cell changed; a text value makes the whole column text, as a file would hold it."""
+
+    def edit(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.astype({column: str if isinstance(value, str) else object})
+        frame.loc[row, column] = value  # type: ignore[call-overload]
+        return frame
+
+    return edit
+
+
+DIABETES_FAULTS = {
+    "category outside the declared set": (
+        _set("sex", 3, "sex_9"),
+        "column 'sex': 1 value(s) violate the declared categories ['sex_1', 'sex_2'], first at "
+        "row 3: 'sex_9'",
+    ),
+    "below the declared domain": (
+        _set("bmi", 5, -1.0),
+        "column 'bmi': 1 value(s) violate the declared range: >= 0, first at row 5: -1.0",
+    ),
+    "text in a number column": (
+        _set("age", 2, "sixty"),
+        "column 'age': declared integer but holds non-numbers (first at row 2: 'sixty')",
+    ),
+    "a truncated Parquet file": (
+        None,
+        "not a readable Parquet file",
+    ),
+}
+
+
+@pytest.fixture(scope="session")
+def bad_diabetes(
+    demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
+    from lifecycle_pipeline.declaration import load_declaration
+
+    model = load_declaration(PROJECT_ROOT / "models" / "diabetes")
+    base = tmp_path_factory.mktemp("bad_diabetes")
+    registry = copy_registry(demo_registry, base)
+    for number, (edit, _) in enumerate(DIABETES_FAULTS.values()):
+        good = _diabetes_bytes(lambda frame: frame)
+        data = good[: len(good) // 2] if edit is None else _diabetes_bytes(edit)
+        registry.publish(f"diabetes-bad-{number}", data, model.model.data.path)
+    (base / "pipeline").mkdir()
+    with scratch_pipeline(registry, base / "pipeline", model=model) as pipeline:
+        assert pipeline.run("diabetes-v1").success
+        yield pipeline
+
+
+@pytest.mark.parametrize("name", list(DIABETES_FAULTS))
+def test_bad_data_of_the_second_model_fails_naming_column_rule_and_declaration(
+    bad_diabetes: Pipeline, name: str
+) -> None:
+    number = list(DIABETES_FAULTS).index(name)
+    expected = DIABETES_FAULTS[name][1]
+    _assert_fails_and_loses_nothing(bad_diabetes, f"diabetes-bad-{number}", expected)
+    if DIABETES_FAULTS[name][0] is not None:  # a rule of the contract: its source is named
+        result = failure_text(bad_diabetes.run(f"diabetes-bad-{number}"))
+        assert str(PROJECT_ROOT / "models" / "diabetes" / "model.yaml") in result
