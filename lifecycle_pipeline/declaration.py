@@ -64,8 +64,17 @@ class DataSource(_Strict):
     versions: str = Field(default="data-v*", description="Glob over tags naming data versions.")
     batches: str = Field(default="batch-*", description="Glob over tags naming production batches.")
     batch_path: str = Field(
-        default="batches/{key}.csv", description="A batch's file in the registry; {key} = its tag."
+        default="batches/{key}.csv",
+        description="A batch's file in the registry; {key} = its tag (default: batches/{key}."
+        "csv or .parquet, by format).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _batch_path_follows_format(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "batch_path" not in data and data.get("format"):
+            return {**data, "batch_path": f"batches/{{key}}.{data['format']}"}
+        return data
 
     @field_validator("batch_path")
     @classmethod
