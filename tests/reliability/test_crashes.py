@@ -36,10 +36,12 @@ LIFECYCLE = (*STAGES, "deployment_package")
 
 
 DIABETES = load_declaration(PROJECT_ROOT / "models" / "diabetes")
-# The sample, for both crash points; the second demo model (regression, Parquet, a
-# categorical feature) for the kill during training.
-KILLS = [pytest.param(fault, "data-v1", None, id=fault.name) for fault in CRASHES[:2]] + [
-    pytest.param(CRASHES[0], "diabetes-v1", DIABETES, id=f"{CRASHES[0].name} (diabetes)")
+# Both demo models (the second: regression, Parquet, a categorical feature), killed at both
+# crash points.
+KILLS = [
+    pytest.param(fault, key, model, id=fault.name + (" (diabetes)" if model else ""))
+    for key, model in (("data-v1", None), ("diabetes-v1", DIABETES))
+    for fault in CRASHES[:2]
 ]
 
 

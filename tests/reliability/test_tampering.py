@@ -26,13 +26,22 @@ class _Payload:
         return (open, (str(self.marker), "w"))  # unpickling calls open(): the file appears
 
 
-@pytest.fixture(scope="module")
-def package(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=[("data-v1", None), ("diabetes-v1", "diabetes")])
+def package(
+    demo_registry: Registry,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Path:
+    """A real package of each demo model (the second: regression with a categorical)."""
+    from lifecycle_pipeline.declaration import load_declaration
     from lifecycle_pipeline.lineage.query import latest, metadata_values
 
-    with scratch_pipeline(demo_registry, tmp_path_factory.mktemp("tampering")) as pipeline:
-        assert pipeline.run("data-v1").success
-        record = latest(pipeline.instance, "deployment_package", "data-v1")
+    key, name = request.param
+    model = load_declaration(PROJECT_ROOT / "models" / name) if name else None
+    base = tmp_path_factory.mktemp("tampering")
+    with scratch_pipeline(demo_registry, base, model=model) as pipeline:
+        assert pipeline.run(key).success
+        record = latest(pipeline.instance, "deployment_package", key)
         return Path(metadata_values(record)["artifact/uri"])
 
 
