@@ -154,7 +154,7 @@ def _governance_change(args: argparse.Namespace) -> int:
     from lifecycle_pipeline.lineage.audit import AuditLog
 
     log = AuditLog()
-    # Before the key and the instance are consulted: a broken log is the reason to report.
+    # Before the key and the package are consulted: a broken log is the reason to report.
     log.require_intact(f"promotion of {args.version}" if args.command == "promote" else "rollback")
     with _instance() as instance:
         if args.command == "promote":
@@ -170,10 +170,14 @@ def _governance_change(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from lifecycle_pipeline.governance import require_anchored
     from lifecycle_pipeline.governance_log import status_lines
     from lifecycle_pipeline.lineage.audit import AuditLog
 
-    print("\n".join(status_lines(AuditLog())))
+    log = AuditLog()
+    with _instance() as instance:  # a log cut short would name the wrong version as serving
+        require_anchored(instance, log, "status")
+    print("\n".join(status_lines(log)))
     return 0
 
 
@@ -203,7 +207,17 @@ def _audit(args: argparse.Namespace) -> int:
 
     log = AuditLog()
     if args.action == "verify":
-        report = log.verify()
+        from lifecycle_pipeline.governance import verify_anchored
+
+        try:
+            with _instance() as instance:  # the log, and the instance's copy of its changes
+                report = verify_anchored(instance, log)
+        except Exception as exc:  # a damaged instance must not hide what the log says
+            report = log.verify()
+            report.problems.append(
+                f"the Dagster instance cannot be opened ({type(exc).__name__}: {exc}), so the "
+                "log was not compared with the instance's copy of its governance changes"
+            )
         print(report.render(), file=sys.stdout if report.ok else sys.stderr)
         return 0 if report.ok else 1
     if args.action == "sync":

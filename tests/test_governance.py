@@ -16,7 +16,7 @@ import pytest
 from lifecycle_pipeline import governance
 from lifecycle_pipeline.cli import main
 from lifecycle_pipeline.definitions import build_definitions
-from lifecycle_pipeline.lineage.audit import AuditLog
+from lifecycle_pipeline.lineage.audit import AuditError, AuditLog
 from lifecycle_pipeline.lineage.query import latest, metadata_values
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.signing import PackageSigner
@@ -219,3 +219,40 @@ def test_audit_sync_records_each_finished_run_once(governed: Governed, log: Audi
     in_instance = metadata_values(event)
     for key in ("model/fingerprint", "lineage", "artifact/sha256", "artifact/uri"):
         assert model["metadata"][key] == in_instance[key], key
+
+
+def test_a_log_cut_short_or_replaced_is_caught_by_the_instances_copy(
+    governed: Governed, log: AuditLog, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Deleting the last record(s) leaves a log whose remaining chain verifies on its own; the
+    instance's copy of every governance change (seq and hash on production_model) does not
+    agree, so verify, status and any further change refuse and name the missing record."""
+    instance, key = governed.pipeline.instance, governed.public_key
+    governance.promote(instance, log, "data-v1", "ana", "initial release", key)
+    governance.promote(instance, log, "data-v2", "bo", "retrained on v2", key)
+    back = governance.rollback(instance, log, "cy", "v2 misroutes urgent cases", key)
+    assert main(["audit", "verify"]) == 0
+    capsys.readouterr()
+    whole = log.path.read_bytes()
+    log.path.write_bytes(whole[: whole.rstrip(b"\n").rfind(b"\n") + 1])  # the rollback, gone
+    assert log.verify().ok  # on its own, the shorter chain is flawless
+
+    assert main(["audit", "verify"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"record {back.seq}, the rollback of data-v1 (run-less event), is recorded in the "
+        "Dagster instance but missing from the log: the log was cut short"
+    ) in err, err
+    assert main(["status"]) == 2  # it would otherwise name data-v2, rolled back, as serving
+    assert "status refused" in capsys.readouterr().err
+    with pytest.raises(AuditError, match=f"record {back.seq}, the rollback of data-v1"):
+        governance.promote(instance, log, "data-v2", "ana", "again", key)
+
+    # A log replaced by another that chains and verifies on its own: the hashes disagree.
+    log.path.unlink()
+    replacement = AuditLog(log.path)
+    for _ in whole.splitlines():  # as many records as the original held, all rewritten
+        replacement.append("promotion", {"note": "rewritten"}, version="data-v1")
+    assert replacement.verify().ok
+    assert main(["audit", "verify"]) == 1
+    assert "the log was replaced" in capsys.readouterr().err
