@@ -254,6 +254,14 @@ class Estimator(_Strict):
             raise ValueError(f"{self.class_!r} is not a scikit-learn estimator (no fit/get_params)")
         return cls
 
+    def build(self, params: dict[str, Any]) -> Any:
+        """The estimator with ``params``, checked against scikit-learn's own parameter
+        constraints where the class declares them (a team's class may not)."""
+        estimator = self.resolve()(**params)
+        if hasattr(estimator, "_parameter_constraints"):
+            estimator._validate_params()
+        return estimator
+
 
 class Gate(_Strict):
     min: float | None = None
@@ -472,10 +480,8 @@ class ModelDeclaration(_Strict):
                 f"{wrong} are not parameters of {self.estimator.class_} "
                 f"(it takes {', '.join(sorted(accepted))})",
             )
-        try:  # scikit-learn's own parameter constraints, where the estimator declares them
-            estimator = cls(**self.estimator.params)
-            if hasattr(estimator, "_parameter_constraints"):  # scikit-learn's own classes
-                estimator._validate_params()
+        try:
+            self.estimator.build(self.estimator.params)
         except (TypeError, ValueError) as exc:
             raise FieldError(("estimator", "params"), str(exc)) from exc
         nullable = [

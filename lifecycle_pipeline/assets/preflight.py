@@ -46,10 +46,7 @@ def _declared_overrides(ops: Mapping[str, Any], model: LoadedDeclaration) -> lis
     training = (ops.get("trained_model") or {}).get("config") or {}
     declared = model.model.estimator
     try:
-        params = estimator_params(declared, training.get("params") or {}, 0)
-        estimator = declared.resolve()(**params)
-        if hasattr(estimator, "_parameter_constraints"):  # scikit-learn's own constraints
-            estimator._validate_params()
+        declared.build(estimator_params(declared, training.get("params") or {}, 0))
     except (EstimatorError, TypeError, ValueError) as exc:
         problems.append(f"ops.trained_model.config.params: {exc}")
     gates = (ops.get("evaluation") or {}).get("config", {}).get("gates") or {}

@@ -131,7 +131,7 @@ def step_name(contract: Contract) -> str:
 def build_pipeline(model: ModelDeclaration, config: TrainingConfig) -> Pipeline:
     params = estimator_params(model.estimator, config.params, config.seed)
     try:
-        estimator = model.estimator.resolve()(**params)
+        estimator = model.estimator.build(params)
     except (TypeError, ValueError) as exc:
         raise EstimatorError(
             f"{model.estimator.class_}({params}) cannot be constructed: {exc}"

@@ -108,17 +108,6 @@ class Task:
         raise NotImplementedError
 
 
-def classifier_check(cls: type, path: str, task: str) -> None:
-    if not hasattr(cls, "predict_proba"):
-        raise ValueError(
-            f"estimator {path!r} has no predict_proba; a {task} task needs class probabilities"
-        )
-    from sklearn.base import is_regressor
-
-    if is_regressor(cls()):
-        raise ValueError(f"estimator {path!r} is a regressor; a {task} task needs a classifier")
-
-
 def task_for(name: str) -> Task:
     from lifecycle_pipeline.tasks.binary import Binary
     from lifecycle_pipeline.tasks.multiclass import Multiclass

@@ -8,12 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from lifecycle_pipeline.tasks import Task, classifier_check
-from lifecycle_pipeline.tasks.classification import (
-    class_problems,
-    class_shares,
-    probabilities,
-)
+from lifecycle_pipeline.tasks.classification import Classification
 
 if TYPE_CHECKING:
     from lifecycle_pipeline.declaration import Contract, Evaluation
@@ -31,8 +26,9 @@ def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, bins: int)
     return float(error)
 
 
-class Binary(Task):
+class Binary(Classification):
     name = "binary"
+    balance_label = "minority class"
     higher_is_better: ClassVar[frozenset[str]] = frozenset(
         {"accuracy", "precision", "recall", "f1", "roc_auc"}
     )
@@ -41,27 +37,8 @@ class Binary(Task):
     def metric_names(self, contract: Contract) -> tuple[str, ...]:
         return ("accuracy", "precision", "recall", "f1", "roc_auc", "brier", "ece")
 
-    def check_estimator(self, cls: type, path: str) -> None:
-        classifier_check(cls, path, self.name)
-
-    def target_problems(self, target: pd.Series, contract: Contract) -> list[str]:
-        return class_problems(target, contract)
-
-    def target_dtype(self, contract: Contract) -> str | None:
-        return None
-
-    def stratify(self, target: pd.Series) -> pd.Series | None:
-        return target
-
-    def balance(self, target: pd.Series) -> tuple[float, str]:
-        share, smallest = class_shares(target)
-        return share, f"minority class {smallest!r} share {share:.3f}"
-
     def _positive_index(self, classes: list[Any], contract: Contract) -> int:
         return classes.index(contract.positive.value)
-
-    def raw_outputs(self, estimator: Any, inputs: pd.DataFrame) -> np.ndarray:
-        return probabilities(estimator, inputs)
 
     def positive_probability(
         self, raw: np.ndarray, classes: list[Any], contract: Contract

@@ -1,11 +1,14 @@
-"""What binary and multiclass classification share: class checks and probabilities."""
+"""What binary and multiclass classification share: class checks, stratification, balance
+and probabilities."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
+
+from lifecycle_pipeline.tasks import Task
 
 if TYPE_CHECKING:
     from lifecycle_pipeline.declaration import Contract
@@ -43,3 +46,38 @@ def probabilities(estimator: Any, inputs: pd.DataFrame) -> np.ndarray:
 
     with threadpool_limits(limits=1):
         return np.asarray(estimator.predict_proba(inputs))
+
+
+class Classification(Task):
+    """The parts of a classification task that do not depend on the number of classes."""
+
+    balance_label: ClassVar[str] = "smallest class"  # how the balance check names its class
+
+    def check_estimator(self, cls: type, path: str) -> None:
+        if not hasattr(cls, "predict_proba"):
+            raise ValueError(
+                f"estimator {path!r} has no predict_proba; a {self.name} task needs class "
+                "probabilities"
+            )
+        from sklearn.base import is_regressor
+
+        if is_regressor(cls()):
+            raise ValueError(
+                f"estimator {path!r} is a regressor; a {self.name} task needs a classifier"
+            )
+
+    def target_problems(self, target: pd.Series, contract: Contract) -> list[str]:
+        return class_problems(target, contract)
+
+    def target_dtype(self, contract: Contract) -> str | None:
+        return None
+
+    def stratify(self, target: pd.Series) -> pd.Series | None:
+        return target
+
+    def balance(self, target: pd.Series) -> tuple[float, str]:
+        share, smallest = class_shares(target)
+        return share, f"{self.balance_label} {smallest!r} share {share:.3f}"
+
+    def raw_outputs(self, estimator: Any, inputs: pd.DataFrame) -> np.ndarray:
+        return probabilities(estimator, inputs)

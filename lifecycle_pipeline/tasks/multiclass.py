@@ -8,14 +8,13 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from lifecycle_pipeline.tasks import Task, classifier_check
-from lifecycle_pipeline.tasks.classification import class_problems, class_shares, probabilities
+from lifecycle_pipeline.tasks.classification import Classification
 
 if TYPE_CHECKING:
     from lifecycle_pipeline.declaration import Contract, Evaluation
 
 
-class Multiclass(Task):
+class Multiclass(Classification):
     name = "multiclass"
     higher_is_better: ClassVar[frozenset[str]] = frozenset(
         {"accuracy", "macro_f1", "balanced_accuracy"}
@@ -25,25 +24,6 @@ class Multiclass(Task):
     def metric_names(self, contract: Contract) -> tuple[str, ...]:
         per_class = tuple(f"recall/{c.name}" for c in contract.classes or ())
         return ("accuracy", "macro_f1", "balanced_accuracy", "log_loss", *per_class)
-
-    def check_estimator(self, cls: type, path: str) -> None:
-        classifier_check(cls, path, self.name)
-
-    def target_problems(self, target: pd.Series, contract: Contract) -> list[str]:
-        return class_problems(target, contract)
-
-    def target_dtype(self, contract: Contract) -> str | None:
-        return None
-
-    def stratify(self, target: pd.Series) -> pd.Series | None:
-        return target
-
-    def balance(self, target: pd.Series) -> tuple[float, str]:
-        share, smallest = class_shares(target)
-        return share, f"smallest class {smallest!r} share {share:.3f}"
-
-    def raw_outputs(self, estimator: Any, inputs: pd.DataFrame) -> np.ndarray:
-        return probabilities(estimator, inputs)
 
     @staticmethod
     def column(value: Any) -> str:
