@@ -19,6 +19,7 @@ import dagster as dg
 import jinja2
 from upath import UPath
 
+from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.governance import jsonable, sync_runs
 from lifecycle_pipeline.governance_log import CHANGES
 from lifecycle_pipeline.lineage.audit import AuditError, AuditLog
@@ -31,13 +32,17 @@ from lifecycle_pipeline.resources.artifact_store import URI_KEY
 ENDPOINTS = ("deployment_package", "model_card", "evaluation", "trained_model", "data_snapshot")
 
 
-def collect(instance: dg.DagsterInstance, log: AuditLog, version: str) -> dict[str, Any]:
+def collect(
+    instance: dg.DagsterInstance, model: LoadedDeclaration, log: AuditLog, version: str
+) -> dict[str, Any]:
     validate_partition_key(version)
     report = log.verify()
     if not report.ok:
         raise AuditError("the audit log does not verify; not exporting:\n" + report.render())
-    sync_runs(instance, log)
-    start = next((r for a in ENDPOINTS if (r := latest(instance, a, version)) is not None), None)
+    sync_runs(instance, model.name, log)
+    start = next(
+        (r for a in ENDPOINTS if (r := latest(instance, model.key(a), version)) is not None), None
+    )
     if start is None:
         raise AuditError(f"{version!r} has no materialization in this instance; nothing to export.")
     lineage = trace(instance, Materialization.from_record(start))
@@ -48,7 +53,9 @@ def collect(instance: dg.DagsterInstance, log: AuditLog, version: str) -> dict[s
                 checks[name] = {"passed": outcome.passed, "description": outcome.description}
     records = log.records()
     mine = [r for r in records if r.version == version or r.data.get("previous") == version]
+    card = lineage.get(model.asset("model_card"))
     return {
+        "model": model.name,
         "version": version,
         "generated": datetime.now(tz=UTC).isoformat(timespec="seconds"),
         "audit_log": {"path": str(log.path), "records": report.records, "head": report.head},
@@ -82,17 +89,21 @@ def collect(instance: dg.DagsterInstance, log: AuditLog, version: str) -> dict[s
             for r in mine
             if r.kind == "run"
         ],
-        "_documentation_uri": lineage["model_card"].metadata.get(URI_KEY)
-        if "model_card" in lineage
-        else None,
+        "_documentation_uri": card.metadata.get(URI_KEY) if card else None,
     }
 
 
-def export(instance: dg.DagsterInstance, log: AuditLog, version: str, output: Path) -> Path:
+def export(
+    instance: dg.DagsterInstance,
+    model: LoadedDeclaration,
+    log: AuditLog,
+    version: str,
+    output: Path,
+) -> Path:
     """Write the bundle into ``output`` (which must not exist yet); return the HTML path."""
     if output.exists():
         raise AuditError(f"{output} already exists; exports never overwrite, choose a new folder.")
-    bundle = collect(instance, log, version)
+    bundle = collect(instance, model, log, version)
     docs_uri = bundle.pop("_documentation_uri")
     partial = output.with_name(output.name + ".partial")
     if partial.exists():

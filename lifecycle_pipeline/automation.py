@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import dagster as dg
 
 from lifecycle_pipeline.assets.documentation import REASON_TAG
+from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.errors import SettingError
-from lifecycle_pipeline.partitions import (
-    DATA_VERSIONS,
-    PartitionKeyError,
-    validate_partition_key,
-)
+from lifecycle_pipeline.partitions import PartitionKeyError, validate_partition_key
 from lifecycle_pipeline.resources.registry import DataRegistry
 
 DEFAULT_RETRAIN_CRON = "0 3 * * 1"  # Mondays 03:00 UTC
@@ -43,21 +41,30 @@ def _unseen(
     return new, handled | set(new)
 
 
+def _registry(context: Any, model: LoadedDeclaration) -> DataRegistry:
+    registry: DataRegistry = getattr(context.resources, model.registry_key)
+    return registry
+
+
 def discovery_sensor(
+    model: LoadedDeclaration,
     name: str,
     job: dg.UnresolvedAssetJobDefinition,
     partitions: dg.DynamicPartitionsDefinition,
     list_tags: str,
     describe: str,
 ) -> dg.SensorDefinition:
+    name = model.scoped(name)
+
     @dg.sensor(
         name=name,
         job=job,
         minimum_interval_seconds=60,
-        description=f"Adds new {describe} as partitions and requests their runs.",
+        required_resource_keys={model.registry_key},
+        description=f"Adds new {describe} of {model.name} as partitions and requests their runs.",
     )
-    def _sensor(context: dg.SensorEvaluationContext, registry: DataRegistry) -> dg.SensorResult:
-        tags = getattr(registry, list_tags)()
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        tags = getattr(_registry(context, model), list_tags)()
         new, handled = _unseen(context, partitions.name or "", tags)
         return dg.SensorResult(
             run_requests=[
@@ -78,9 +85,11 @@ def discovery_sensor(
     return _sensor
 
 
-def newest_known_version(instance: dg.DagsterInstance, registry: DataRegistry) -> str | None:
+def newest_known_version(
+    instance: dg.DagsterInstance, model: LoadedDeclaration, registry: DataRegistry
+) -> str | None:
     """The newest registry data version that is already a partition (so a run can target it)."""
-    known = set(instance.get_dynamic_partitions(DATA_VERSIONS.name or ""))
+    known = set(instance.get_dynamic_partitions(model.scoped("data_versions")))
     candidates = [v for v in registry.versions() if v in known]
     return candidates[-1] if candidates else None
 
@@ -102,7 +111,7 @@ def _drift_alert(record: dg.EventLogRecord) -> str | None:
 
 
 def drift_retraining_sensor(
-    job: dg.UnresolvedAssetJobDefinition, batch_limit: int = 100
+    model: LoadedDeclaration, job: dg.UnresolvedAssetJobDefinition, batch_limit: int = 100
 ) -> dg.SensorDefinition:
     """One retraining request per tick in which any batch drifted, naming every such batch.
 
@@ -111,16 +120,20 @@ def drift_retraining_sensor(
     every drift_monitor materialization after its cursor (a storage id) in order instead.
     """
 
+    name = model.scoped("drift_retraining_sensor")
+
     @dg.sensor(
-        name="drift_retraining_sensor",
+        name=name,
         job=job,
         minimum_interval_seconds=60,
-        description="Requests retraining of the newest data version when a batch drifts.",
+        required_resource_keys={model.registry_key},
+        description=f"Requests retraining of {model.name}'s newest data version when a batch "
+        "drifts.",
     )
-    def _sensor(context: dg.SensorEvaluationContext, registry: DataRegistry) -> dg.SensorResult:
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         after = int(context.cursor) if context.cursor else None
         records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("drift_monitor"), after_storage_id=after),
+            dg.AssetRecordsFilter(asset_key=model.key("drift_monitor"), after_storage_id=after),
             limit=batch_limit,
             ascending=True,
         ).records
@@ -131,7 +144,7 @@ def drift_retraining_sensor(
         if not alerts:
             batches = ", ".join(str(r.partition_key) for r in records)
             return dg.SensorResult(skip_reason=f"no drift in batch(es) {batches}", cursor=cursor)
-        version = newest_known_version(context.instance, registry)
+        version = newest_known_version(context.instance, model, _registry(context, model))
         if version is None:
             # Keep the cursor: the alert is acted on once a data version exists.
             return dg.SensorResult(
@@ -146,7 +159,7 @@ def drift_retraining_sensor(
                     + ",".join(f"{r.partition_key}@{r.storage_id}" for r, _ in alerts),
                     tags={
                         REASON_TAG: "; ".join(reason for _, reason in alerts),
-                        TRIGGER_TAG: "drift_retraining_sensor",
+                        TRIGGER_TAG: name,
                         "lifecycle/drift_batches": ",".join(drifted),
                     },
                 )
@@ -158,28 +171,34 @@ def drift_retraining_sensor(
 
 
 def retraining_schedule(
-    job: dg.UnresolvedAssetJobDefinition, cron: str | None = None, declared: str | None = None
+    model: LoadedDeclaration, job: dg.UnresolvedAssetJobDefinition, cron: str | None = None
 ) -> dg.ScheduleDefinition:
     """Retraining of the newest data version on a cron: ``cron`` if given, else the model
     declaration's ``schedule`` (the model team's decision), else the platform's default
     ``LIFECYCLE_RETRAIN_CRON``, else weekly."""
-    cron = cron or declared or os.environ.get("LIFECYCLE_RETRAIN_CRON") or DEFAULT_RETRAIN_CRON
+    cron = (
+        cron
+        or model.model.schedule
+        or os.environ.get("LIFECYCLE_RETRAIN_CRON")
+        or DEFAULT_RETRAIN_CRON
+    )
     from dagster._utils.schedules import is_valid_cron_string
 
     if not is_valid_cron_string(cron):
         raise SettingError(f"LIFECYCLE_RETRAIN_CRON {cron!r} is not a valid cron expression.")
 
+    name = model.scoped("retraining_schedule")
+
     @dg.schedule(
         cron_schedule=cron,
         job=job,
-        name="retraining_schedule",
+        name=name,
         execution_timezone="UTC",
-        description=f"Retrains the newest data version on cron {cron!r}.",
+        required_resource_keys={model.registry_key},
+        description=f"Retrains {model.name}'s newest data version on cron {cron!r}.",
     )
-    def _schedule(
-        context: dg.ScheduleEvaluationContext, registry: DataRegistry
-    ) -> dg.RunRequest | dg.SkipReason:
-        version = newest_known_version(context.instance, registry)
+    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        version = newest_known_version(context.instance, model, _registry(context, model))
         if version is None:
             return dg.SkipReason("no data version is a partition yet")
         when = (
@@ -192,14 +211,14 @@ def retraining_schedule(
             run_key=f"scheduled-retraining:{when}",
             tags={
                 REASON_TAG: f"scheduled retraining ({cron}) of the newest data version {version}",
-                TRIGGER_TAG: "retraining_schedule",
+                TRIGGER_TAG: name,
             },
         )
 
     return _schedule
 
 
-def audit_log_sensor() -> dg.SensorDefinition:
+def audit_log_sensor(model: LoadedDeclaration) -> dg.SensorDefinition:
     """Appends every finished run (lineage, check verdicts, reason) to the audit log.
 
     On by default: it requests nothing and only reads the instance, and an audit trail that
@@ -209,13 +228,14 @@ def audit_log_sensor() -> dg.SensorDefinition:
     from lifecycle_pipeline.lineage.audit import AuditLog
 
     @dg.sensor(
-        name="audit_log_sensor",
+        name=model.scoped("audit_log_sensor"),
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Appends finished runs to the hash-chained audit log.",
+        description=f"Appends {model.name}'s finished runs to its hash-chained audit log.",
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-        added = sync_runs(context.instance, AuditLog())
-        return dg.SkipReason(f"{added} finished run(s) appended to the audit log")
+        log = AuditLog.for_model(model.name)
+        added = sync_runs(context.instance, model.name, log)
+        return dg.SkipReason(f"{added} finished run(s) appended to {log.path}")
 
     return _sensor

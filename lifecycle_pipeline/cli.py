@@ -29,7 +29,7 @@ def _demo(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     if not args.verbose:
         logging.getLogger("dagster").setLevel(logging.WARNING)
-    if args.model is None:  # every declared model, the sample first, each in its own process
+    if args.model is None:  # every declared model, each in its own process, one instance
         return _demo_every_model(args)
     print(f"== model {args.model} ==")
     rows = run_demo(Settings.from_env())
@@ -37,25 +37,17 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _demo_every_model(args: argparse.Namespace) -> int:
+    """Each model in a process of its own (memory is returned between models), all into the
+    one Dagster instance that `make ui` then shows."""
     import subprocess
 
-    from lifecycle_pipeline.declaration import DECLARATION_FILE, models_dir
-
-    settings = Settings.from_env()
-    names = sorted(
-        p.parent.name for p in models_dir(settings.project_root).glob(f"*/{DECLARATION_FILE}")
-    )
-    names.sort(key=lambda name: name != settings.default_model)
-    from lifecycle_pipeline.cli_model import model_locations
+    from lifecycle_pipeline.declaration import declared_models
 
     worst = 0
-    for name in names:
+    for name in declared_models():
         command = [sys.executable, "-m", "lifecycle_pipeline.cli", "--model", name, "demo"]
-        env = dict(os.environ)
-        if name != settings.default_model:  # its own instance, whatever DAGSTER_HOME says
-            env |= model_locations(name)
         done = subprocess.run(
-            [*command, *(["--verbose"] if args.verbose else [])], env=env, check=False
+            [*command, *(["--verbose"] if args.verbose else [])], env=dict(os.environ), check=False
         )
         worst = max(worst, done.returncode)
     return worst
@@ -64,22 +56,29 @@ def _demo_every_model(args: argparse.Namespace) -> int:
 def _summary(args: argparse.Namespace) -> int:
     import dagster as dg
 
+    from lifecycle_pipeline.declaration import current_declaration, load_every_model
     from lifecycle_pipeline.demo import drift_table, gated_metrics, prepare_environment
     from lifecycle_pipeline.lineage.query import format_table, summarize
 
     prepare_environment(Settings.from_env())
+    models = [current_declaration()] if args.model else load_every_model()[0]
     with dg.DagsterInstance.get() as instance:
-        versions = instance.get_dynamic_partitions("data_versions")
-        rows = [row for v in versions if (row := summarize(instance, v)) is not None]
-        batches = instance.get_dynamic_partitions("production_batches")
-        drift = drift_table(instance, list(batches)) if batches else ""
-    print(
-        format_table(rows, gated_metrics())
-        if rows
-        else "No materialized data versions yet: run `make demo`."
-    )
-    if drift:
-        print(f"\n{drift}")
+        for model in models:
+            versions = instance.get_dynamic_partitions(model.scoped("data_versions"))
+            rows = [
+                row for v in versions if (row := summarize(instance, model.name, v)) is not None
+            ]
+            batches = instance.get_dynamic_partitions(model.scoped("production_batches"))
+            drift = drift_table(instance, model, list(batches)) if batches else ""
+            print(f"== {model.name} ==")
+            print(
+                format_table(rows, gated_metrics(model))
+                if rows
+                else "No materialized data versions yet: run `make demo`."
+            )
+            if drift:
+                print(f"\n{drift}")
+            print()
     return 0
 
 
@@ -110,13 +109,15 @@ def _package_path(reference: str) -> Path:
         return path
     import dagster as dg
 
+    from lifecycle_pipeline.declaration import current_declaration
     from lifecycle_pipeline.demo import prepare_environment
     from lifecycle_pipeline.lineage.query import latest, metadata_values
 
     _version(reference)
+    model = current_declaration()
     prepare_environment(Settings.from_env())
     with dg.DagsterInstance.get() as instance:
-        record = latest(instance, "deployment_package", reference)
+        record = latest(instance, model.key("deployment_package"), reference)
     if record is None:
         raise SettingError(_NO_PACKAGE.format(reference=reference))
     return Path(str(metadata_values(record)["artifact/uri"]))
@@ -143,16 +144,18 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         import dagster as dg
 
+        from lifecycle_pipeline.declaration import current_declaration
         from lifecycle_pipeline.demo import prepare_environment
         from lifecycle_pipeline.resources.artifact_store import (
             ArtifactStore,
             recorded_materialization,
         )
 
+        model = current_declaration()
         prepare_environment(Settings.from_env())
         with dg.DagsterInstance.get() as instance:
             record = recorded_materialization(
-                instance, dg.AssetKey("deployment_package"), _version(args.package), None
+                instance, model.key("deployment_package"), _version(args.package), None
             )
         if record is None:
             raise SettingError(_NO_PACKAGE.format(reference=args.package))
@@ -211,24 +214,28 @@ def _drift(args: argparse.Namespace) -> int:
             print(summary.describe())
             print(f"report: {location}/report.html (ad hoc: not recorded in the Dagster instance)")
             return 0
-        from lifecycle_pipeline.definitions import defs
+        from lifecycle_pipeline.declaration import current_declaration
+        from lifecycle_pipeline.definitions import build_definitions
         from lifecycle_pipeline.lineage.query import latest, metadata_values
-        from lifecycle_pipeline.partitions import PRODUCTION_BATCHES, validate_partition_key
+        from lifecycle_pipeline.partitions import validate_partition_key
 
+        model = current_declaration()
         batch = validate_partition_key(args.batch)
         registry = current_registry()
         registry.resolve(batch, registry.batch_path.format(key=batch))  # fails clearly if absent
-        add_missing_partitions(instance, [batch], PRODUCTION_BATCHES.name or "")
+        add_missing_partitions(instance, [batch], model.scoped("production_batches"))
         config: dict[str, object] = dict(QUIET)
         if args.version:
-            config["ops"] = {"drift_monitor": {"config": {"reference_version": args.version}}}
-        result = defs.resolve_job_def("drift").execute_in_process(
+            reference = {"config": {"reference_version": args.version}}
+            config["ops"] = {model.op("drift_monitor"): reference}
+        job = build_definitions(model=model).resolve_job_def(model.scoped("drift"))
+        result = job.execute_in_process(
             partition_key=batch, instance=instance, run_config=config, raise_on_error=False
         )
         if not result.success:
             print(f"drift monitor failed for {batch}:\n{failure_summary(result)}", file=sys.stderr)
             return ExitCode.REFUSED if failed_on_input(result) else ExitCode.INTERNAL
-        meta = metadata_values(latest(instance, "drift_monitor", batch))
+        meta = metadata_values(latest(instance, model.key("drift_monitor"), batch))
     check = [e for e in result.get_asset_check_evaluations() if e.check_name == "drift_share"]
     print(check[0].description if check else meta["drift/verdict"])
     print(f"report: {meta['artifact/entry']}")
@@ -256,9 +263,9 @@ def _adhoc_drift(
     raw = path.read_bytes()
     md5 = hashlib.md5(raw, usedforsecurity=False).hexdigest()
     store, registry, declaration = ArtifactStore(), current_registry(), current_declaration()
-    chosen = reference_version(instance, registry, version)
-    features, _ = load_stage(instance, store, "features", chosen)
-    model, _ = load_stage(instance, store, "trained_model", chosen)
+    chosen = reference_version(instance, declaration, registry, version)
+    features, _ = load_stage(instance, store, declaration.key("features"), chosen)
+    model, _ = load_stage(instance, store, declaration.key("trained_model"), chosen)
     key = f"adhoc-{md5[:12]}"
     summary, files = judge_batch(
         declaration, raw, features, model, batch_key=key, reference_version=chosen,
@@ -266,7 +273,7 @@ def _adhoc_drift(
     )  # fmt: skip
     # Kept apart from drift_monitor's folder, which holds only recorded materializations.
     folder, _, _ = store.write_tree(
-        "drift_adhoc", key, FileTree("drift_report", files, "report.html")
+        f"{declaration.name}/drift_adhoc", key, FileTree("drift_report", files, "report.html")
     )
     return summary, folder
 
@@ -287,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--model",
-        help="declared model: a name under models/, a model folder or a model.yaml (default: "
-        "$LIFECYCLE_MODEL, else the sample model)",
+        help="the model to work on: a folder name under models/ (default: $LIFECYCLE_MODEL, "
+        "else the only model declared; status, history, summary, check and demo without it "
+        "cover every model)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
@@ -297,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--verbose", action="store_true", help="Show Dagster's step logs.")
     demo.set_defaults(handler=_demo)
     commands.add_parser(
-        "summary", help="Print the recorded versions, metrics and gates."
+        "summary",
+        help="Print the recorded versions, metrics and gates (every model without --model).",
     ).set_defaults(handler=_summary)
     commands.add_parser("registry", help="Build (or check) the demo data registry.").set_defaults(
         handler=_registry

@@ -18,6 +18,29 @@ from lifecycle_pipeline.settings import Settings
 if TYPE_CHECKING:
     import dagster as dg
 
+    from lifecycle_pipeline.declaration import LoadedDeclaration
+    from lifecycle_pipeline.lineage.audit import AuditLog
+
+
+def _model() -> LoadedDeclaration:
+    """The model this command works on (``--model``, or the only one declared)."""
+    from lifecycle_pipeline.declaration import current_declaration
+
+    return current_declaration()
+
+
+def _log(model: LoadedDeclaration) -> AuditLog:
+    from lifecycle_pipeline.lineage.audit import AuditLog
+
+    return AuditLog.for_model(model.name)
+
+
+def _chosen() -> bool:
+    """Whether a model was named (``--model`` / ``$LIFECYCLE_MODEL``)."""
+    import os
+
+    return bool(os.environ.get("LIFECYCLE_MODEL"))
+
 
 @contextmanager
 def _instance() -> Iterator[dg.DagsterInstance]:
@@ -37,15 +60,15 @@ def _public_key(args: argparse.Namespace) -> Path:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from lifecycle_pipeline.lineage.audit import AuditLog
     from lifecycle_pipeline.reproduce import reproduce, save_report
 
+    model = _model()
     with _instance() as instance:
-        report = reproduce(instance, args.version, args.run)
+        report = reproduce(instance, model, args.version, args.run)
     path = save_report(report, Path(args.output).parent if args.output else None)
     if args.output:
         path = path.rename(args.output)
-    AuditLog().append(
+    _log(model).append(
         "reproduction", {**report.to_dict(), "report": str(path)}, version=args.version
     )
     print(report.render())
@@ -91,12 +114,13 @@ def score(package: Path, rows: Path, out_of_range: str | None = None) -> tuple[A
 
 def _replay(args: argparse.Namespace) -> int:
     from lifecycle_pipeline.governance import history
-    from lifecycle_pipeline.lineage.audit import AuditLog
     from lifecycle_pipeline.package.runtime import InputError, load_manifest
     from lifecycle_pipeline.package.verify import opened, verify_package
     from lifecycle_pipeline.reproduce import package_record
 
-    served = [c for c in history(AuditLog()) if c.version == args.version]
+    model = _model()
+    log = _log(model)
+    served = [c for c in history(log) if c.version == args.version]
     if served:  # the very package that served, even if the version was re-packaged since
         package, sha, origin = (
             Path(served[-1].package_uri),
@@ -105,7 +129,7 @@ def _replay(args: argparse.Namespace) -> int:
         )
     else:
         with _instance() as instance:
-            record = package_record(instance, args.version)
+            record = package_record(instance, model, args.version)
         package, sha = Path(str(record["artifact/uri"])), str(record["artifact/sha256"])
         origin = f"newest package, run {record['run_id']}; never promoted"
     report = verify_package(package, _public_key(args))
@@ -123,7 +147,7 @@ def _replay(args: argparse.Namespace) -> int:
             return 2
     lineage = manifest["lineage"]
     digest = hashlib.sha256(rows.read_bytes()).hexdigest()
-    AuditLog().append(
+    log.append(
         "replay",
         {
             "package_sha256": sha,
@@ -151,80 +175,128 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _governance_change(args: argparse.Namespace) -> int:
     from lifecycle_pipeline import governance
-    from lifecycle_pipeline.lineage.audit import AuditLog
 
-    log = AuditLog()
+    model = _model()
+    log = _log(model)
     # Before the key and the package are consulted: a broken log is the reason to report.
     log.require_intact(f"promotion of {args.version}" if args.command == "promote" else "rollback")
     with _instance() as instance:
         if args.command == "promote":
             change = governance.promote(
-                instance, log, args.version, args.approver, args.reason, _public_key(args)
+                instance, model, log, args.version, args.approver, args.reason, _public_key(args)
             )
         else:
             change = governance.rollback(
-                instance, log, args.approver, args.reason, _public_key(args), to=args.to
+                instance, model, log, args.approver, args.reason, _public_key(args), to=args.to
             )
-    print(change.describe())
+    print(f"{model.name}: {change.describe()}")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
     from lifecycle_pipeline.governance import require_anchored
     from lifecycle_pipeline.governance_log import status_lines
-    from lifecycle_pipeline.lineage.audit import AuditLog
 
-    log = AuditLog()
+    if not _chosen():
+        return _status_of_every_model()
+    model = _model()
+    log = _log(model)
     with _instance() as instance:  # a log cut short would name the wrong version as serving
-        require_anchored(instance, log, "status")
+        require_anchored(instance, model, log, "status")
+    print(f"model     {model.name}")
     print("\n".join(status_lines(log)))
     return 0
 
 
-def _history(args: argparse.Namespace) -> int:
-    from lifecycle_pipeline.governance_log import history, parse_time, serving_at, to_json
-    from lifecycle_pipeline.lineage.audit import AuditLog
+def _status_of_every_model() -> int:
+    """One row per declared model; a model whose declaration or audit log is broken is a row
+    saying so, its problem printed in full below the table, and the exit status is 1."""
+    from datetime import UTC, datetime
 
-    log = AuditLog()
+    from lifecycle_pipeline.declaration import load_every_model
+    from lifecycle_pipeline.governance import verify_anchored
+    from lifecycle_pipeline.governance_log import serving_at
+    from lifecycle_pipeline.lineage.query import render_table
+
+    models, broken = load_every_model()
+    rows: dict[str, tuple[str, ...]] = {}
+    problems = [str(exc) for exc in broken.values()]
+    for name in broken:
+        rows[name] = (name, "BROKEN DECLARATION (not loaded)", "-", "-", "-")
+    now = datetime.now(tz=UTC)
+    with _instance() as instance:
+        for model in models:
+            log = _log(model)
+            report = verify_anchored(instance, model, log)
+            if not report.ok:
+                rows[model.name] = (model.name, "AUDIT LOG DOES NOT VERIFY", "-", "-", "-")
+                problems.append(report.render())
+                continue
+            current = serving_at(log, now)
+            rows[model.name] = (
+                (model.name, "-", "-", "-", "-")
+                if current is None
+                else (
+                    model.name,
+                    current.version,
+                    current.time.isoformat(timespec="seconds"),
+                    current.approver,
+                    current.package_sha256[:12],
+                )
+            )
+    if not rows:
+        print("no models declared: `lifecycle new-model NAME --data FILE` declares one")
+        return 0
+    header = ("model", "serving", "since", "approved by", "package")
+    print(render_table(header, [rows[name] for name in sorted(rows)]))
+    for problem in problems:
+        print(f"\n{problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from lifecycle_pipeline.declaration import load_every_model
+    from lifecycle_pipeline.governance_log import history, parse_time, serving_at, to_json
+
+    models = [_model()] if _chosen() else load_every_model()[0]
+    several = not _chosen()
     if args.at:
         when = parse_time(args.at)
-        change = serving_at(log, when)
-        if change is None:
+        found = 0
+        for model in models:
+            change = serving_at(_log(model), when)
+            if change is not None:
+                found += 1
+                print(f"{model.name}: at {when.isoformat()}: {change.describe()}")
+        if not found:
             print(f"nothing was serving at {when.isoformat()}")
             return 1
-        print(f"at {when.isoformat()}: {change.describe()}")
         return 0
-    changes = history(log)
+    changes = sorted(
+        ((model.name, c) for model in models for c in history(_log(model))),
+        key=lambda pair: pair[1].time,
+    )
     if args.json:
-        print(to_json(changes))
+        print(to_json([c for _, c in changes], [name for name, _ in changes]))
     else:
-        print("\n".join(c.describe() for c in changes) or "no promotions yet")
+        lines = [f"{name}: {c.describe()}" if several else c.describe() for name, c in changes]
+        print("\n".join(lines) or "no promotions yet")
     return 0
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from lifecycle_pipeline.lineage.audit import AuditLog
-
-    log = AuditLog()
     if args.action == "verify":
-        from lifecycle_pipeline.governance import verify_anchored
+        from lifecycle_pipeline.declaration import load_every_model
 
-        try:
-            with _instance() as instance:  # the log, and the instance's copy of its changes
-                report = verify_anchored(instance, log)
-        except Exception as exc:  # a damaged instance must not hide what the log says
-            report = log.verify()
-            report.problems.append(
-                f"the Dagster instance cannot be opened ({type(exc).__name__}: {exc}), so the "
-                "log was not compared with the instance's copy of its governance changes"
-            )
-        print(report.render(), file=sys.stdout if report.ok else sys.stderr)
-        return 0 if report.ok else 1
+        models = [_model()] if _chosen() else load_every_model()[0]
+        return max((_verify_log(model) for model in models), default=0)
+    model = _model()
+    log = _log(model)
     if args.action == "sync":
         from lifecycle_pipeline.governance import sync_runs
 
         with _instance() as instance:
-            print(f"{sync_runs(instance, log)} run(s) added to {log.path}")
+            print(f"{sync_runs(instance, model.name, log)} run(s) added to {log.path}")
         return 0
     if args.action == "recover":
         record = log.recover_torn()
@@ -239,11 +311,30 @@ def _audit(args: argparse.Namespace) -> int:
         print("lifecycle audit export: --version is required", file=sys.stderr)
         return 2
     stamp = datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%SZ")
-    output = Path(args.output or Settings.from_env().home / "exports" / f"{args.version}-{stamp}")
+    output = Path(
+        args.output or Settings.from_env().home / "exports" / f"{model.name}-{args.version}-{stamp}"
+    )
     with _instance() as instance:
-        page = export(instance, log, args.version, output)
+        page = export(instance, model, log, args.version, output)
     print(json.dumps({"bundle": str(output), "html": str(page)}))
     return 0
+
+
+def _verify_log(model: LoadedDeclaration) -> int:
+    from lifecycle_pipeline.governance import verify_anchored
+
+    log = _log(model)
+    try:
+        with _instance() as instance:  # the log, and the instance's copy of its changes
+            report = verify_anchored(instance, model, log)
+    except Exception as exc:  # a damaged instance must not hide what the log says
+        report = log.verify()
+        report.problems.append(
+            f"the Dagster instance cannot be opened ({type(exc).__name__}: {exc}), so the "
+            "log was not compared with the instance's copy of its governance changes"
+        )
+    print(f"{model.name}: {report.render()}", file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
 
 
 def _runs(args: argparse.Namespace) -> int:
@@ -302,8 +393,10 @@ def register(commands: Any) -> None:
         change.add_argument("--public-key", help=key_help)
         change.set_defaults(handler=_governance_change)
 
-    commands.add_parser("status", help="Which version serves, since when, approved by whom.")\
-        .set_defaults(handler=_status)  # fmt: skip
+    commands.add_parser(
+        "status",
+        help="Which version serves, since when, approved by whom (every model without --model).",
+    ).set_defaults(handler=_status)
     history = commands.add_parser("history", help="Promotions and rollbacks, or who served at T.")
     history.add_argument("--at", help="ISO 8601 time: which version was serving then")
     history.add_argument("--json", action="store_true", help="machine-readable output")

@@ -1,15 +1,17 @@
-"""`lifecycle contract infer` and `lifecycle check`: onboarding a model and checking its
-declaration before any run starts."""
+"""`lifecycle new-model`, `lifecycle contract infer` and `lifecycle check`: onboarding a model
+and checking its declaration before any run starts."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from lifecycle_pipeline.declaration import COMPONENT_TYPE, DECLARATION_FILE
 from lifecycle_pipeline.errors import ExitCode, LifecycleError
 
 
@@ -17,35 +19,15 @@ class CheckError(LifecycleError, ValueError):
     """A declaration that loads but does not fit its data."""
 
 
-def model_locations(name: str) -> dict[str, str]:
-    """Where a model other than the default keeps its Dagster instance and artifacts, until
-    several models share one deployment: ``$LIFECYCLE_HOME/models/<name>/``."""
-    from lifecycle_pipeline.settings import Settings
-
-    home = Settings.from_env().home / "models" / name
-    return {
-        "DAGSTER_HOME": str(home / "dagster_home"),
-        "LIFECYCLE_ARTIFACT_ROOT": str(home / "artifacts"),
-    }
-
-
 def select_model(name: str | None) -> None:
-    """Point this process at one declared model (``--model``).
-
-    A model other than the default gets its own Dagster instance and artifact store (see
-    ``model_locations``) unless ``DAGSTER_HOME`` / ``LIFECYCLE_ARTIFACT_ROOT`` are set, so
-    that two models' histories, partitions and promotions never mix.
-    """
+    """Point this process at one declared model (``--model``), checked before any command
+    runs: an unknown name is refused with the declared ones listed, and nothing is created."""
     if not name:
         return
-    from lifecycle_pipeline.declaration import declaration_path, load_declaration
-    from lifecycle_pipeline.settings import Settings
+    from lifecycle_pipeline.declaration import declaration_path
 
     os.environ["LIFECYCLE_MODEL"] = name
-    model = load_declaration(declaration_path())
-    if model.name != Settings.from_env().default_model:
-        for variable, value in model_locations(model.name).items():
-            os.environ.setdefault(variable, value)
+    declaration_path()
 
 
 def chance_gates(contract: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -60,8 +42,10 @@ def chance_gates(contract: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def proposed_declaration(frame: Any, data_file: Path, target: str | None, name: str) -> str:
-    """A declaration to review: the inferred contract, a default estimator for the task, no
-    gates (the team decides them) and TODO markers where only people know the answer."""
+    """A model folder's defs.yaml to review: the inferred contract, a default estimator for the
+    task, chance-level gates (floors the team replaces) and TODO markers where only people
+    know the answer. Tags default to ``<name>-v*`` / ``<name>-batch-*``, so models sharing a
+    registry never read each other's versions."""
     from lifecycle_pipeline.contract import infer_contract
 
     contract = infer_contract(frame, target=target)
@@ -78,8 +62,8 @@ def proposed_declaration(frame: Any, data_file: Path, target: str | None, name: 
         "data": {
             "path": f"data/{data_file.name}",
             "format": fmt,
-            "versions": "data-v*",
-            "batches": "batch-*",
+            "versions": f"{name}-v*",
+            "batches": f"{name}-batch-*",
             "batch_path": "batches/{key}." + fmt,
         },
         "contract": contract,
@@ -92,7 +76,7 @@ def proposed_declaration(frame: Any, data_file: Path, target: str | None, name: 
         "documentation": {"spec": "model_card.yaml"},
     }
     header = (
-        f"# Proposed by `lifecycle contract infer --data {data_file}`. REVIEW BEFORE USE:\n"
+        f"# Proposed from {data_file.name} ({len(frame)} rows). REVIEW BEFORE USE:\n"
         "# - types were read from the data; the data shows what occurred, not what is possible,\n"
         "#   so add domain `range:` bounds you know, and list `categories:` you accept;\n"
         "# - move identifiers and timestamps from `features` to `drop`;\n"
@@ -100,7 +84,104 @@ def proposed_declaration(frame: Any, data_file: Path, target: str | None, name: 
         "#   1/classes, ROC AUC >= 0.5): set the thresholds your use needs;\n"
         "# - write the description and what a row is.\n"
     )
-    return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+    component = {"type": COMPONENT_TYPE, "attributes": document}
+    return header + yaml.safe_dump(component, sort_keys=False, allow_unicode=True, width=100)
+
+
+# The model card's human fields, each left empty (a gap the card lists) under a TODO saying
+# what to write. Every field of documentation.spec.REQUIRED_FIELDS is here (a test checks).
+CARD_SPEC_TEMPLATE = """\
+# The human-written part of {name}'s model card, datasheet and technical documentation.
+# Reviewed like code. Every field below is required: until it is filled, the generated card
+# lists it as a gap ("Missing documentation") instead of inventing it. Machine-knowable
+# facts (data versions, metrics, hyperparameters, fingerprints) come from lineage: do not
+# write them here.
+
+model:
+  name:           # TODO: a human-readable model name
+  owners:         # TODO: a list of {{name, role, contact}}: who owns and who reviews it
+  license:        # TODO: the model's and the data's licence terms
+  contact:        # TODO: where to report a problem with the model
+
+intended_use:
+  primary_uses:   # TODO: what decisions the model supports, and how its output is used
+  primary_users:  # TODO: who or what consumes the predictions
+  out_of_scope:   # TODO: a list of uses it must not be put to
+
+factors:
+  relevant:       # TODO: a list of groups or conditions its performance may depend on
+
+ethical_considerations:       # TODO: harms, affected people, the costliest error
+caveats_and_recommendations:  # TODO: limits of the data; what to check before using it
+
+data:
+  motivation:     # TODO: why the data was collected
+  collection:     # TODO: how, where and when it was collected
+  preprocessing:  # TODO: cleaning and labelling before it reached the registry
+  anonymisation:  # TODO: personal data it holds and how it is protected (GDPR, HIPAA)
+  uses:           # TODO: uses the data is and is not fit for
+  distribution:   # TODO: who may access it, under which terms
+  maintenance:    # TODO: who maintains it; how new versions are added
+
+governance:
+  responsible_person:   # TODO: who is accountable for the model in production
+  retraining_protocol:  # TODO: when and how it is retrained, and who approves a promotion
+  risk_notes:           # TODO: the risk assessment, and the regulation that applies
+  monitoring_plan:      # TODO: what is monitored, thresholds, who is alerted
+"""
+
+
+def scaffold_model(folder: Path, data: Path, target: str | None, force: bool = False) -> Path:
+    """Write a new model folder (defs.yaml with the contract inferred from ``data``, and a
+    model-card spec of TODOs); refuses to overwrite an existing one without ``force``."""
+    from lifecycle_pipeline.contract import read_local
+    from lifecycle_pipeline.declaration import _NAME
+
+    name = folder.name
+    if not _NAME.fullmatch(name):
+        raise CheckError(
+            f"{name!r} is not a model name: 1-48 lower-case letters, digits or '_', starting "
+            "with a letter (it names the folder, the asset keys and the jobs)."
+        )
+    declaration = folder / DECLARATION_FILE
+    if declaration.exists() and not force:
+        raise CheckError(f"{declaration} exists; review it, or pass --force to replace it.")
+    frame = read_local(data)
+    files = {
+        declaration: proposed_declaration(frame, data, target, name),
+        folder / "model_card.yaml": CARD_SPEC_TEMPLATE.format(name=name),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for path, text in files.items():  # each file appears whole or not at all
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    return declaration
+
+
+def _new_model(args: argparse.Namespace) -> int:
+    from lifecycle_pipeline.declaration import models_dir
+
+    folder = models_dir() / args.name
+    declaration = scaffold_model(folder, Path(args.data), args.target, args.force)
+    data = Path(args.data)
+    print(
+        f"""created {folder}/
+  {DECLARATION_FILE}        the declaration: contract inferred from {data.name}, default estimator
+  model_card.yaml  the model card's human fields, every one a TODO (listed as gaps until filled)
+
+next steps:
+  1. review {declaration}: domain ranges and categories, identifiers to `drop`,
+     the estimator, and the gates (the proposed ones only beat chance)
+  2. check it against the data:  lifecycle check --model {args.name} --data {data}
+  3. version the data in your DVC registry at `data.path`, tagged `{args.name}-v1`
+     (`dvc add`, `git commit`, `git tag {args.name}-v1`); set `data.registry` to its URL
+  4. fill the TODOs in {folder / "model_card.yaml"}
+  5. in the Dagster UI, "Reload definitions": the group `{args.name}` appears; switch on
+     its sensor `{args.name}_new_data_version_sensor`, which adds each `{args.name}-v*` tag
+     as a partition and runs `{args.name}_lifecycle` on it"""
+    )
+    return ExitCode.OK
 
 
 def _infer(args: argparse.Namespace) -> int:
@@ -135,6 +216,10 @@ def _check(args: argparse.Namespace) -> int:
     from lifecycle_pipeline.contract import read_local
     from lifecycle_pipeline.declaration import declaration_path, load_declaration
 
+    if not args.declaration and not os.environ.get("LIFECYCLE_MODEL"):
+        if args.data:
+            raise CheckError("--data checks one model: name it with --model NAME.")
+        return _check_every_model()
     model = load_declaration(Path(args.declaration) if args.declaration else declaration_path())
     print(
         f"{model.path}: declaration valid ({model.name}, {model.model.contract.task}, "
@@ -149,7 +234,32 @@ def _check(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _check_every_model() -> int:
+    """Every model folder: what CI runs, so one team's typo fails their pull request, not the
+    deployment (where it would only be excluded)."""
+    from lifecycle_pipeline.declaration import load_every_model, models_dir
+
+    models, broken = load_every_model()
+    for model in models:
+        print(f"{model.path}: declaration valid ({model.name}, {model.model.contract.task})")
+    for error in broken.values():
+        print(str(error), file=sys.stderr)
+    if not models and not broken:
+        raise CheckError(f"no model folders under {models_dir()} (each holds a {DECLARATION_FILE})")
+    return ExitCode.NEGATIVE if broken else ExitCode.OK
+
+
 def register(commands: Any) -> None:
+    new = commands.add_parser(
+        "new-model",
+        help="Create models/NAME/: a declaration inferred from a data file and a model-card "
+        "spec of TODOs (same as `dg scaffold defs lifecycle_pipeline.LifecycleModel NAME`).",
+    )
+    new.add_argument("name", help="model name: lower-case letters, digits, '_' (the folder)")
+    new.add_argument("--data", required=True, help="a CSV or Parquet sample of the training data")
+    new.add_argument("--target", help="the label or target column (default: the last column)")
+    new.add_argument("--force", action="store_true", help="replace an existing declaration")
+    new.set_defaults(handler=_new_model)
     contract = commands.add_parser("contract", help="Work with a model's data contract.")
     actions = contract.add_subparsers(dest="action", required=True)
     infer = actions.add_parser(
@@ -158,7 +268,7 @@ def register(commands: Any) -> None:
     infer.add_argument("--data", required=True, help="a CSV or Parquet file of the training data")
     infer.add_argument("--target", help="the label or target column (default: the last column)")
     infer.add_argument("--name", default="my_model", help="model name (lower case, digits, _)")
-    infer.add_argument("--output", default="model.yaml", help="where to write the proposal")
+    infer.add_argument("--output", default=DECLARATION_FILE, help="where to write the proposal")
     infer.add_argument("--force", action="store_true", help="replace an existing file")
     infer.set_defaults(handler=_infer)
     check = commands.add_parser(
@@ -167,7 +277,7 @@ def register(commands: Any) -> None:
     check.add_argument(
         "declaration",
         nargs="?",
-        help="model.yaml or model folder (default: --model / $LIFECYCLE_MODEL)",
+        help="a defs.yaml or model folder (default: --model, else every model)",
     )
     check.add_argument("--data", help="a local data file to check against the contract")
     check.set_defaults(handler=_check)

@@ -11,6 +11,7 @@ The file's sha256 joins every model version's lineage, so changing it makes a ne
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import itertools
@@ -19,16 +20,21 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lifecycle_pipeline.errors import LifecycleError
-from lifecycle_pipeline.settings import PACKAGE_DIR
 
-DECLARATION_FILE = "model.yaml"
+if TYPE_CHECKING:
+    import dagster as dg
+
+DECLARATION_FILE = "defs.yaml"
 MODELS_DIR = "models"
+# The component type a model folder's defs.yaml names (lifecycle_pipeline/component.py).
+COMPONENT_TYPE = "lifecycle_pipeline.LifecycleModel"
+_COMPONENT_TYPES = (COMPONENT_TYPE, "lifecycle_pipeline.component.LifecycleModel")
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 FeatureType = Literal["numeric", "integer", "categorical", "boolean"]
@@ -539,8 +545,59 @@ class LoadedDeclaration:
     def spec_path(self) -> Path:
         return (self.folder / self.model.documentation.spec).resolve()
 
+    # Everything a model puts into a shared Dagster deployment is named after it, so models
+    # never collide: asset keys under the model's prefix, and job, sensor, schedule,
+    # partition-set and resource names starting with the model's name.
+
+    def key(self, stage: str) -> dg.AssetKey:
+        """The asset key of one of this model's stages, e.g. ``breast_cancer/trained_model``."""
+        import dagster as dg
+
+        return dg.AssetKey([self.name, stage])
+
+    def asset(self, stage: str) -> str:
+        """The user string of a stage's key, as lineage records name assets."""
+        return f"{self.name}/{stage}"
+
+    def op(self, stage: str) -> str:
+        """The op of one of this model's stages: the key a run config's ``ops:`` uses for it
+        (``breast_cancer__trained_model``)."""
+        return self.key(stage).to_python_identifier()
+
+    def inputs(self, *stages: str) -> dict[str, dg.AssetIn]:
+        """Inputs of an asset function, by parameter name, from this model's own stages."""
+        import dagster as dg
+
+        return {stage: dg.AssetIn(self.key(stage)) for stage in stages}
+
+    def scoped(self, name: str) -> str:
+        """A job, sensor, schedule or resource name of this model, e.g. ``diabetes_lifecycle``."""
+        return f"{self.name}_{name}"
+
+    @property
+    def registry_key(self) -> str:
+        """The resource key of this model's data registry."""
+        return self.scoped("registry")
+
+    @property
+    def data_versions(self) -> dg.DynamicPartitionsDefinition:
+        """One partition per data version (the registry tag) of this model."""
+        return _partitions(self.scoped("data_versions"))
+
+    @property
+    def production_batches(self) -> dg.DynamicPartitionsDefinition:
+        """One partition per production batch (the registry tag) scored against this model."""
+        return _partitions(self.scoped("production_batches"))
+
     def text(self) -> str:
         return self.path.read_text(encoding="utf-8")
+
+
+@functools.cache
+def _partitions(name: str) -> dg.DynamicPartitionsDefinition:
+    import dagster as dg
+
+    return dg.DynamicPartitionsDefinition(name=name)
 
 
 def _node_line(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
@@ -634,7 +691,15 @@ def _explain(error: ValidationError, path: Path, root: yaml.Node | None) -> str:
     return "\n".join(lines)
 
 
+def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        return next((v for k, v in node.value if k.value == key), None)
+    return None
+
+
 def parse_declaration(text: str, path: Path) -> ModelDeclaration:
+    """The declaration in a model's ``defs.yaml``: a Dagster component file whose ``type`` is
+    the lifecycle model component and whose ``attributes`` are the declaration."""
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text)
@@ -642,20 +707,33 @@ def parse_declaration(text: str, path: Path) -> ModelDeclaration:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise DeclarationError(f"{where}: not valid YAML ({exc}).") from exc
+    shape = (
+        f"a model's {DECLARATION_FILE} is a Dagster component file: `type: {COMPONENT_TYPE}`, "
+        "then the declaration under `attributes:` (name:, data:, contract:, ...)"
+    )
     if not isinstance(data, dict):
-        raise DeclarationError(f"{path}: a declaration is a YAML mapping (name:, data:, ...).")
+        raise DeclarationError(f"{path}: {shape}.")
     repeated = _duplicates(root)
     if repeated:
         raise DeclarationError(
             f"{path}: invalid model declaration ({len(repeated)} problem(s)):\n"
-            + "\n".join(f"{path}:{r}" for r in repeated)
+            + "\n".join(f"{path}:{r}".replace(": attributes.", ": ", 1) for r in repeated)
         )
+    unknown = sorted(set(data) - {"type", "attributes"})
+    if unknown or data.get("type") not in _COMPONENT_TYPES:
+        line = _node_line(root, (unknown[0] if unknown else "type",))
+        found = f"unknown key {unknown[0]!r}" if unknown else f"type is {data.get('type')!r}"
+        raise DeclarationError(f"{path}:{line}: {found}; {shape}.")
+    attributes, node = data.get("attributes"), _child(root, "attributes")
+    if not isinstance(attributes, dict):
+        line = _node_line(root, ("attributes",))
+        raise DeclarationError(f"{path}:{line}: attributes: {shape}.")
     try:
-        return ModelDeclaration.model_validate(data)
+        return ModelDeclaration.model_validate(attributes)
     except ValidationError as exc:
         raise DeclarationError(
             f"{path}: invalid model declaration ({exc.error_count()} problem(s)):\n"
-            + _explain(exc, path, root)
+            + _explain(exc, path, node)
         ) from exc
 
 
@@ -682,28 +760,83 @@ def load_declaration(path: Path | str) -> LoadedDeclaration:
 
 
 def models_dir(project_root: Path | None = None) -> Path:
-    root = project_root or PACKAGE_DIR.parent
-    return root / MODELS_DIR
+    """The folder holding one folder per declared model (``$LIFECYCLE_MODELS_DIR``, default
+    ``<project>/models``)."""
+    from lifecycle_pipeline.settings import Settings
+
+    if project_root is not None:
+        return project_root / MODELS_DIR
+    return Settings.from_env().models_dir
+
+
+def declared_models(directory: Path | None = None) -> list[str]:
+    """Names of the model folders (those holding a ``defs.yaml``), valid or not, sorted."""
+    directory = directory or models_dir()
+    if not directory.is_dir():
+        return []
+    return sorted(p.parent.name for p in directory.glob(f"*/{DECLARATION_FILE}"))
+
+
+def load_model_folder(folder: Path) -> LoadedDeclaration:
+    """The declaration of a model folder, whose name must be the folder's: ``--model NAME``,
+    asset keys and audit logs all go by it."""
+    declaration = load_declaration(folder / DECLARATION_FILE)
+    if declaration.name != folder.name:
+        raise DeclarationError(
+            f"{declaration.path}: name: {declaration.name!r} differs from its folder "
+            f"{folder.name!r}; a model's name is its folder's (rename one of them)."
+        )
+    return declaration
+
+
+def load_every_model(
+    directory: Path | None = None,
+) -> tuple[list[LoadedDeclaration], dict[str, DeclarationError]]:
+    """Every model folder's declaration, and the error of each folder that does not load."""
+    directory = directory or models_dir()
+    loaded: list[LoadedDeclaration] = []
+    broken: dict[str, DeclarationError] = {}
+    for name in declared_models(directory):
+        try:
+            loaded.append(load_model_folder(directory / name))
+        except DeclarationError as exc:
+            broken[name] = exc
+    return loaded, broken
 
 
 def declaration_path(environ: dict[str, str] | None = None) -> Path:
-    """Which declaration this process serves: ``$LIFECYCLE_MODEL`` (a declaration file, a model
-    folder, or the name of a folder under ``models/``), else the project's default model
-    (``[tool.lifecycle] default-model`` in pyproject.toml)."""
+    """Which declaration this process works on: ``$LIFECYCLE_MODEL`` (``--model``: the name of
+    a folder under the models folder, a model folder or a defs.yaml), else the only model
+    declared. With several declared and none named, the error lists them."""
     from lifecycle_pipeline.settings import Settings
 
     env = dict(os.environ) if environ is None else environ
-    settings = Settings.from_env(env)
-    chosen = env.get("LIFECYCLE_MODEL") or settings.default_model
+    directory = Settings.from_env(env).models_dir
+    chosen = env.get("LIFECYCLE_MODEL")
     if not chosen:
-        raise DeclarationError(
-            "No model chosen: set LIFECYCLE_MODEL (or pass --model) to a name under "
-            f"{models_dir(settings.project_root)}, a model folder or a model.yaml."
-        )
+        names = declared_models(directory)
+        if len(names) != 1:
+            found = f"declared: {', '.join(names)}" if names else f"none in {directory}"
+            raise DeclarationError(
+                f"Which model? Pass --model NAME (or set LIFECYCLE_MODEL); {found}. "
+                "`lifecycle new-model NAME --data FILE` declares one."
+            )
+        chosen = names[0]
     candidate = Path(chosen)
     if candidate.suffix in (".yaml", ".yml") or candidate.is_dir() or os.sep in chosen:
         return candidate
-    return models_dir(settings.project_root) / chosen / DECLARATION_FILE
+    if not _NAME.fullmatch(chosen):
+        raise DeclarationError(
+            f"{chosen!r} is not a model name: 1-48 lower-case letters, digits or '_', starting "
+            f"with a letter (declared: {', '.join(declared_models(directory)) or 'none'})."
+        )
+    path = directory / chosen / DECLARATION_FILE
+    if not path.is_file():
+        raise DeclarationError(
+            f"No model {chosen!r}: {path} does not exist (declared: "
+            f"{', '.join(declared_models(directory)) or 'none'})."
+        )
+    return path
 
 
 def current_declaration() -> LoadedDeclaration:

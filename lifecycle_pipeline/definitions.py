@@ -1,16 +1,16 @@
-"""Composition root: one declared model's assets and checks, jobs, sensors, schedule, resources,
-executor.
+"""Composition root: every declared model's definitions, the shared resources, the executor.
 
-The model is chosen by ``$LIFECYCLE_MODEL`` (a declaration file, a model folder, or the name of
-a folder under ``models/``; default the sample model). Everything domain-specific comes from
-that declaration; this module only composes.
+Each folder under the models folder (``$LIFECYCLE_MODELS_DIR``, default ``models/``) is one
+``LifecycleModel`` component (component.py); this module loads them with Dagster's component
+loading and adds what the models share: the artifact store, the package signer and the
+executor. A model whose declaration does not load is shown, not fatal (``BROKEN_MODELS``).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -28,13 +28,14 @@ from lifecycle_pipeline.automation import (
     drift_retraining_sensor,
     retraining_schedule,
 )
+from lifecycle_pipeline.component import BrokenModel, load_models
 from lifecycle_pipeline.declaration import LoadedDeclaration, current_declaration
 from lifecycle_pipeline.errors import SettingError
-from lifecycle_pipeline.governance import production_model_spec
-from lifecycle_pipeline.partitions import DATA_VERSIONS, PRODUCTION_BATCHES
+from lifecycle_pipeline.governance import MODEL_TAG, production_model_spec
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.registry import DataRegistry
 from lifecycle_pipeline.resources.signing import PackageSigner
+from lifecycle_pipeline.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -52,16 +53,20 @@ class ModelAssets:
 
     def lifecycle_job(self) -> dg.UnresolvedAssetJobDefinition:
         return dg.define_asset_job(
-            "lifecycle",
+            self.model.scoped("lifecycle"),
             selection=dg.AssetSelection.assets(*self.lifecycle),
+            partitions_def=self.model.data_versions,
+            tags={MODEL_TAG: self.model.name},
             description=f"Every lifecycle stage of {self.model.name} for one data version: data "
             "to signed package.",
         )
 
     def drift_job(self) -> dg.UnresolvedAssetJobDefinition:
         return dg.define_asset_job(
-            "drift",
+            self.model.scoped("drift"),
             selection=dg.AssetSelection.assets(self.drift_monitor),
+            partitions_def=self.model.production_batches,
+            tags={MODEL_TAG: self.model.name},
             description=f"Drift of one production batch against {self.model.name}'s newest "
             "trained model.",
         )
@@ -150,8 +155,69 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def model_definitions(
+    model: LoadedDeclaration,
+    registry: DataRegistry | None = None,
+    retrain_cron: str | None = None,
+) -> dg.Definitions:
+    """One model's assets, checks, jobs, sensors, schedule and registry, every name its own.
+
+    ``registry`` (a deployment's or a test's resource) overrides fields of the declared one.
+    """
+    built = model_assets(model)
+    lifecycle_job, drift_job = built.lifecycle_job(), built.drift_job()
+    model_card, deployment_package = built.lifecycle[4], built.lifecycle[5]
+    with warnings.catch_warnings():  # beta API, chosen on purpose: quiet for every importer
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        # Each asset links to its source file and line in the UI ("View source").
+        assets = dg.with_source_code_references([*built.assets, production_model_spec(model)])
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=built.checks,
+        jobs=[lifecycle_job, drift_job],
+        sensors=[
+            discovery_sensor(
+                model,
+                "new_data_version_sensor",
+                lifecycle_job,
+                model.data_versions,
+                "versions",
+                "data versions",
+            ),
+            discovery_sensor(
+                model,
+                "new_batch_sensor",
+                drift_job,
+                model.production_batches,
+                "batches",
+                "production batches",
+            ),
+            drift_retraining_sensor(model, lifecycle_job),
+            audit_log_sensor(model),
+            # Documentation and packaging follow evaluation by declarative conditions; this
+            # only ever runs downstream of work already done, so it is on by default, while
+            # the sensors and schedule that start training are switched on deliberately.
+            dg.AutomationConditionSensorDefinition(
+                model.scoped("automation"),
+                target=dg.AssetSelection.assets(model_card, deployment_package),
+                default_status=dg.DefaultSensorStatus.RUNNING,
+                minimum_interval_seconds=30,
+                description=f"Keeps {model.name}'s model_card and deployment_package in step "
+                "with evaluation.",
+            ),
+        ],
+        schedules=[retraining_schedule(model, lifecycle_job, retrain_cron)],
+        resources={model.registry_key: DataRegistry.for_model(model, registry)},
+    )
+
+
+def broken_definitions(broken: Sequence[BrokenModel]) -> dg.Definitions:
+    return dg.Definitions(assets=[b.spec() for b in broken])
+
+
 def build_definitions(
     *,
+    models: Sequence[LoadedDeclaration] | None = None,
     model: LoadedDeclaration | None = None,
     registry: DataRegistry | None = None,
     artifact_store: ArtifactStore | None = None,
@@ -159,56 +225,42 @@ def build_definitions(
     retrain_cron: str | None = None,
     executor: dg.ExecutorDefinition | None = None,
 ) -> dg.Definitions:
-    """Definitions of one declared model with the given resources; defaults resolve from the
-    environment and the declaration (its data source fills what ``registry`` leaves unset)."""
-    built = model_assets(model)
-    lifecycle_job, drift_job = built.lifecycle_job(), built.drift_job()
-    model_card, deployment_package = built.lifecycle[4], built.lifecycle[5]
-    with warnings.catch_warnings():  # beta API, chosen on purpose: quiet for every importer
-        warnings.simplefilter("ignore", dg.BetaWarning)
-        # Each asset links to its source file and line in the UI ("View source").
-        assets = dg.with_source_code_references([*built.assets, production_model_spec()])
-    return dg.Definitions(
-        assets=assets,
-        asset_checks=built.checks,
-        jobs=[lifecycle_job, drift_job],
-        sensors=[
-            discovery_sensor(
-                "new_data_version_sensor", lifecycle_job, DATA_VERSIONS, "versions", "data versions"
-            ),
-            discovery_sensor(
-                "new_batch_sensor", drift_job, PRODUCTION_BATCHES, "batches", "production batches"
-            ),
-            drift_retraining_sensor(lifecycle_job),
-            audit_log_sensor(),
-            # Documentation and packaging follow evaluation by declarative conditions; this
-            # only ever runs downstream of work already done, so it is on by default, while
-            # the sensors and schedule that start training are switched on deliberately.
-            dg.AutomationConditionSensorDefinition(
-                "lifecycle_automation",
-                target=dg.AssetSelection.assets(model_card, deployment_package),
-                default_status=dg.DefaultSensorStatus.RUNNING,
-                minimum_interval_seconds=30,
-                description="Keeps model_card and deployment_package in step with evaluation.",
-            ),
-        ],
-        schedules=[retraining_schedule(lifecycle_job, retrain_cron, built.model.model.schedule)],
+    """The code location: the given models (``models``, or ``model`` alone), else every model
+    folder under the models folder, with the shared resources. Defaults resolve from the
+    environment; ``registry`` overrides fields of each model's declared registry."""
+    chosen = list(models or ([model] if model else []))
+    if chosen:
+        per_model = [model_definitions(m, registry, retrain_cron) for m in chosen]
+        broken: list[BrokenModel] = []
+    else:
+        settings = Settings.from_env()
+        found = load_models(settings.models_dir, settings.project_root)
+        per_model, broken = found.definitions, found.broken
+        if broken and os.environ.get("LIFECYCLE_BROKEN_MODELS", "exclude") == "fail":
+            raise SettingError(
+                "LIFECYCLE_BROKEN_MODELS=fail and these models do not load:\n"
+                + "\n".join(b.error for b in broken)
+            )
+    shared = dg.Definitions(
         resources={
-            "registry": DataRegistry.for_model(built.model, registry),
             "artifact_store": artifact_store or ArtifactStore(),
             "signer": signer or PackageSigner(),
         },
         executor=executor or executor_from_env(),
     )
+    return dg.Definitions.merge(*per_model, broken_definitions(broken), shared)
 
 
 defs = build_definitions()
 
 
-def lifecycle_job_from_env() -> dg.JobDefinition:
-    """The lifecycle job as this process's environment defines it.
+def lifecycle_job_from_env(model: str | None = None) -> dg.JobDefinition:
+    """A model's lifecycle job as this process's environment defines it (``model``, else
+    ``$LIFECYCLE_MODEL``).
 
     A reconstructable target (``dg.reconstructable``) for running the job outside a code
     server, e.g. with steps on Dask workers that rebuild it from this module.
     """
-    return build_definitions().resolve_job_def("lifecycle")
+    chosen = current_declaration() if model is None else None
+    name = model or (chosen.name if chosen else "")
+    return build_definitions(model=chosen).resolve_job_def(f"{name}_lifecycle")

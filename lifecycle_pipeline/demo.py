@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.lineage.query import (
     VersionSummary,
     format_table,
@@ -22,7 +23,6 @@ from lifecycle_pipeline.lineage.query import (
     render_table,
     summarize,
 )
-from lifecycle_pipeline.partitions import DATA_VERSIONS, PRODUCTION_BATCHES
 from lifecycle_pipeline.registry_demo import build_demo_registry
 from lifecycle_pipeline.settings import Settings
 
@@ -90,7 +90,7 @@ def prepare_environment(settings: Settings) -> None:
 
 
 def add_missing_partitions(
-    instance: dg.DagsterInstance, keys: list[str], partitions: str = DATA_VERSIONS.name or ""
+    instance: dg.DagsterInstance, keys: list[str], partitions: str
 ) -> list[str]:
     known = set(instance.get_dynamic_partitions(partitions))
     missing = [k for k in keys if k not in known]
@@ -99,10 +99,10 @@ def add_missing_partitions(
     return missing
 
 
-def drift_table(instance: dg.DagsterInstance, batches: list[str]) -> str:
+def drift_table(instance: dg.DagsterInstance, model: LoadedDeclaration, batches: list[str]) -> str:
     rows: list[tuple[str, ...]] = []
     for batch in batches:
-        record = latest(instance, "drift_monitor", batch)
+        record = latest(instance, model.key("drift_monitor"), batch)
         if record is None:
             continue
         meta = metadata_values(record)
@@ -118,17 +118,19 @@ def drift_table(instance: dg.DagsterInstance, batches: list[str]) -> str:
     return render_table(("batch", "verdict", "drift share", "drifted columns", "report"), rows)
 
 
-def gated_metrics() -> list[str]:
-    """The summary's metric columns: what this process's model is gated on."""
-    from lifecycle_pipeline.declaration import current_declaration
-
-    return list(current_declaration().model.evaluation.gates)
+def gated_metrics(model: LoadedDeclaration) -> list[str]:
+    """The summary's metric columns: what the model is gated on."""
+    return list(model.model.evaluation.gates)
 
 
 def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> list[VersionSummary]:
     prepare_environment(settings)
     from lifecycle_pipeline.cli import current_registry
-    from lifecycle_pipeline.definitions import defs
+    from lifecycle_pipeline.declaration import current_declaration
+    from lifecycle_pipeline.definitions import build_definitions
+
+    model = current_declaration()
+    defs = build_definitions(model=model)
 
     tags = build_demo_registry(
         settings.sample_data_dir, Path(settings.registry_url), Path(settings.registry_remote_url)
@@ -136,9 +138,9 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> list[Ve
     echo(f"registry {settings.registry_url}: {', '.join(f'{t}={m[:8]}' for t, m in tags.items())}")
     versions = current_registry().versions()
     with dg.DagsterInstance.get() as instance:
-        added = add_missing_partitions(instance, versions)
+        added = add_missing_partitions(instance, versions, model.scoped("data_versions"))
         echo(f"partitions: {', '.join(versions)} ({len(added)} new)")
-        job = defs.resolve_job_def("lifecycle")
+        job = defs.resolve_job_def(model.scoped("lifecycle"))
         for version in versions:
             result = job.execute_in_process(
                 partition_key=version,
@@ -153,10 +155,10 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> list[Ve
             )
             if not result.success:
                 echo(failure_summary(result))
-        rows = [row for v in versions if (row := summarize(instance, v)) is not None]
+        rows = [row for v in versions if (row := summarize(instance, model.name, v)) is not None]
         batches = current_registry().batches()
-        add_missing_partitions(instance, batches, PRODUCTION_BATCHES.name or "")
-        drift = defs.resolve_job_def("drift")
+        add_missing_partitions(instance, batches, model.scoped("production_batches"))
+        drift = defs.resolve_job_def(model.scoped("drift"))
         for batch in batches:
             result = drift.execute_in_process(
                 partition_key=batch, instance=instance, raise_on_error=False, run_config=QUIET
@@ -167,14 +169,10 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> list[Ve
             )
             if not result.success:
                 echo(failure_summary(result))
-        drift_rows = drift_table(instance, batches)
+        drift_rows = drift_table(instance, model, batches)
     echo("")
-    echo(format_table(rows, gated_metrics()))
+    echo(format_table(rows, gated_metrics(model)))
     echo("")
     echo(drift_rows)
-    from lifecycle_pipeline.declaration import current_declaration
-
-    name = current_declaration().name
-    ui = "make ui" if name == settings.default_model else f"make ui MODEL={name}"
-    echo(f"\nDagster instance: {os.environ['DAGSTER_HOME']}  (open it with `{ui}`)")
+    echo(f"\nDagster instance: {os.environ['DAGSTER_HOME']}  (open it with `make ui`)")
     return rows

@@ -20,6 +20,7 @@ import dagster as dg
 from dagster._core.events import DagsterEventType
 
 from lifecycle_pipeline.assets.common import OWNERS, code_version
+from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.governance_log import (  # re-exported: governance's public names
     Change,
     GovernanceError,
@@ -32,11 +33,12 @@ from lifecycle_pipeline.lineage.trace import Materialization, trace
 from lifecycle_pipeline.partitions import validate_partition_key
 from lifecycle_pipeline.resources.artifact_store import SHA_KEY, URI_KEY
 
-PRODUCTION_ASSET = "production_model"
+PRODUCTION_ASSET = "production_model"  # a stage name: each model has its own
+MODEL_TAG = "lifecycle/model"  # on every run of a model's jobs
 FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 
 
-def production_model_spec() -> dg.AssetSpec:
+def production_model_spec(model: LoadedDeclaration) -> dg.AssetSpec:
     """An external asset: materialized by `lifecycle promote|rollback`, never by a run."""
     import inspect
     import sys
@@ -52,15 +54,16 @@ def production_model_spec() -> dg.AssetSpec:
             ]
         )
     return dg.AssetSpec(
-        PRODUCTION_ASSET,
-        deps=["deployment_package"],
-        group_name="governance",
+        model.key(PRODUCTION_ASSET),
+        deps=[model.key("deployment_package")],
+        group_name=model.name,
         kinds={"governance"},
         owners=OWNERS,
         tags={"lifecycle/stage": "8-governance"},
         code_version=code_version(sys.modules[__name__]),
-        description="The model serving in production. Each materialization is a promotion or "
-        "rollback by `lifecycle promote|rollback`: version, package digest, approver, reason.",
+        description=f"The {model.name} model serving in production. Each materialization is a "
+        "promotion or rollback by `lifecycle promote|rollback`: version, package digest, "
+        "approver, reason.",
         metadata={"dagster/code_references": source},
     )
 
@@ -107,13 +110,22 @@ def run_record(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dict[str, An
     }
 
 
-def sync_runs(instance: dg.DagsterInstance, log: AuditLog) -> int:
-    """Append every finished run the log does not hold yet, oldest first; return how many."""
+def runs_of(run: dg.DagsterRun, model: str) -> bool:
+    """Whether a run belongs to ``model``: one of its jobs (tagged with the model), or an
+    ad-hoc materialization (e.g. from the UI) of its assets."""
+    if run.tags.get(MODEL_TAG):
+        return run.tags[MODEL_TAG] == model
+    return any(key.path[0] == model for key in run.asset_selection or ())
+
+
+def sync_runs(instance: dg.DagsterInstance, model: str, log: AuditLog) -> int:
+    """Append every finished run of ``model`` the log does not hold yet, oldest first; return
+    how many."""
     recorded = {r.data["run_id"] for r in log.records() if r.kind == "run"}
     pending = [
         run
         for run in instance.get_runs(filters=dg.RunsFilter(statuses=list(FINISHED)))
-        if run.run_id not in recorded
+        if run.run_id not in recorded and runs_of(run, model)
     ]
     records = [(instance.get_run_record_by_id(run.run_id), run) for run in pending]
     records.sort(key=lambda pair: (pair[0].end_time or 0.0) if pair[0] else 0.0)
@@ -149,11 +161,11 @@ class Candidate:
         }
 
 
-def blocking_checks() -> dict[str, list[str]]:
+def blocking_checks(model: LoadedDeclaration) -> dict[str, list[str]]:
     """Blocking check names per lifecycle asset, from the definitions (never a copied list)."""
     from lifecycle_pipeline.definitions import model_assets
 
-    built = model_assets()
+    built = model_assets(model)
     found: dict[str, list[str]] = {}
     for definition in [*built.lifecycle, *built.checks]:  # on an asset, or on their own
         for spec in definition.check_specs:
@@ -162,12 +174,14 @@ def blocking_checks() -> dict[str, list[str]]:
     return found
 
 
-def candidate(instance: dg.DagsterInstance, version: str, public_key: Path) -> Candidate:
+def candidate(
+    instance: dg.DagsterInstance, model: LoadedDeclaration, version: str, public_key: Path
+) -> Candidate:
     """The newest package of ``version`` and everything that must hold to promote it."""
     from lifecycle_pipeline.package.verify import verify_package
 
     validate_partition_key(version)
-    record = latest(instance, "deployment_package", version)
+    record = latest(instance, model.key("deployment_package"), version)
     if record is None:
         raise GovernanceError(
             f"{version!r} has no deployment_package in this instance; materialize the "
@@ -175,7 +189,7 @@ def candidate(instance: dg.DagsterInstance, version: str, public_key: Path) -> C
         )
     lineage = trace(instance, Materialization.from_record(record))
     missing: list[str] = []
-    for asset, names in sorted(blocking_checks().items()):
+    for asset, names in sorted(blocking_checks(model).items()):
         made = lineage.get(asset)
         if made is None:
             missing.append(f"{asset}: not in the package's recorded lineage")
@@ -206,20 +220,20 @@ def candidate(instance: dg.DagsterInstance, version: str, public_key: Path) -> C
                 f"{asset} was re-materialized in run {newest.run_id} after this package was "
                 "built; materialize deployment_package again to promote what is current"
             ]
-    package = lineage["deployment_package"]
+    package = lineage[model.asset("deployment_package")]
     uri = str(package.metadata[URI_KEY])
     report = verify_package(Path(uri), public_key)
     if not report.ok:
         missing += [f"package does not verify: {p}" for p in report.problems]
-    model = lineage.get("trained_model")
-    data = lineage.get("data_snapshot")
+    trained = lineage.get(model.asset("trained_model"))
+    data = lineage.get(model.asset("data_snapshot"))
     return Candidate(
         version=version,
         package_uri=uri,
         package_sha256=str(package.metadata[SHA_KEY]),
         fingerprint=str(package.metadata.get("model/fingerprint", "")),
         data_md5=str(data.metadata.get("dvc/md5", "")) if data else "",
-        commit=str(model.metadata.get("code/commit", "")) if model else "",
+        commit=str(trained.metadata.get("code/commit", "")) if trained else "",
         lineage=lineage,
         missing=missing,
     )
@@ -227,6 +241,7 @@ def candidate(instance: dg.DagsterInstance, version: str, public_key: Path) -> C
 
 def _change(
     instance: dg.DagsterInstance,
+    model: LoadedDeclaration,
     log: AuditLog,
     action: str,
     chosen: Candidate,
@@ -239,7 +254,9 @@ def _change(
         raise GovernanceError(
             f"{action} of {chosen.version} refused; missing:\n  - " + "\n  - ".join(chosen.missing)
         )
-    sync_runs(instance, log)  # the evidence the decision rests on is in the log before it
+    sync_runs(
+        instance, model.name, log
+    )  # the evidence the decision rests on is in the log before it
     current = serving_at(log, datetime.now(tz=UTC))
     data = {
         **chosen.summary(),
@@ -251,10 +268,11 @@ def _change(
     record = log.append(action, data, version=chosen.version)
     instance.report_runless_asset_event(
         dg.AssetMaterialization(
-            asset_key=PRODUCTION_ASSET,
-            description=f"{action} of {chosen.version} by {approver}: {reason}",
+            asset_key=model.key(PRODUCTION_ASSET),
+            description=f"{action} of {model.name} {chosen.version} by {approver}: {reason}",
             metadata={
                 "action": action,
+                "model": model.name,
                 "version": chosen.version,
                 "approver": approver,
                 "reason": reason,
@@ -274,7 +292,9 @@ def _change(
     return Change.from_record(record)
 
 
-def anchor_problems(instance: dg.DagsterInstance, log: AuditLog) -> list[str]:
+def anchor_problems(
+    instance: dg.DagsterInstance, model: LoadedDeclaration, log: AuditLog
+) -> list[str]:
     """The log against the instance's own copy of every governance change written to it.
 
     Each promotion and rollback is also a run-less event on ``production_model`` carrying the
@@ -295,7 +315,7 @@ def anchor_problems(instance: dg.DagsterInstance, log: AuditLog) -> list[str]:
     cursor = None
     while True:
         page = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(PRODUCTION_ASSET)), limit=1000,
+            dg.AssetRecordsFilter(asset_key=model.key(PRODUCTION_ASSET)), limit=1000,
             cursor=cursor,
         )  # fmt: skip
         for event in page.records:
@@ -320,15 +340,19 @@ def anchor_problems(instance: dg.DagsterInstance, log: AuditLog) -> list[str]:
     return sorted(problems)
 
 
-def verify_anchored(instance: dg.DagsterInstance, log: AuditLog) -> VerifyReport:
+def verify_anchored(
+    instance: dg.DagsterInstance, model: LoadedDeclaration, log: AuditLog
+) -> VerifyReport:
     """The log's own chain and keyed digests, and its agreement with the instance."""
     report = log.verify()
-    report.problems += anchor_problems(instance, log)
+    report.problems += anchor_problems(instance, model, log)
     return report
 
 
-def require_anchored(instance: dg.DagsterInstance, log: AuditLog, action: str) -> None:
-    report = verify_anchored(instance, log)
+def require_anchored(
+    instance: dg.DagsterInstance, model: LoadedDeclaration, log: AuditLog, action: str
+) -> None:
+    report = verify_anchored(instance, model, log)
     if not report.ok:
         raise AuditError(
             f"{action} refused: the audit log does not agree with its evidence, and nothing is "
@@ -338,20 +362,21 @@ def require_anchored(instance: dg.DagsterInstance, log: AuditLog, action: str) -
 
 def promote(
     instance: dg.DagsterInstance,
+    model: LoadedDeclaration,
     log: AuditLog,
     version: str,
     approver: str,
     reason: str,
     public_key: Path,
 ) -> Change:
-    require_anchored(instance, log, f"promotion of {version}")
-    return _change(
-        instance, log, "promotion", candidate(instance, version, public_key), approver, reason
-    )
+    require_anchored(instance, model, log, f"promotion of {version}")
+    chosen = candidate(instance, model, version, public_key)
+    return _change(instance, model, log, "promotion", chosen, approver, reason)
 
 
 def rollback(
     instance: dg.DagsterInstance,
+    model: LoadedDeclaration,
     log: AuditLog,
     approver: str,
     reason: str,
@@ -363,7 +388,7 @@ def rollback(
     The target's package must still verify and still be the very artifact that served before
     (same digest); a partition re-trained since then is not silently substituted.
     """
-    require_anchored(instance, log, "rollback")
+    require_anchored(instance, model, log, "rollback")
     changes = history(log)
     if not changes:
         raise GovernanceError("nothing has been promoted yet, so there is nothing to roll back.")
@@ -382,11 +407,11 @@ def rollback(
         expected_sha = served[-1].package_sha256 if served else None
     if target_version == current.version:
         raise GovernanceError(f"{target_version} is already serving.")
-    chosen = candidate(instance, target_version, public_key)
+    chosen = candidate(instance, model, target_version, public_key)
     if expected_sha and chosen.package_sha256 != expected_sha:
         stale = (
             f"{target_version}'s newest package {chosen.package_sha256[:12]} is not the one "
             f"that served before ({expected_sha[:12]}); promote it explicitly instead"
         )
         chosen = dataclasses.replace(chosen, missing=[*chosen.missing, stale])
-    return _change(instance, log, "rollback", chosen, approver, reason)
+    return _change(instance, model, log, "rollback", chosen, approver, reason)

@@ -96,7 +96,14 @@ def parse_time(text: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def to_json(changes: list[Change]) -> str:
+def to_json(changes: list[Change], models: list[str] | None = None) -> str:
+    """The changes as JSON; with ``models`` (one name per change) each names its model."""
+    named: list[str | None] = list(models) if models else [None] * len(changes)
     return json.dumps(
-        [{**c.__dict__, "time": c.time.isoformat()} for c in changes], indent=2, sort_keys=True
+        [
+            {**c.__dict__, "time": c.time.isoformat(), **({"model": m} if m else {})}
+            for c, m in zip(changes, named, strict=True)
+        ],
+        indent=2,
+        sort_keys=True,
     )

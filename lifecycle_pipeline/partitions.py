@@ -1,4 +1,6 @@
-"""One partition per data version; the key is the registry's tag for that version."""
+"""Validation of the identifiers a user gives: partition keys (registry tags) and run ids.
+
+Each model's partition sets are named after it (``LoadedDeclaration.data_versions``)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,6 @@ import re
 import dagster as dg
 
 from lifecycle_pipeline.errors import LifecycleError
-
-DATA_VERSIONS = dg.DynamicPartitionsDefinition(name="data_versions")
-PRODUCTION_BATCHES = dg.DynamicPartitionsDefinition(name="production_batches")
 
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _RUN_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

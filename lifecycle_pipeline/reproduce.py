@@ -26,6 +26,7 @@ from typing import Any
 
 import dagster as dg
 
+from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.lineage.environment import UNKNOWN, code_state
 from lifecycle_pipeline.lineage.hashing import sha256_bytes
@@ -35,22 +36,22 @@ from lifecycle_pipeline.partitions import validate_partition_key
 from lifecycle_pipeline.settings import Settings
 
 STAGES = ("data_snapshot", "features", "trained_model", "evaluation")
-SELECTION = " or ".join(f"key:{stage}" for stage in STAGES)
 SYNC_MARKER = ".lifecycle-synced-lock"
 
 # Run with the target environment's python inside the scratch DAGSTER_HOME.
 _ADD_PARTITION = """
 import sys, dagster as dg
 with dg.DagsterInstance.get() as instance:
-    instance.add_dynamic_partitions("data_versions", [sys.argv[1]])
+    instance.add_dynamic_partitions(sys.argv[2], [sys.argv[1]])
 """
 _READ_BACK = """
 import json, sys, dagster as dg
-key = sys.argv[1]
+key, model = sys.argv[1], sys.argv[2]
 with dg.DagsterInstance.get() as instance:
     def newest(asset):
         found = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[key]), limit=1
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey([model, asset]), asset_partitions=[key]),
+            limit=1,
         ).records
         if not found:
             return None
@@ -92,6 +93,7 @@ class ReproductionReport:
     seconds: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(tz=UTC).isoformat())
+    model: str = ""
 
     @property
     def identical(self) -> bool:
@@ -144,7 +146,7 @@ class ReproductionReport:
             if self.method == "worktree"
             else "with the current checkout"
         )
-        header = f"reproduction of {self.version} (run {self.run_id})"
+        header = f"reproduction of {self.model} {self.version} (run {self.run_id})"
         header += f" at commit {self.commit[:12]}, {where}"
         table = render_table(("element", "recorded", "reproduced", "same"), rows)
         return f"{header}\n{table}\nverdict: {self.verdict}"
@@ -179,7 +181,10 @@ class RecordedVersion:
 
 
 def recorded_version(
-    instance: dg.DagsterInstance, version: str, run_id: str | None = None
+    instance: dg.DagsterInstance,
+    model: LoadedDeclaration,
+    version: str,
+    run_id: str | None = None,
 ) -> RecordedVersion:
     """The trained model of ``version`` (its newest, or the one made in ``run_id``)."""
     validate_partition_key(version)
@@ -187,20 +192,21 @@ def recorded_version(
         from lifecycle_pipeline.lineage.trace import LineageError, in_run
 
         try:
-            found = in_run(instance, "trained_model", version, run_id, None)
+            found = in_run(instance, model.key("trained_model"), version, run_id, None)
         except LineageError as exc:
             raise ReproduceError(str(exc)) from None
     else:
-        record = latest(instance, "trained_model", version)
+        record = latest(instance, model.key("trained_model"), version)
         if record is None:
             raise ReproduceError(
-                f"{version!r} has no trained_model in this instance (DAGSTER_HOME="
+                f"{version!r} has no {model.name} trained_model in this instance (DAGSTER_HOME="
                 f"{os.environ.get('DAGSTER_HOME', '?')}); nothing recorded to reproduce."
             )
         found = Materialization.from_record(record)
     run = instance.get_run_by_id(found.run_id)
     config: dict[str, Any] = dict(run.run_config) if run else {}
-    ops = {k: v for k, v in dict(config.get("ops") or {}).items() if k in STAGES}
+    ops_of_stages = {model.op(stage) for stage in STAGES}
+    ops = {k: v for k, v in dict(config.get("ops") or {}).items() if k in ops_of_stages}
     lineage = found.metadata.get("lineage")
     if not isinstance(lineage, dict):
         raise ReproduceError(f"{version} run {found.run_id}: the record holds no lineage tuple.")
@@ -258,7 +264,12 @@ def prepare_worktree(root: Path, commit: str, cache: Path) -> tuple[Path, float]
 
 
 def _materialize(
-    workdir: Path, python: Path, version: str, run_config: dict[str, Any], scratch: Path
+    workdir: Path,
+    python: Path,
+    model: LoadedDeclaration,
+    version: str,
+    run_config: dict[str, Any],
+    scratch: Path,
 ) -> dict[str, Any]:
     settings = Settings.from_env()
     home = scratch / "dagster_home"
@@ -285,19 +296,24 @@ def _materialize(
             raise ReproduceError(f"the reproduction run failed ({' '.join(args[:3])}):\n{tail}")
         return done.stdout
 
-    run("-c", _ADD_PARTITION, version)
+    selection = " or ".join(f"key:{model.asset(stage)}" for stage in STAGES)
+    run("-c", _ADD_PARTITION, version, model.scoped("data_versions"))
     run(
         "-m", "dagster", "asset", "materialize", "-m", "lifecycle_pipeline.definitions",
-        "--select", SELECTION, "--partition", version, "--config-json", json.dumps(run_config),
+        "--select", selection, "--partition", version, "--config-json", json.dumps(run_config),
     )  # fmt: skip
-    result: dict[str, Any] = json.loads(run("-c", _READ_BACK, version).strip().splitlines()[-1])
+    read = run("-c", _READ_BACK, version, model.name)
+    result: dict[str, Any] = json.loads(read.strip().splitlines()[-1])
     return result
 
 
 def reproduce(
-    instance: dg.DagsterInstance, version: str, run_id: str | None = None
+    instance: dg.DagsterInstance,
+    model: LoadedDeclaration,
+    version: str,
+    run_id: str | None = None,
 ) -> ReproductionReport:
-    recorded = recorded_version(instance, version, run_id)
+    recorded = recorded_version(instance, model, version, run_id)
     code = recorded.lineage["code"]
     commit = str(code["commit"])
     if commit == UNKNOWN:
@@ -334,15 +350,16 @@ def reproduce(
     scratch_parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="scratch-", dir=scratch_parent) as scratch:
-        found = _materialize(workdir, python, version, recorded.run_config, Path(scratch))
+        found = _materialize(workdir, python, model, version, recorded.run_config, Path(scratch))
     seconds["materialize"] = time.perf_counter() - started
-    model = found.get("trained_model")
-    if not model or "lineage" not in model:
+    trained = found.get("trained_model")
+    if not trained or "lineage" not in trained:
         raise ReproduceError(f"the reproduction of {version} recorded no trained_model lineage.")
-    before, after = _tuple(recorded.lineage), _tuple(model["lineage"])
+    before, after = _tuple(recorded.lineage), _tuple(trained["lineage"])
     elements = [Element(name, before[name], after.get(name)) for name in before]
     metrics = {k: v for k, v in (found.get("evaluation") or {}).items() if k.startswith("metric/")}
     return ReproductionReport(
+        model=model.name,
         version=version,
         run_id=recorded.run_id,
         method=method,
@@ -359,17 +376,19 @@ def save_report(report: ReproductionReport, folder: Path | None = None) -> Path:
     folder = folder or Settings.from_env().home / "reproductions"
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    target = folder / f"{report.version}-{report.run_id[:8]}-{stamp}.json"
+    target = folder / f"{report.model}-{report.version}-{report.run_id[:8]}-{stamp}.json"
     partial = target.with_suffix(".json.partial")
     partial.write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True), encoding="utf-8")
     partial.rename(target)
     return target
 
 
-def package_record(instance: dg.DagsterInstance, version: str) -> dict[str, Any]:
+def package_record(
+    instance: dg.DagsterInstance, model: LoadedDeclaration, version: str
+) -> dict[str, Any]:
     """The newest deployment_package of ``version``: its metadata, or a named error."""
     validate_partition_key(version)
-    record = latest(instance, "deployment_package", version)
+    record = latest(instance, model.key("deployment_package"), version)
     if record is None:
         raise ReproduceError(f"{version!r} has no deployment_package in this instance.")
     return {"run_id": record.run_id, **metadata_values(record)}

@@ -27,6 +27,7 @@ class Settings:
     artifact_root: str
     registry_url: str
     registry_remote_url: str
+    models_dir: Path
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -39,21 +40,8 @@ class Settings:
             artifact_root=env.get("LIFECYCLE_ARTIFACT_ROOT") or str(home / "artifacts"),
             registry_url=env.get("LIFECYCLE_REGISTRY_URL") or str(home / "registry"),
             registry_remote_url=env.get("LIFECYCLE_REGISTRY_REMOTE") or str(home / "dvc-remote"),
+            models_dir=Path(env.get("LIFECYCLE_MODELS_DIR") or root / "models").resolve(),
         )
-
-    @property
-    def default_model(self) -> str | None:
-        """The model served when none is named: ``[tool.lifecycle] default-model`` in the
-        project's pyproject.toml (a project decision, not a fact of this package)."""
-        import tomllib
-
-        try:
-            with (self.project_root / "pyproject.toml").open("rb") as handle:
-                config = tomllib.load(handle)
-        except (OSError, tomllib.TOMLDecodeError):
-            return None
-        value = config.get("tool", {}).get("lifecycle", {}).get("default-model")
-        return str(value) if value else None
 
     @property
     def dagster_home(self) -> Path:

@@ -18,7 +18,6 @@ from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from lifecycle_pipeline.declaration import LoadedDeclaration, load_declaration
 from lifecycle_pipeline.definitions import build_definitions
-from lifecycle_pipeline.partitions import DATA_VERSIONS
 from lifecycle_pipeline.registry_demo import Publication, build_demo_registry, publish
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.registry import DataRegistry
@@ -28,6 +27,12 @@ from lifecycle_pipeline.sample_data import SampleParams, generate
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_MODEL = load_declaration(PROJECT_ROOT / "models" / "breast_cancer")
 DATASET_PATH = SAMPLE_MODEL.model.data.path
+# The sample model's asset keys, by stage: SAMPLE["trained_model"] is breast_cancer/trained_model.
+SAMPLE = {
+    stage: SAMPLE_MODEL.key(stage)
+    for stage in ("data_snapshot", "features", "trained_model", "evaluation", "model_card",
+                  "deployment_package", "drift_monitor", "production_model")
+}  # fmt: skip
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
@@ -63,8 +68,12 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["LIFECYCLE_HOME"] = previous
 
 
-# Small forests keep the suite fast; determinism does not depend on the tree count.
-FAST_TRAINING = {"ops": {"trained_model": {"config": {"params": {"n_estimators": 40}}}}}
+def fast_training(model: LoadedDeclaration = SAMPLE_MODEL) -> dict[str, Any]:
+    """Small forests keep the suite fast; determinism does not depend on the tree count."""
+    return {"ops": {model.op("trained_model"): {"config": {"params": {"n_estimators": 40}}}}}
+
+
+FAST_TRAINING = fast_training()
 
 
 @pytest.fixture(scope="session")
@@ -162,22 +171,32 @@ def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
 
 @dataclass
 class Pipeline:
+    """One model's definitions on a real instance; names are the model's (``key``, ``op``)."""
+
     defs: dg.Definitions
     instance: dg.DagsterInstance
     artifacts: Path
+    model: LoadedDeclaration = SAMPLE_MODEL
+
+    def key(self, stage: str) -> dg.AssetKey:
+        return self.model.key(stage)
+
+    def op(self, stage: str) -> str:
+        return self.model.op(stage)
 
     def add(self, *keys: str) -> None:
-        known = set(self.instance.get_dynamic_partitions(DATA_VERSIONS.name or ""))
+        name = self.model.scoped("data_versions")
+        known = set(self.instance.get_dynamic_partitions(name))
         new = [k for k in keys if k not in known]
         if new:
-            self.instance.add_dynamic_partitions(DATA_VERSIONS.name or "", new)
+            self.instance.add_dynamic_partitions(name, new)
 
     def run(
         self, key: str, run_config: dict[str, Any] | None = None, selection: Any = None
     ) -> dg.ExecuteInProcessResult:
         self.add(key)
-        job = self.defs.resolve_job_def("lifecycle")
-        config = dict(FAST_TRAINING) if run_config is None else run_config
+        job = self.defs.resolve_job_def(self.model.scoped("lifecycle"))
+        config = fast_training(self.model) if run_config is None else run_config
         if selection is not None:
             return dg.materialize(
                 self.defs.assets,  # type: ignore[arg-type]
@@ -194,17 +213,18 @@ class Pipeline:
 
     def drift(self, batch: str, config: dict[str, Any] | None = None) -> dg.ExecuteInProcessResult:
         """Materialize drift_monitor for one production batch."""
-        known = set(self.instance.get_dynamic_partitions("production_batches"))
-        if batch not in known:
-            self.instance.add_dynamic_partitions("production_batches", [batch])
-        run_config = {"ops": {"drift_monitor": {"config": config}}} if config else None
-        return self.defs.resolve_job_def("drift").execute_in_process(
+        batches = self.model.scoped("production_batches")
+        if batch not in set(self.instance.get_dynamic_partitions(batches)):
+            self.instance.add_dynamic_partitions(batches, [batch])
+        run_config = {"ops": {self.op("drift_monitor"): {"config": config}}} if config else None
+        return self.defs.resolve_job_def(self.model.scoped("drift")).execute_in_process(
             partition_key=batch, instance=self.instance, run_config=run_config, raise_on_error=False
         )
 
     def tick(self, name: str, cursor: str | None = None) -> SensorExecutionData:
-        """Evaluate one tick of a sensor from these definitions, as the daemon would."""
-        sensor = self.defs.resolve_sensor_def(name)
+        """Evaluate one tick of a sensor from these definitions, as the daemon would (``name``
+        without the model's prefix: ``new_data_version_sensor``)."""
+        sensor = self.defs.resolve_sensor_def(self.model.scoped(name))
         # Entered and closed here: a context left to the garbage collector resets Dagster's
         # context-local instance state at a random later point, in another test.
         with (
@@ -242,16 +262,15 @@ def scratch_pipeline(
     ``store`` and ``signer`` put other collaborators in place of the defaults.
     """
     (base / "home").mkdir()
+    model = model or SAMPLE_MODEL
     with dg.instance_for_test(temp_dir=str(base / "home")) as instance:
         defs = build_definitions(
             model=model,
-            registry=registry.resource()
-            if model is None
-            else DataRegistry.for_model(model, DataRegistry(url=str(registry.repo))),
+            registry=DataRegistry.for_model(model, DataRegistry(url=str(registry.repo))),
             artifact_store=store(root=str(base / "artifacts")),
             signer=signer,
         )
-        yield Pipeline(defs=defs, instance=instance, artifacts=base / "artifacts")
+        yield Pipeline(defs=defs, instance=instance, artifacts=base / "artifacts", model=model)
 
 
 @pytest.fixture
@@ -261,6 +280,7 @@ def pipeline_factory(
     def make(registry: Registry, artifact_root: str | None = None) -> Pipeline:
         artifacts = tmp_path / "artifacts"
         defs = build_definitions(
+            model=SAMPLE_MODEL,
             registry=registry.resource(),
             artifact_store=ArtifactStore(root=artifact_root or str(artifacts)),
         )

@@ -14,7 +14,7 @@ from lifecycle_pipeline.assets.preflight import validate_run_config
 from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.lineage.records import DataSnapshot, ResolvedVersion
-from lifecycle_pipeline.partitions import DATA_VERSIONS, validate_partition_key
+from lifecycle_pipeline.partitions import validate_partition_key
 from lifecycle_pipeline.resources import registry as registry_module
 from lifecycle_pipeline.resources.registry import DataRegistry
 from lifecycle_pipeline.tasks import task_for
@@ -108,34 +108,39 @@ def build_data_snapshot(model: LoadedDeclaration) -> dg.AssetsDefinition:
     )
 
     @dg.asset(
-        name="data_snapshot",
-        partitions_def=DATA_VERSIONS,
-        group_name="data",
+        key=model.key("data_snapshot"),
+        partitions_def=model.data_versions,
+        group_name=model.name,
         kinds={"dvc", "pandas"},
         owners=OWNERS,
         tags={"lifecycle/stage": "1-data"},
         io_manager_key=IO_MANAGER_KEY,
+        required_resource_keys={model.registry_key},
         code_version=code_version(
             sys.modules[__name__], contract_module, registry_module, declaration=model
         ),
         check_specs=[
             dg.AssetCheckSpec(
                 "row_count",
-                asset="data_snapshot",
+                asset=model.key("data_snapshot"),
                 blocking=True,
                 description="The version has at least `min_rows` rows.",
             ),
             dg.AssetCheckSpec(
-                "class_balance", asset="data_snapshot", blocking=True, description=balance_rule
+                "class_balance",
+                asset=model.key("data_snapshot"),
+                blocking=True,
+                description=balance_rule,
             ),
         ],
     )
     def data_snapshot(
-        context: dg.AssetExecutionContext, config: DataSnapshotConfig, registry: DataRegistry
+        context: dg.AssetExecutionContext, config: DataSnapshotConfig
     ) -> Iterator[dg.Output[DataSnapshot] | dg.AssetCheckResult]:
         """The dataset at one DVC revision of the data registry, checked against its contract."""
         validate_run_config(context.run.run_config, model)
         key = validate_partition_key(context.partition_key)
+        registry: DataRegistry = getattr(context.resources, model.registry_key)
         version, raw = registry.read(key)
         guard_against_moved_version(context, version)
         source = f"{version.registry}@{key}:{version.path}"

@@ -28,7 +28,6 @@ from lifecycle_pipeline.documentation.document import Document, Section
 from lifecycle_pipeline.documentation.spec import LoadedSpec, load_spec
 from lifecycle_pipeline.lineage.records import EvaluationReport, FileTree
 from lifecycle_pipeline.lineage.trace import LineageError, in_run, previous_model_version, trace
-from lifecycle_pipeline.partitions import DATA_VERSIONS
 
 REASON_TAG = "lifecycle/reason"
 BUNDLE_KIND = "documentation_bundle"
@@ -102,9 +101,10 @@ def build_model_card(model: LoadedDeclaration) -> dg.AssetsDefinition:
     """The model_card asset of one declared model: its spec and wording come from ``model``."""
 
     @dg.asset(
-        name="model_card",
-        partitions_def=DATA_VERSIONS,
-        group_name="documentation",
+        key=model.key("model_card"),
+        ins=model.inputs("evaluation"),
+        partitions_def=model.data_versions,
+        group_name=model.name,
         kinds={"markdown", "html"},
         owners=OWNERS,
         tags={"lifecycle/stage": "5-documentation"},
@@ -133,7 +133,7 @@ def build_model_card(model: LoadedDeclaration) -> dg.AssetsDefinition:
             )
         start = in_run(
             instance,
-            "evaluation",
+            model.key("evaluation"),
             evaluation.source.partition,
             evaluation.source.run_id,
             evaluation.source.sha256,

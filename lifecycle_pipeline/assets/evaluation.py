@@ -21,7 +21,6 @@ from lifecycle_pipeline.lineage.records import (
     GateVerdict,
     TrainedModel,
 )
-from lifecycle_pipeline.partitions import DATA_VERSIONS
 from lifecycle_pipeline.tasks import Task, task_for
 
 
@@ -159,9 +158,10 @@ def build_evaluation(model: LoadedDeclaration) -> dg.AssetsDefinition:
     factors = ", ".join(s.title for s in declared.evaluation.slices) or "none declared"
 
     @dg.asset(
-        name="evaluation",
-        partitions_def=DATA_VERSIONS,
-        group_name="evaluation",
+        key=model.key("evaluation"),
+        ins=model.inputs("trained_model", "features"),
+        partitions_def=model.data_versions,
+        group_name=model.name,
         kinds={"sklearn"},
         owners=OWNERS,
         tags={"lifecycle/stage": "4-evaluation"},
@@ -170,7 +170,7 @@ def build_evaluation(model: LoadedDeclaration) -> dg.AssetsDefinition:
         check_specs=[
             dg.AssetCheckSpec(
                 gate_check_name(metric),
-                asset="evaluation",
+                asset=model.key("evaluation"),
                 blocking=True,
                 description=f"Metric gate: held-out {metric} {gate.comparison} "
                 f"{gate.threshold:g} (declared in {model.path.name}).",

@@ -12,7 +12,6 @@ from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_versio
 from lifecycle_pipeline.declaration import Contract, LoadedDeclaration
 from lifecycle_pipeline.lineage.hashing import combine, frame_hash
 from lifecycle_pipeline.lineage.records import DataSnapshot, FeatureSet
-from lifecycle_pipeline.partitions import DATA_VERSIONS
 from lifecycle_pipeline.tasks import task_for
 
 ROW_ID = "row_id"
@@ -100,9 +99,10 @@ def build_features(model: LoadedDeclaration) -> dg.AssetsDefinition:
     contract = model.model.contract
 
     @dg.asset(
-        name="features",
-        partitions_def=DATA_VERSIONS,
-        group_name="data",
+        key=model.key("features"),
+        ins=model.inputs("data_snapshot"),
+        partitions_def=model.data_versions,
+        group_name=model.name,
         kinds={"pandas", "sklearn"},
         owners=OWNERS,
         tags={"lifecycle/stage": "2-features"},

@@ -13,7 +13,7 @@ from lifecycle_pipeline import contract as contract_module
 from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version, upstream_metadata
 from lifecycle_pipeline.declaration import Drift, LoadedDeclaration
 from lifecycle_pipeline.errors import LifecycleError
-from lifecycle_pipeline.lineage.query import latest
+from lifecycle_pipeline.lineage.query import AssetRef, latest
 from lifecycle_pipeline.lineage.records import ArtifactRef, FeatureSet, FileTree, TrainedModel
 from lifecycle_pipeline.monitoring import drift as drift_module
 from lifecycle_pipeline.monitoring.drift import (
@@ -22,7 +22,7 @@ from lifecycle_pipeline.monitoring.drift import (
     drift_summary,
     report_files,
 )
-from lifecycle_pipeline.partitions import PRODUCTION_BATCHES, validate_partition_key
+from lifecycle_pipeline.partitions import validate_partition_key
 from lifecycle_pipeline.resources import codecs
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore, ref_from_record
 from lifecycle_pipeline.resources.registry import DataRegistry
@@ -76,12 +76,15 @@ class ReferenceNotFoundError(LifecycleError, LookupError):
 
 
 def reference_version(
-    instance: dg.DagsterInstance, registry: DataRegistry, configured: str | None
+    instance: dg.DagsterInstance,
+    model: LoadedDeclaration,
+    registry: DataRegistry,
+    configured: str | None,
 ) -> str:
     if configured:
         return validate_partition_key(configured)
     for version in reversed(registry.versions()):
-        if latest(instance, "trained_model", version) is not None:
+        if latest(instance, model.key("trained_model"), version) is not None:
             return version
     raise ReferenceNotFoundError(
         "No data version has a trained model to compare production batches against; "
@@ -90,7 +93,7 @@ def reference_version(
 
 
 def load_stage(
-    instance: dg.DagsterInstance, store: ArtifactStore, asset: str, version: str
+    instance: dg.DagsterInstance, store: ArtifactStore, asset: AssetRef, version: str
 ) -> tuple[Any, ArtifactRef]:
     """The latest materialized value of a reference stage, verified, with its reference."""
     record = latest(instance, asset, version)
@@ -243,19 +246,20 @@ def build_drift_monitor(model: LoadedDeclaration) -> dg.AssetsDefinition:
     """The drift monitor of one declared model: one partition per production batch."""
 
     @dg.asset(
-        name="drift_monitor",
-        partitions_def=PRODUCTION_BATCHES,
-        group_name="monitoring",
+        key=model.key("drift_monitor"),
+        partitions_def=model.production_batches,
+        group_name=model.name,
         kinds={"evidently", "dvc"},
         owners=OWNERS,
         tags={"lifecycle/stage": "7-monitoring"},
         io_manager_key=IO_MANAGER_KEY,
-        deps=[dg.AssetDep("trained_model", partition_mapping=dg.AllPartitionMapping())],
+        deps=[dg.AssetDep(model.key("trained_model"), partition_mapping=dg.AllPartitionMapping())],
+        required_resource_keys={model.registry_key, "artifact_store"},
         code_version=code_version(sys.modules[__name__], drift_module, declaration=model),
         check_specs=[
             dg.AssetCheckSpec(
                 "drift_share",
-                asset="drift_monitor",
+                asset=model.key("drift_monitor"),
                 description="Share of drifted feature columns stays within the declaration's "
                 "drift.share_threshold (WARN: drift alerts and may trigger retraining; it does "
                 "not block).",
@@ -265,16 +269,20 @@ def build_drift_monitor(model: LoadedDeclaration) -> dg.AssetsDefinition:
     def drift_monitor(
         context: dg.AssetExecutionContext,
         config: DriftConfig,
-        registry: DataRegistry,
-        artifact_store: dg.ResourceParam[ArtifactStore],
     ) -> Iterator[dg.Output[FileTree] | dg.AssetCheckResult]:
         """Evidently drift report of a production batch against the training reference."""
         batch_key = validate_partition_key(context.partition_key)
+        registry: DataRegistry = getattr(context.resources, model.registry_key)
+        artifact_store: ArtifactStore = context.resources.artifact_store
         resolved, raw = registry.read_batch(batch_key)
         source = f"production batch {batch_key!r} ({resolved.registry}@{batch_key}:{resolved.path})"
-        version = reference_version(context.instance, registry, config.reference_version)
-        features, features_ref = load_stage(context.instance, artifact_store, "features", version)
-        trained, model_ref = load_stage(context.instance, artifact_store, "trained_model", version)
+        version = reference_version(context.instance, model, registry, config.reference_version)
+        features, features_ref = load_stage(
+            context.instance, artifact_store, model.key("features"), version
+        )
+        trained, model_ref = load_stage(
+            context.instance, artifact_store, model.key("trained_model"), version
+        )
         summary, files = judge_batch(
             model,
             raw,

@@ -32,7 +32,6 @@ from lifecycle_pipeline.package.build import (
 )
 from lifecycle_pipeline.package.runtime import FLAG_COLUMN
 from lifecycle_pipeline.package.verify import verify_stored_package
-from lifecycle_pipeline.partitions import DATA_VERSIONS
 from lifecycle_pipeline.resources.artifact_store import (
     ARCHIVE_KEY,
     ArtifactStore,
@@ -149,9 +148,10 @@ def build_deployment_package(model: LoadedDeclaration) -> dg.AssetsDefinition:
     """The deployment_package asset of one declared model (with its parity check)."""
 
     @dg.asset(
-        name="deployment_package",
-        partitions_def=DATA_VERSIONS,
-        group_name="deployment",
+        key=model.key("deployment_package"),
+        ins=model.inputs("trained_model", "evaluation", "features", "model_card"),
+        partitions_def=model.data_versions,
+        group_name=model.name,
         kinds={"sklearn", "skops"},
         owners=OWNERS,
         tags={"lifecycle/stage": "6-deployment"},
@@ -167,7 +167,7 @@ def build_deployment_package(model: LoadedDeclaration) -> dg.AssetsDefinition:
         check_specs=[
             dg.AssetCheckSpec(
                 "prediction_parity",
-                asset="deployment_package",
+                asset=model.key("deployment_package"),
                 blocking=True,
                 description="The package, alone in a separate process, reproduces evaluation's "
                 "predictions bit for bit.",
@@ -252,7 +252,7 @@ def build_package_verifies(model: LoadedDeclaration) -> dg.AssetChecksDefinition
         """
         record = recorded_materialization(
             context.instance,
-            dg.AssetKey("deployment_package"),
+            model.key("deployment_package"),
             context.partition_key,
             context.run.run_id,
         )
@@ -277,10 +277,10 @@ def build_package_verifies(model: LoadedDeclaration) -> dg.AssetChecksDefinition
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
         return dg.asset_check(
-            asset=dg.AssetKey("deployment_package"),
+            asset=model.key("deployment_package"),
             name="package_verifies",
             blocking=True,
-            partitions_def=DATA_VERSIONS,
+            partitions_def=model.data_versions,
             description=f"The {model.name} package as the artifact store holds it (folder digests "
             "and the zip, re-read) verifies against the trusted public key: signature, every file "
             "digest, input schema, safe load with the reviewed types, golden outputs.",

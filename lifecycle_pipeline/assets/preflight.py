@@ -43,13 +43,13 @@ def _declared_overrides(ops: Mapping[str, Any], model: LoadedDeclaration) -> lis
     from lifecycle_pipeline.assets.training import EstimatorError, estimator_params
 
     problems: list[str] = []
-    training = (ops.get("trained_model") or {}).get("config") or {}
+    training = (ops.get(model.op("trained_model")) or {}).get("config") or {}
     declared = model.model.estimator
     try:
         declared.build(estimator_params(declared, training.get("params") or {}, 0))
     except (EstimatorError, TypeError, ValueError) as exc:
-        problems.append(f"ops.trained_model.config.params: {exc}")
-    gates = (ops.get("evaluation") or {}).get("config", {}).get("gates") or {}
+        problems.append(f"ops.{model.op('trained_model')}.config.params: {exc}")
+    gates = (ops.get(model.op("evaluation")) or {}).get("config", {}).get("gates") or {}
     try:
         gates_for(model.model.evaluation, gates, str(model.path))
     except GateConfigError as exc:
@@ -63,15 +63,14 @@ def validate_run_config(run_config: Mapping[str, Any], model: LoadedDeclaration)
     problems: list[str] = []
     ops = run_config.get("ops") or {}
     for stage, cls in _config_classes().items():
-        values = (ops.get(stage) or {}).get("config") or {}
+        op = model.op(stage)
+        values = (ops.get(op) or {}).get("config") or {}
         try:
             cls(**values)
         except ValidationError as exc:
             for error in exc.errors():
                 field = ".".join(str(p) for p in error["loc"])
-                problems.append(
-                    f"ops.{stage}.config.{field} = {error.get('input')!r}: {error['msg']}"
-                )
+                problems.append(f"ops.{op}.config.{field} = {error.get('input')!r}: {error['msg']}")
     problems += _declared_overrides(ops, model)
     if problems:
         raise ConfigurationError(

@@ -28,7 +28,6 @@ from lifecycle_pipeline.lineage.environment import (
 from lifecycle_pipeline.lineage.fingerprint import fingerprint
 from lifecycle_pipeline.lineage.hashing import json_hash
 from lifecycle_pipeline.lineage.records import FeatureSet, TrainedModel
-from lifecycle_pipeline.partitions import DATA_VERSIONS
 from lifecycle_pipeline.resources.codecs import dump_model
 from lifecycle_pipeline.settings import Settings
 from lifecycle_pipeline.tasks import task_for
@@ -309,9 +308,10 @@ def build_trained_model(model: LoadedDeclaration) -> dg.AssetsDefinition:
     task = task_for(declared.contract.task)
 
     @dg.asset(
-        name="trained_model",
-        partitions_def=DATA_VERSIONS,
-        group_name="training",
+        key=model.key("trained_model"),
+        ins=model.inputs("features"),
+        partitions_def=model.data_versions,
+        group_name=model.name,
         kinds={"sklearn"},
         owners=OWNERS,
         tags={"lifecycle/stage": "3-training"},
@@ -320,7 +320,7 @@ def build_trained_model(model: LoadedDeclaration) -> dg.AssetsDefinition:
         check_specs=[
             dg.AssetCheckSpec(
                 "reproducible",
-                asset="trained_model",
+                asset=model.key("trained_model"),
                 blocking=True,
                 description="Re-training with identical data, code, lock, config and declaration "
                 "gives the same fingerprint.",

@@ -49,11 +49,13 @@ class Lineage:
 
     @classmethod
     def from_trace(cls, traced: dict[str, Materialization]) -> Lineage:
+        """From ``trace``'s materializations, keyed by asset (``<model>/<stage>``)."""
+        stage = {asset.rsplit("/", 1)[-1]: made for asset, made in traced.items()}
         return cls(
-            snapshot=traced["data_snapshot"],
-            features=traced["features"],
-            model=traced["trained_model"],
-            evaluation=traced["evaluation"],
+            snapshot=stage["data_snapshot"],
+            features=stage["features"],
+            model=stage["trained_model"],
+            evaluation=stage["evaluation"],
         )
 
 

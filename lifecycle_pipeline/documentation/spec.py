@@ -120,7 +120,10 @@ class LoadedSpec:
 
 
 def _empty(value: Any) -> bool:
-    return value is None or (isinstance(value, str | list) and not value)
+    """Unset, empty, or still the scaffold's "TODO" placeholder: a gap either way."""
+    if isinstance(value, str):
+        return not value.strip() or value.strip().upper().startswith("TODO")
+    return value is None or (isinstance(value, list) and not value)
 
 
 def load_spec(path: Path, origin: str = "the spec path") -> LoadedSpec:

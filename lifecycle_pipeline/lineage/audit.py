@@ -21,7 +21,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,10 +49,17 @@ class AuditError(LifecycleError, RuntimeError):
     """The audit log or its key is missing, unreadable or does not verify."""
 
 
-def audit_path(environ: dict[str, str] | None = None) -> Path:
+def audit_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The folder of the audit logs: ``$LIFECYCLE_AUDIT_DIR``, else ``<home>/audit``."""
     env = os.environ if environ is None else environ
-    configured = env.get("LIFECYCLE_AUDIT_LOG")
-    return Path(configured) if configured else Settings.from_env(env).home / "audit" / "log.jsonl"
+    configured = env.get("LIFECYCLE_AUDIT_DIR")
+    return Path(configured) if configured else Settings.from_env(env).home / "audit"
+
+
+def audit_path(model: str, environ: Mapping[str, str] | None = None) -> Path:
+    """One model's audit log: each model has its own hash chain, so one model's promotions,
+    rollbacks and runs never change another's audit view."""
+    return audit_dir(environ) / f"{model}.jsonl"
 
 
 def _key_path() -> Path:
@@ -141,8 +148,15 @@ class VerifyReport:
 class AuditLog:
     """One audit log file; cheap to construct, every call re-reads the file."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or audit_path()
+    def __init__(self, path: Path, model: str | None = None) -> None:
+        self.path = path
+        self.model = model
+
+    @classmethod
+    def for_model(cls, model: str) -> AuditLog:
+        """The log of one declared model (``audit_path``); every record it appends names the
+        model, so a record read out of context still says whose it is."""
+        return cls(audit_path(model), model)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -203,7 +217,7 @@ class AuditLog:
                 "time": when or datetime.now(tz=UTC).isoformat(timespec="microseconds"),
                 "kind": kind,
                 "version": version,
-                "data": data,
+                "data": {"model": self.model, **data} if self.model else data,
                 "prev": report.head,
             }
             raw["hash"] = _digest(raw)

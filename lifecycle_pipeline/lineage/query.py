@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,20 +16,32 @@ def metadata_values(record: Any) -> dict[str, Any]:
     return {key: entry.value for key, entry in materialization.metadata.items()}
 
 
-def latest(instance: dg.DagsterInstance, asset: str, partition: str) -> Any | None:
+AssetRef = str | Sequence[str] | dg.AssetKey
+
+
+def asset_key(asset: AssetRef) -> dg.AssetKey:
+    """A key given as a key, its path or its user string (``breast_cancer/trained_model``)."""
+    if isinstance(asset, dg.AssetKey):
+        return asset
+    if isinstance(asset, str):
+        return dg.AssetKey.from_user_string(asset)
+    return dg.AssetKey(list(asset))
+
+
+def latest(instance: dg.DagsterInstance, asset: AssetRef, partition: str) -> Any | None:
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
+        dg.AssetRecordsFilter(asset_key=asset_key(asset), asset_partitions=[partition]), limit=1
     ).records
     return records[0] if records else None
 
 
 def history(
-    instance: dg.DagsterInstance, asset: str, partition: str, limit: int = 1000
+    instance: dg.DagsterInstance, asset: AssetRef, partition: str, limit: int = 1000
 ) -> list[Any]:
     """Materializations of one partition, oldest first."""
     return list(
         instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]),
+            dg.AssetRecordsFilter(asset_key=asset_key(asset), asset_partitions=[partition]),
             limit=limit,
             ascending=True,
         ).records
@@ -63,7 +76,10 @@ class VersionSummary:
     @property
     def reproduced(self) -> str:
         """'yes' only when an earlier training with identical inputs was actually compared."""
-        check = self.checks.get("trained_model:reproducible")
+        check = next(
+            (c for name, c in self.checks.items() if name.endswith("trained_model:reproducible")),
+            None,
+        )
         if check is None:
             return "n/a"
         if check.metadata.get("verdict") == "unknown":
@@ -92,10 +108,13 @@ def check_results(instance: dg.DagsterInstance, run_id: str) -> dict[str, CheckO
     return results
 
 
-def summarize(instance: dg.DagsterInstance, partition: str) -> VersionSummary | None:
-    snapshot = latest(instance, "data_snapshot", partition)
-    model = latest(instance, "trained_model", partition)
-    evaluation = latest(instance, "evaluation", partition)
+def summarize(
+    instance: dg.DagsterInstance, model_name: str, partition: str
+) -> VersionSummary | None:
+    """One version of one model, read from the instance (None while a stage is missing)."""
+    snapshot = latest(instance, [model_name, "data_snapshot"], partition)
+    model = latest(instance, [model_name, "trained_model"], partition)
+    evaluation = latest(instance, [model_name, "evaluation"], partition)
     if snapshot is None or model is None or evaluation is None:
         return None
     data, trained, scores = (metadata_values(r) for r in (snapshot, model, evaluation))

@@ -15,6 +15,7 @@ import dagster as dg
 from dagster._core.events import DagsterEventType
 
 from lifecycle_pipeline.errors import LifecycleError
+from lifecycle_pipeline.lineage.query import AssetRef, asset_key
 from lifecycle_pipeline.partitions import RunIdError, validate_run_id
 from lifecycle_pipeline.resources.artifact_store import SHA_KEY
 
@@ -59,9 +60,14 @@ class Materialization:
 
 
 def in_run(
-    instance: dg.DagsterInstance, asset: str, partition: str | None, run_id: str, sha256: str | None
+    instance: dg.DagsterInstance,
+    asset: AssetRef,
+    partition: str | None,
+    run_id: str,
+    sha256: str | None,
 ) -> Materialization:
     """The materialization of ``asset`` made in ``run_id`` (matching ``sha256`` when given)."""
+    asset = asset_key(asset).to_user_string()
     try:
         validate_run_id(run_id, instance)
     except RunIdError as exc:
@@ -112,7 +118,7 @@ def previous_model_version(
     while True:
         page = instance.fetch_materializations(
             dg.AssetRecordsFilter(
-                asset_key=dg.AssetKey(current.asset), before_storage_id=current.storage_id
+                asset_key=asset_key(current.asset), before_storage_id=current.storage_id
             ),
             limit=limit,
             cursor=cursor,

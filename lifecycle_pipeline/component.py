@@ -1,0 +1,150 @@
+"""The lifecycle model component: one folder under ``models/`` is one model in the deployment.
+
+A model folder holds ``defs.yaml`` (``type: lifecycle_pipeline.LifecycleModel`` and the
+declaration as ``attributes``) and the model card's reviewed spec. Dagster's own defs-folder
+loading instantiates one ``LifecycleModel`` per folder, so ``dg list defs``, ``dg check yaml``
+and ``dg check defs`` work on the models, the component's schema (the declaration's) shows in
+the UI's docs, and adding a model is adding a folder.
+
+Every model's definitions are namespaced by its name (``LoadedDeclaration.key`` / ``scoped``):
+asset keys under its prefix, one asset group, its own partition sets, jobs, sensors, schedule,
+registry resource and ``production_model``. A declaration that does not load is not fatal to
+the other models: ``load_models`` reports it as a ``BrokenModel`` (file, line, error), which
+the code location shows as a single unmaterializable asset in that model's group.
+"""
+
+from __future__ import annotations
+
+import types
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import BaseModel, ConfigDict
+
+from lifecycle_pipeline.declaration import (
+    DECLARATION_FILE,
+    DeclarationError,
+    LoadedDeclaration,
+    ModelDeclaration,
+    declared_models,
+    load_model_folder,
+)
+
+
+class DeclarationAttributes(BaseModel):
+    """The declaration as written. Its JSON schema is the declaration's, so ``dg check yaml``
+    and the UI's docs show and check every field; at load, ``LifecycleModel.load`` validates
+    it with file and line numbers, and a model that fails is reported, not fatal."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return ModelDeclaration.model_json_schema(*args, **kwargs)
+
+
+class LifecycleModel(dg.Component):
+    """One declared model's lifecycle: data snapshot, features, training, evaluation, model
+    card, signed deployment package, drift monitor and production_model, with its partitions,
+    jobs, sensors and retraining schedule, all namespaced by the model's name.
+
+    The attributes are the model declaration (data, contract, estimator, evaluation, drift,
+    documentation, schedule); see the README's "Declare your model".
+    """
+
+    def __init__(self, declaration: LoadedDeclaration) -> None:
+        self.declaration = declaration
+
+    @classmethod
+    def get_model_cls(cls) -> type[BaseModel]:
+        return DeclarationAttributes
+
+    @classmethod
+    def load(cls, attributes: BaseModel | None, context: dg.ComponentLoadContext) -> LifecycleModel:
+        # Re-read from the file (not ``attributes``): errors then name its lines, and the
+        # lineage records the digest of exactly these bytes.
+        return cls(load_model_folder(Path(context.path)))
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        from lifecycle_pipeline.definitions import model_definitions
+
+        return model_definitions(self.declaration)
+
+
+@dataclass(frozen=True)
+class BrokenModel:
+    """A model folder whose declaration did not load, and why (file, line, field)."""
+
+    name: str
+    path: Path
+    error: str
+
+    def spec(self) -> dg.AssetSpec:
+        """What the UI shows in place of the model: one asset in its group, naming the error."""
+        return dg.AssetSpec(
+            dg.AssetKey([self.name, "declaration"]),
+            group_name=self.name,
+            kinds={"yaml"},
+            tags={"lifecycle/broken": "true"},
+            description=f"BROKEN DECLARATION: {self.name} is not loaded, so none of its runs, "
+            f"sensors or schedule exist until it is fixed.\n\n{self.error}",
+            metadata={
+                "declaration/path": dg.MetadataValue.path(str(self.path)),
+                "declaration/error": dg.MetadataValue.text(self.error),
+            },
+        )
+
+
+@dataclass(frozen=True)
+class LoadedModels:
+    """Every model folder's definitions, and the folders that failed to load."""
+
+    definitions: list[dg.Definitions]
+    broken: list[BrokenModel]
+
+
+def _defs_module(directory: Path) -> types.ModuleType:
+    """The models folder as the root module of Dagster's component tree.
+
+    A module object rather than an import: the folder holds YAML only, and a project copied
+    elsewhere (or ``LIFECYCLE_MODELS_DIR``) must load its own folder, not whichever
+    ``models`` package the interpreter would find first.
+    """
+    module = types.ModuleType("models")
+    module.__path__ = [str(directory)]
+    module.__file__ = None
+    return module
+
+
+def load_models(directory: Path, project_root: Path) -> LoadedModels:
+    """Each model folder loaded on its own by Dagster's component loading; a folder that fails
+    (bad YAML, an invalid declaration, an estimator that does not import) becomes a
+    ``BrokenModel`` and the others load as if it were not there."""
+    from dagster.components.core.component_tree import ComponentTree
+
+    tree = ComponentTree.from_module(defs_module=_defs_module(directory), project_root=project_root)
+    loaded: list[dg.Definitions] = []
+    broken: list[BrokenModel] = []
+    for name in declared_models(directory):
+        folder = directory / name
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", dg.BetaWarning)
+                warnings.simplefilter("ignore", dg.PreviewWarning)
+                loaded.append(tree.build_defs_at_path(folder))
+        except Exception as exc:
+            broken.append(BrokenModel(name, folder / DECLARATION_FILE, _explain(exc)))
+    return LoadedModels(loaded, broken)
+
+
+def _explain(exc: BaseException) -> str:
+    """The most specific message in the chain: ours name file, line and field."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DeclarationError):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return f"{type(exc).__name__}: {exc}"
