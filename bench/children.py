@@ -61,18 +61,21 @@ def plain(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _step_seconds(instance: Any, run_id: str) -> dict[str, float]:
-    """Per-step wall time from the run's event log (step start to step success)."""
+def _step_seconds(instance: Any, run_id: str, prefix: str = "") -> dict[str, float]:
+    """Per-step wall time from the run's event log (step start to step success), by stage:
+    the step key without the model's ``prefix`` (``breast_cancer__features`` -> ``features``),
+    so that the stages compare with the plain side's and with earlier results."""
     starts: dict[str, float] = {}
     seconds: dict[str, float] = {}
     for entry in instance.all_logs(run_id):
         event = entry.dagster_event
         if event is None or event.step_key is None:
             continue
+        stage = event.step_key.removeprefix(prefix)
         if event.event_type_value == "STEP_START":
-            starts[event.step_key] = entry.timestamp
-        elif event.event_type_value == "STEP_SUCCESS" and event.step_key in starts:
-            seconds[event.step_key] = entry.timestamp - starts[event.step_key]
+            starts[stage] = entry.timestamp
+        elif event.event_type_value == "STEP_SUCCESS" and stage in starts:
+            seconds[stage] = entry.timestamp - starts[stage]
     return seconds
 
 
@@ -80,9 +83,8 @@ def dagster(args: dict[str, Any]) -> dict[str, Any]:
     """The lifecycle job for one partition, in process, on a fresh SQLite instance."""
     import dagster as dg
 
-    from bench.plain import TrainingSettings, warm_imports
+    from bench.plain import SAMPLE_MODEL, TrainingSettings, warm_imports
     from lifecycle_pipeline.definitions import build_definitions
-    from lifecycle_pipeline.partitions import DATA_VERSIONS
     from lifecycle_pipeline.resources.artifact_store import ArtifactStore
     from lifecycle_pipeline.resources.registry import DataRegistry
 
@@ -91,13 +93,14 @@ def dagster(args: dict[str, Any]) -> dict[str, Any]:
     warm_imports()
     key = args["partition"]
     defs = build_definitions(
+        model=SAMPLE_MODEL,
         registry=DataRegistry(url=args["registry"]),
         artifact_store=ArtifactStore(root=args["artifacts"]),
     )
-    job = defs.resolve_job_def("lifecycle")
+    job = defs.resolve_job_def(SAMPLE_MODEL.scoped("lifecycle"))
     run_config = TrainingSettings(**args["training"]).run_config()
     with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME: a fresh folder per measurement
-        instance.add_dynamic_partitions(DATA_VERSIONS.name or "", [key])
+        instance.add_dynamic_partitions(SAMPLE_MODEL.scoped("data_versions"), [key])
         before = rss_kib("VmRSS")
         started = time.perf_counter()
         with _profiled(args.get("profile")):
@@ -108,8 +111,8 @@ def dagster(args: dict[str, Any]) -> dict[str, Any]:
         peak = rss_kib("VmHWM")
         if not result.success:
             raise RuntimeError(f"lifecycle run failed: {_failure(result)}")
-        steps = _step_seconds(instance, result.run_id)
-        model = instance.fetch_materializations(dg.AssetKey("trained_model"), limit=1).records
+        steps = _step_seconds(instance, result.run_id, f"{SAMPLE_MODEL.name}__")
+        model = instance.fetch_materializations(SAMPLE_MODEL.key("trained_model"), limit=1).records
         materialization = model[0].asset_materialization
         assert materialization is not None  # fetch_materializations returns materializations
         fingerprint = materialization.metadata["model/fingerprint"].value
@@ -143,6 +146,7 @@ def many_versions(args: dict[str, Any]) -> dict[str, Any]:
     import dagster as dg
     from dagster._core.definitions.sensor_definition import SensorEvaluationContext
 
+    from bench.plain import SAMPLE_MODEL
     from lifecycle_pipeline import governance_log
     from lifecycle_pipeline.definitions import build_definitions
     from lifecycle_pipeline.lineage.audit import AuditLog
@@ -151,8 +155,8 @@ def many_versions(args: dict[str, Any]) -> dict[str, Any]:
     from lifecycle_pipeline.resources.registry import DataRegistry
 
     repetitions = int(args["repetitions"])
-    defs = build_definitions(registry=DataRegistry(url=args["registry"]))
-    sensor = defs.resolve_sensor_def("new_data_version_sensor")
+    defs = build_definitions(model=SAMPLE_MODEL, registry=DataRegistry(url=args["registry"]))
+    sensor = defs.resolve_sensor_def(SAMPLE_MODEL.scoped("new_data_version_sensor"))
     requested: list[int] = []
 
     def tick(cursor: str | None) -> None:
@@ -170,13 +174,13 @@ def many_versions(args: dict[str, Any]) -> dict[str, Any]:
             requested.append(len(sensor.evaluate_tick(context).run_requests or []))
 
     def lineage() -> None:
-        summary = summarize(instance, args["version"])
-        record = latest(instance, "deployment_package", args["version"])
+        summary = summarize(instance, SAMPLE_MODEL.name, args["version"])
+        record = latest(instance, SAMPLE_MODEL.key("deployment_package"), args["version"])
         traced = trace(instance, Materialization.from_record(record))
         if summary is None or len(traced) != 6:
             raise RuntimeError(f"lineage of {args['version']} incomplete: {sorted(traced)}")
 
-    log = AuditLog()
+    log = AuditLog.for_model(SAMPLE_MODEL.name)
     with dg.DagsterInstance.get() as instance:
         tick(None)  # warm-up: first use of the SQLite connection and the git object store
         return {
@@ -186,7 +190,9 @@ def many_versions(args: dict[str, Any]) -> dict[str, Any]:
             "history": _timed(lambda: governance_log.history(log), repetitions),
             "lineage": _timed(lineage, repetitions),
             "changes": len(governance_log.history(log)),
-            "partitions": len(instance.get_dynamic_partitions("data_versions")),
+            "partitions": len(
+                instance.get_dynamic_partitions(SAMPLE_MODEL.scoped("data_versions"))
+            ),
         }
 
 
@@ -198,32 +204,33 @@ def populate(args: dict[str, Any]) -> dict[str, Any]:
     """
     import dagster as dg
 
-    from bench.plain import TrainingSettings
+    from bench.plain import SAMPLE_MODEL, TrainingSettings
     from lifecycle_pipeline import governance
     from lifecycle_pipeline.definitions import build_definitions
     from lifecycle_pipeline.lineage.audit import AuditLog
-    from lifecycle_pipeline.partitions import DATA_VERSIONS
     from lifecycle_pipeline.resources.artifact_store import ArtifactStore
     from lifecycle_pipeline.resources.registry import DataRegistry
     from lifecycle_pipeline.resources.signing import PackageSigner
 
+    model = SAMPLE_MODEL
     defs = build_definitions(
+        model=model,
         registry=DataRegistry(url=args["registry"]),
         artifact_store=ArtifactStore(root=args["artifacts"]),
     )
-    job = defs.resolve_job_def("lifecycle")
+    job = defs.resolve_job_def(model.scoped("lifecycle"))
     run_config = TrainingSettings(**args["training"]).run_config()
     # Figure 5 measures operations over many recorded versions, not model quality: the small
     # generated versions (600 rows) can miss the demo's gates (data-v014 missed gate_recall),
     # and a failed gate stops the package that promotions need. The gates still run.
-    run_config.setdefault("ops", {})["evaluation"] = {
+    run_config.setdefault("ops", {})[model.op("evaluation")] = {
         "config": {"gates": {"roc_auc": 0.0, "f1": 0.0, "recall": 0.0, "brier": 1.0}}
     }
     materialized: list[str] = args["materialize"]
-    log = AuditLog()
+    log = AuditLog.for_model(model.name)
     _, public = PackageSigner().key_pair()
     with dg.DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions(DATA_VERSIONS.name or "", list(args["tags"]))
+        instance.add_dynamic_partitions(model.scoped("data_versions"), list(args["tags"]))
         seconds = []
         for key in materialized:
             started = time.perf_counter()
@@ -236,9 +243,9 @@ def populate(args: dict[str, Any]) -> dict[str, Any]:
         changes = 0
         for round_ in range(int(args["promotion_rounds"])):
             for key in materialized:
-                governance.promote(instance, log, key, "bench", f"round {round_}", public)
+                governance.promote(instance, model, log, key, "bench", f"round {round_}", public)
                 changes += 1
-            governance.rollback(instance, log, "bench", f"round {round_} rollback", public)
+            governance.rollback(instance, model, log, "bench", f"round {round_} rollback", public)
             changes += 1
     return {"materialized": materialized, "changes": changes, "seconds": seconds}
 

@@ -45,9 +45,10 @@ class TrainingSettings:
     max_depth: int = 8
 
     def run_config(self) -> dict[str, Any]:
-        """The same settings as Dagster run config for the ``trained_model`` op."""
+        """The same settings as Dagster run config for the sample model's ``trained_model`` op
+        (``breast_cancer__trained_model``)."""
         config = {"n_estimators": self.n_estimators, "max_depth": self.max_depth}
-        return {"ops": {"trained_model": {"config": {"params": config}}}}
+        return {"ops": {SAMPLE_MODEL.op("trained_model"): {"config": {"params": config}}}}
 
 
 @dataclass

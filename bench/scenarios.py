@@ -22,7 +22,7 @@ PROJECT_FILES = (
     "uv.lock",
     "README.md",
     "lifecycle_pipeline",
-    "specs",
+    "models",
     ".gitignore",
 )
 IDENTITY = {
@@ -113,13 +113,14 @@ def project_repository(root: Path, target: Path) -> Path:
 
 
 def commit_change(repo: Path) -> str:
-    """Commit B: a changed training default, so that A's versions need the worktree path."""
-    path = repo / "lifecycle_pipeline" / "assets" / "training.py"
+    """Commit B: larger leaves declared for the sample model (its estimator parameters live
+    in its defs.yaml), so that A's versions need the worktree path."""
+    path = repo / "models" / SAMPLE_MODEL.name / SAMPLE_MODEL.path.name
     text = path.read_text(encoding="utf-8")
-    old = "min_samples_leaf: int = Field(\n        default=2,"
-    if old not in text:
-        raise RuntimeError(f"{path} no longer contains {old!r}; update bench/scenarios.py")
-    path.write_text(text.replace(old, old.replace("default=2", "default=3")), encoding="utf-8")
+    old = "min_samples_leaf: 2"
+    if text.count(old) != 1:
+        raise RuntimeError(f"{path} no longer contains {old!r} once; update bench/scenarios.py")
+    path.write_text(text.replace(old, "min_samples_leaf: 3"), encoding="utf-8")
     git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "B: larger leaves by default")
+    git(repo, "commit", "-q", "-m", "B: larger leaves, declared")
     return git(repo, "rev-parse", "HEAD")

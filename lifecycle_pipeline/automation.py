@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -20,6 +22,7 @@ from lifecycle_pipeline.partitions import PartitionKeyError, validate_partition_
 from lifecycle_pipeline.resources.registry import DataRegistry
 
 DEFAULT_RETRAIN_CRON = "0 3 * * 1"  # Mondays 03:00 UTC
+AUDIT_MARGIN_SECONDS = 60.0
 TRIGGER_TAG = "lifecycle/trigger"
 
 
@@ -233,9 +236,20 @@ def audit_log_sensor(model: LoadedDeclaration) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Appends {model.name}'s finished runs to its hash-chained audit log.",
     )
-    def _sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        # The cursor is when the previous tick started: only runs updated since then (less a
+        # margin for runs whose update was in flight) are read; the log itself drops repeats.
+        started = time.time()
+        since = float(context.cursor) - AUDIT_MARGIN_SECONDS if context.cursor else None
         log = AuditLog.for_model(model.name)
-        added = sync_runs(context.instance, model.name, log)
-        return dg.SkipReason(f"{added} finished run(s) appended to {log.path}")
+        added = sync_runs(
+            context.instance,
+            model.name,
+            log,
+            datetime.fromtimestamp(since, tz=UTC) if since is not None else None,
+        )
+        return dg.SensorResult(
+            skip_reason=f"{added} finished run(s) appended to {log.path}", cursor=str(started)
+        )
 
     return _sensor

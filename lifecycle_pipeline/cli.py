@@ -365,6 +365,7 @@ def _refusal(exc: BaseException) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # argparse exits 2 on a malformed command line
+    chosen = os.environ.get("LIFECYCLE_MODEL")
     try:
         from lifecycle_pipeline.cli_model import select_model
 
@@ -385,6 +386,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return ExitCode.INTERNAL
+    finally:  # an in-process caller (a test, a notebook) keeps the model it had chosen
+        if chosen is None:
+            os.environ.pop("LIFECYCLE_MODEL", None)
+        else:
+            os.environ["LIFECYCLE_MODEL"] = chosen
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def proposed_declaration(frame: Any, data_file: Path, target: str | None, name: 
 
 
 # The model card's human fields, each left empty (a gap the card lists) under a TODO saying
-# what to write. Every field of documentation.spec.REQUIRED_FIELDS is here (a test checks).
+# what to write: every field of documentation.spec.REQUIRED_FIELDS, and the optional ones.
 CARD_SPEC_TEMPLATE = """\
 # The human-written part of {name}'s model card, datasheet and technical documentation.
 # Reviewed like code. Every field below is required: until it is filled, the generated card
@@ -102,6 +102,7 @@ model:
   owners:         # TODO: a list of {{name, role, contact}}: who owns and who reviews it
   license:        # TODO: the model's and the data's licence terms
   contact:        # TODO: where to report a problem with the model
+  citation:       # TODO (optional): how to cite the model or its data
 
 intended_use:
   primary_uses:   # TODO: what decisions the model supports, and how its output is used
@@ -110,6 +111,7 @@ intended_use:
 
 factors:
   relevant:       # TODO: a list of groups or conditions its performance may depend on
+  evaluation:     # TODO (optional): which of those the evaluation's slices cover, and why
 
 ethical_considerations:       # TODO: harms, affected people, the costliest error
 caveats_and_recommendations:  # TODO: limits of the data; what to check before using it
@@ -128,6 +130,7 @@ governance:
   retraining_protocol:  # TODO: when and how it is retrained, and who approves a promotion
   risk_notes:           # TODO: the risk assessment, and the regulation that applies
   monitoring_plan:      # TODO: what is monitored, thresholds, who is alerted
+  approval_process:     # TODO (optional): who signs off a promotion, and how
 """
 
 

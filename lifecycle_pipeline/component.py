@@ -15,6 +15,7 @@ the code location shows as a single unmaterializable asset in that model's group
 
 from __future__ import annotations
 
+import contextvars
 import types
 import warnings
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.warnings import PydanticDeprecatedSince20
 
 from lifecycle_pipeline.declaration import (
     DECLARATION_FILE,
@@ -31,6 +33,13 @@ from lifecycle_pipeline.declaration import (
     ModelDeclaration,
     declared_models,
     load_model_folder,
+)
+from lifecycle_pipeline.resources.registry import DataRegistry
+
+# What ``load_models`` applies to every model it builds (a deployment's registry overrides, the
+# retrain cron): set around Dagster's loading, which calls ``LifecycleModel.build_defs``.
+_OVERRIDES: contextvars.ContextVar[tuple[DataRegistry | None, str | None]] = contextvars.ContextVar(
+    "lifecycle_overrides", default=(None, None)
 )
 
 
@@ -46,6 +55,30 @@ class DeclarationAttributes(BaseModel):
         return ModelDeclaration.model_json_schema(*args, **kwargs)
 
 
+class NewModelParams(BaseModel):
+    """What `dg scaffold defs lifecycle_pipeline.LifecycleModel NAME` needs to propose a model."""
+
+    data: str = Field(description="A CSV or Parquet sample of the training data.")
+    target: str | None = Field(
+        default=None, description="The label or target column (default: the last column)."
+    )
+
+
+class LifecycleModelScaffolder(dg.Scaffolder[NewModelParams]):
+    """`dg scaffold defs lifecycle_pipeline.LifecycleModel NAME --json-params '{"data": F}'`
+    writes what `lifecycle new-model NAME --data F` writes."""
+
+    @classmethod
+    def get_scaffold_params(cls) -> type[NewModelParams]:
+        return NewModelParams
+
+    def scaffold(self, request: dg.ScaffoldRequest[NewModelParams]) -> None:
+        from lifecycle_pipeline.cli_model import scaffold_model
+
+        scaffold_model(Path(request.target_path), Path(request.params.data), request.params.target)
+
+
+@dg.scaffold_with(LifecycleModelScaffolder)
 class LifecycleModel(dg.Component):
     """One declared model's lifecycle: data snapshot, features, training, evaluation, model
     card, signed deployment package, drift monitor and production_model, with its partitions,
@@ -71,7 +104,8 @@ class LifecycleModel(dg.Component):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         from lifecycle_pipeline.definitions import model_definitions
 
-        return model_definitions(self.declaration)
+        registry, cron = _OVERRIDES.get()
+        return model_definitions(self.declaration, registry, cron)
 
 
 @dataclass(frozen=True)
@@ -119,32 +153,53 @@ def _defs_module(directory: Path) -> types.ModuleType:
     return module
 
 
-def load_models(directory: Path, project_root: Path) -> LoadedModels:
+def load_models(
+    directory: Path,
+    project_root: Path,
+    registry: DataRegistry | None = None,
+    retrain_cron: str | None = None,
+) -> LoadedModels:
     """Each model folder loaded on its own by Dagster's component loading; a folder that fails
     (bad YAML, an invalid declaration, an estimator that does not import) becomes a
-    ``BrokenModel`` and the others load as if it were not there."""
+    ``BrokenModel`` and the others load as if it were not there. ``registry`` and
+    ``retrain_cron`` apply to every model, as ``build_definitions`` documents."""
     from dagster.components.core.component_tree import ComponentTree
 
+    directory, project_root = directory.resolve(), project_root.resolve()
     tree = ComponentTree.from_module(defs_module=_defs_module(directory), project_root=project_root)
     loaded: list[dg.Definitions] = []
     broken: list[BrokenModel] = []
-    for name in declared_models(directory):
-        folder = directory / name
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", dg.BetaWarning)
-                warnings.simplefilter("ignore", dg.PreviewWarning)
-                loaded.append(tree.build_defs_at_path(folder))
-        except Exception as exc:
-            broken.append(BrokenModel(name, folder / DECLARATION_FILE, _explain(exc)))
+    token = _OVERRIDES.set((registry, retrain_cron))
+    try:
+        for name in declared_models(directory):
+            _load_one(tree, directory, name, loaded, broken)
+    finally:
+        _OVERRIDES.reset(token)
     return LoadedModels(loaded, broken)
 
 
+def _load_one(
+    tree: Any, directory: Path, name: str, loaded: list[dg.Definitions], broken: list[BrokenModel]
+) -> None:
+    folder = directory / name
+    try:
+        with warnings.catch_warnings():  # Dagster's own, from its component loading
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            warnings.simplefilter("ignore", dg.PreviewWarning)
+            warnings.simplefilter("ignore", PydanticDeprecatedSince20)  # its parse_obj_as
+            loaded.append(tree.build_defs_at_path(folder))
+    except Exception as exc:
+        broken.append(BrokenModel(name, folder / DECLARATION_FILE, _explain(exc)))
+
+
 def _explain(exc: BaseException) -> str:
-    """The most specific message in the chain: ours name file, line and field."""
+    """The most specific message in the chain: ours name file, line and field; otherwise the
+    innermost cause (Dagster's outer error only draws the component tree)."""
     seen: BaseException | None = exc
+    innermost = exc
     while seen is not None:
         if isinstance(seen, DeclarationError):
             return str(seen)
+        innermost = seen
         seen = seen.__cause__ or seen.__context__
-    return f"{type(exc).__name__}: {exc}"
+    return f"{type(innermost).__name__}: {innermost}"

@@ -8,7 +8,10 @@ executor. A model whose declaration does not load is shown, not fatal (``BROKEN_
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+import types
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -55,7 +58,6 @@ class ModelAssets:
         return dg.define_asset_job(
             self.model.scoped("lifecycle"),
             selection=dg.AssetSelection.assets(*self.lifecycle),
-            partitions_def=self.model.data_versions,
             tags={MODEL_TAG: self.model.name},
             description=f"Every lifecycle stage of {self.model.name} for one data version: data "
             "to signed package.",
@@ -65,7 +67,6 @@ class ModelAssets:
         return dg.define_asset_job(
             self.model.scoped("drift"),
             selection=dg.AssetSelection.assets(self.drift_monitor),
-            partitions_def=self.model.production_batches,
             tags={MODEL_TAG: self.model.name},
             description=f"Drift of one production batch against {self.model.name}'s newest "
             "trained model.",
@@ -167,12 +168,8 @@ def model_definitions(
     built = model_assets(model)
     lifecycle_job, drift_job = built.lifecycle_job(), built.drift_job()
     model_card, deployment_package = built.lifecycle[4], built.lifecycle[5]
-    with warnings.catch_warnings():  # beta API, chosen on purpose: quiet for every importer
-        warnings.simplefilter("ignore", dg.BetaWarning)
-        # Each asset links to its source file and line in the UI ("View source").
-        assets = dg.with_source_code_references([*built.assets, production_model_spec(model)])
     return dg.Definitions(
-        assets=assets,
+        assets=[*(_with_source(a) for a in built.assets), production_model_spec(model)],
         asset_checks=built.checks,
         jobs=[lifecycle_job, drift_job],
         sensors=[
@@ -211,6 +208,31 @@ def model_definitions(
     )
 
 
+@functools.cache
+def _source_reference(code: types.CodeType) -> dg.CodeReferencesMetadataValue:
+    """Where an asset function is defined: the same for every model, so read once (reading it
+    tokenizes the source, ~3 ms per asset and model with `dg.with_source_code_references`)."""
+    _, line = inspect.getsourcelines(code)
+    with warnings.catch_warnings():  # code references are a beta API, used on purpose
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.CodeReferencesMetadataValue(
+            code_references=[
+                dg.LocalFileCodeReference(file_path=code.co_filename, line_number=line)
+            ]
+        )
+
+
+def _with_source(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    """The asset with a link to its source file and line in the UI ("View source")."""
+    compute = getattr(asset.node_def, "compute_fn", None)
+    function = getattr(compute, "decorated_fn", compute)
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return asset
+    reference = {"dagster/code_references": _source_reference(code)}
+    return asset.map_asset_specs(lambda spec: spec.merge_attributes(metadata=reference))
+
+
 def broken_definitions(broken: Sequence[BrokenModel]) -> dg.Definitions:
     return dg.Definitions(assets=[b.spec() for b in broken])
 
@@ -234,7 +256,7 @@ def build_definitions(
         broken: list[BrokenModel] = []
     else:
         settings = Settings.from_env()
-        found = load_models(settings.models_dir, settings.project_root)
+        found = load_models(settings.models_dir, settings.project_root, registry, retrain_cron)
         per_model, broken = found.definitions, found.broken
         if broken and os.environ.get("LIFECYCLE_BROKEN_MODELS", "exclude") == "fail":
             raise SettingError(
@@ -254,13 +276,13 @@ def build_definitions(
 defs = build_definitions()
 
 
-def lifecycle_job_from_env(model: str | None = None) -> dg.JobDefinition:
-    """A model's lifecycle job as this process's environment defines it (``model``, else
-    ``$LIFECYCLE_MODEL``).
+def lifecycle_job_from_env() -> dg.JobDefinition:
+    """The lifecycle job of ``$LIFECYCLE_MODEL`` (or the only model) as this process's
+    environment defines it.
 
-    A reconstructable target (``dg.reconstructable``) for running the job outside a code
-    server, e.g. with steps on Dask workers that rebuild it from this module.
+    A reconstructable target (``dg.reconstructable``, which takes no arguments) for running
+    the job outside a code server, e.g. with steps on Dask workers that rebuild it from this
+    module.
     """
-    chosen = current_declaration() if model is None else None
-    name = model or (chosen.name if chosen else "")
-    return build_definitions(model=chosen).resolve_job_def(f"{name}_lifecycle")
+    model = current_declaration()
+    return build_definitions(model=model).resolve_job_def(model.scoped("lifecycle"))

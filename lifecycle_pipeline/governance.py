@@ -110,30 +110,44 @@ def run_record(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dict[str, An
     }
 
 
-def runs_of(run: dg.DagsterRun, model: str) -> bool:
+def runs_of(instance: dg.DagsterInstance, run: dg.DagsterRun, model: str) -> bool:
     """Whether a run belongs to ``model``: one of its jobs (tagged with the model), or an
-    ad-hoc materialization (e.g. from the UI) of its assets."""
+    ad-hoc materialization (e.g. from the UI) of its assets. A run of an ephemeral asset job
+    (``dg.materialize``) selects no assets by key; the assets it planned to make say whose
+    it is, also when it failed before making any."""
     if run.tags.get(MODEL_TAG):
         return run.tags[MODEL_TAG] == model
-    return any(key.path[0] == model for key in run.asset_selection or ())
+    keys: set[dg.AssetKey | None] = set(run.asset_selection or ()) or {
+        record.asset_key
+        for record in instance.get_records_for_run(
+            run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+        ).records
+    }
+    return any(key is not None and key.path[0] == model for key in keys)
 
 
-def sync_runs(instance: dg.DagsterInstance, model: str, log: AuditLog) -> int:
+def sync_runs(
+    instance: dg.DagsterInstance, model: str, log: AuditLog, since: datetime | None = None
+) -> int:
     """Append every finished run of ``model`` the log does not hold yet, oldest first; return
-    how many."""
+    how many. ``since``: only runs updated after it (a sensor's cursor), so a steady-state tick
+    of many models' sensors reads no run and no log."""
+    found = instance.get_run_records(
+        filters=dg.RunsFilter(statuses=list(FINISHED), updated_after=since)
+    )
+    mine = [r for r in found if runs_of(instance, r.dagster_run, model)]
+    if not mine:
+        return 0
     recorded = {r.data["run_id"] for r in log.records() if r.kind == "run"}
-    pending = [
-        run
-        for run in instance.get_runs(filters=dg.RunsFilter(statuses=list(FINISHED)))
-        if run.run_id not in recorded and runs_of(run, model)
+    pending = sorted(
+        (r for r in mine if r.dagster_run.run_id not in recorded),
+        key=lambda r: r.end_time or 0.0,
+    )
+    entries = [
+        (run_record(instance, r.dagster_run), r.dagster_run.tags.get("dagster/partition"))
+        for r in pending
     ]
-    records = [(instance.get_run_record_by_id(run.run_id), run) for run in pending]
-    records.sort(key=lambda pair: (pair[0].end_time or 0.0) if pair[0] else 0.0)
-    added = 0
-    for _, run in records:
-        partition = run.tags.get("dagster/partition")
-        added += log.append_run_once("run", run_record(instance, run), partition) is not None
-    return added
+    return len(log.append_runs_once("run", entries))
 
 
 @dataclass(frozen=True)

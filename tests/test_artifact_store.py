@@ -20,7 +20,13 @@ from lifecycle_pipeline.resources.artifact_store import (
     ArtifactStore,
     ArtifactWriteError,
 )
+from tests.conftest import SAMPLE_MODEL
 from tests.reliability.cases import FOLDER_TAMPERING, Fault, case
+
+# Assets are named by their key's path, under the model's name: the store writes each
+# model's artifacts in its own folder (<root>/breast_cancer/data_snapshot/<partition>/...).
+SNAPSHOT = SAMPLE_MODEL.asset("data_snapshot")
+CARD = SAMPLE_MODEL.asset("model_card")
 
 
 def snapshot(rows: int = 3) -> DataSnapshot:
@@ -29,17 +35,17 @@ def snapshot(rows: int = 3) -> DataSnapshot:
 
 
 def ref(uri: str, digest: str) -> ArtifactRef:
-    return ArtifactRef("data_snapshot", "data-v1", uri, digest, "run")
+    return ArtifactRef(SNAPSHOT, "data-v1", uri, digest, "run")
 
 
 def test_same_content_same_path_and_existing_file_untouched(tmp_path: Path) -> None:
     store = ArtifactStore(root=str(tmp_path))
     payload = codecs.encode(snapshot())
-    uri, digest = store.write("data_snapshot", "data-v1", payload)
+    uri, digest = store.write(SNAPSHOT, "data-v1", payload)
     mtime = Path(uri).stat().st_mtime_ns
-    assert store.write("data_snapshot", "data-v1", payload) == (uri, digest)
+    assert store.write(SNAPSHOT, "data-v1", payload) == (uri, digest)
     assert Path(uri).stat().st_mtime_ns == mtime
-    assert uri.endswith(f"data_snapshot/data-v1/{digest}.zip")
+    assert Path(uri) == tmp_path / "breast_cancer" / "data_snapshot" / "data-v1" / f"{digest}.zip"
 
 
 def test_encoding_is_deterministic_and_content_sensitive() -> None:
@@ -49,9 +55,9 @@ def test_encoding_is_deterministic_and_content_sensitive() -> None:
 
 def test_new_content_never_overwrites_earlier_versions(tmp_path: Path) -> None:
     store = ArtifactStore(root=str(tmp_path))
-    first, _ = store.write("data_snapshot", "data-v1", codecs.encode(snapshot(3)))
+    first, _ = store.write(SNAPSHOT, "data-v1", codecs.encode(snapshot(3)))
     before = Path(first).read_bytes()
-    second, _ = store.write("data_snapshot", "data-v1", codecs.encode(snapshot(4)))
+    second, _ = store.write(SNAPSHOT, "data-v1", codecs.encode(snapshot(4)))
     assert first != second
     assert Path(first).read_bytes() == before
     assert not list(tmp_path.rglob(".tmp-*"))
@@ -60,7 +66,7 @@ def test_new_content_never_overwrites_earlier_versions(tmp_path: Path) -> None:
 def test_tampered_artifact_is_refused_naming_it(tmp_path: Path) -> None:
     fault = case("tampering", "artifact byte flipped")
     store = ArtifactStore(root=str(tmp_path))
-    uri, digest = store.write("data_snapshot", "data-v1", codecs.encode(snapshot()))
+    uri, digest = store.write(SNAPSHOT, "data-v1", codecs.encode(snapshot()))
     data = bytearray(Path(uri).read_bytes())
     data[-1] ^= 0xFF
     Path(uri).write_bytes(bytes(data))
@@ -105,24 +111,25 @@ def test_failed_write_leaves_no_temporary_file(
     monkeypatch.setattr(type(UPath(tmp_path)), "rename", broken_rename)
     store = ArtifactStore(root=str(tmp_path))
     with pytest.raises(ArtifactWriteError) as error:
-        store.write("data_snapshot", "data-v1", codecs.encode(snapshot()))
+        store.write(SNAPSHOT, "data-v1", codecs.encode(snapshot()))
     assert isinstance(error.value.__cause__, OSError)
     assert error.value.__cause__.errno == errno.ENOSPC
     assert fault.shown_in(str(error.value)), error.value
+    assert str(error.value).startswith(f"Artifact {SNAPSHOT}/data-v1 could not be written to ")
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
 def test_partition_key_is_validated_before_it_becomes_a_path(tmp_path: Path) -> None:
     store = ArtifactStore(root=str(tmp_path))
     with pytest.raises(PartitionKeyError):
-        store.write("data_snapshot", "../escape", b"x")
+        store.write(SNAPSHOT, "../escape", b"x")
     assert not (tmp_path.parent / "escape").exists()
 
 
 def test_round_trip_through_a_non_local_filesystem() -> None:
     store = ArtifactStore(root="memory://lifecycle-test/artifacts")
     payload = codecs.encode(snapshot())
-    uri, digest = store.write("data_snapshot", "data-v1", payload)
+    uri, digest = store.write(SNAPSHOT, "data-v1", payload)
     assert uri.startswith("memory://")
     loaded = codecs.decode(store.read(ref(uri, digest)), source=uri)
     pd.testing.assert_frame_equal(loaded.frame, snapshot().frame)
@@ -136,17 +143,22 @@ def tree() -> FileTree:
 
 def test_folder_artifact_is_written_once_with_an_archive(tmp_path: Path) -> None:
     store = ArtifactStore(root=str(tmp_path))
-    folder, archive, digest = store.write_tree("model_card", "data-v1", tree())
+    folder, archive, digest = store.write_tree(CARD, "data-v1", tree())
+    assert Path(folder).relative_to(tmp_path).parts[:3] == (
+        "breast_cancer",
+        "model_card",
+        "data-v1",
+    )
     assert sorted(p.name for p in Path(folder).iterdir()) == ["card.html", "card.md"]
     assert Path(archive).name == f"{digest}.zip"
-    assert store.write_tree("model_card", "data-v1", tree()) == (folder, archive, digest)
+    assert store.write_tree(CARD, "data-v1", tree()) == (folder, archive, digest)
     assert not list(tmp_path.rglob(".tmp-*"))
 
 
 @pytest.mark.parametrize("fault", FOLDER_TAMPERING, ids=[f.name for f in FOLDER_TAMPERING])
 def test_tampered_folder_artifact_names_the_file(tmp_path: Path, fault: Fault) -> None:
     store = ArtifactStore(root=str(tmp_path))
-    folder, _, digest = store.write_tree("model_card", "data-v1", tree())
+    folder, _, digest = store.write_tree(CARD, "data-v1", tree())
     listing = {name: sha256_bytes(data) for name, data in tree().files.items()}
     fault.value(Path(folder))
     with pytest.raises(ArtifactIntegrityError) as error:
@@ -157,7 +169,7 @@ def test_tampered_folder_artifact_names_the_file(tmp_path: Path, fault: Fault) -
 
 def test_folder_artifact_round_trips_through_a_non_local_filesystem() -> None:
     store = ArtifactStore(root="memory://lifecycle-test/trees")
-    folder, _, digest = store.write_tree("model_card", "data-v1", tree())
+    folder, _, digest = store.write_tree(CARD, "data-v1", tree())
     listing = {name: sha256_bytes(data) for name, data in tree().files.items()}
     assert (
         store.read_tree(ref(folder, digest), "documentation_bundle", listing).files == tree().files

@@ -11,14 +11,17 @@ import pytest
 
 from lifecycle_pipeline.cli import main
 from lifecycle_pipeline.lineage.audit import AuditError, AuditLog
+from tests.conftest import SAMPLE_MODEL
 from tests.reliability.cases import AUDIT_TAMPERING, Fault, case
 
 
 @pytest.fixture
 def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AuditLog:
-    monkeypatch.setenv("LIFECYCLE_AUDIT_LOG", str(tmp_path / "audit" / "log.jsonl"))
+    """The sample model's log, in a folder of its own (each declared model has one there)."""
+    monkeypatch.setenv("LIFECYCLE_AUDIT_DIR", str(tmp_path / "audit"))
     monkeypatch.setenv("LIFECYCLE_AUDIT_KEY", str(_key(tmp_path)))
-    audit = AuditLog()
+    monkeypatch.delenv("LIFECYCLE_MODEL", raising=False)  # `audit verify` covers every model
+    audit = AuditLog.for_model(SAMPLE_MODEL.name)
     for n in range(5):
         audit.append("promotion", {"approver": f"person-{n}", "reason": "ok"}, version=f"v{n}")
     return audit
@@ -35,12 +38,24 @@ def _lines(path: Path) -> list[bytes]:
     return path.read_bytes().splitlines(keepends=True)
 
 
-def test_clean_log_verifies(log: AuditLog, capsys: pytest.CaptureFixture[str]) -> None:
+def test_clean_log_verifies(
+    log: AuditLog, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     report = log.verify()
     assert report.ok and report.records == 5
+    assert log.path == log.path.parent / "breast_cancer.jsonl"
     assert [r.version for r in log.records()] == ["v0", "v1", "v2", "v3", "v4"]
+    assert all(r.data["model"] == "breast_cancer" for r in log.records())  # named out of context
     assert main(["audit", "verify"]) == 0
-    assert "5 record(s) verify" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"breast_cancer: {log.path}: 5 record(s) verify" in out
+    # Every declared model's log is verified; each model's chain is its own.
+    assert f"diabetes: {log.path.parent / 'diabetes.jsonl'}: 0 record(s) verify" in out
+    # --model verifies that model's log alone (the env var: --model sets it for the process).
+    monkeypatch.setenv("LIFECYCLE_MODEL", "breast_cancer")
+    assert main(["--model", "breast_cancer", "audit", "verify"]) == 0
+    out = capsys.readouterr().out
+    assert "breast_cancer: " in out and "diabetes" not in out
 
 
 @pytest.mark.parametrize("fault", AUDIT_TAMPERING, ids=[f.name for f in AUDIT_TAMPERING])
@@ -53,7 +68,9 @@ def test_tampering_is_detected_and_named(
     assert not report.ok, fault.name
     assert any(expected in problem for problem in report.problems), report.problems
     assert main(["audit", "verify"]) == 1
-    assert expected in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert expected in err
+    assert "breast_cancer: " in err and "diabetes: " in out  # the broken log is named by model
     before = log.path.read_bytes()
     with pytest.raises(AuditError, match="refusing to append"):
         log.append("promotion", {"approver": "a", "reason": "r"}, version="v9")
@@ -87,7 +104,9 @@ def test_concurrent_writers_extend_one_chain(
         "import sys\n"
         "from lifecycle_pipeline.lineage.audit import AuditLog\n"
         "for n in range(20):\n"
-        "    AuditLog().append('replay', {'writer': sys.argv[1], 'n': n}, version='v')\n"
+        "    AuditLog.for_model('breast_cancer').append(\n"
+        "        'replay', {'writer': sys.argv[1], 'n': n}, version='v'\n"
+        "    )\n"
     )
     writers = [
         subprocess.Popen([sys.executable, "-c", script, str(w)], env=dict(os.environ))

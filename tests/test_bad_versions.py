@@ -61,5 +61,5 @@ def test_moved_tag_fails_loudly_naming_both_md5s(
     assert fault.shown_in(message), message
     assert f"now resolves to md5 {moved.md5}" in message
     assert f"first materialized from md5 {original.md5}" in message
-    assert [e.step_key for e in result.get_step_failure_events()] == ["data_snapshot"]
+    assert [e.step_key for e in result.get_step_failure_events()] == [pipeline.op("data_snapshot")]
     assert tree_digest(pipeline.artifacts) == before

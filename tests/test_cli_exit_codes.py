@@ -24,10 +24,10 @@ def env(tmp_path: Path) -> dict[str, str]:
     home = tmp_path / "dagster_home"
     home.mkdir()
     return {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "LIFECYCLE_MODEL"},  # no model chosen
         "DAGSTER_HOME": str(home),
         "LIFECYCLE_HOME": str(tmp_path / "lifecycle_home"),
-        "LIFECYCLE_AUDIT_LOG": str(tmp_path / "audit" / "log.jsonl"),
+        "LIFECYCLE_AUDIT_DIR": str(tmp_path / "audit"),
     }
 
 
@@ -51,12 +51,14 @@ def test_0_when_the_audit_log_verifies(
     from lifecycle_pipeline.lineage.audit import AuditLog
 
     monkeypatch.setenv("LIFECYCLE_HOME", env["LIFECYCLE_HOME"])  # where the audit key lives
-    AuditLog(Path(env["LIFECYCLE_AUDIT_LOG"])).append(
+    log = Path(env["LIFECYCLE_AUDIT_DIR"]) / "breast_cancer.jsonl"
+    AuditLog(log, "breast_cancer").append(
         "promotion", {"approver": "a", "reason": "r"}, version="v1"
     )
-    done = lifecycle(env, "audit", "verify")
+    done = lifecycle(env, "audit", "verify")  # every declared model's log
     assert done.returncode == ExitCode.OK, done.stderr
-    assert "1 record(s) verify" in done.stdout
+    assert f"breast_cancer: {log}: 1 record(s) verify" in done.stdout
+    assert "diabetes: " in done.stdout
 
 
 def test_1_for_a_negative_verdict(env: dict[str, str]) -> None:
@@ -70,12 +72,31 @@ def test_1_for_a_negative_verdict(env: dict[str, str]) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["reproduce", "../x"], "PartitionKeyError: Invalid partition key '../x'"),
-        (["verify", "data-v404"], "'data-v404' is neither a package path nor a data version"),
+        (
+            ["--model", "breast_cancer", "reproduce", "../x"],
+            "PartitionKeyError: Invalid partition key '../x'",
+        ),
+        (
+            ["--model", "breast_cancer", "verify", "data-v404"],
+            "'data-v404' is neither a package path nor a data version",
+        ),
         (["runs", "recover"], "name the run ids to recover, or pass --all"),
         (["no-such-command"], "invalid choice: 'no-such-command'"),
+        (
+            ["reproduce", "data-v1"],
+            "Which model? Pass --model NAME (or set LIFECYCLE_MODEL); declared: breast_cancer, "
+            "diabetes",
+        ),
+        (["--model", "no_such_model", "status"], "No model 'no_such_model'"),
     ],
-    ids=["bad identifier", "unknown version", "incomplete request", "unknown command"],
+    ids=[
+        "bad identifier",
+        "unknown version",
+        "incomplete request",
+        "unknown command",
+        "model not named",
+        "unknown model",
+    ],
 )
 def test_2_for_rejected_input_with_the_problem_named(
     env: dict[str, str], args: list[str], expected: str
@@ -120,8 +141,8 @@ def test_a_run_id_is_validated_before_it_touches_storage(
 ) -> None:
     """SQLite keeps a database file per run id: an unchecked id used to create one, anywhere."""
     before = set(tmp_path.rglob("*")) | set(tmp_path.parent.glob("*"))
-    for args in (["reproduce", "data-v1", "--run", run], ["resume", run],
-                 ["runs", "recover", run]):  # fmt: skip
+    for args in (["--model", "breast_cancer", "reproduce", "data-v1", "--run", run],
+                 ["resume", run], ["runs", "recover", run]):  # fmt: skip
         done = lifecycle(env, *args)
         assert done.returncode == ExitCode.REFUSED, done.stdout + done.stderr
         assert expected in done.stderr, done.stderr

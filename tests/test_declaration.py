@@ -18,17 +18,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from lifecycle_pipeline.cli import main
 from lifecycle_pipeline.contract import DataValidationError, parse, validate
 from lifecycle_pipeline.declaration import (
+    COMPONENT_TYPE,
+    DECLARATION_FILE,
     DeclarationError,
     LoadedDeclaration,
     load_declaration,
     parse_declaration,
 )
 from lifecycle_pipeline.errors import ExitCode
-from tests.reliability.cases import DECLARATIONS, REFUSED_AT_LOAD, Fault, case, declaration
+from tests.reliability.cases import (
+    COMPONENT,
+    DECLARATION,
+    DECLARATIONS,
+    REFUSED_AT_LOAD,
+    Fault,
+    case,
+    declaration,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = PROJECT_ROOT / "models" / "breast_cancer"
@@ -38,8 +49,9 @@ AT_LOAD = [f for f in DECLARATIONS if f.proof == REFUSED_AT_LOAD]
 
 
 def _write(folder: Path, text: str) -> Path:
+    """``text`` as the ``defs.yaml`` of a model folder."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "model.yaml"
+    path = folder / DECLARATION_FILE
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -95,8 +107,15 @@ def _toy_frame(rows: int = 12) -> pd.DataFrame:
 def test_sample_declaration_loads() -> None:
     loaded = load_declaration(SAMPLE)
     model = loaded.model
-    assert loaded.path == (SAMPLE / "model.yaml").resolve()
-    assert loaded.sha256 == hashlib.sha256((SAMPLE / "model.yaml").read_bytes()).hexdigest()
+    assert DECLARATION_FILE == "defs.yaml"
+    assert loaded.path == (SAMPLE / "defs.yaml").resolve()
+    assert loaded.sha256 == hashlib.sha256((SAMPLE / "defs.yaml").read_bytes()).hexdigest()
+    assert not (SAMPLE / "model.yaml").exists()  # one declaration per folder, no stale copy
+    # A Dagster component file: the component type, then the declaration as its attributes.
+    document = yaml.safe_load((SAMPLE / "defs.yaml").read_text(encoding="utf-8"))
+    assert set(document) == {"type", "attributes"}
+    assert document["type"] == COMPONENT_TYPE == "lifecycle_pipeline.LifecycleModel"
+    assert document["attributes"]["name"] == loaded.name
     assert loaded.name == "breast_cancer"
     assert model.contract.task == "binary"
     assert model.contract.positive.value == 1
@@ -118,6 +137,9 @@ def test_base_declaration_of_the_bad_cases_is_valid(
 ) -> None:
     """Each bad case edits this text: it must fail because of its edit, not of the base."""
     path = _write(tmp_path, declaration())
+    assert declaration() == COMPONENT + "".join(
+        f"  {line}" for line in DECLARATION.splitlines(True)
+    )
     loaded = load_declaration(path)
     assert loaded.model.contract.feature_names == ("size", "count", "colour")
     assert loaded.model.contract.drop == ("row_id",)
@@ -166,17 +188,84 @@ def test_feature_declared_twice_is_not_silently_the_last_one() -> None:
     """PyYAML keeps the last of two equal keys; the declaration must not be read that way."""
     text = declaration(case("declaration", "feature declared twice"))
     with pytest.raises(DeclarationError, match="size"):
-        parse_declaration(text, Path("model.yaml"))
+        parse_declaration(text, Path("defs.yaml"))
 
 
 def test_nested_unknown_key_names_its_line_and_the_keys_allowed_there() -> None:
     text = declaration().replace("range: [0, null]", "rnage: [0, null]")
     with pytest.raises(DeclarationError) as raised:
-        parse_declaration(text, Path("models/toy/model.yaml"))
-    assert "models/toy/model.yaml:14: contract.features.size.rnage: unknown key" in str(
-        raised.value
-    )
+        parse_declaration(text, Path("models/toy/defs.yaml"))
+    # Line 16 of defs.yaml (14 of the declaration, below `type:` and `attributes:`); the field
+    # is named as in the declaration, without the component's `attributes.` prefix.
+    assert "models/toy/defs.yaml:16: contract.features.size.rnage: unknown key" in str(raised.value)
+    assert "attributes." not in str(raised.value)
     assert "type, nullable, range, categories, unit, description" in str(raised.value)
+
+
+# A defs.yaml is a Dagster component file: `type` must name the lifecycle component, and
+# `type` and `attributes` are its only keys. (name, edit of the valid file, expected message)
+COMPONENT_FAULTS = [
+    ("another component type",
+     ("type: lifecycle_pipeline.LifecycleModel\n", "type: dagster.DefinitionsComponent\n"),
+     "defs.yaml:1: type is 'dagster.DefinitionsComponent'; a model's defs.yaml is a Dagster "
+     "component file: `type: lifecycle_pipeline.LifecycleModel`"),
+    ("misspelt type",
+     ("lifecycle_pipeline.LifecycleModel\n", "lifecycle_pipeline.LifecycleModle\n"),
+     "defs.yaml:1: type is 'lifecycle_pipeline.LifecycleModle'"),
+    ("no type", ("type: lifecycle_pipeline.LifecycleModel\n", ""), "defs.yaml:1: type is None"),
+    ("key beside type and attributes",
+     ("attributes:\n", "requirements: {env: prod}\nattributes:\n"),
+     "defs.yaml:2: unknown key 'requirements'; a model's defs.yaml is a Dagster component file"),
+    ("declaration key at the top level",
+     ("attributes:\n", "schedule: '0 4 * * *'\nattributes:\n"),
+     "defs.yaml:2: unknown key 'schedule'"),
+    ("key after the attributes", ("  schedule: \"0 3 * * 1\"\n", "schedule: \"0 3 * * 1\"\n"),
+     "defs.yaml:28: unknown key 'schedule'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [(edit, expected) for _, edit, expected in COMPONENT_FAULTS],
+    ids=[name for name, _, _ in COMPONENT_FAULTS],
+)
+def test_a_defs_yaml_that_is_not_a_lifecycle_component_is_refused_naming_the_line(
+    edit: tuple[str, str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = declaration()
+    assert text.count(edit[0]) == 1, edit
+    path = _write(tmp_path / "toy", text.replace(edit[0], edit[1]))
+    before = _tree(tmp_path)
+    with pytest.raises(DeclarationError) as raised:
+        load_declaration(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path.parent}/{expected}"), message
+    assert "then the declaration under `attributes:` (name:, data:, contract:, ...)" in message
+
+    code, out, err = _lifecycle(capsys, "check", str(path))
+    assert (code, out) == (ExitCode.REFUSED, "")
+    assert f"{path.parent}/{expected}" in err, err
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (COMPONENT + "  - name\n", "defs.yaml:2: attributes: a model's defs.yaml is a Dagster"),
+        ("type: lifecycle_pipeline.LifecycleModel\n", "defs.yaml:1: attributes: "),
+        ("- type\n- attributes\n", "defs.yaml: a model's defs.yaml is a Dagster component file"),
+        # A model.yaml of before, moved as it was: its keys are not the component's.
+        (DECLARATION, "defs.yaml:5: unknown key 'contract'"),
+    ],
+    ids=["attributes a list", "attributes missing", "a list", "declaration without component"],
+)
+def test_a_defs_yaml_without_attributes_to_read_is_refused_naming_where(
+    text: str, expected: str, tmp_path: Path
+) -> None:
+    path = _write(tmp_path / "toy", text)
+    with pytest.raises(DeclarationError) as raised:
+        load_declaration(path)
+    assert str(raised.value).startswith(f"{path.parent}/{expected}"), str(raised.value)
 
 
 # --- a declaration that its data contradicts -----------------------------------------------
@@ -325,16 +414,20 @@ def test_contract_infer_writes_a_proposal_that_loads_and_touches_nothing_else(
     done = _real_lifecycle(work, tmp_path, "contract", "infer", "--data", "animals.csv",
                            "--target", "species", "--name", "animals")  # fmt: skip
     assert done.returncode == ExitCode.OK, done.stderr
-    assert "wrote model.yaml: a proposal from 90 rows" in done.stdout
+    assert "wrote defs.yaml: a proposal from 90 rows" in done.stdout
     after = _tree(tmp_path)
-    assert {k: v for k, v in after.items() if k != "work/model.yaml"} == before
+    assert {k: v for k, v in after.items() if k != "work/defs.yaml"} == before
     everything = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
-    assert everything == ["work", "work/animals.csv", "work/model.yaml"]  # no home, no temp
+    assert everything == ["work", "work/animals.csv", "work/defs.yaml"]  # no home, no temp
 
-    loaded = load_declaration(work / "model.yaml")
+    loaded = load_declaration(work / "defs.yaml")
+    document = yaml.safe_load(loaded.text())  # a component file, ready for a model folder
+    assert list(document) == ["type", "attributes"] and document["type"] == COMPONENT_TYPE
     model = loaded.model
     assert model.name == "animals"
     assert (model.data.path, model.data.format) == ("data/animals.csv", "csv")
+    # Its own tags, so that models sharing a registry never read each other's versions.
+    assert (model.data.versions, model.data.batches) == ("animals-v*", "animals-batch-*")
     assert model.contract.target == "species"
     assert model.contract.task == "multiclass"
     assert [(c.value, c.name) for c in model.contract.classes or ()] == [
@@ -378,10 +471,12 @@ def test_contract_infer_refuses_to_overwrite_without_force(
 
 
 def _readme_example() -> str:
+    """The README's example declaration: a whole model folder's defs.yaml, as written."""
     readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Bring your own model") :]
-    start = section.index("```yaml\nname: loans")
-    return section[start + len("```yaml\n") : section.index("```", start + 8)]
+    blocks = [b.split("```", 1)[0] for b in readme.split("```yaml\n")[1:]]
+    (example,) = [b for b in blocks if re.search(r"^ *name: loans", b, re.MULTILINE)]
+    assert example.startswith(COMPONENT), "the README's example is not a whole defs.yaml"
+    return example
 
 
 def test_the_readme_example_declaration_loads_trains_and_fingerprints(

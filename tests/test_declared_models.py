@@ -2,8 +2,9 @@
 declaration alone, through Dagster's own CLI, in fresh processes.
 
 Each dataset is generated here with seeded random column names, published to a fresh git + DVC
-registry, and described only by a ``model.yaml`` written by the test (or proposed by
-``lifecycle contract infer``). Nothing in ``lifecycle_pipeline/`` knows these columns.
+registry, and described only by a model folder's ``defs.yaml`` written by the test (or proposed
+by ``lifecycle contract infer``) in a models folder of its own. Nothing in
+``lifecycle_pipeline/`` knows these columns.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from lifecycle_pipeline.declaration import COMPONENT_TYPE, DECLARATION_FILE
 from lifecycle_pipeline.lineage.query import CheckOutcome, check_results, latest, metadata_values
 from lifecycle_pipeline.registry_demo import Publication, init_registry, publish
 from tests.conftest import PROJECT_ROOT, committed_project_copy
@@ -64,23 +66,38 @@ def regression_frame(rows: int = 500, seed: int = 12) -> tuple[pd.DataFrame, dic
 
 @dataclass
 class Project:
-    """A registry, a declaration and a Dagster home, used only through processes that run
-    the code of a clean commit (``code``), as a deployment does."""
+    """A registry, a models folder holding one model and a Dagster home, used only through
+    processes that run the code of a clean commit (``code``), as a deployment does."""
 
     base: Path
-    declaration: Path
+    declaration: Path  # <base>/models/<name>/defs.yaml
     code: Path
 
     @property
     def home(self) -> Path:
         return self.base / "dagster_home"
 
+    @property
+    def name(self) -> str:
+        return self.declaration.parent.name
+
+    def key(self, stage: str) -> list[str]:
+        return [self.name, stage]
+
+    def attributes(self) -> dict:
+        """The declaration, as the component file holds it."""
+        document = yaml.safe_load(self.declaration.read_text())
+        assert document["type"] == COMPONENT_TYPE, document
+        return dict(document["attributes"])
+
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
             "DAGSTER_HOME": str(self.home),
             "LIFECYCLE_HOME": str(self.base / "lifecycle_home"),
-            "LIFECYCLE_MODEL": str(self.declaration),
+            # The code location loads every folder here: this project's model, nothing else.
+            "LIFECYCLE_MODELS_DIR": str(self.declaration.parent.parent),
+            "LIFECYCLE_MODEL": self.name,
             "LIFECYCLE_REGISTRY_URL": str(self.base / "registry"),
             "LIFECYCLE_ARTIFACT_ROOT": str(self.base / "artifacts"),
             "DVC_NO_ANALYTICS": "1",
@@ -104,12 +121,13 @@ class Project:
         return self.run(str(BIN / "lifecycle"), *args)
 
     def materialize(self, version: str) -> subprocess.CompletedProcess[str]:
+        partitions = f"{self.name}_data_versions"
         with dg.DagsterInstance.from_config(str(self.home)) as instance:
-            if version not in instance.get_dynamic_partitions("data_versions"):
-                instance.add_dynamic_partitions("data_versions", [version])
+            if version not in instance.get_dynamic_partitions(partitions):
+                instance.add_dynamic_partitions(partitions, [version])
         return self.run(
             str(BIN / "dagster"), "job", "execute", "-m", "lifecycle_pipeline.definitions",
-            "-j", "lifecycle", "--tags", json.dumps({"dagster/partition": version}),
+            "-j", f"{self.name}_lifecycle", "--tags", json.dumps({"dagster/partition": version}),
         )  # fmt: skip
 
     def instance(self) -> dg.DagsterInstance:
@@ -141,11 +159,12 @@ def make_project(
         base / "registry",
         Publication("batch-001", batch_file, f"batches/batch-001.{suffix}", "batch"),
     )
-    folder = base / "model"
-    folder.mkdir()
-    (folder / "model.yaml").write_text(yaml.safe_dump(declaration, sort_keys=False))
+    folder = base / "models" / declaration["name"]
+    folder.mkdir(parents=True)
+    component = {"type": COMPONENT_TYPE, "attributes": declaration}
+    (folder / DECLARATION_FILE).write_text(yaml.safe_dump(component, sort_keys=False))
     (folder / "model_card.yaml").write_text("# every human field a gap, on purpose\n")
-    return Project(base=base, declaration=folder / "model.yaml", code=code)
+    return Project(base=base, declaration=folder / DECLARATION_FILE, code=code)
 
 
 def multiclass_declaration(names: dict[str, str]) -> dict:
@@ -247,22 +266,25 @@ def test_the_whole_lifecycle_runs_from_a_declaration_alone(
     which: str, request: pytest.FixtureRequest
 ) -> None:
     project: Project = request.getfixturevalue(which)
+    name = project.name
     with project.instance() as instance:
         for asset in ("data_snapshot", "trained_model", "evaluation", "model_card"):
-            assert latest(instance, asset, "data-v1") is not None, asset
-        package = latest(instance, "deployment_package", "data-v1")
+            assert latest(instance, project.key(asset), "data-v1") is not None, asset
+        package = latest(instance, project.key("deployment_package"), "data-v1")
         assert package is not None
-        runs = {r.run_id for r in instance.get_runs()}
+        runs = instance.get_runs()
+        assert {r.job_name for r in runs} == {f"{name}_lifecycle"}
+        assert all(r.tags["lifecycle/model"] == name for r in runs)
         checks: dict[str, CheckOutcome] = {}
         for run in runs:
-            checks |= check_results(instance, run)
-        evaluation = metadata_values(latest(instance, "evaluation", "data-v1"))
-    declared = yaml.safe_load(project.declaration.read_text())
-    gates = {f"evaluation:gate_{m}" for m in declared["evaluation"]["gates"]}
+            checks |= check_results(instance, run.run_id)
+        evaluation = metadata_values(latest(instance, project.key("evaluation"), "data-v1"))
+    declared = project.attributes()
+    gates = {f"{name}/evaluation:gate_{m}" for m in declared["evaluation"]["gates"]}
     assert gates <= set(checks), sorted(checks)
     assert all(checks[g].passed for g in gates)
-    assert checks["deployment_package:prediction_parity"].passed
-    assert checks["deployment_package:package_verifies"].passed
+    assert checks[f"{name}/deployment_package:prediction_parity"].passed
+    assert checks[f"{name}/deployment_package:package_verifies"].passed
     assert evaluation["task"] == declared["contract"]["task"]
     assert evaluation["gates/total"] == len(declared["evaluation"]["gates"])
 
@@ -275,9 +297,15 @@ def test_drift_on_a_batch_and_reproduce_say_what_they_found(
     drift = project.lifecycle("drift", "--batch", "batch-001")
     assert drift.returncode == 0, drift.stdout + drift.stderr
     assert "Batch batch-001:" in drift.stdout
+    with project.instance() as instance:
+        assert latest(instance, project.key("drift_monitor"), "batch-001") is not None
     again = project.lifecycle("reproduce", "data-v1")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "identical" in again.stdout
+    line = next(x for x in again.stdout.splitlines() if x.startswith("report: "))
+    report = Path(line.removeprefix("report: "))
+    assert report.name.startswith(project.name)
+    assert json.loads(report.read_text())["model"] == project.name
 
 
 def test_an_inferred_declaration_runs_as_proposed(multiclass: Project, tmp_path: Path) -> None:
@@ -285,7 +313,7 @@ def test_an_inferred_declaration_runs_as_proposed(multiclass: Project, tmp_path:
     frame, names = multiclass_frame()
     data = tmp_path / "table.csv"
     frame.to_csv(data, index=False)
-    proposal = tmp_path / "proposal" / "model.yaml"
+    proposal = tmp_path / "models" / "inferred" / DECLARATION_FILE
     made = multiclass.lifecycle(
         "contract", "infer", "--data", str(data), "--target", names["target"],
         "--name", "inferred", "--output", str(proposal),
@@ -297,5 +325,6 @@ def test_an_inferred_declaration_runs_as_proposed(multiclass: Project, tmp_path:
     (tmp_path / "registry").symlink_to(multiclass.base / "registry")
     done = project.materialize("data-v1")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert project.attributes()["name"] == "inferred"
     with project.instance() as instance:
-        assert latest(instance, "deployment_package", "data-v1") is not None
+        assert latest(instance, ["inferred", "deployment_package"], "data-v1") is not None

@@ -24,6 +24,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from lifecycle_pipeline.declaration import declared_models
 from lifecycle_pipeline.definitions import executor_from_env
 from lifecycle_pipeline.lineage.environment import BUILD_INFO, code_state, write_build_info
 from tests.conftest import PROJECT_ROOT, free_port
@@ -92,7 +93,18 @@ def test_helm_values_serve_the_real_module_on_the_image_port() -> None:
     deployment = _deployment()
     args = deployment["dagsterApiGrpcArgs"]
     module = args[args.index("--module-name") + 1]
-    assert isinstance(importlib.import_module(module).defs, dg.Definitions)
+    defs = importlib.import_module(module).defs
+    assert isinstance(defs, dg.Definitions)
+    # One code location for every declared model, each with its own jobs; none is broken
+    # (a model that does not load is a single `<name>/declaration` asset instead).
+    models = declared_models()
+    assert models
+    assert {job.name for job in defs.jobs or ()} >= {
+        f"{model}_{job}" for model in models for job in ("lifecycle", "drift")
+    }
+    keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
+    assert {f"{model}/production_model" for model in models} <= keys
+    assert not [key for key in keys if key.endswith("/declaration")]
     docker = Dockerfile(DOCKERFILE)
     command = docker.command()
     assert command[command.index("-m") + 1] == module
@@ -112,13 +124,22 @@ def test_helm_values_name_only_variables_the_code_reads_and_no_secret_values() -
     from dagster._utils.schedules import is_valid_cron_string
 
     assert is_valid_cron_string(env["LIFECYCLE_RETRAIN_CRON"])
-    # Keys arrive as a mounted Secret, the audit log on a shared volume, at the named paths.
+    # Keys arrive as a mounted Secret, the audit logs (one per model, in one folder) on a
+    # shared volume, at the named paths.
     mounts = {m["name"]: m["mountPath"] for m in deployment["volumeMounts"]}
     volumes = {v["name"]: v for v in deployment["volumes"]}
     for name in ("LIFECYCLE_SIGNING_KEY", "LIFECYCLE_SIGNING_PUBLIC_KEY", "LIFECYCLE_AUDIT_KEY"):
         assert env[name].startswith(mounts["signing-key"] + "/"), name
     assert volumes["signing-key"]["secret"]["secretName"]
-    assert env["LIFECYCLE_AUDIT_LOG"].startswith(mounts["audit"] + "/")
+    from lifecycle_pipeline.lineage.audit import audit_path
+
+    audit_dir = Path(env["LIFECYCLE_AUDIT_DIR"])
+    assert audit_dir.is_relative_to(mounts["audit"])
+    assert declared_models()
+    for model in declared_models():  # every model's log lands on the volume
+        assert audit_path(model, env).is_relative_to(mounts["audit"]), model
+    # The code location serves every model folder: none is chosen for it.
+    assert "LIFECYCLE_MODEL" not in env and "LIFECYCLE_MODELS_DIR" not in env
     assert volumes["audit"]["persistentVolumeClaim"]["claimName"]
     assert deployment["envSecrets"]
 
@@ -245,6 +266,17 @@ def test_dockerfile_install_steps_build_a_working_code_location(tmp_path: Path) 
         cwd=app, env=env, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert f"'commit': '{head}'" in state
+    # The image's code location loads every model folder it copied, none of them broken.
+    served = subprocess.run(
+        [bin_dir / "python", "-c", "from lifecycle_pipeline.definitions import defs; "
+         "print(sorted(j.name for j in defs.jobs)); "
+         "print(sorted(k.to_user_string() for k in defs.resolve_all_asset_keys()))"],
+        cwd=app, env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    jobs, keys = served.splitlines()[-2:]
+    for model in declared_models(PROJECT_ROOT / "models"):
+        assert f"'{model}_lifecycle'" in jobs and f"'{model}/production_model'" in keys, served
+    assert "/declaration'" not in keys, served
     assert "pytest" not in {p.name.split("-")[0] for p in (app / ".venv").glob("lib/*/site-*/*")}
 
     port = free_port()

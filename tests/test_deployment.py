@@ -26,8 +26,19 @@ from lifecycle_pipeline.lineage.query import latest, metadata_values
 from lifecycle_pipeline.package.runtime import golden_digest
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.signing import ensure_dev_key, public_key_id
-from tests.conftest import FAST_TRAINING, PROJECT_ROOT, Pipeline, Registry, free_port
+from tests.conftest import (
+    FAST_TRAINING,
+    PROJECT_ROOT,
+    SAMPLE,
+    SAMPLE_MODEL,
+    Pipeline,
+    Registry,
+    free_port,
+)
 from tests.reliability.cases import case
+
+LIFECYCLE_JOB = SAMPLE_MODEL.scoped("lifecycle")  # breast_cancer_lifecycle
+DATA_VERSIONS = SAMPLE_MODEL.scoped("data_versions")
 
 
 def test_executor_is_chosen_by_environment() -> None:
@@ -37,9 +48,10 @@ def test_executor_is_chosen_by_environment() -> None:
     assert executor_from_env({"LIFECYCLE_EXECUTOR": "k8s"}).name == "k8s"
     for kind in ("multiprocess", "k8s"):  # the configured defaults are valid executor config
         env = {"LIFECYCLE_EXECUTOR": kind, "LIFECYCLE_MAX_CONCURRENT": "3"}
-        job = build_definitions(executor=executor_from_env(env)).resolve_job_def("lifecycle")
-        resolved = dg.validate_run_config(job, {})["execution"]
-        assert resolved[kind]["max_concurrent"] == 3
+        defs = build_definitions(executor=executor_from_env(env))  # every declared model
+        for job_name in ("breast_cancer_lifecycle", "diabetes_lifecycle"):  # one executor
+            resolved = dg.validate_run_config(defs.resolve_job_def(job_name), {})["execution"]
+            assert resolved[kind]["max_concurrent"] == 3, job_name
     with pytest.raises(ValueError, match="'celery' is not an executor here; use one of"):
         executor_from_env({"LIFECYCLE_EXECUTOR": "celery"})
     with pytest.raises(ValueError, match="LIFECYCLE_MAX_CONCURRENT='two' must be a whole number"):
@@ -47,9 +59,9 @@ def test_executor_is_chosen_by_environment() -> None:
 
 
 def _fingerprints(instance: dg.DagsterInstance, key: str) -> dict[str, object]:
-    model = metadata_values(latest(instance, "trained_model", key))
-    data = metadata_values(latest(instance, "data_snapshot", key))
-    package = metadata_values(latest(instance, "deployment_package", key))
+    model = metadata_values(latest(instance, SAMPLE["trained_model"], key))
+    data = metadata_values(latest(instance, SAMPLE["data_snapshot"], key))
+    package = metadata_values(latest(instance, SAMPLE["deployment_package"], key))
     # The package's own digest differs between runs: its model card cites run ids and times.
     # Its predictions are recomputed from the stored package's model on its golden inputs, so
     # they are evidence from the package, not a copy of the training record.
@@ -82,8 +94,9 @@ def test_dask_cluster_runs_the_lifecycle_with_the_same_fingerprints(
     monkeypatch.setenv("LIFECYCLE_ARTIFACT_ROOT", (tmp_path / "dask_artifacts").as_uri())
     monkeypatch.setenv("LIFECYCLE_EXECUTOR", "dask")
     monkeypatch.setenv("LIFECYCLE_DASK_WORKERS", "2")
+    monkeypatch.setenv("LIFECYCLE_MODEL", SAMPLE_MODEL.name)  # whose job the workers rebuild
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        instance.add_dynamic_partitions("data_versions", ["data-v1"])
+        instance.add_dynamic_partitions(DATA_VERSIONS, ["data-v1"])
         result = dg.execute_job(
             dg.reconstructable(lifecycle_job_from_env),
             instance=instance,
@@ -92,9 +105,13 @@ def test_dask_cluster_runs_the_lifecycle_with_the_same_fingerprints(
         )
         assert result.success
         starts = [e for e in result.all_events if e.event_type_value == "STEP_START"]
+        assert result.dagster_run.job_name == LIFECYCLE_JOB
+        assert result.dagster_run.tags["lifecycle/model"] == SAMPLE_MODEL.name
         assert sorted(str(e.step_key) for e in starts) == [
-            "data_snapshot", "deployment_package", "deployment_package_package_verifies",
-            "evaluation", "features", "model_card", "trained_model",
+            "breast_cancer__data_snapshot", "breast_cancer__deployment_package",
+            "breast_cancer__deployment_package_package_verifies", "breast_cancer__evaluation",
+            "breast_cancer__features", "breast_cancer__model_card",
+            "breast_cancer__trained_model",
         ]  # fmt: skip
         # Every step ran in a Dask worker process, none in this one.
         assert os.getpid() not in {e.pid for e in starts}
@@ -142,6 +159,7 @@ def test_postgres_storage_records_the_same_lineage_as_sqlite(
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
         defs = build_definitions(
+            model=SAMPLE_MODEL,
             registry=demo_registry.resource(),
             artifact_store=ArtifactStore(root=str(tmp_path / "pg_artifacts")),
         )
@@ -215,9 +233,9 @@ def _materialize_concurrently(
     config = tmp_path / "run_config.yaml"
     config.write_text(json.dumps(FAST_TRAINING), encoding="utf-8")
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        instance.add_dynamic_partitions("data_versions", list(VERSIONS))
+        instance.add_dynamic_partitions(DATA_VERSIONS, list(VERSIONS))
     command = [str(Path(sys.executable).parent / "dagster"), "job", "execute"]
-    command += ["-m", "lifecycle_pipeline.definitions", "-j", "lifecycle", "-c", str(config)]
+    command += ["-m", "lifecycle_pipeline.definitions", "-j", LIFECYCLE_JOB, "-c", str(config)]
     processes = [
         subprocess.Popen(
             [*command, "--tags", json.dumps({"dagster/partition": key})],
@@ -246,10 +264,13 @@ def _assert_four_clean_runs(
     runs = instance.get_runs()
     assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(VERSIONS)
     assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
+    assert {(r.job_name, r.tags["lifecycle/model"]) for r in runs} == {
+        (LIFECYCLE_JOB, SAMPLE_MODEL.name)
+    }
     run_of = {r.tags["dagster/partition"]: r.run_id for r in runs}
     for key in VERSIONS:  # each partition's assets were materialized by that partition's run
         for asset in ("data_snapshot", "trained_model", "deployment_package"):
-            record = latest(instance, asset, key)
+            record = latest(instance, SAMPLE[asset], key)
             assert record is not None and record.run_id == run_of[key], (asset, key)
     prints = {_fingerprints(instance, key)["fingerprint"] for key in VERSIONS}
     assert len(prints) == 4  # four different datasets, four different models
@@ -278,7 +299,7 @@ def test_four_partitions_at_once_on_postgres_with_the_multiprocess_executor(
         _assert_four_clean_runs(instance, results)
         recorded = _all_metadata_text(instance)
         for key in VERSIONS:  # every package was signed with the team key, not a dev key
-            package = metadata_values(latest(instance, "deployment_package", key))
+            package = metadata_values(latest(instance, SAMPLE["deployment_package"], key))
             assert package["signature/public_key_id"] == public_key_id(public)
     # Neither the database URL nor the private key (its path or any line of it) is evidence.
     key_lines = [line for line in private.read_text().splitlines() if "-----" not in line]
@@ -364,9 +385,9 @@ def test_team_server_layout_runs_code_server_webserver_and_daemon_apart(
         processes.append(start("daemon", str(bin_dir / "dagster-daemon"), "run", *ws))
         config = tmp_path / "run_config.yaml"
         config.write_text(json.dumps(FAST_TRAINING), encoding="utf-8")
-        launch = [dagster, "job", "launch", *ws, "-j", "lifecycle", "-c", str(config)]
+        launch = [dagster, "job", "launch", *ws, "-j", LIFECYCLE_JOB, "-c", str(config)]
         with dg.DagsterInstance.get() as instance:
-            instance.add_dynamic_partitions("data_versions", ["data-v1"])
+            instance.add_dynamic_partitions(DATA_VERSIONS, ["data-v1"])
             tags = json.dumps({"dagster/partition": "data-v1"})
             subprocess.run([*launch, "--tags", tags], cwd=PROJECT_ROOT, check=True)
             (run,) = instance.get_runs()
@@ -379,7 +400,7 @@ def test_team_server_layout_runs_code_server_webserver_and_daemon_apart(
             assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.SUCCESS  # type: ignore[union-attr]
             heartbeats = instance.get_daemon_heartbeats()
             assert "QUEUED_RUN_COORDINATOR" in heartbeats  # the daemon, not us, launched it
-            assert latest(instance, "deployment_package", "data-v1") is not None
+            assert latest(instance, SAMPLE["deployment_package"], "data-v1") is not None
 
         _wait("the webserver", lambda: _port_open(web_port), processes)
         seen = _graphql(

@@ -15,15 +15,27 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from lifecycle_pipeline.declaration import LoadedDeclaration, load_declaration
+from lifecycle_pipeline.declaration import (
+    COMPONENT_TYPE,
+    DECLARATION_FILE,
+    LoadedDeclaration,
+    load_declaration,
+)
 from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.documentation.spec import REQUIRED_FIELDS, SpecError, load_spec
 from lifecycle_pipeline.lineage.query import check_results, history, latest, metadata_values
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
-from tests.conftest import FAST_TRAINING, PROJECT_ROOT, Pipeline, Registry, scratch_pipeline
+from tests.conftest import (
+    FAST_TRAINING,
+    PROJECT_ROOT,
+    Pipeline,
+    Registry,
+    scratch_pipeline,
+)
 
-SAMPLE = PROJECT_ROOT / "models" / "breast_cancer" / "model.yaml"
+SAMPLE = PROJECT_ROOT / "models" / "breast_cancer" / DECLARATION_FILE
 SPEC = PROJECT_ROOT / "models" / "breast_cancer" / "model_card.yaml"
 SAMPLE_WORDS = ("malignant", "benign", "breast", "tumour", "mean_radius")
 MITCHELL = [
@@ -59,7 +71,7 @@ ANNEX_IV = [
 
 
 def bundle(pipeline: Pipeline, key: str = "data-v1") -> tuple[dict[str, Any], Path]:
-    record = metadata_values(latest(pipeline.instance, "model_card", key))
+    record = metadata_values(latest(pipeline.instance, pipeline.key("model_card"), key))
     folder = Path(record["artifact/uri"])
     return json.loads((folder / "bundle.json").read_text()), folder
 
@@ -97,9 +109,9 @@ def test_every_section_is_present_and_the_demo_spec_has_no_gaps(documented: Pipe
 def test_card_values_equal_what_the_instance_recorded(documented: Pipeline) -> None:
     record, _ = bundle(documented)
     card, sheet, annex = (rows(d) for d in record["documents"])
-    model = latest(documented.instance, "trained_model", "data-v1")
-    snapshot = latest(documented.instance, "data_snapshot", "data-v1")
-    evaluation = latest(documented.instance, "evaluation", "data-v1")
+    model = latest(documented.instance, documented.key("trained_model"), "data-v1")
+    snapshot = latest(documented.instance, documented.key("data_snapshot"), "data-v1")
+    evaluation = latest(documented.instance, documented.key("evaluation"), "data-v1")
     assert model is not None and snapshot is not None and evaluation is not None
     model_md, snapshot_md, evaluation_md = (
         metadata_values(r) for r in (model, snapshot, evaluation)
@@ -107,7 +119,7 @@ def test_card_values_equal_what_the_instance_recorded(documented: Pipeline) -> N
 
     assert card["Model fingerprint"]["value"] == model_md["model/fingerprint"]
     assert card["Model fingerprint"]["source"] == {
-        "asset": "trained_model",
+        "asset": "breast_cancer/trained_model",
         "partition": "data-v1",
         "run_id": model.run_id,
     }
@@ -133,7 +145,7 @@ def test_card_values_equal_what_the_instance_recorded(documented: Pipeline) -> N
     )
     assert record["declaration"] == {
         "name": "breast_cancer",
-        "path": "models/breast_cancer/model.yaml",
+        "path": "models/breast_cancer/defs.yaml",
         "sha256": declaration.sha256,
     }
     slices = next(
@@ -152,22 +164,27 @@ def test_card_values_equal_what_the_instance_recorded(documented: Pipeline) -> N
         for row in rows(document).values():
             assert row["gap"] or row["source"], row["label"]
     # The Markdown shown in the UI is the stored one.
-    card_md = metadata_values(latest(documented.instance, "model_card", "data-v1"))["model_card"]
+    card_md = metadata_values(latest(documented.instance, documented.key("model_card"), "data-v1"))[
+        "model_card"
+    ]
     assert model_md["model/fingerprint"] in card_md
 
 
 def test_removed_required_field_is_a_named_gap_and_still_materializes(
     demo_registry: Registry, pipeline_factory: Callable[[Registry], Pipeline], tmp_path: Path
 ) -> None:
-    import yaml
-
     spec = yaml.safe_load(SPEC.read_text())
     del spec["governance"]["responsible_person"]
     del spec["data"]["anonymisation"]
     edited = tmp_path / "spec.yaml"
     edited.write_text(yaml.safe_dump(spec))
     pipeline = pipeline_factory(demo_registry)
-    config = {"ops": {**FAST_TRAINING["ops"], "model_card": {"config": {"spec_path": str(edited)}}}}
+    config = {
+        "ops": {
+            **FAST_TRAINING["ops"],
+            pipeline.op("model_card"): {"config": {"spec_path": str(edited)}},
+        }
+    }
     assert pipeline.run("data-v1", run_config=config).success
 
     record, folder = bundle(pipeline)
@@ -177,7 +194,7 @@ def test_removed_required_field_is_a_named_gap_and_still_materializes(
     assert annex["Responsible person"]["value"] is None
     assert "governance.responsible_person" in annex["Responsible person"]["gap"]
     assert "**GAP**" in (folder / "technical_documentation.md").read_text()
-    metadata = metadata_values(latest(pipeline.instance, "model_card", "data-v1"))
+    metadata = metadata_values(latest(pipeline.instance, pipeline.key("model_card"), "data-v1"))
     assert metadata["gaps/count"] == len(record["gaps"]) >= 3  # anonymisation appears twice
 
 
@@ -186,8 +203,8 @@ def test_what_changed_names_hyperparameters_metric_deltas_and_reason(
 ) -> None:
     pipeline = pipeline_factory(demo_registry)
     assert pipeline.run("data-v1").success
-    changed = {"ops": {"trained_model": {"config": {"params": {"n_estimators": 60}}}}}
-    job = pipeline.defs.resolve_job_def("lifecycle")
+    changed = {"ops": {pipeline.op("trained_model"): {"config": {"params": {"n_estimators": 60}}}}}
+    job = pipeline.defs.resolve_job_def(pipeline.model.scoped("lifecycle"))
     result = job.execute_in_process(
         partition_key="data-v1",
         instance=pipeline.instance,
@@ -209,7 +226,8 @@ def test_what_changed_names_hyperparameters_metric_deltas_and_reason(
     assert set(deltas) >= {"accuracy", "f1", "roc_auc"}
     # Both columns are the metrics the two evaluations recorded, read here from the instance.
     first, second = (
-        metadata_values(r) for r in history(pipeline.instance, "evaluation", "data-v1")
+        metadata_values(r)
+        for r in history(pipeline.instance, pipeline.key("evaluation"), "data-v1")
     )
     for name, before, after, delta in deltas.values():
         assert (before, after) == (first[f"metric/{name}"], second[f"metric/{name}"]), name
@@ -240,7 +258,7 @@ def test_the_spec_comes_from_the_declaration_and_a_missing_one_names_where_it_wa
 
     sample = load_declaration(SAMPLE)
     assert ModelCardConfig().resolved_spec_path(sample)[0] == SPEC
-    declaration = tmp_path / "model.yaml"
+    declaration = tmp_path / DECLARATION_FILE
     declaration.write_text(
         SAMPLE.read_text().replace("spec: model_card.yaml", "spec: model_crad.yaml")
     )
@@ -253,7 +271,9 @@ def test_the_spec_comes_from_the_declaration_and_a_missing_one_names_where_it_wa
     )
     with pytest.raises(SpecError, match=re.escape(expected)):
         load_spec(*ModelCardConfig().resolved_spec_path(moved))
-    with pytest.raises(SpecError, match=r"named by run config ops\.model_card\.config\.spec_path"):
+    with pytest.raises(
+        SpecError, match=r"named by run config ops\.breast_cancer__model_card\.config\.spec_path"
+    ):
         load_spec(*ModelCardConfig(spec_path=str(typo)).resolved_spec_path(sample))
     # The run config replaces the declared spec for one run.
     override = ModelCardConfig(spec_path=str(SPEC)).resolved_spec_path(moved)
@@ -265,15 +285,23 @@ def test_a_missing_spec_fails_model_card_and_records_nothing(
 ) -> None:
     pipeline = pipeline_factory(demo_registry)
     typo = tmp_path / "model_crad.yaml"
-    config = {"ops": {**FAST_TRAINING["ops"], "model_card": {"config": {"spec_path": str(typo)}}}}
+    config = {
+        "ops": {
+            **FAST_TRAINING["ops"],
+            pipeline.op("model_card"): {"config": {"spec_path": str(typo)}},
+        }
+    }
     result = pipeline.run("data-v1", run_config=config)
     assert not result.success
-    [failure] = [e for e in result.get_step_failure_events() if e.step_key == "model_card"]
+    [failure] = [
+        e for e in result.get_step_failure_events() if e.step_key == pipeline.op("model_card")
+    ]
     assert f"{typo}: the model-card spec named by run config" in str(
         failure.step_failure_data.error
     )
-    assert latest(pipeline.instance, "model_card", "data-v1") is None
-    assert latest(pipeline.instance, "evaluation", "data-v1") is not None  # only the card failed
+    assert latest(pipeline.instance, pipeline.key("model_card"), "data-v1") is None
+    # only the card failed
+    assert latest(pipeline.instance, pipeline.key("evaluation"), "data-v1") is not None
 
 
 def test_an_untraceable_previous_version_is_a_gap_never_a_first_version(
@@ -281,11 +309,12 @@ def test_an_untraceable_previous_version_is_a_gap_never_a_first_version(
 ) -> None:
     """An earlier model whose lineage is gone must not be documented as "first version"."""
     pipeline = pipeline_factory(demo_registry)
-    trained = pipeline.run("data-v1", selection=["data_snapshot", "features", "trained_model"])
+    upstream = [pipeline.key(s) for s in ("data_snapshot", "features", "trained_model")]
+    trained = pipeline.run("data-v1", selection=upstream)
     assert trained.success
-    assert pipeline.run("data-v1", run_config={}, selection=["evaluation"]).success
+    assert pipeline.run("data-v1", run_config={}, selection=[pipeline.key("evaluation")]).success
     pipeline.instance.delete_run(trained.run_id)  # the earlier evaluation's upstream is gone
-    changed = {"ops": {"trained_model": {"config": {"params": {"n_estimators": 60}}}}}
+    changed = {"ops": {pipeline.op("trained_model"): {"config": {"params": {"n_estimators": 60}}}}}
     assert pipeline.run("data-v1", run_config=changed).success
 
     record, _ = bundle(pipeline)
@@ -294,8 +323,8 @@ def test_an_untraceable_previous_version_is_a_gap_never_a_first_version(
     assert previous["value"] is None
     assert "exists but its lineage cannot be traced" in previous["gap"]
     assert any("Previous version: the previous version" in g for g in record["gaps"])
-    meta = metadata_values(latest(pipeline.instance, "model_card", "data-v1"))
-    assert str(meta["previous_version"]).startswith("untraceable: evaluation@data-v1")
+    meta = metadata_values(latest(pipeline.instance, pipeline.key("model_card"), "data-v1"))
+    assert str(meta["previous_version"]).startswith("untraceable: breast_cancer/evaluation@data-v1")
 
 
 # -- unit: documents built from hand-made lineage, for every task --------------------------------
@@ -400,7 +429,7 @@ def _lineage(model: LoadedDeclaration, rows: int = 12, seed: int = 3) -> Any:
     )
     return Lineage(
         snapshot=_materialization(
-            "data_snapshot",
+            model.asset("data_snapshot"),
             {
                 "dagster/row_count": rows * 4,
                 "dagster/column_schema": columns,
@@ -410,11 +439,11 @@ def _lineage(model: LoadedDeclaration, rows: int = 12, seed: int = 3) -> Any:
             },
         ),
         features=_materialization(
-            "features",
+            model.asset("features"),
             {"feature_columns": list(contract.features), "test/rows": rows, "train/rows": rows * 3},
         ),
         model=_materialization(
-            "trained_model",
+            model.asset("trained_model"),
             {
                 "hyperparameters": {
                     "estimator": declared.estimator.class_,
@@ -426,7 +455,7 @@ def _lineage(model: LoadedDeclaration, rows: int = 12, seed: int = 3) -> Any:
             },
         ),
         evaluation=_materialization(
-            "evaluation",
+            model.asset("evaluation"),
             {
                 **{f"metric/{k}": v for k, v in overall.items() if k != "rows" and v is not None},
                 "slices": slice_table(slices, factor),
@@ -458,7 +487,11 @@ def _render(model: LoadedDeclaration, lineage: Any, spec_path: Path) -> tuple[di
 
 
 def _declared(tmp_path: Path, text: str) -> LoadedDeclaration:
-    (tmp_path / "model.yaml").write_text(text, encoding="utf-8")
+    """A model folder: ``text`` as the lifecycle component's attributes in its defs.yaml."""
+    component = {"type": COMPONENT_TYPE, "attributes": yaml.safe_load(text)}
+    (tmp_path / DECLARATION_FILE).write_text(
+        yaml.safe_dump(component, sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )
     (tmp_path / "card.yaml").write_text("model:\n  name: Unit-test model\n", encoding="utf-8")
     return load_declaration(tmp_path)
 
@@ -560,7 +593,7 @@ def test_a_binary_card_names_the_positive_class_and_flags_another_declaration() 
 
     # A model trained with another declaration is documented with a gap, never silently.
     other = _materialization(
-        "trained_model", {**lineage.model.metadata, "declaration/sha256": "0" * 64}
+        model.asset("trained_model"), {**lineage.model.metadata, "declaration/sha256": "0" * 64}
     )
     record, _ = _render(
         model, type(lineage)(lineage.snapshot, lineage.features, other, lineage.evaluation), SPEC
@@ -591,9 +624,11 @@ def test_a_changed_declaration_is_a_new_model_version_and_says_so(
     reproduction, and the card's "What changed" shows both digests."""
     folder = tmp_path / "model"
     shutil.copytree(SAMPLE.parent, folder)
-    text = (folder / "model.yaml").read_text(encoding="utf-8")
+    text = (folder / DECLARATION_FILE).read_text(encoding="utf-8")
     assert "min_samples_leaf: 2" in text
-    (folder / "model.yaml").write_text(text.replace("min_samples_leaf: 2", "min_samples_leaf: 3"))
+    (folder / DECLARATION_FILE).write_text(
+        text.replace("min_samples_leaf: 2", "min_samples_leaf: 3")
+    )
     changed = load_declaration(folder)
     (tmp_path / "p").mkdir()
     with scratch_pipeline(demo_registry, tmp_path / "p") as first:
@@ -603,10 +638,13 @@ def test_a_changed_declaration_is_a_new_model_version_and_says_so(
             registry=demo_registry.resource(),
             artifact_store=ArtifactStore(root=str(first.artifacts)),
         )
-        second = Pipeline(defs=defs, instance=first.instance, artifacts=first.artifacts)
+        second = Pipeline(
+            defs=defs, instance=first.instance, artifacts=first.artifacts, model=changed
+        )
         result = second.run("data-v1")
         assert result.success
-        check = check_results(second.instance, result.run_id)["trained_model:reproducible"]
+        reproducible = f"{changed.asset('trained_model')}:reproducible"
+        check = check_results(second.instance, result.run_id)[reproducible]
         assert check.passed and check.metadata["changed_inputs"] == ["declaration"]
         record, _ = bundle(second)
     section = record["documents"][0]["sections"][-1]

@@ -9,11 +9,15 @@ import pytest
 
 from lifecycle_pipeline.definitions import model_assets
 from lifecycle_pipeline.lineage.query import check_results, latest
-from lifecycle_pipeline.partitions import DATA_VERSIONS
-from tests.conftest import FAST_TRAINING, SAMPLE_MODEL, Pipeline, Registry
+from tests.conftest import FAST_TRAINING, SAMPLE, SAMPLE_MODEL, Pipeline, Registry
+
+RELEASE_CANDIDATE = SAMPLE_MODEL.key("release_candidate")
+EVALUATION = SAMPLE_MODEL.asset("evaluation")
 
 
-@dg.asset(partitions_def=DATA_VERSIONS, deps=["evaluation"])
+@dg.asset(
+    key=RELEASE_CANDIDATE, partitions_def=SAMPLE_MODEL.data_versions, deps=[SAMPLE["evaluation"]]
+)
 def release_candidate() -> None:
     """Stands in for the packaging stage: it must never run after a failed gate."""
 
@@ -22,12 +26,13 @@ def release_candidate() -> None:
 def gated(pipeline_factory: Callable[[Registry], Pipeline], demo_registry: Registry) -> Pipeline:
     pipeline = pipeline_factory(demo_registry)
     pipeline.defs = dg.Definitions(
-        assets=[*model_assets().assets, release_candidate],
+        assets=[*model_assets(SAMPLE_MODEL).assets, release_candidate],
         resources=pipeline.defs.resources,
         jobs=[
             dg.define_asset_job(
-                "lifecycle",
-                selection=dg.AssetSelection.all() - dg.AssetSelection.assets("drift_monitor"),
+                SAMPLE_MODEL.scoped("lifecycle"),
+                selection=dg.AssetSelection.all()
+                - dg.AssetSelection.assets(SAMPLE["drift_monitor"]),
             )
         ],
         executor=dg.in_process_executor,
@@ -37,23 +42,26 @@ def gated(pipeline_factory: Callable[[Registry], Pipeline], demo_registry: Regis
 
 def test_failing_gate_blocks_downstream_and_names_gate_and_value(gated: Pipeline) -> None:
     strict = {
-        "ops": {**FAST_TRAINING["ops"], "evaluation": {"config": {"gates": {"roc_auc": 0.99999}}}}
+        "ops": {
+            **FAST_TRAINING["ops"],
+            gated.op("evaluation"): {"config": {"gates": {"roc_auc": 0.99999}}},
+        }
     }
     result = gated.run("data-v1", run_config=strict)
 
     assert not result.success
     checks = check_results(gated.instance, result.run_id)
-    gate = checks["evaluation:gate_roc_auc"]
+    gate = checks[f"{EVALUATION}:gate_roc_auc"]
     assert not gate.passed
     assert gate.metadata["threshold"] == 0.99999
     assert gate.metadata["value"] < 0.99999
     assert f"roc_auc = {gate.metadata['value']:.6g}" in gate.description
     assert "required >= 0.99999" in gate.description
-    assert checks["evaluation:gate_f1"].passed
+    assert checks[f"{EVALUATION}:gate_f1"].passed
 
     # The evaluation itself is on record (the evidence), the downstream stage is not.
-    assert latest(gated.instance, "evaluation", "data-v1") is not None
-    assert latest(gated.instance, "release_candidate", "data-v1") is None
+    assert latest(gated.instance, SAMPLE["evaluation"], "data-v1") is not None
+    assert latest(gated.instance, RELEASE_CANDIDATE, "data-v1") is None
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "gate_roc_auc" in str(failure.event_specific_data.error)  # type: ignore[union-attr]
     logs = [r.user_message for r in gated.instance.all_logs(result.run_id)]
@@ -63,7 +71,7 @@ def test_failing_gate_blocks_downstream_and_names_gate_and_value(gated: Pipeline
 def test_passing_gates_let_downstream_run(gated: Pipeline) -> None:
     result = gated.run("data-v1")
     assert result.success
-    assert latest(gated.instance, "release_candidate", "data-v1") is not None
+    assert latest(gated.instance, RELEASE_CANDIDATE, "data-v1") is not None
 
 
 def test_a_slice_with_one_class_has_an_undefined_roc_auc_not_a_missing_field() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,11 +21,19 @@ from lifecycle_pipeline.lineage.audit import AuditError, AuditLog
 from lifecycle_pipeline.lineage.query import latest, metadata_values
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.signing import PackageSigner
-from tests.conftest import Pipeline, Registry, copy_registry, dagster_home
+from tests.conftest import (
+    SAMPLE,
+    SAMPLE_MODEL,
+    Pipeline,
+    Registry,
+    copy_registry,
+    dagster_home,
+)
 
 pytestmark = pytest.mark.xdist_group("governance")
 
-STRICT = {"ops": {"evaluation": {"config": {"gates": {"roc_auc": 0.99999}}}}}
+MODEL = SAMPLE_MODEL.name
+STRICT = {"ops": {SAMPLE_MODEL.op("evaluation"): {"config": {"gates": {"roc_auc": 0.99999}}}}}
 
 
 @dataclass
@@ -47,13 +56,16 @@ def governed(
     home = dagster_home(base / "dagster_home")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         defs = build_definitions(
+            model=SAMPLE_MODEL,
             registry=registry_module.resource(),
             artifact_store=ArtifactStore(root=str(base / "artifacts")),
         )
         pipeline = Pipeline(defs=defs, instance=instance, artifacts=base / "artifacts")
         for key in ("data-v1", "data-v2", "data-v3"):
             assert pipeline.run(key).success
-        stricter = pipeline.run("data-v3", STRICT, selection=dg.AssetSelection.assets("evaluation"))
+        stricter = pipeline.run(
+            "data-v3", STRICT, selection=dg.AssetSelection.assets(SAMPLE["evaluation"])
+        )
         assert not stricter.success  # its blocking gate failed after the package was built
         yield Governed(pipeline, home, PackageSigner().key_pair()[1])
 
@@ -70,13 +82,28 @@ def registry_module(
 
 @pytest.fixture
 def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, governed: Governed) -> AuditLog:
-    monkeypatch.setenv("LIFECYCLE_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+    """The sample model's audit log, in a folder of this test's own."""
+    monkeypatch.setenv("LIFECYCLE_AUDIT_DIR", str(tmp_path / "audit"))
     monkeypatch.setenv("DAGSTER_HOME", str(governed.home))
-    return AuditLog()
+    monkeypatch.delenv("LIFECYCLE_MODEL", raising=False)  # none chosen: commands need --model
+    return AuditLog.for_model(MODEL)
+
+
+def lifecycle(*args: str) -> int:
+    """`lifecycle ARGS` in this process; `--model` is process-wide there (it sets
+    LIFECYCLE_MODEL), so the choice is undone afterwards, as a new process would start."""
+    before = os.environ.get("LIFECYCLE_MODEL")
+    try:
+        return main(list(args))
+    finally:
+        if before is None:
+            os.environ.pop("LIFECYCLE_MODEL", None)
+        else:
+            os.environ["LIFECYCLE_MODEL"] = before
 
 
 def _package(governed: Governed, key: str) -> Path:
-    record = latest(governed.pipeline.instance, "deployment_package", key)
+    record = latest(governed.pipeline.instance, SAMPLE["deployment_package"], key)
     return Path(str(metadata_values(record)["artifact/uri"]))
 
 
@@ -85,8 +112,8 @@ def test_promotion_needs_passed_gates_and_a_verifying_package(
 ) -> None:
     instance, key = governed.pipeline.instance, governed.public_key
     with pytest.raises(governance.GovernanceError) as failed_gate:
-        governance.promote(instance, log, "data-v3", "ana", "try", key)
-    assert "evaluation:gate_roc_auc: FAILED" in str(failed_gate.value)
+        governance.promote(instance, SAMPLE_MODEL, log, "data-v3", "ana", "try", key)
+    assert "breast_cancer/evaluation:gate_roc_auc: FAILED" in str(failed_gate.value)
     assert "newer than the package" in str(failed_gate.value)
 
     model = _package(governed, "data-v2") / "model.skops"
@@ -94,51 +121,72 @@ def test_promotion_needs_passed_gates_and_a_verifying_package(
     try:
         model.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
         with pytest.raises(governance.GovernanceError, match="package does not verify") as bad:
-            governance.promote(instance, log, "data-v2", "ana", "try", key)
+            governance.promote(instance, SAMPLE_MODEL, log, "data-v2", "ana", "try", key)
         assert "model.skops" in str(bad.value)
     finally:
         model.write_bytes(original)
     assert governance.history(log) == []  # refusals change nothing
 
-    change = governance.promote(instance, log, "data-v2", "ana", "beats v1 on recall", key)
+    change = governance.promote(
+        instance, SAMPLE_MODEL, log, "data-v2", "ana", "beats v1 on recall", key
+    )
     assert (change.action, change.version, change.approver) == ("promotion", "data-v2", "ana")
-    assert main(["promote", "data-v3", "--approver", "bo", "--reason", "r"]) == 2
+    assert log.records()[-1].data["model"] == MODEL
+    promote = ["promote", "data-v3", "--approver", "bo", "--reason", "r"]
+    assert lifecycle("--model", MODEL, *promote) == 2
     assert "gate_roc_auc" in capsys.readouterr().err
-    assert main(["status"]) == 0
-    assert "serving   data-v2" in capsys.readouterr().out
+    assert lifecycle("--model", MODEL, "status") == 0
+    out = capsys.readouterr().out
+    assert "model     breast_cancer" in out and "serving   data-v2" in out
+    # Without --model, one row per declared model: the other serves nothing yet.
+    assert lifecycle("status") == 0
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()}
+    assert rows["model"][:2] == ["serving", "since"]
+    assert rows["breast_cancer"][0] == "data-v2" and "ana" in rows["breast_cancer"]
+    assert rows["diabetes"][0] == "-"
 
 
 def test_rollback_restores_the_previous_version_and_history_answers_time_t(
     governed: Governed, log: AuditLog, capsys: pytest.CaptureFixture[str]
 ) -> None:
     instance, key = governed.pipeline.instance, governed.public_key
-    production = dg.AssetKey("production_model")
+    production = SAMPLE["production_model"]
+    assert production == dg.AssetKey(["breast_cancer", "production_model"])
     before = len(instance.fetch_materializations(production, limit=100).records)
-    assert main(["rollback", "--approver", "ana", "--reason", "r"]) == 2
+    assert lifecycle("--model", MODEL, "rollback", "--approver", "ana", "--reason", "r") == 2
     assert "nothing has been promoted" in capsys.readouterr().err
 
-    first = governance.promote(instance, log, "data-v1", "ana", "initial release", key)
-    second = governance.promote(instance, log, "data-v2", "bo", "retrained on v2", key)
-    back = governance.rollback(instance, log, "cy", "v2 misroutes urgent cases", key)
+    first = governance.promote(
+        instance, SAMPLE_MODEL, log, "data-v1", "ana", "initial release", key
+    )
+    second = governance.promote(
+        instance, SAMPLE_MODEL, log, "data-v2", "bo", "retrained on v2", key
+    )
+    back = governance.rollback(instance, SAMPLE_MODEL, log, "cy", "v2 misroutes urgent cases", key)
     assert (back.action, back.version, back.previous) == ("rollback", "data-v1", "data-v2")
     assert governance.serving_at(log, back.time + timedelta(seconds=1)).version == "data-v1"  # type: ignore[union-attr]
     assert governance.serving_at(log, second.time).version == "data-v2"  # type: ignore[union-attr]
     assert governance.serving_at(log, first.time - timedelta(seconds=1)) is None
     assert back.package_sha256 == first.package_sha256  # the very package that served before
 
-    assert main(["history", "--at", second.time.isoformat()]) == 0
+    assert lifecycle("--model", MODEL, "history", "--at", second.time.isoformat()) == 0
     out = capsys.readouterr().out
     assert "promotion  data-v2  by bo: retrained on v2" in out
-    assert main(["history", "--json"]) == 0
+    assert lifecycle("--model", MODEL, "history", "--json") == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [(c["action"], c["version"]) for c in listed] == [
-        ("promotion", "data-v1"), ("promotion", "data-v2"), ("rollback", "data-v1"),
+    assert [(c["model"], c["action"], c["version"]) for c in listed] == [
+        (MODEL, "promotion", "data-v1"), (MODEL, "promotion", "data-v2"),
+        (MODEL, "rollback", "data-v1"),
     ]  # fmt: skip
+    # Without --model, every model's history, each change named by its model.
+    assert lifecycle("history") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(line.startswith(f"{MODEL}: ") for line in lines), lines
     # Each change is also an event on the production_model asset, for the UI.
     events = instance.fetch_materializations(production, limit=100).records
     assert len(events) == before + 3
     newest = metadata_values(events[0])
-    assert (newest["action"], newest["version"]) == ("rollback", "data-v1")
+    assert (newest["action"], newest["model"], newest["version"]) == ("rollback", MODEL, "data-v1")
     assert newest["approver"] == "cy"
     assert newest["audit/hash"] == log.records()[-1].hash
     assert log.verify().ok
@@ -152,7 +200,7 @@ def test_replay_of_a_golden_row_equals_the_packaged_output(
     expected = pd.read_parquet(package / "golden_outputs.parquet")["probability"].iloc[5]
     rows = tmp_path / "decision.parquet"
     golden.to_parquet(rows)
-    assert main(["replay", "data-v1", "--input", str(rows)]) == 0
+    assert lifecycle("--model", MODEL, "replay", "data-v1", "--input", str(rows)) == 0
     out = capsys.readouterr().out
     replayed = pd.read_csv(io.StringIO(out.split("package ")[0]), index_col="row")
     assert replayed["probability"].iloc[0] == expected  # bit for bit, through %.17g
@@ -166,16 +214,21 @@ def test_audit_export_holds_lineage_checks_documents_and_approvals(
     governed: Governed, log: AuditLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     instance = governed.pipeline.instance
-    governance.promote(instance, log, "data-v1", "ana", "initial release", governed.public_key)
+    governance.promote(
+        instance, SAMPLE_MODEL, log, "data-v1", "ana", "initial release", governed.public_key
+    )
     output = tmp_path / "bundle"
-    assert main(["audit", "export", "--version", "data-v1", "--output", str(output)]) == 0
+    export = ["audit", "export", "--version", "data-v1", "--output", str(output)]
+    assert lifecycle("--model", MODEL, *export) == 0
     bundle = json.loads((output / "audit.json").read_text())
+    assert bundle["model"] == MODEL
     assert set(bundle["lineage"]) == {
-        "data_snapshot", "features", "trained_model", "evaluation", "model_card",
-        "deployment_package",
+        SAMPLE[stage].to_user_string()
+        for stage in ("data_snapshot", "features", "trained_model", "evaluation", "model_card",
+                      "deployment_package")
     }  # fmt: skip
     assert bundle["checks"] and all(c["passed"] for c in bundle["checks"].values())
-    assert "evaluation:gate_roc_auc" in bundle["checks"]
+    assert "breast_cancer/evaluation:gate_roc_auc" in bundle["checks"]
     assert "documentation/model_card.md" in bundle["documentation"]
     assert (output / "documentation" / "model_card.md").read_text().startswith("# ")
     (promotion,) = bundle["deployment_history"]
@@ -186,27 +239,32 @@ def test_audit_export_holds_lineage_checks_documents_and_approvals(
         )[0].run_id
     }
     page = (output / "audit.html").read_text()
-    assert "Audit bundle: model version data-v1" in page and "initial release" in page
+    assert "Audit bundle: breast_cancer, model version data-v1" in page
+    assert "initial release" in page
     # Exports never overwrite.
-    assert main(["audit", "export", "--version", "data-v1", "--output", str(output)]) == 2
+    assert lifecycle("--model", MODEL, *export) == 2
     assert "already exists" in capsys.readouterr().err
 
 
 def test_audit_sync_records_each_finished_run_once(governed: Governed, log: AuditLog) -> None:
     instance = governed.pipeline.instance
-    added = governance.sync_runs(instance, log)
+    added = governance.sync_runs(instance, MODEL, log)
     runs = instance.get_runs()
-    assert added == len(runs) and governance.sync_runs(instance, log) == 0
+    assert added == len(runs) and governance.sync_runs(instance, MODEL, log) == 0
+    # Another model's log takes none of them: runs are filed under the model they ran for.
+    other = AuditLog.for_model("diabetes")
+    assert governance.sync_runs(instance, "diabetes", other) == 0 and other.records() == []
     recorded = {r.data["run_id"]: r for r in log.records() if r.kind == "run"}
+    assert all(r.data["model"] == MODEL for r in recorded.values())
     failed = [r for r in recorded.values() if r.data["status"] == "FAILURE"]
     assert len(failed) == 1  # the stricter re-evaluation of data-v3
     verdicts = {c["check"]: c["passed"] for c in failed[0].data["checks"]}
-    assert verdicts["evaluation:gate_roc_auc"] is False
+    assert verdicts["breast_cancer/evaluation:gate_roc_auc"] is False
     run_id, model = next(
         (run_id, m)
         for run_id, r in recorded.items()
         for m in r.data["materializations"]
-        if m["asset"] == "trained_model" and m["partition"] == "data-v1"
+        if m["asset"] == "breast_cancer/trained_model" and m["partition"] == "data-v1"
     )
     # The audit copy equals what the instance's event log holds for that run's materialization.
     [event] = [
@@ -214,7 +272,7 @@ def test_audit_sync_records_each_finished_run_once(governed: Governed, log: Audi
         for e in instance.get_records_for_run(
             run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
         ).records
-        if e.asset_key == dg.AssetKey("trained_model")
+        if e.asset_key == SAMPLE["trained_model"]
     ]
     in_instance = metadata_values(event)
     for key in ("model/fingerprint", "lineage", "artifact/sha256", "artifact/uri"):
@@ -228,31 +286,37 @@ def test_a_log_cut_short_or_replaced_is_caught_by_the_instances_copy(
     instance's copy of every governance change (seq and hash on production_model) does not
     agree, so verify, status and any further change refuse and name the missing record."""
     instance, key = governed.pipeline.instance, governed.public_key
-    governance.promote(instance, log, "data-v1", "ana", "initial release", key)
-    governance.promote(instance, log, "data-v2", "bo", "retrained on v2", key)
-    back = governance.rollback(instance, log, "cy", "v2 misroutes urgent cases", key)
-    assert main(["audit", "verify"]) == 0
+    governance.promote(instance, SAMPLE_MODEL, log, "data-v1", "ana", "initial release", key)
+    governance.promote(instance, SAMPLE_MODEL, log, "data-v2", "bo", "retrained on v2", key)
+    back = governance.rollback(instance, SAMPLE_MODEL, log, "cy", "v2 misroutes urgent cases", key)
+    assert lifecycle("audit", "verify") == 0  # every model's log
     capsys.readouterr()
     whole = log.path.read_bytes()
     log.path.write_bytes(whole[: whole.rstrip(b"\n").rfind(b"\n") + 1])  # the rollback, gone
     assert log.verify().ok  # on its own, the shorter chain is flawless
 
-    assert main(["audit", "verify"]) == 1
+    assert lifecycle("audit", "verify") == 1
     err = capsys.readouterr().err
     assert (
         f"record {back.seq}, the rollback of data-v1 (run-less event), is recorded in the "
         "Dagster instance but missing from the log: the log was cut short"
     ) in err, err
-    assert main(["status"]) == 2  # it would otherwise name data-v2, rolled back, as serving
+    assert err.startswith(f"{MODEL}: ")  # the model whose log it is
+    # It would otherwise name data-v2, rolled back, as serving.
+    assert lifecycle("--model", MODEL, "status") == 2
     assert "status refused" in capsys.readouterr().err
+    assert lifecycle("status") == 1  # every model: this one's row says its log does not verify
+    out, err = capsys.readouterr()
+    assert "breast_cancer  AUDIT LOG DOES NOT VERIFY" in out
+    assert "the log was cut short" in err
     with pytest.raises(AuditError, match=f"record {back.seq}, the rollback of data-v1"):
-        governance.promote(instance, log, "data-v2", "ana", "again", key)
+        governance.promote(instance, SAMPLE_MODEL, log, "data-v2", "ana", "again", key)
 
     # A log replaced by another that chains and verifies on its own: the hashes disagree.
     log.path.unlink()
-    replacement = AuditLog(log.path)
+    replacement = AuditLog.for_model(MODEL)
     for _ in whole.splitlines():  # as many records as the original held, all rewritten
         replacement.append("promotion", {"note": "rewritten"}, version="data-v1")
     assert replacement.verify().ok
-    assert main(["audit", "verify"]) == 1
+    assert lifecycle("--model", MODEL, "audit", "verify") == 1
     assert "the log was replaced" in capsys.readouterr().err

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import textwrap
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,6 +44,7 @@ from lifecycle_pipeline.monitoring.drift import (
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from tests.conftest import (
     FAST_TRAINING,
+    SAMPLE,
     SAMPLE_MODEL,
     Pipeline,
     Registry,
@@ -168,7 +170,7 @@ def test_an_undefined_drift_score_is_an_error_never_no_drift() -> None:
         compute_drift(reference, current, tests[1:])
 
 
-MULTICLASS = """\
+MULTICLASS_ATTRIBUTES = """\
 name: grades
 description: a small multiclass model for tests
 data: {path: data/grades.csv}
@@ -189,6 +191,16 @@ drift:
   numeric: {method: psi, threshold: 0.2}
   categorical: {method: jensenshannon, threshold: 0.1}
 """
+
+
+def _component(attributes: str) -> str:
+    """A declaration as a model's defs.yaml holds it: the component type, then the attributes."""
+    return "type: lifecycle_pipeline.LifecycleModel\nattributes:\n" + textwrap.indent(
+        attributes, "  "
+    )
+
+
+MULTICLASS = _component(MULTICLASS_ATTRIBUTES)
 
 
 def _grades(
@@ -255,10 +267,13 @@ def test_a_multiclass_model_is_watched_through_its_predicted_labels() -> None:
 
     # A test for numbers cannot judge predicted labels: refused when the declaration loads,
     # naming the setting and its line, before any batch is read.
-    numeric_only = MULTICLASS + "  prediction: {method: ks, threshold: 0.001}\n"
+    numeric_only = _component(
+        MULTICLASS_ATTRIBUTES + "  prediction: {method: ks, threshold: 0.001}\n"
+    )
+    assert numeric_only.splitlines()[21] == "    prediction: {method: ks, threshold: 0.001}"
     with pytest.raises(
         DeclarationError,
-        match=r"grades.yaml:20: drift.prediction.method: 'ks' does not apply to categorical",
+        match=r"grades.yaml:22: drift.prediction.method: 'ks' does not apply to categorical",
     ):
         parse_declaration(numeric_only, Path("grades.yaml"))
 
@@ -384,7 +399,7 @@ def monitored(
 
 
 def drift_metadata(pipeline: Pipeline, batch: str) -> dict[str, object]:
-    return metadata_values(latest(pipeline.instance, "drift_monitor", batch))
+    return metadata_values(latest(pipeline.instance, pipeline.key("drift_monitor"), batch))
 
 
 def test_drifting_batch_is_flagged_with_exactly_the_shifted_columns(
@@ -414,9 +429,10 @@ def test_drifting_batch_is_flagged_with_exactly_the_shifted_columns(
 def test_drift_check_is_a_warning_and_metadata_is_complete(
     monitored: Pipeline, demo_registry: Registry
 ) -> None:
-    record = latest(monitored.instance, "drift_monitor", "batch-002")
+    record = latest(monitored.instance, SAMPLE["drift_monitor"], "batch-002")
     assert record is not None
-    check = check_results(monitored.instance, record.run_id)["drift_monitor:drift_share"]
+    checks = check_results(monitored.instance, record.run_id)
+    check = checks["breast_cancer/drift_monitor:drift_share"]
     assert not check.passed
     assert "mean_texture" in check.description
     evaluation = next(
@@ -448,14 +464,14 @@ def test_drift_check_is_a_warning_and_metadata_is_complete(
     assert meta["sample/seed"] == declared.model.drift.seed
     assert meta["declaration/sha256"] == declared.sha256
     assert meta["drift/overrides"] == {}
-    assert meta["upstream/trained_model"]["partition"] == "data-v1"
+    assert meta["upstream/breast_cancer/trained_model"]["partition"] == "data-v1"
 
 
 def test_sampling_overrides_are_recorded_and_deterministic(monitored: Pipeline) -> None:
     config = {"sample_cap": 150, "seed": 11}
     first, second = monitored.drift("batch-002", config), monitored.drift("batch-002", config)
     assert first.success and second.success
-    runs = history(monitored.instance, "drift_monitor", "batch-002")[-2:]
+    runs = history(monitored.instance, SAMPLE["drift_monitor"], "batch-002")[-2:]
     metas = [metadata_values(r) for r in runs]
     assert metas[0]["sample/current_rows"] == metas[0]["sample/reference_rows"] == 150
     assert metas[0]["sample/seed"] == 11 and metas[0]["drift/overrides"] == config
@@ -509,8 +525,10 @@ def test_malformed_batch_fails_naming_batch_and_problem_and_keeps_earlier_result
         artifact_store=ArtifactStore(root=str(monitored.artifacts)),
     )
     pipeline = Pipeline(defs=defs, instance=monitored.instance, artifacts=monitored.artifacts)
-    before = tree_digest(monitored.artifacts / "drift_monitor")
-    earlier = latest(monitored.instance, "drift_monitor", "batch-002")
+    drift_artifacts = monitored.artifacts / "breast_cancer" / "drift_monitor"
+    assert drift_artifacts.is_dir()  # where the earlier results are: nothing there may change
+    before = tree_digest(drift_artifacts)
+    earlier = latest(monitored.instance, SAMPLE["drift_monitor"], "batch-002")
 
     result = pipeline.drift(batch, {"reference_version": "data-v1"})
     assert not result.success
@@ -519,9 +537,11 @@ def test_malformed_batch_fails_naming_batch_and_problem_and_keeps_earlier_result
     assert f"production batch '{batch}'" in message and expected in message, message
     if batch != "batch-903":  # rule problems name the declaration that states the rules
         assert str(SAMPLE_MODEL.path) in message, message
-    assert latest(monitored.instance, "drift_monitor", batch) is None
-    assert tree_digest(monitored.artifacts / "drift_monitor") == before
-    assert latest(monitored.instance, "drift_monitor", "batch-002").storage_id == earlier.storage_id  # type: ignore[union-attr]
+    assert latest(monitored.instance, SAMPLE["drift_monitor"], batch) is None
+    assert tree_digest(drift_artifacts) == before
+    kept = latest(monitored.instance, SAMPLE["drift_monitor"], "batch-002")
+    assert kept is not None and earlier is not None
+    assert kept.storage_id == earlier.storage_id
 
 
 def test_drift_above_threshold_requests_one_retraining_with_the_reason(monitored: Pipeline) -> None:
@@ -549,7 +569,7 @@ def test_drift_above_threshold_requests_one_retraining_with_the_reason(monitored
 def test_retraining_for_drift_puts_the_reason_in_the_next_model_card(monitored: Pipeline) -> None:
     tick = monitored.tick("drift_retraining_sensor")
     request = (tick.run_requests or [])[0]
-    result = monitored.defs.resolve_job_def("lifecycle").execute_in_process(
+    result = monitored.defs.resolve_job_def("breast_cancer_lifecycle").execute_in_process(
         partition_key=request.partition_key,
         instance=monitored.instance,
         run_config=FAST_TRAINING,
@@ -557,6 +577,8 @@ def test_retraining_for_drift_puts_the_reason_in_the_next_model_card(monitored: 
         raise_on_error=False,
     )
     assert result.success
-    card = metadata_values(latest(monitored.instance, "model_card", "data-v1"))["model_card"]
+    card = metadata_values(latest(monitored.instance, SAMPLE["model_card"], "data-v1"))[
+        "model_card"
+    ]
     assert isinstance(card, str)
     assert "drift on production batch batch-002: share 0.100 > 0.05" in card

@@ -21,9 +21,15 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from lifecycle_pipeline.cli import main
-from lifecycle_pipeline.declaration import LoadedDeclaration, load_declaration
+from lifecycle_pipeline.declaration import (
+    COMPONENT_TYPE,
+    DECLARATION_FILE,
+    LoadedDeclaration,
+    load_declaration,
+)
 from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
 from lifecycle_pipeline.lineage.records import EvaluationReport, FeatureSet, TrainedModel
 from lifecycle_pipeline.package import runtime
@@ -34,7 +40,7 @@ from lifecycle_pipeline.resources.signing import PackageSigner, ensure_dev_key, 
 from tests.conftest import PROJECT_ROOT, Registry, scratch_pipeline
 from tests.reliability.cases import PREDICT_INPUTS, Fault, case
 
-SAMPLE = PROJECT_ROOT / "models" / "breast_cancer" / "model.yaml"
+SAMPLE = PROJECT_ROOT / "models" / "breast_cancer" / DECLARATION_FILE
 TASK_COLUMNS = ["probability", "label"]  # the sample is a binary task
 
 
@@ -53,13 +59,12 @@ def packaged(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) 
         result = pipeline.run("data-v1")
         assert result.success
         checks = check_results(instance, result.run_id)
-        assert checks["deployment_package:prediction_parity"].passed
-        assert checks["deployment_package:package_verifies"].passed
-        package = Path(
-            metadata_values(latest(instance, "deployment_package", "data-v1"))["artifact/uri"]
-        )
-        evaluation = metadata_values(latest(instance, "evaluation", "data-v1"))
-        features = metadata_values(latest(instance, "features", "data-v1"))
+        package_asset = pipeline.model.asset("deployment_package")
+        assert checks[f"{package_asset}:prediction_parity"].passed
+        assert checks[f"{package_asset}:package_verifies"].passed
+        package = Path(metadata_values(latest(instance, package_asset, "data-v1"))["artifact/uri"])
+        evaluation = metadata_values(latest(instance, pipeline.key("evaluation"), "data-v1"))
+        features = metadata_values(latest(instance, pipeline.key("features"), "data-v1"))
     report = decode(Path(evaluation["artifact/uri"]).read_bytes(), source="evaluation")
     feature_set = decode(Path(features["artifact/uri"]).read_bytes(), source="features")
     test_rows = feature_set.test[list(feature_set.feature_columns)]
@@ -483,6 +488,16 @@ evaluation:
 """
 
 
+def declare(folder: Path, text: str) -> LoadedDeclaration:
+    """A model folder whose defs.yaml holds ``text`` (a declaration) as the attributes of the
+    lifecycle component, loaded."""
+    folder.mkdir(parents=True, exist_ok=True)
+    component = {"type": COMPONENT_TYPE, "attributes": yaml.safe_load(text)}
+    path = folder / DECLARATION_FILE
+    path.write_text(yaml.safe_dump(component, sort_keys=False), encoding="utf-8")
+    return load_declaration(path)
+
+
 def edge_frame() -> pd.DataFrame:
     """Parsed the way data_snapshot parses it, from the bytes pandas writes."""
     from lifecycle_pipeline.contract import parse
@@ -591,15 +606,13 @@ def iris_frame() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def multiclass(tmp_path_factory: pytest.TempPathFactory) -> Direct:
     base = tmp_path_factory.mktemp("multiclass")
-    (base / "model.yaml").write_text(MULTICLASS, encoding="utf-8")
-    return build_direct(load_declaration(base / "model.yaml"), iris_frame(), base / "package")
+    return build_direct(declare(base / "garden_iris", MULTICLASS), iris_frame(), base / "package")
 
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Direct:
     base = tmp_path_factory.mktemp("edge")
-    (base / "model.yaml").write_text(EDGE, encoding="utf-8")
-    return build_direct(load_declaration(base / "model.yaml"), edge_frame(), base / "package")
+    return build_direct(declare(base / "edge_cases", EDGE), edge_frame(), base / "package")
 
 
 def test_edge_data_is_typed_as_declared_before_training(edge: Direct) -> None:
@@ -621,7 +634,7 @@ def regression(tmp_path_factory: pytest.TempPathFactory) -> Direct:
     from lifecycle_pipeline.sample_data import diabetes_frame
 
     base = tmp_path_factory.mktemp("regression")
-    declaration = load_declaration(PROJECT_ROOT / "models" / "diabetes" / "model.yaml")
+    declaration = load_declaration(PROJECT_ROOT / "models" / "diabetes" / DECLARATION_FILE)
     return build_direct(declaration, diabetes_frame(), base / "package")
 
 
@@ -786,8 +799,7 @@ def test_the_runtime_mirrors_each_task_bit_for_bit(task: str, tmp_path: Path) ->
         text = text.replace("RandomForestClassifier", "RandomForestRegressor")
     else:
         text = text.replace("evaluation:\n", "evaluation:\n  decision_threshold: 0.3\n")
-    (tmp_path / "model.yaml").write_text(text, encoding="utf-8")
-    declaration = load_declaration(tmp_path / "model.yaml")
+    declaration = declare(tmp_path / "garden_iris", text)
     declared = declaration.model
     rng = np.random.default_rng(7)
     if kind == "regression":
@@ -877,14 +889,12 @@ def test_a_teams_own_estimator_class_trains_ships_and_scores_once_its_type_is_re
         "  scale: true\n  impute: median\n  trusted_types: []",
     )
     assert own != MULTICLASS
-    (tmp_path / "model.yaml").write_text(own, encoding="utf-8")
     with pytest.raises(EstimatorError, match=r"team_models.centroid.CentroidClassifier"):
-        build_direct(load_declaration(tmp_path / "model.yaml"), iris_frame(), tmp_path / "no")
+        build_direct(declare(tmp_path / "garden_iris", own), iris_frame(), tmp_path / "no")
     reviewed = own.replace(
         "trusted_types: []", "trusted_types: [numpy.dtype, team_models.centroid.CentroidClassifier]"
     )
-    (tmp_path / "model.yaml").write_text(reviewed, encoding="utf-8")
-    direct = build_direct(load_declaration(tmp_path / "model.yaml"), iris_frame(), tmp_path / "p")
+    direct = build_direct(declare(tmp_path / "garden_iris", reviewed), iris_frame(), tmp_path / "p")
     report = verify_package(direct.package, PackageSigner().key_pair()[1])
     assert report.ok, report.render()
     rows = direct.features.test[list(direct.features.feature_columns)]

@@ -19,11 +19,12 @@ from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.signing import PackageSigner, ensure_dev_key, public_key_id
-from tests.conftest import Pipeline, Registry, dagster_home, scratch_pipeline
+from tests.conftest import SAMPLE, SAMPLE_MODEL, Pipeline, Registry, dagster_home, scratch_pipeline
 
 pytestmark = pytest.mark.xdist_group("package_check")
 
-CHECK = "deployment_package:package_verifies"
+CHECK = f"{SAMPLE_MODEL.asset('deployment_package')}:package_verifies"
+PACKAGE = SAMPLE["deployment_package"]
 
 
 class CorruptingStore(ArtifactStore):
@@ -67,6 +68,7 @@ def verified(
     base = tmp_path_factory.mktemp("verified")
     with dg.DagsterInstance.from_config(str(dagster_home(base / "dagster_home"))) as instance:
         defs = build_definitions(
+            model=SAMPLE_MODEL,
             registry=demo_registry.resource(),
             artifact_store=ArtifactStore(root=str(base / "artifacts")),
         )
@@ -78,7 +80,7 @@ def verified(
 def test_the_stored_package_is_verified_with_the_trusted_key_in_the_same_run(
     verified: Pipeline,
 ) -> None:
-    record = latest(verified.instance, "deployment_package", "data-v1")
+    record = latest(verified.instance, PACKAGE, "data-v1")
     assert record is not None
     check = check_results(verified.instance, record.run_id)[CHECK]
     assert check.passed, check.description
@@ -111,11 +113,8 @@ def test_a_package_signed_with_a_key_nobody_trusts_fails_the_check(
         assert str(ensure_dev_key()[1]) in check.description  # the trusted key, named
         assert check.metadata["trusted_public_key_id"] != public_key_id(public)
         # Governance reads the same verdict: such a package can never be promoted.
-        chosen = governance.candidate(instance, "data-v1", ensure_dev_key()[1])
-        assert any(
-            m.startswith("deployment_package:package_verifies: FAILED in run")
-            for m in chosen.missing
-        ), chosen.missing
+        chosen = governance.candidate(instance, SAMPLE_MODEL, "data-v1", ensure_dev_key()[1])
+        assert any(m.startswith(f"{CHECK}: FAILED in run") for m in chosen.missing), chosen.missing
 
 
 def test_bytes_corrupted_on_their_way_into_the_store_fail_the_check(
@@ -126,7 +125,7 @@ def test_bytes_corrupted_on_their_way_into_the_store_fail_the_check(
         result = pipeline.run("data-v1")
         assert not result.success
         check = check_results(instance, result.run_id)[CHECK]
-        archive = metadata_values(latest(instance, "deployment_package", "data-v1"))
+        archive = metadata_values(latest(instance, PACKAGE, "data-v1"))
         assert not check.passed
         assert f"Artifact archive {archive['artifact/archive']} does not hold" in check.description
 
@@ -140,18 +139,21 @@ def test_stored_bytes_changed_later_fail_lifecycle_verify(
 ) -> None:
     """On-call re-verifies a version as the store holds it now: exit 1, the file named."""
     monkeypatch.setenv("DAGSTER_HOME", str(verified.instance.root_directory))
-    metadata = metadata_values(latest(verified.instance, "deployment_package", "data-v1"))
+    # --model sets LIFECYCLE_MODEL for the rest of the process; monkeypatch restores it after.
+    monkeypatch.setenv("LIFECYCLE_MODEL", SAMPLE_MODEL.name)
+    verify = ["--model", SAMPLE_MODEL.name, "verify", "data-v1"]
+    metadata = metadata_values(latest(verified.instance, PACKAGE, "data-v1"))
     target = (
         Path(metadata["artifact/archive"])
         if where == "archive"
         else Path(metadata["artifact/uri"]) / "manifest.json"
     )
     original = target.read_bytes()
-    assert main(["verify", "data-v1"]) == 0, capsys.readouterr().err
+    assert main(verify) == 0, capsys.readouterr().err
     assert "the zip holds exactly them" in capsys.readouterr().out
     try:
         target.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
-        assert main(["verify", "data-v1"]) == 1
+        assert main(verify) == 1
         err = capsys.readouterr().err
         assert "stored package:" in err and str(target) in err and "NOT VERIFIED" in err
     finally:

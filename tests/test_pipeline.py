@@ -14,7 +14,10 @@ from lifecycle_pipeline.lineage.query import (
     metadata_values,
     summarize,
 )
-from tests.conftest import SAMPLE_MODEL, Pipeline, Registry
+from tests.conftest import SAMPLE, SAMPLE_MODEL, Pipeline, Registry
+
+# Check names carry the asset's full key.
+REPRODUCIBLE = "breast_cancer/trained_model:reproducible"
 
 
 def test_two_versions_materialize_with_lineage_read_back(
@@ -25,7 +28,7 @@ def test_two_versions_materialize_with_lineage_read_back(
         assert pipeline.run(key).success, key
 
     resolved = {k: demo_registry.resource().resolve(k) for k in ("data-v1", "data-v2")}
-    rows = {k: summarize(pipeline.instance, k) for k in resolved}
+    rows = {k: summarize(pipeline.instance, SAMPLE_MODEL.name, k) for k in resolved}
     for key, version in resolved.items():
         row = rows[key]
         assert row is not None
@@ -48,7 +51,7 @@ def test_two_versions_materialize_with_lineage_read_back(
 
     # Dagster's own data versions differ per data version and equal the DVC md5.
     for key, version in resolved.items():
-        record = latest(pipeline.instance, "data_snapshot", key)
+        record = latest(pipeline.instance, pipeline.key("data_snapshot"), key)
         assert record is not None
         tags = record.event_log_entry.dagster_event.event_specific_data.materialization.tags
         assert tags["dagster/data_version"] == version.md5
@@ -59,17 +62,20 @@ def test_each_stage_records_the_exact_upstream_artifact(
 ) -> None:
     pipeline = pipeline_factory(demo_registry)
     assert pipeline.run("data-v1").success
-    snapshot = metadata_values(latest(pipeline.instance, "data_snapshot", "data-v1"))
-    features = metadata_values(latest(pipeline.instance, "features", "data-v1"))
-    model = metadata_values(latest(pipeline.instance, "trained_model", "data-v1"))
-    evaluation = metadata_values(latest(pipeline.instance, "evaluation", "data-v1"))
+    snapshot = metadata_values(latest(pipeline.instance, SAMPLE["data_snapshot"], "data-v1"))
+    features = metadata_values(latest(pipeline.instance, SAMPLE["features"], "data-v1"))
+    model = metadata_values(latest(pipeline.instance, SAMPLE["trained_model"], "data-v1"))
+    evaluation = metadata_values(latest(pipeline.instance, SAMPLE["evaluation"], "data-v1"))
 
-    assert features["upstream/data_snapshot"]["sha256"] == snapshot["artifact/sha256"]
-    assert model["upstream/features"]["sha256"] == features["artifact/sha256"]
-    assert evaluation["upstream/trained_model"]["sha256"] == model["artifact/sha256"]
+    # Upstream artifacts are named by their full key: the model's prefix and the stage.
+    assert features["upstream/breast_cancer/data_snapshot"]["sha256"] == snapshot["artifact/sha256"]
+    assert model["upstream/breast_cancer/features"]["sha256"] == features["artifact/sha256"]
+    assert evaluation["upstream/breast_cancer/trained_model"]["sha256"] == model["artifact/sha256"]
     assert evaluation["model/fingerprint"] == model["model/fingerprint"]
-    # Artifacts live at content-addressed paths under the partition.
-    assert model["artifact/uri"].endswith(f"/trained_model/data-v1/{model['artifact/sha256']}.zip")
+    # Artifacts live at content-addressed paths under the model's key and the partition.
+    assert model["artifact/uri"].endswith(
+        f"/breast_cancer/trained_model/data-v1/{model['artifact/sha256']}.zip"
+    )
     # Training lineage carries every element of the lineage tuple.
     lineage = model["lineage"]
     assert lineage["data_md5"] == snapshot["dvc/md5"]
@@ -92,17 +98,20 @@ def test_rematerializing_reproduces_fingerprint_and_prediction_digest(
     second = pipeline.run("data-v1")
     assert first.success and second.success
 
-    models = [metadata_values(r) for r in history(pipeline.instance, "trained_model", "data-v1")]
+    trained = history(pipeline.instance, SAMPLE["trained_model"], "data-v1")
+    models = [metadata_values(r) for r in trained]
     assert len(models) == 2
     assert models[0]["model/fingerprint"] == models[1]["model/fingerprint"]
     assert models[0]["model/prediction_digest"] == models[1]["model/prediction_digest"]
     assert models[0]["model/state_digest"] == models[1]["model/state_digest"]
 
-    check = check_results(pipeline.instance, second.run_id)["trained_model:reproducible"]
+    check = check_results(pipeline.instance, second.run_id)[REPRODUCIBLE]
     assert check.passed
     assert check.metadata["compared_run"] == first.run_id
 
-    evaluations = [metadata_values(r) for r in history(pipeline.instance, "evaluation", "data-v1")]
+    evaluations = [
+        metadata_values(r) for r in history(pipeline.instance, SAMPLE["evaluation"], "data-v1")
+    ]
     # Evaluation and its inputs are byte-identical, so the store keeps one artifact.
     assert evaluations[0]["artifact/sha256"] == evaluations[1]["artifact/sha256"]
 
@@ -112,15 +121,16 @@ def test_changed_hyperparameter_is_a_new_version_not_a_failure(
 ) -> None:
     pipeline = pipeline_factory(demo_registry)
     assert pipeline.run("data-v1").success
-    changed = {"ops": {"trained_model": {"config": {"params": {"n_estimators": 41}}}}}
+    changed = {"ops": {pipeline.op("trained_model"): {"config": {"params": {"n_estimators": 41}}}}}
+    assert pipeline.op("trained_model") == "breast_cancer__trained_model"
     result = pipeline.run("data-v1", run_config=changed)
     assert result.success
-    check = check_results(pipeline.instance, result.run_id)["trained_model:reproducible"]
+    check = check_results(pipeline.instance, result.run_id)[REPRODUCIBLE]
     assert check.passed
     assert check.metadata["changed_inputs"] == ["config_hash"]
     fingerprints = {
         metadata_values(r)["model/fingerprint"]
-        for r in history(pipeline.instance, "trained_model", "data-v1")
+        for r in history(pipeline.instance, SAMPLE["trained_model"], "data-v1")
     }
     assert len(fingerprints) == 2
 
@@ -136,18 +146,19 @@ def test_without_a_lock_reproducibility_is_unknown_never_identical(
     monkeypatch.setenv("LIFECYCLE_PROJECT_ROOT", str(tmp_path))  # no uv.lock, no git
     monkeypatch.setenv("LIFECYCLE_MODEL", str(SAMPLE_MODEL.path))  # nor models/
     pipeline = pipeline_factory(demo_registry)
-    training = ["data_snapshot", "features", "trained_model", "evaluation"]
+    training = [SAMPLE[s] for s in ("data_snapshot", "features", "trained_model", "evaluation")]
     first = pipeline.run("data-v1", selection=training)
     second = pipeline.run("data-v1", selection=training)
     assert first.success and second.success  # a warning, not a failure: the model is usable
-    models = [metadata_values(r) for r in history(pipeline.instance, "trained_model", "data-v1")]
+    trained = history(pipeline.instance, SAMPLE["trained_model"], "data-v1")
+    models = [metadata_values(r) for r in trained]
     assert [m["env/lock_hash"] for m in models] == ["unknown", "unknown"]
     for run in (first, second):
-        check = check_results(pipeline.instance, run.run_id)["trained_model:reproducible"]
+        check = check_results(pipeline.instance, run.run_id)[REPRODUCIBLE]
         assert not check.passed and check.metadata["verdict"] == "unknown"
         assert "Reproducibility unknown: no uv.lock" in check.description
         assert "compared_run" not in check.metadata  # "unknown" == "unknown" proves nothing
-    row = summarize(pipeline.instance, "data-v1")
+    row = summarize(pipeline.instance, SAMPLE_MODEL.name, "data-v1")
     assert row is not None and row.reproduced == "unknown"
 
 

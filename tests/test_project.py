@@ -9,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
+from lifecycle_pipeline.lineage.query import latest
 from tests.conftest import PROJECT_ROOT
 
 # One worker, in file order: the drift test reuses the instance the demo test populated.
@@ -112,8 +114,10 @@ def test_demo_runs_twice_and_the_second_run_reproduces(project_copy: Path) -> No
     assert published == {*CANCER_TAGS, *DIABETES_TAGS}
     for output in (first.stdout, second.stdout):
         assert "data-v1" in output and "data-v2" in output
+        assert "diabetes-v1" in output and "diabetes-v2" in output
         assert "FAIL" not in output
-    # Both declared models, each with its own instance; the second run reproduces the first.
+        assert output.index("== model breast_cancer ==") < output.index("== model diabetes ==")
+    # Both declared models, into one shared instance; the second run reproduces the first.
     for prefix, columns in (("data-v", 8), ("diabetes-v", 6)):
         first_rows = [line for line in first.stdout.splitlines() if line.startswith(prefix)]
         second_rows = [line for line in second.stdout.splitlines() if line.startswith(prefix)]
@@ -132,9 +136,18 @@ def test_demo_runs_twice_and_the_second_run_reproduces(project_copy: Path) -> No
     assert verdicts["diabetes-batch-001"][:2] == ["no", "drift"]
     assert verdicts["diabetes-batch-002"][0] == "drift"
     assert "sex, bmi, s5" in second.stdout  # the diabetes batch's shifted columns, named
-    assert (project_copy / ".lifecycle" / "dagster_home" / "dagster.yaml").exists()
-    models = project_copy / ".lifecycle" / "models" / "diabetes"
-    assert (models / "dagster_home" / "dagster.yaml").exists()
+    # One Dagster instance for every model (no instance per model), each model's partitions
+    # under its own names.
+    home = project_copy / ".lifecycle" / "dagster_home"
+    assert (home / "dagster.yaml").exists()
+    assert not (project_copy / ".lifecycle" / "models").exists()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for model, tags in (("breast_cancer", CANCER_TAGS), ("diabetes", DIABETES_TAGS)):
+            versions = instance.get_dynamic_partitions(f"{model}_data_versions")
+            batches = instance.get_dynamic_partitions(f"{model}_production_batches")
+            assert (*versions, *batches) == tags, model
+            for version in versions:
+                assert latest(instance, [model, "deployment_package"], version), (model, version)
 
 
 @pytest.mark.slow
@@ -145,7 +158,21 @@ def test_drift_by_hand_for_a_registry_batch_and_a_file(project_copy: Path) -> No
         _run([str(Path(sys.executable).with_name("dvc")), "repro"], project_copy, env)
         _run([lifecycle, "demo"], project_copy, env)
 
-    tagged = _run([lifecycle, "drift", "--batch", "batch-002"], project_copy, env).stdout
+    # With two models declared, a command for one model must say which.
+    unnamed = subprocess.run(
+        [lifecycle, "drift", "--batch", "batch-002"],
+        cwd=project_copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert unnamed.returncode == 2, unnamed.stderr
+    assert "Which model? Pass --model NAME" in unnamed.stderr
+    assert "declared: breast_cancer, diabetes" in unnamed.stderr
+
+    cancer = [lifecycle, "--model", "breast_cancer"]
+    tagged = _run([*cancer, "drift", "--batch", "batch-002"], project_copy, env).stdout
     assert "Batch batch-002: drift; drift share 0.100" in tagged
     assert "mean_texture, mean_smoothness, worst_texture" in tagged and "against data-v2" in tagged
     report = Path(tagged.split("report: ")[1].split()[0])
@@ -153,14 +180,14 @@ def test_drift_by_hand_for_a_registry_batch_and_a_file(project_copy: Path) -> No
 
     csv = project_copy / "data" / "sample" / "batches" / "batch-001.csv"
     adhoc = _run(
-        [lifecycle, "drift", "--batch", str(csv), "--version", "data-v1"], project_copy, env
+        [*cancer, "drift", "--batch", str(csv), "--version", "data-v1"], project_copy, env
     ).stdout
     assert ": no drift; drift share 0.000" in adhoc and "against data-v1" in adhoc
     assert "not recorded in the Dagster instance" in adhoc
     assert Path(adhoc.split("report: ")[1].split()[0]).is_file()
 
     missing = subprocess.run(
-        [lifecycle, "drift", "--batch", "batch-404"],
+        [*cancer, "drift", "--batch", "batch-404"],
         cwd=project_copy,
         env=env,
         capture_output=True,

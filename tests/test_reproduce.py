@@ -24,6 +24,8 @@ from tests.conftest import (
     FAST_TRAINING,
     GIT_IDENTITY,
     PROJECT_ROOT,
+    SAMPLE,
+    SAMPLE_MODEL,
     Registry,
     committed_project_copy,
 )
@@ -32,8 +34,12 @@ from tests.conftest import (
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reproduce")]
 
 TRAINING = Path("lifecycle_pipeline/assets/training.py")
-DECLARATION = Path("models/breast_cancer/model.yaml")
-SELECTION = "key:data_snapshot or key:features or key:trained_model or key:evaluation"
+MODEL = SAMPLE_MODEL.name
+DECLARATION = Path("models/breast_cancer/defs.yaml")
+SELECTION = " or ".join(
+    f"key:{SAMPLE[stage].to_user_string()}"  # key:breast_cancer/data_snapshot ...
+    for stage in ("data_snapshot", "features", "trained_model", "evaluation")
+)
 IDENTITY = GIT_IDENTITY
 
 
@@ -81,7 +87,8 @@ class Project:
         env = self.env(home)
         add = "import dagster as dg, sys; dg.DagsterInstance.get().add_dynamic_partitions("
         subprocess.run(
-            [sys.executable, "-c", add + "'data_versions', [sys.argv[1]])", key],
+            [sys.executable, "-c", add + "sys.argv[2], [sys.argv[1]])", key,
+             SAMPLE_MODEL.scoped("data_versions")],
             cwd=self.repo, env=env, check=True,
         )  # fmt: skip
         subprocess.run(
@@ -92,8 +99,9 @@ class Project:
         )  # fmt: skip
 
     def lifecycle(self, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        """`lifecycle --model breast_cancer ARGS` (the project declares two models)."""
         return subprocess.run(
-            [sys.executable, "-m", "lifecycle_pipeline.cli", *args],
+            [sys.executable, "-m", "lifecycle_pipeline.cli", "--model", MODEL, *args],
             cwd=self.repo, env=self.env(home), capture_output=True, text=True, check=False,
         )  # fmt: skip
 
@@ -130,6 +138,10 @@ def test_reproduce_at_the_current_commit_is_identical_and_lists_every_element(
     report = _report(done)
     assert report["method"] == "current"
     assert report["verdict"] == "identical"
+    assert report["model"] == MODEL
+    assert f"reproduction of {MODEL} data-v1 (run " in done.stdout
+    path = next(x for x in done.stdout.splitlines() if x.startswith("report: "))
+    assert Path(path.removeprefix("report: ")).name.startswith(f"{MODEL}-data-v1-")
     elements = _elements(report)
     assert set(elements) == {
         "data_md5", "declaration.sha256", "code.commit", "code.dirty", "code.lock_hash",
@@ -144,7 +156,7 @@ def test_reproduce_at_the_current_commit_is_identical_and_lists_every_element(
     for name in measured:
         assert elements[name]["recorded"] == elements[name]["reproduced"], name
     with dg.DagsterInstance.from_config(str(trained_at_a)) as instance:
-        recorded = metadata_values(latest(instance, "trained_model", "data-v1"))
+        recorded = metadata_values(latest(instance, SAMPLE["trained_model"], "data-v1"))
     assert elements["fingerprint.combined"]["recorded"] == recorded["model/fingerprint"]
     assert elements["data_md5"]["reproduced"] == project.registry.resource().resolve("data-v1").md5
     for name in elements:
@@ -153,6 +165,7 @@ def test_reproduce_at_the_current_commit_is_identical_and_lists_every_element(
     # The reproduction is evidence: it is in the audit trail, which verifies.
     audit = project.lifecycle(trained_at_a, "audit", "verify")
     assert audit.returncode == 0, audit.stderr
+    assert f"{MODEL}: {project.state / 'audit' / 'breast_cancer.jsonl'}: " in audit.stdout
 
 
 def test_version_from_an_earlier_commit_is_reproduced_in_its_own_worktree(

@@ -26,14 +26,18 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from lifecycle_pipeline.declaration import load_declaration
 from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.lineage.query import latest, metadata_values
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
-from tests.conftest import PROJECT_ROOT, Pipeline, Registry, free_port
+from lifecycle_pipeline.resources.registry import DataRegistry
+from tests.conftest import PROJECT_ROOT, SAMPLE_MODEL, Pipeline, Registry, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui")]
 
 SNAPSHOT = PROJECT_ROOT / "tests" / "snapshots" / "asset_graph.json"
+OTHER_MODEL = load_declaration(PROJECT_ROOT / "models" / "diabetes")
+BC = SAMPLE_MODEL.name
 
 
 def chromium() -> str | None:
@@ -49,7 +53,8 @@ def chromium() -> str | None:
 @dataclass
 class Served:
     url: str
-    pipeline: Pipeline
+    pipeline: Pipeline  # the sample model's
+    other: Pipeline  # the second model's, in the same instance
     shots: Path
 
 
@@ -57,7 +62,8 @@ class Served:
 # fixture down and rebuild it; the browser stays module-scoped (see ``page``).
 @pytest.fixture(scope="session")
 def served(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """The demo's versions and batches in a real DAGSTER_HOME, shown by dagster-webserver."""
+    """Both demo models' versions and batches in one real DAGSTER_HOME, shown by
+    dagster-webserver loading the project's models folder, as `make ui` does."""
     base = tmp_path_factory.mktemp("ui")
     home = base / "dagster_home"
     home.mkdir()
@@ -65,13 +71,18 @@ def served(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) ->
     artifacts = base / "artifacts"
     with dg.DagsterInstance.from_config(str(home)) as instance:
         defs = build_definitions(
-            registry=demo_registry.resource(), artifact_store=ArtifactStore(root=str(artifacts))
+            models=[SAMPLE_MODEL, OTHER_MODEL],
+            registry=DataRegistry(url=str(demo_registry.repo)),  # both models' tags
+            artifact_store=ArtifactStore(root=str(artifacts)),
         )
-        pipeline = Pipeline(defs=defs, instance=instance, artifacts=artifacts)
+        pipeline = Pipeline(defs=defs, instance=instance, artifacts=artifacts, model=SAMPLE_MODEL)
+        other = Pipeline(defs=defs, instance=instance, artifacts=artifacts, model=OTHER_MODEL)
         for key in ("data-v1", "data-v2"):
             assert pipeline.run(key).success
         for batch in ("batch-001", "batch-002"):
             assert pipeline.drift(batch).success
+        assert other.run("diabetes-v1").success
+        assert other.drift("diabetes-batch-002").success
         port = free_port()
         env = {
             **os.environ,
@@ -102,7 +113,7 @@ def served(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) ->
                 else base / "screenshots"
             )
             shots.mkdir(parents=True, exist_ok=True)
-            yield Served(url=url, pipeline=pipeline, shots=shots)
+            yield Served(url=url, pipeline=pipeline, other=other, shots=shots)
         finally:
             server.terminate()
             server.wait(timeout=60)
@@ -158,13 +169,25 @@ def _graph_edges(page: Any) -> set[str]:
     return {d for d, marker in paths if marker.startswith("url(#arrow")}
 
 
-def test_asset_graph_shows_every_asset_and_edge(page: Any, served: Served) -> None:
+def _stage(key: str) -> str:
+    """The node label the UI shows for an asset key: its last part (the stage)."""
+    return key.rsplit("/", 1)[-1]
+
+
+def test_asset_graph_shows_both_models_as_groups_with_every_asset_and_edge(
+    page: Any, served: Served
+) -> None:
     expected = json.loads(SNAPSHOT.read_text())["assets"]
     groups = sorted({asset["group"] for asset in expected.values()})
+    assert groups == [BC, OTHER_MODEL.name]  # one group per model
     expanded = ",".join(f"global@global:{group}" for group in groups)  # every group open
     _open(page, served, "/asset-groups?" + urllib.parse.urlencode({"expanded": expanded}))
-    for name in expected:
-        page.get_by_text(name, exact=True).last.wait_for()
+    for group in groups:
+        page.get_by_text(group, exact=True).first.wait_for()
+    stages = {_stage(key) for key in expected}
+    for stage in stages:
+        page.get_by_text(stage, exact=True).nth(len(groups) - 1).wait_for()
+        assert page.get_by_text(stage, exact=True).count() == len(groups), stage
     edges = sum(len(asset["deps"]) for asset in expected.values())
     deadline = time.monotonic() + 20
     while len(_graph_edges(page)) != edges and time.monotonic() < deadline:
@@ -174,16 +197,45 @@ def test_asset_graph_shows_every_asset_and_edge(page: Any, served: Served) -> No
 
 
 def test_partitions_view_lists_data_versions_with_status(page: Any, served: Served) -> None:
-    _open(page, served, "/assets/data_snapshot?view=partitions")
+    _open(page, served, f"/assets/{BC}/data_snapshot?view=partitions")
     page.get_by_text("Materialized (2)").wait_for()
     for key in ("data-v1", "data-v2"):
         page.get_by_text(key, exact=True).first.wait_for()
     assert page.get_by_text("Failed (0)").count() == 1
+    # The other model's partitions are its own.
+    _open(page, served, f"/assets/{OTHER_MODEL.name}/data_snapshot?view=partitions")
+    page.get_by_text("Materialized (1)").wait_for()
+    page.get_by_text("diabetes-v1", exact=True).first.wait_for()
+    assert page.get_by_text("data-v1", exact=True).count() == 0
+
+
+def test_events_tab_lists_materializations_without_per_load_observations(
+    page: Any, served: Served
+) -> None:
+    """features is loaded by three downstream steps per version; none of those loads is an
+    event of its own (what was loaded is recorded on the downstream materialization)."""
+    instance = served.pipeline.instance
+    key = SAMPLE_MODEL.key("features")
+    made = instance.fetch_materializations(key, limit=100).records
+    assert len(made) == 2  # data-v1, data-v2
+    observed = instance.fetch_observations(key, limit=100).records
+    assert observed == []
+    _open(page, served, f"/assets/{BC}/features?view=events")
+    page.get_by_text("materialized in run", exact=False).first.wait_for()  # the newest, opened
+    page.wait_for_timeout(1000)  # the list renders with the details
+    body = page.locator("body").inner_text()
+    # The event list: one entry (time, partition) per event, exactly the materializations.
+    listed = [line for line in body.splitlines() if line.strip() in ("data-v1", "data-v2")]
+    assert sorted(listed) == sorted(str(r.partition_key) for r in made)
+    assert "observed in run" not in body
+    page.screenshot(path=str(served.shots / "events.png"))
 
 
 def test_evaluation_page_shows_metrics_and_check_verdicts(page: Any, served: Served) -> None:
-    recorded = metadata_values(latest(served.pipeline.instance, "evaluation", "data-v2"))
-    _open(page, served, "/assets/evaluation")
+    recorded = metadata_values(
+        latest(served.pipeline.instance, SAMPLE_MODEL.key("evaluation"), "data-v2")
+    )
+    _open(page, served, f"/assets/{BC}/evaluation")
     for metric in ("metric/accuracy", "metric/roc_auc", "metric/f1", "metric/brier"):
         row = page.locator("tr", has_text=metric).first
         row.wait_for()
@@ -191,7 +243,7 @@ def test_evaluation_page_shows_metrics_and_check_verdicts(page: Any, served: Ser
     page.get_by_text("Source code", exact=True).first.wait_for()  # the code reference
     assert page.get_by_text("evaluation.py", exact=False).count() >= 1
     page.screenshot(path=str(served.shots / "evaluation.png"))
-    _open(page, served, "/assets/evaluation?view=checks")
+    _open(page, served, f"/assets/{BC}/evaluation?view=checks")
     for gate in ("gate_roc_auc", "gate_f1", "gate_recall", "gate_brier"):
         page.get_by_text(gate, exact=True).first.wait_for()
     assert page.get_by_text("Succeeded", exact=True).count() >= 4
@@ -199,7 +251,7 @@ def test_evaluation_page_shows_metrics_and_check_verdicts(page: Any, served: Ser
 
 
 def test_model_card_markdown_is_rendered(page: Any, served: Served) -> None:
-    _open(page, served, "/assets/model_card")
+    _open(page, served, f"/assets/{BC}/model_card")
     row = page.locator("tr", has_text="model_card").filter(has_text="Show Markdown").first
     row.get_by_text("[Show Markdown]").click()
     dialog = page.get_by_role("dialog")
@@ -214,8 +266,10 @@ def test_model_card_markdown_is_rendered(page: Any, served: Served) -> None:
 
 
 def test_drift_report_link_and_share_plot(page: Any, served: Served) -> None:
-    recorded = metadata_values(latest(served.pipeline.instance, "drift_monitor", "batch-002"))
-    _open(page, served, "/assets/drift_monitor")
+    recorded = metadata_values(
+        latest(served.pipeline.instance, SAMPLE_MODEL.key("drift_monitor"), "batch-002")
+    )
+    _open(page, served, f"/assets/{BC}/drift_monitor")
     entry = page.locator("tr", has_text="artifact/entry").first
     entry.wait_for()
     assert str(recorded["artifact/entry"]) in entry.inner_text()
@@ -234,26 +288,30 @@ def test_drift_report_link_and_share_plot(page: Any, served: Served) -> None:
 
 
 def test_lineage_of_a_package_reaches_the_data_snapshot(page: Any, served: Served) -> None:
-    _open(
-        page, served, "/assets/deployment_package?view=lineage&lineageScope=upstream&lineageDepth=6"
-    )
+    package = f"{BC}/deployment_package"
+    _open(page, served, f"/assets/{package}?view=lineage&lineageScope=upstream&lineageDepth=6")
     assets = json.loads(SNAPSHOT.read_text())["assets"]
     upstream: set[str] = set()
-    frontier = ["deployment_package"]
+    frontier = [package]
     while frontier:  # the recorded graph's transitive upstream of the package
         for dep in assets[frontier.pop()]["deps"]:
             if dep not in upstream:
                 upstream.add(dep)
                 frontier.append(dep)
-    assert upstream == {"model_card", "evaluation", "trained_model", "features", "data_snapshot"}
-    for name in ("deployment_package", *upstream):
-        page.get_by_text(name, exact=True).last.wait_for()
-    edges = sum(len(assets[name]["deps"]) for name in ("deployment_package", *upstream))
+    assert {_stage(k) for k in upstream} == {
+        "model_card", "evaluation", "trained_model", "features", "data_snapshot"
+    }  # fmt: skip
+    assert all(k.startswith(f"{BC}/") for k in upstream)  # never another model's asset
+    for name in (package, *upstream):
+        page.get_by_text(_stage(name), exact=True).last.wait_for()
+    for name in upstream:  # drawn once: no other model's asset of the same stage
+        assert page.get_by_text(_stage(name), exact=True).count() == 1, name
+    edges = sum(len(assets[name]["deps"]) for name in (package, *upstream))
     deadline = time.monotonic() + 20
     while len(_graph_edges(page)) != edges and time.monotonic() < deadline:
         page.wait_for_timeout(500)
     assert len(_graph_edges(page)) == edges  # every dependency drawn, no other
-    for outside in set(assets) - upstream - {"deployment_package"}:  # downstream, monitoring
+    for outside in {"drift_monitor", "production_model"}:  # downstream, monitoring
         assert page.get_by_text(outside, exact=True).count() == 0, outside
     page.screenshot(path=str(served.shots / "lineage.png"))
 
@@ -263,18 +321,19 @@ def test_one_partition_is_followed_from_package_to_data_by_recorded_references(
 ) -> None:
     """What the README walks through: each stage's page names the exact upstream it used."""
     instance = served.pipeline.instance
-    package = metadata_values(latest(instance, "deployment_package", "data-v1"))
-    _open(page, served, "/assets/deployment_package?view=partitions&partition=data-v1")
-    reference = page.locator("tr", has_text="upstream/trained_model").first
+    package = metadata_values(latest(instance, SAMPLE_MODEL.key("deployment_package"), "data-v1"))
+    trained = f"upstream/{BC}/trained_model"
+    _open(page, served, f"/assets/{BC}/deployment_package?view=partitions&partition=data-v1")
+    reference = page.locator("tr", has_text=trained).first
     reference.wait_for()
     for field in ("run_id", "sha256"):
-        assert str(package["upstream/trained_model"][field]) in reference.inner_text()
-    page.locator("tr", has_text="upstream/evaluation").first.scroll_into_view_if_needed()
+        assert str(package[trained][field]) in reference.inner_text()
+    page.locator("tr", has_text=f"upstream/{BC}/evaluation").first.scroll_into_view_if_needed()
     page.screenshot(path=str(served.shots / "package-partition.png"))
-    features = metadata_values(latest(instance, "features", "data-v1"))
-    snapshot = metadata_values(latest(instance, "data_snapshot", "data-v1"))
-    assert features["upstream/data_snapshot"]["sha256"] == snapshot["artifact/sha256"]
-    _open(page, served, "/assets/data_snapshot?view=partitions&partition=data-v1")
+    features = metadata_values(latest(instance, SAMPLE_MODEL.key("features"), "data-v1"))
+    snapshot = metadata_values(latest(instance, SAMPLE_MODEL.key("data_snapshot"), "data-v1"))
+    assert features[f"upstream/{BC}/data_snapshot"]["sha256"] == snapshot["artifact/sha256"]
+    _open(page, served, f"/assets/{BC}/data_snapshot?view=partitions&partition=data-v1")
     for key in ("dvc/md5", "git/commit"):
         row = page.locator("tr", has_text=key).first
         row.wait_for()

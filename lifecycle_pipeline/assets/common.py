@@ -42,3 +42,13 @@ def upstream_metadata(*refs: ArtifactRef | None) -> dict[str, Any]:
             continue
         metadata[f"upstream/{ref.asset}"] = dg.MetadataValue.json(ref.to_dict())
     return metadata
+
+
+def setting(value: object) -> dg.MetadataValue:
+    """A configured constant (seed, thread count, threshold, sample cap) as metadata.
+
+    Recorded as text: the Dagster UI plots every numeric metadata key across materializations,
+    and a plot of a value that never changes buries the ones that mean something (metrics,
+    drift shares, row counts). Readers parse it back with ``int()`` / ``float()``.
+    """
+    return dg.MetadataValue.text(str(value))

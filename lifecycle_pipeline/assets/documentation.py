@@ -49,7 +49,7 @@ class ModelCardConfig(dg.Config):
     def resolved_spec_path(self, model: LoadedDeclaration) -> tuple[Path, str]:
         """The spec path and where it was configured (named in errors)."""
         if self.spec_path:
-            return Path(self.spec_path), "run config ops.model_card.config.spec_path"
+            return Path(self.spec_path), f"run config ops.{model.op('model_card')}.config.spec_path"
         return model.spec_path(), f"documentation.spec in the declaration {model.path}"
 
 

@@ -11,7 +11,13 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version, upstream_metadata
+from lifecycle_pipeline.assets.common import (
+    IO_MANAGER_KEY,
+    OWNERS,
+    code_version,
+    setting,
+    upstream_metadata,
+)
 from lifecycle_pipeline.assets.features import ROW_ID
 from lifecycle_pipeline.declaration import Evaluation, LoadedDeclaration, ModelDeclaration, Slice
 from lifecycle_pipeline.errors import LifecycleError
@@ -47,7 +53,7 @@ def gates_for(declared: Evaluation, overrides: dict[str, float], source: str) ->
     unknown = sorted(set(overrides) - set(declared.gates))
     if unknown:
         raise GateConfigError(
-            f"ops.evaluation.config.gates: {unknown} are not gated in {source}; declared gates: "
+            f"{unknown} are not gated in {source}; declared gates: "
             f"{', '.join(declared.gates) or 'none'}. Add a gate to the declaration instead."
         )
     return {
@@ -199,13 +205,13 @@ def build_evaluation(model: LoadedDeclaration) -> dg.AssetsDefinition:
                 "slice_factor": dg.MetadataValue.text(factors),
                 "task": dg.MetadataValue.text(declared.contract.task),
                 **(
-                    {"decision_threshold": dg.MetadataValue.float(report.decision_threshold)}
+                    {"decision_threshold": setting(report.decision_threshold)}
                     if report.decision_threshold is not None
                     else {}
                 ),
                 "gates": dg.MetadataValue.json([g.to_dict() for g in report.gates]),
                 "gates/passed": dg.MetadataValue.int(sum(g.passed for g in report.gates)),
-                "gates/total": dg.MetadataValue.int(len(report.gates)),
+                "gates/total": setting(len(report.gates)),
                 "test/rows": dg.MetadataValue.int(len(report.predictions)),
                 "model/fingerprint": dg.MetadataValue.text(report.model_fingerprint),
                 **upstream_metadata(trained_model.source, features.source),

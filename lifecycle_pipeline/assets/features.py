@@ -8,7 +8,13 @@ import pandas as pd
 from pydantic import Field
 from sklearn.model_selection import train_test_split
 
-from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version, upstream_metadata
+from lifecycle_pipeline.assets.common import (
+    IO_MANAGER_KEY,
+    OWNERS,
+    code_version,
+    setting,
+    upstream_metadata,
+)
 from lifecycle_pipeline.declaration import Contract, LoadedDeclaration
 from lifecycle_pipeline.lineage.hashing import combine, frame_hash
 from lifecycle_pipeline.lineage.records import DataSnapshot, FeatureSet
@@ -122,8 +128,8 @@ def build_features(model: LoadedDeclaration) -> dg.AssetsDefinition:
                 "feature_columns": dg.MetadataValue.json(list(feature_set.feature_columns)),
                 "target": dg.MetadataValue.text(feature_set.target),
                 "transforms": dg.MetadataValue.json(list(TRANSFORMS)),
-                "split/seed": dg.MetadataValue.int(config.seed),
-                "split/test_size": dg.MetadataValue.float(config.test_size),
+                "split/seed": setting(config.seed),
+                "split/test_size": setting(config.test_size),
                 "split/stratified_on": dg.MetadataValue.text(
                     contract.target if stratified is not None else "(not stratified)"
                 ),

@@ -10,7 +10,13 @@ import pandas as pd
 from pydantic import Field
 
 from lifecycle_pipeline import contract as contract_module
-from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version, upstream_metadata
+from lifecycle_pipeline.assets.common import (
+    IO_MANAGER_KEY,
+    OWNERS,
+    code_version,
+    setting,
+    upstream_metadata,
+)
 from lifecycle_pipeline.declaration import Drift, LoadedDeclaration
 from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.lineage.query import AssetRef, latest
@@ -224,7 +230,7 @@ def drift_metadata(summary: DriftSummary) -> dict[str, Any]:
                 },
             }
         ),
-        "drift/share_threshold": dg.MetadataValue.float(summary.share_threshold),
+        "drift/share_threshold": setting(summary.share_threshold),
         "drift/overrides": dg.MetadataValue.json(summary.extra.get("overrides", {})),
         "outside_training/rows": dg.MetadataValue.int(outside.rows),
         "outside_training/share": dg.MetadataValue.float(outside.share),
@@ -233,8 +239,8 @@ def drift_metadata(summary: DriftSummary) -> dict[str, Any]:
         "outside_training/columns": dg.MetadataValue.json(
             {"out_of_range": outside.out_of_range, "unseen_categories": outside.unseen_categories}
         ),
-        "sample/seed": dg.MetadataValue.int(settings.seed),
-        "sample/cap": dg.MetadataValue.int(settings.sample_cap),
+        "sample/seed": setting(settings.seed),
+        "sample/cap": setting(settings.sample_cap),
         "sample/reference_rows": dg.MetadataValue.int(summary.sampled_reference_rows),
         "sample/current_rows": dg.MetadataValue.int(summary.sampled_current_rows),
         "batch/rows": dg.MetadataValue.int(summary.current_rows),

@@ -15,7 +15,13 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version, upstream_metadata
+from lifecycle_pipeline.assets.common import (
+    IO_MANAGER_KEY,
+    OWNERS,
+    code_version,
+    setting,
+    upstream_metadata,
+)
 from lifecycle_pipeline.assets.features import ROW_ID
 from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.lineage.hashing import sha256_bytes
@@ -222,10 +228,10 @@ def build_deployment_package(model: LoadedDeclaration) -> dg.AssetsDefinition:
                 "golden/prediction_digest": dg.MetadataValue.text(
                     trained_model.fingerprint.predictions
                 ),
-                "golden/rows": dg.MetadataValue.int(len(trained_model.golden_inputs)),
+                "golden/rows": setting(len(trained_model.golden_inputs)),
                 "env/lock_sha256": dg.MetadataValue.text(sha256_bytes(inputs.lock)),
                 "entry_point": dg.MetadataValue.text(ENTRY_USAGE),
-                "input_schema/columns": dg.MetadataValue.int(len(features.feature_columns)),
+                "input_schema/columns": setting(len(features.feature_columns)),
                 **upstream_metadata(
                     trained_model.source, evaluation.source, features.source, model_card.source
                 ),

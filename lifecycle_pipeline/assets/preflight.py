@@ -53,7 +53,7 @@ def _declared_overrides(ops: Mapping[str, Any], model: LoadedDeclaration) -> lis
     try:
         gates_for(model.model.evaluation, gates, str(model.path))
     except GateConfigError as exc:
-        problems.append(str(exc))
+        problems.append(f"ops.{model.op('evaluation')}.config.gates: {exc}")
     return problems
 
 

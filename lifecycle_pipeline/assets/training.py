@@ -13,7 +13,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from lifecycle_pipeline.assets.common import IO_MANAGER_KEY, OWNERS, code_version, upstream_metadata
+from lifecycle_pipeline.assets.common import (
+    IO_MANAGER_KEY,
+    OWNERS,
+    code_version,
+    setting,
+    upstream_metadata,
+)
 from lifecycle_pipeline.declaration import Contract, Estimator, LoadedDeclaration, ModelDeclaration
 from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.failpoints import failpoint
@@ -66,7 +72,7 @@ def estimator_params(declared: Estimator, overrides: dict[str, Any], seed: int) 
     unknown = sorted(set(overrides) - set(accepted))
     if unknown:
         raise EstimatorError(
-            f"ops.trained_model.config.params: {unknown} are not parameters of "
+            f"{unknown} are not parameters of "
             f"{declared.class_} (it takes {', '.join(sorted(accepted))})."
         )
     if "random_state" in accepted and "random_state" not in params:
@@ -371,8 +377,8 @@ def build_trained_model(model: LoadedDeclaration) -> dg.AssetsDefinition:
                 "model/version_id": dg.MetadataValue.text(version_id),
                 "estimator": dg.MetadataValue.text(repr(pipeline)),
                 "hyperparameters": dg.MetadataValue.json(hyperparameters),
-                "seed": dg.MetadataValue.int(config.seed),
-                "threads": dg.MetadataValue.int(config.threads),
+                "seed": setting(config.seed),
+                "threads": setting(config.threads),
                 "fit_seconds": dg.MetadataValue.float(round(fit_seconds, 4)),
                 "code/commit": dg.MetadataValue.text(code.commit),
                 "code/dirty": dg.MetadataValue.bool(code.dirty),
@@ -382,7 +388,7 @@ def build_trained_model(model: LoadedDeclaration) -> dg.AssetsDefinition:
                 "config_hash": dg.MetadataValue.text(lineage["config_hash"]),
                 "declaration/sha256": dg.MetadataValue.text(model.sha256),
                 "dvc/md5": dg.MetadataValue.text(features.data_md5),
-                "golden_inputs/rows": dg.MetadataValue.int(len(golden)),
+                "golden_inputs/rows": setting(len(golden)),
                 "lineage": dg.MetadataValue.json(lineage),
                 **upstream_metadata(features.source),
             },

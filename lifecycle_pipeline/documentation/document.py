@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from lifecycle_pipeline.documentation.spec import unfilled
 from lifecycle_pipeline.lineage.trace import Materialization
 
 
@@ -117,7 +118,7 @@ class DeclarationSource:
 
 def declared(label: str, value: Any, origin: DeclarationSource, field: str) -> Row:
     """A value from the model's declaration, or a gap naming the field that is not set."""
-    if value is None or (isinstance(value, str | list) and not value):
+    if unfilled(value):
         return Row(label, gap=f"`{field}` is not set in the declaration {origin.path}")
     return Row(label, value=value, source=origin.source(field), cite=origin.cite(field))
 

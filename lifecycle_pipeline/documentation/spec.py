@@ -119,7 +119,7 @@ class LoadedSpec:
         return value
 
 
-def _empty(value: Any) -> bool:
+def unfilled(value: Any) -> bool:
     """Unset, empty, or still the scaffold's "TODO" placeholder: a gap either way."""
     if isinstance(value, str):
         return not value.strip() or value.strip().upper().startswith("TODO")
@@ -158,5 +158,5 @@ def load_spec(path: Path, origin: str = "the spec path") -> LoadedSpec:
         )
         raise SpecError(f"{path}: {problems}. Fix the field or remove it to record a gap.") from exc
     loaded = LoadedSpec(spec=spec, path=str(path), sha256=hashlib.sha256(raw).hexdigest(), gaps=())
-    gaps = tuple(f for f in REQUIRED_FIELDS if _empty(loaded.get(f)))
+    gaps = tuple(f for f in REQUIRED_FIELDS if unfilled(loaded.get(f)))
     return LoadedSpec(spec=spec, path=str(path), sha256=loaded.sha256, gaps=gaps)

@@ -177,9 +177,7 @@ class AuditLog:
         self, kind: str, data: dict[str, Any], version: str | None = None, when: str | None = None
     ) -> Record:
         """Append one record, chained to the current head; refuse to extend a broken log."""
-        record = self._append(kind, data, version, when, once_per_run=False)
-        assert record is not None
-        return record
+        return self._append(kind, [(data, version)], when, once_per_run=False)[0]
 
     def append_run_once(
         self, kind: str, data: dict[str, Any], version: str | None = None
@@ -188,16 +186,23 @@ class AuditLog:
 
         Decided under the lock, so a sensor and a command syncing at once record a run once.
         """
-        return self._append(kind, data, version, None, once_per_run=True)
+        added = self._append(kind, [(data, version)], None, once_per_run=True)
+        return added[0] if added else None
+
+    def append_runs_once(
+        self, kind: str, entries: list[tuple[dict[str, Any], str | None]]
+    ) -> list[Record]:
+        """``append_run_once`` for many records in one pass: the log is verified and synced to
+        disk once, not once per record (each verification reads and re-hashes the whole log)."""
+        return self._append(kind, entries, None, once_per_run=True) if entries else []
 
     def _append(
         self,
         kind: str,
-        data: dict[str, Any],
-        version: str | None,
+        entries: list[tuple[dict[str, Any], str | None]],
         when: str | None,
         once_per_run: bool,
-    ) -> Record | None:
+    ) -> list[Record]:
         if kind not in KINDS:
             raise AuditError(f"unknown audit record kind {kind!r}; one of {', '.join(KINDS)}")
         key = audit_key()
@@ -207,33 +212,45 @@ class AuditLog:
                 raise AuditError(
                     "refusing to append to an audit log that does not verify:\n" + report.render()
                 )
-            if once_per_run and any(
-                r.kind == kind and r.data.get("run_id") == data["run_id"]
-                for r in self.records(verify=False)
-            ):
-                return None
-            raw: dict[str, Any] = {
-                "seq": report.records,
-                "time": when or datetime.now(tz=UTC).isoformat(timespec="microseconds"),
-                "kind": kind,
-                "version": version,
-                "data": {"model": self.model, **data} if self.model else data,
-                "prev": report.head,
-            }
-            raw["hash"] = _digest(raw)
-            raw["mac"] = _mac(key, raw["hash"])
-            line = canonical_json(raw) + b"\n"
+            if once_per_run:
+                held = {r.data.get("run_id") for r in self.records(verify=False) if r.kind == kind}
+                fresh = []
+                for data, version in entries:
+                    if data["run_id"] not in held:
+                        held.add(data["run_id"])
+                        fresh.append((data, version))
+                entries = fresh
+            added: list[Record] = []
+            head, seq = report.head, report.records
+            lines: list[bytes] = []
+            for data, version in entries:
+                raw: dict[str, Any] = {
+                    "seq": seq,
+                    "time": when or datetime.now(tz=UTC).isoformat(timespec="microseconds"),
+                    "kind": kind,
+                    "version": version,
+                    "data": {"model": self.model, **data} if self.model else data,
+                    "prev": head,
+                }
+                raw["hash"] = _digest(raw)
+                raw["mac"] = _mac(key, raw["hash"])
+                lines.append(canonical_json(raw) + b"\n")
+                added.append(Record.from_dict(raw))
+                head, seq = raw["hash"], seq + 1
+            if not lines:
+                return added
             with self.path.open("ab") as handle:
-                if os.environ.get(FAILPOINT_ENV):
-                    handle.write(line[: len(line) // 2])
-                    handle.flush()
-                    failpoint("audit.half_appended")
-                    handle.write(line[len(line) // 2 :])
-                else:
-                    handle.write(line)
+                for line in lines:
+                    if os.environ.get(FAILPOINT_ENV):
+                        handle.write(line[: len(line) // 2])
+                        handle.flush()
+                        failpoint("audit.half_appended")
+                        handle.write(line[len(line) // 2 :])
+                    else:
+                        handle.write(line)
                 handle.flush()
                 os.fsync(handle.fileno())
-            return Record.from_dict(raw)
+            return added
 
     def recover_torn(self) -> Record:
         """Move a torn last record aside and append a record saying so; refuse anything else.

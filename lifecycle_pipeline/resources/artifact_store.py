@@ -276,9 +276,11 @@ class ArtifactStore(dg.ConfigurableIOManager):
                 f"{_asset_name(key)} has no materialization for partition {partition!r}; "
                 "materialize it first."
             )
-        value = self.load(record)
-        context.add_input_metadata({"loaded/uri": value.source.uri, "loaded/run_id": record.run_id})
-        return value
+        # No input metadata: Dagster would record it as an observation of the upstream asset on
+        # every load, two per downstream step, burying the materializations in each asset's
+        # event list. What was loaded is recorded once, on the downstream materialization
+        # (``upstream/<asset>``: uri, digest, run id), which is where lineage is read from.
+        return self.load(record)
 
     def load(self, record: Any) -> Any:
         """The artifact a materialization recorded, its bytes verified against the record."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -140,6 +141,8 @@ STAGE_FAILS = (
     "byte-identical; no temporary files"
 )
 
+# value: (stage, config); the test runs the sample model with ``config`` under that stage's op
+# (``{"ops": {"breast_cancer__trained_model": {"config": ...}}}``, ``SAMPLE_MODEL.op(stage)``).
 CONFIG_AT_LAUNCH = [
     Fault("configuration", name, how, expected, value=value,
           proof="Dagster rejects the run config before a run exists; no materialization of "
@@ -168,21 +171,23 @@ CONFIG_OUT_OF_RANGE = [
          ("trained_model", {"params": {"n_trees": 10}}),
          "['n_trees'] are not parameters of sklearn.ensemble.RandomForestClassifier"),
         ("zero threads", "`threads: 0`", ("trained_model", {"threads": 0}),
-         "ops.trained_model.config.threads = 0"),
+         "ops.breast_cancer__trained_model.config.threads = 0"),
         ("negative depth", "`params: {max_depth: -3}`",
          ("trained_model", {"params": {"max_depth": -3}}), "'max_depth' parameter"),
         ("gate not declared", "`gates: {accuracy: 0.9}` (the declaration gates other metrics)",
          ("evaluation", {"gates": {"accuracy": 0.9}}),
          "['accuracy'] are not gated in"),
         ("test split out of range", "`test_size: 0.9`", ("features", {"test_size": 0.9}),
-         "ops.features.config.test_size = 0.9"),
+         "ops.breast_cancer__features.config.test_size = 0.9"),
     ]
 ]  # fmt: skip
 
 # --- model declarations ----------------------------------------------------------------------
 
-# A small valid declaration; each row below breaks one thing in it. The line numbers in the
-# expected messages count lines of this text (after the row's edits), starting at 1.
+# A small valid declaration; each row below breaks one thing in it. A model folder holds it as
+# the attributes of a Dagster component file (``declaration()`` gives that file's text); the
+# line numbers in the expected messages count lines of that file (after the row's edits),
+# starting at 1: two lines more than in this text (``type:``, ``attributes:``).
 DECLARATION = """\
 name: toy
 description: a declaration the reliability suite breaks one field at a time
@@ -213,14 +218,18 @@ schedule: "0 3 * * 1"
 """
 
 
+COMPONENT = "type: lifecycle_pipeline.LifecycleModel\nattributes:\n"
+
+
 def declaration(fault: Fault | None = None) -> str:
-    """The text of :data:`DECLARATION` with the row's edits (``value``: (old, new) pairs)."""
+    """A model folder's ``defs.yaml``: :data:`DECLARATION` with the row's edits (``value``:
+    (old, new) pairs, on the unindented text) as the attributes of the lifecycle component."""
     text = DECLARATION
     for old, new in fault.value if fault is not None else ():
         if text.count(old) != 1:
             raise ValueError(f"{old!r} occurs {text.count(old)} times in the declaration")
         text = text.replace(old, new)
-    return text
+    return COMPONENT + textwrap.indent(text, "  ")
 
 
 REFUSED_AT_LOAD = (
@@ -236,59 +245,59 @@ _CLASSES = "    - {value: 0, name: negative}\n    - {value: 1, name: positive, p
 
 DECLARATIONS = [
     Fault("declaration", "estimator module missing", "`class: no_such_package.Forest`",
-          "model.yaml:18: estimator.class: cannot import module 'no_such_package'",
+          "defs.yaml:20: estimator.class: cannot import module 'no_such_package'",
           proof=REFUSED_AT_LOAD,
           value=[("sklearn.ensemble.RandomForestClassifier", "no_such_package.Forest")]),
     Fault("declaration", "estimator class missing",
           "`class: sklearn.ensemble.RandomJungleClassifier`",
-          "model.yaml:18: estimator.class: module 'sklearn.ensemble' has no class "
+          "defs.yaml:20: estimator.class: module 'sklearn.ensemble' has no class "
           "'RandomJungleClassifier'", proof=REFUSED_AT_LOAD,
           value=[("RandomForestClassifier", "RandomJungleClassifier")]),
     Fault("declaration", "feature declared twice", "`size:` a second time under "
           "`contract.features` (YAML alone would keep the last silently)",
-          "model.yaml:17: contract.features.size: declared twice (first at line 14)",
+          "defs.yaml:19: contract.features.size: declared twice (first at line 16)",
           proof=REFUSED_AT_LOAD,
           value=[("    colour: {type: categorical, categories: [red, green]}\n",
                   "    colour: {type: categorical, categories: [red, green]}\n"
                   "    size: {type: integer}\n")]),
     Fault("declaration", "one class", "a binary task with only `{value: 1, ...}` under "
           "`classes`",
-          "model.yaml:9: contract.classes: a binary task needs at least 2 classes (found 1)",
+          "defs.yaml:11: contract.classes: a binary task needs at least 2 classes (found 1)",
           proof=REFUSED_AT_LOAD, value=[("    - {value: 0, name: negative}\n", "")]),
     Fault("declaration", "gate on a metric the task lacks", "`rmse: {max: 0.5}` in a binary "
           "task's gates",
-          "model.yaml:22: evaluation.gates.rmse: …not a metric of a binary task; gates may "
+          "defs.yaml:24: evaluation.gates.rmse: …not a metric of a binary task; gates may "
           "use accuracy, precision, recall, f1, roc_auc, brier, ece",
           proof=REFUSED_AT_LOAD, value=[("roc_auc: {min: 0.8}", "rmse: {max: 0.5}")]),
     Fault("declaration", "gate in the wrong direction", "`rmse: {min: 0.5}` in a regression "
           "task's gates",
-          "model.yaml:19: evaluation.gates.rmse: …lower is better for rmse, so its gate is "
+          "defs.yaml:21: evaluation.gates.rmse: …lower is better for rmse, so its gate is "
           "`max:`, not `min:`", proof=REFUSED_AT_LOAD,
           value=[("task: binary", "task: regression"), ("  classes:\n" + _CLASSES, ""),
                  _FORESTS, ("roc_auc: {min: 0.8}", "rmse: {min: 0.5}")]),
     Fault("declaration", "unknown key", "`paramz:` (a typo of `params:`) under `estimator`",
-          "model.yaml:19: estimator.paramz: unknown key…allowed here: class, params, scale, "
+          "defs.yaml:21: estimator.paramz: unknown key…allowed here: class, params, scale, "
           "impute, unseen_categories, trusted_types", proof=REFUSED_AT_LOAD,
           value=[("  params:", "  paramz:")]),
     Fault("declaration", "categorical type on a float column", "`size: {type: categorical}`, "
           "the data holding measurements like 0.5",
-          "against the contract in …model.yaml: column 'size': declared categorical but holds "
+          "against the contract in …defs.yaml: column 'size': declared categorical but holds "
           "floating-point numbers", proof=REFUSED_WITH_DATA,
           value=[("size: {type: numeric, range: [0, null]}", "size: {type: categorical}")],
           test="tests/test_declaration.py::test_categorical_type_on_a_float_column_is_named_"
           "with_the_declaration"),
     Fault("declaration", "target absent from the data", "the data file without the `label` "
           "column the contract names as target",
-          "against the contract in …model.yaml: column 'label': required column is missing",
+          "against the contract in …defs.yaml: column 'label': required column is missing",
           proof=REFUSED_WITH_DATA, value=[],
           test="tests/test_declaration.py::test_target_absent_from_the_data_is_named_with_the_"
           "declaration"),
     Fault("declaration", "invalid cron schedule", "`schedule: \"every monday\"`",
-          "model.yaml:26: schedule: 'every monday' is not a cron expression (e.g. '0 3 * * 1')",
+          "defs.yaml:28: schedule: 'every monday' is not a cron expression (e.g. '0 3 * * 1')",
           proof=REFUSED_AT_LOAD, value=[("0 3 * * 1", "every monday")]),
     Fault("declaration", "slice on an undeclared column", "`- column: weight` under "
           "`evaluation.slices` (no such feature)",
-          "model.yaml:24: evaluation.slices.0.column: 'weight' is not a declared feature…size, "
+          "defs.yaml:26: evaluation.slices.0.column: 'weight' is not a declared feature…size, "
           "count, colour", proof=REFUSED_AT_LOAD,
           value=[("- column: count", "- column: weight")]),
 ]  # fmt: skip
@@ -516,14 +525,15 @@ CRASH_PROOF = (
     "re-executes from the failure; fingerprint equals a clean run's"
 )
 
+# value: the failpoint; ``{model}`` stands for the name of the model whose run is killed.
 CRASHES = [
     Fault("crash", "SIGKILL during training", "`dagster job execute` killed at failpoint "
           "`training.fitted`", "marked FAILURE: the run worker (pid", proof=CRASH_PROOF,
           value="training.fitted"),
     Fault("crash", "SIGKILL while writing the package", "killed at `tree.half_written:"
-          "deployment_package`, half of the package's files on disk",
+          "<model>/deployment_package`, half of the package's files on disk",
           "marked FAILURE: the run worker (pid", proof=CRASH_PROOF,
-          value="tree.half_written:deployment_package"),
+          value="tree.half_written:{model}/deployment_package"),
     Fault("crash", "SIGKILL while appending to the audit log", "a writer killed at "
           "`audit.half_appended`", "torn (no line end)",
           proof="verify reports the torn record and appends are refused; `lifecycle audit "
@@ -531,13 +541,14 @@ CRASHES = [
           test="tests/reliability/test_crashes.py::test_a_writer_killed_mid_append_leaves_a_"
           "torn_record_that_is_reported"),
     Fault("crash", "failed rename", "the store's rename fails with ENOSPC (disk full)",
-          "Artifact data_snapshot/data-v1 could not be written to …: No space left on device",
+          "Artifact breast_cancer/data_snapshot/data-v1 could not be written to …: No space left "
+          "on device",
           proof="the error names the artifact and its path and chains the operating system's "
           "error (errno 28); no file left, temporary or final",
           test="tests/test_artifact_store.py::test_failed_write_leaves_no_temporary_file"),
 ]  # fmt: skip
 
-RUN_SUCCESS = 'RUN_SUCCESS - Finished execution of run for "lifecycle".'
+RUN_SUCCESS = 'RUN_SUCCESS - Finished execution of run for "breast_cancer_lifecycle".'
 
 CONCURRENCY = [
     Fault("concurrency", "same partition, two processes", "two `dagster job execute` of "

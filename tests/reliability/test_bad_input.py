@@ -53,9 +53,10 @@ def _assert_fails_and_loses_nothing(pipeline: Pipeline, key: str, expected: str)
     assert not result.success
     message = failure_text(result)
     assert expected in message, message
-    assert [e.step_key for e in result.get_step_failure_events()] == ["data_snapshot"]
-    assert latest(pipeline.instance, "data_snapshot", key) is None
-    assert latest(pipeline.instance, "features", key) is None
+    failed = [e.step_key for e in result.get_step_failure_events()]
+    assert failed == [pipeline.op("data_snapshot")]
+    assert latest(pipeline.instance, pipeline.key("data_snapshot"), key) is None
+    assert latest(pipeline.instance, pipeline.key("features"), key) is None
     assert tree_digest(pipeline.artifacts) == before  # earlier versions byte-identical
     assert not list(pipeline.artifacts.rglob(".tmp-*"))
 
@@ -77,17 +78,19 @@ def test_bad_model_card_spec(bad_pipeline: Pipeline, fault: Fault, tmp_path: Pat
     spec = tmp_path / "model_card.yaml"
     spec.write_bytes(fault.value)
     before = tree_digest(bad_pipeline.artifacts)
-    cards = latest(bad_pipeline.instance, "model_card", "data-v1")
+    card = bad_pipeline.key("model_card")
+    cards = latest(bad_pipeline.instance, card, "data-v1")
     result = bad_pipeline.run(
         "data-v1",
-        run_config={"ops": {"model_card": {"config": {"spec_path": str(spec)}}}},
-        selection=["model_card"],
+        run_config={"ops": {bad_pipeline.op("model_card"): {"config": {"spec_path": str(spec)}}}},
+        selection=[card],
     )
     assert not result.success
     message = failure_text(result)
     assert fault.expected in message and str(spec) in message, message
-    assert [e.step_key for e in result.get_step_failure_events()] == ["model_card"]
-    after = latest(bad_pipeline.instance, "model_card", "data-v1")
+    failed = [e.step_key for e in result.get_step_failure_events()]
+    assert failed == [bad_pipeline.op("model_card")]
+    after = latest(bad_pipeline.instance, card, "data-v1")
     assert after is not None and cards is not None and after.run_id == cards.run_id
     assert tree_digest(bad_pipeline.artifacts) == before
     assert not list(bad_pipeline.artifacts.rglob(".tmp-*"))
@@ -336,4 +339,4 @@ def test_bad_data_of_the_second_model_fails_naming_column_rule_and_declaration(
     _assert_fails_and_loses_nothing(bad_diabetes, f"diabetes-bad-{number}", expected)
     if DIABETES_FAULTS[name][0] is not None:  # a rule of the contract: its source is named
         result = failure_text(bad_diabetes.run(f"diabetes-bad-{number}"))
-        assert str(PROJECT_ROOT / "models" / "diabetes" / "model.yaml") in result
+        assert str(PROJECT_ROOT / "models" / "diabetes" / "defs.yaml") in result

@@ -23,7 +23,7 @@ from dagster._serdes import serialize_value
 
 from lifecycle_pipeline.lineage.audit import AuditLog
 from lifecycle_pipeline.lineage.query import metadata_values
-from tests.conftest import Registry
+from tests.conftest import SAMPLE_MODEL, Registry
 from tests.reliability.cases import case
 from tests.reliability.test_crashes import (
     LIFECYCLE,
@@ -58,7 +58,7 @@ def two_runs(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) 
     outputs = [p.communicate(timeout=900)[0] for p in processes]
     for process, output in zip(processes, outputs, strict=True):
         assert process.returncode == 0, output[-3000:]
-    synced = lifecycle(env, "audit", "sync")
+    synced = lifecycle(env, "--model", SAMPLE_MODEL.name, "audit", "sync")
     assert synced.returncode == 0, synced.stderr
     return TwoRuns(env, outputs, base)
 
@@ -83,22 +83,24 @@ def test_two_processes_materializing_the_same_partition(
     shared: list[str] = []
     distinct: list[str] = []
     for asset in LIFECYCLE:
-        records = instance.fetch_materializations(dg.AssetKey(asset), limit=10).records
+        records = instance.fetch_materializations(SAMPLE_MODEL.key(asset), limit=10).records
         assert sorted(r.run_id for r in records) == sorted(r.run_id for r in runs), asset
         uris = {metadata_values(r)["artifact/uri"] for r in records}
         (shared if len(uris) == 1 else distinct).append(asset)
     assert {"data_snapshot", "features"} <= set(shared)  # same bytes, one immutable path
+    trained = SAMPLE_MODEL.key("trained_model")
     prints = {
         metadata_values(r)["model/fingerprint"]
-        for r in instance.fetch_materializations(dg.AssetKey("trained_model"), limit=10).records
+        for r in instance.fetch_materializations(trained, limit=10).records
     }
     assert len(prints) == 1  # one model, however many times it was trained at once
-    for name in ("LIFECYCLE_AUDIT_LOG", "LIFECYCLE_HOME"):
+    for name in ("LIFECYCLE_AUDIT_DIR", "LIFECYCLE_HOME"):
         monkeypatch.setenv(name, two_runs.env[name])
-    log = AuditLog()
+    log = AuditLog.for_model(SAMPLE_MODEL.name)
     assert log.verify().ok
     recorded = [r.data["run_id"] for r in log.records() if r.kind == "run"]
     assert sorted(recorded) == sorted(r.run_id for r in runs)
+    assert {r.data["model"] for r in log.records()} == {SAMPLE_MODEL.name}
 
 
 def _texts(root: Path) -> Iterator[tuple[str, bytes]]:
@@ -135,7 +137,7 @@ def test_no_environment_secret_is_recorded(two_runs: TwoRuns, instance: dg.Dagst
     places += [(f"output of process {n}", out.encode()) for n, out in enumerate(two_runs.outputs)]
     places += list(_texts(Path(two_runs.env["DAGSTER_HOME"])))  # storage, compute logs
     places += list(_texts(two_runs.base / "artifacts"))  # documentation bundles, packages
-    places += list(_texts(Path(two_runs.env["LIFECYCLE_AUDIT_LOG"]).parent))
+    places += list(_texts(Path(two_runs.env["LIFECYCLE_AUDIT_DIR"])))  # every model's audit log
     assert len(places) > 100
     leaks = [(where, n) for where, data in places for n, s in enumerate(needles) if s in data]
     assert fault.shown_in(f"places holding a secret: {leaks}"), leaks

@@ -25,7 +25,13 @@ from lifecycle_pipeline.lineage.audit import AuditError, AuditLog
 from lifecycle_pipeline.lineage.hashing import sha256_file
 from lifecycle_pipeline.lineage.query import latest, metadata_values
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore, ref_from_record
-from tests.conftest import FAST_TRAINING, PROJECT_ROOT, Registry, scratch_pipeline
+from tests.conftest import (
+    PROJECT_ROOT,
+    SAMPLE_MODEL,
+    Registry,
+    fast_training,
+    scratch_pipeline,
+)
 from tests.reliability.cases import CRASHES, Fault, case
 
 pytestmark = pytest.mark.xdist_group("crashes")
@@ -37,10 +43,10 @@ LIFECYCLE = (*STAGES, "deployment_package")
 
 DIABETES = load_declaration(PROJECT_ROOT / "models" / "diabetes")
 # Both demo models (the second: regression, Parquet, a categorical feature), killed at both
-# crash points.
+# crash points; both are declared in the code location the killed process loads.
 KILLS = [
-    pytest.param(fault, key, model, id=fault.name + (" (diabetes)" if model else ""))
-    for key, model in (("data-v1", None), ("diabetes-v1", DIABETES))
+    pytest.param(fault, key, model, id=fault.name + (" (diabetes)" if model is DIABETES else ""))
+    for key, model in (("data-v1", SAMPLE_MODEL), ("diabetes-v1", DIABETES))
     for fault in CRASHES[:2]
 ]
 
@@ -48,48 +54,56 @@ KILLS = [
 @pytest.fixture(scope="session")
 def clean_fingerprint(
     demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory
-) -> Callable[[str, LoadedDeclaration | None], str]:
+) -> Callable[[str, LoadedDeclaration], str]:
     """A version's model fingerprint from an uninterrupted run, in its own instance and store."""
-    found: dict[str, str] = {}
+    found: dict[tuple[str, str], str] = {}
 
-    def of(key: str, model: LoadedDeclaration | None) -> str:
-        if key not in found:
+    def of(key: str, model: LoadedDeclaration) -> str:
+        if (model.name, key) not in found:
             base = tmp_path_factory.mktemp("clean")
             with scratch_pipeline(demo_registry, base, model=model) as pipeline:
                 assert pipeline.run(key).success
-                record = latest(pipeline.instance, "trained_model", key)
-                found[key] = str(metadata_values(record)["model/fingerprint"])
-        return found[key]
+                record = latest(pipeline.instance, model.key("trained_model"), key)
+                found[model.name, key] = str(metadata_values(record)["model/fingerprint"])
+        return found[model.name, key]
 
     return of
 
 
 def cli_env(base: Path, registry: Registry, **extra: str) -> dict[str, str]:
-    """The environment of a CLI run on its own instance, store and lifecycle home."""
+    """The environment of a CLI run on its own instance, store and lifecycle home; every
+    declared model is loaded, and no model is chosen (commands on one pass ``--model``)."""
     home = base / "dagster_home"
     home.mkdir(exist_ok=True)
     return {
-        **{k: v for k, v in os.environ.items() if k != "LIFECYCLE_FAILPOINT"},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("LIFECYCLE_FAILPOINT", "LIFECYCLE_MODEL", "LIFECYCLE_MODELS_DIR")
+        },
         "DAGSTER_HOME": str(home),
         "LIFECYCLE_HOME": str(base / "lifecycle_home"),
         "LIFECYCLE_REGISTRY_URL": str(registry.repo),
         "LIFECYCLE_ARTIFACT_ROOT": str(base / "artifacts"),
-        "LIFECYCLE_AUDIT_LOG": str(base / "audit" / "log.jsonl"),
+        "LIFECYCLE_AUDIT_DIR": str(base / "audit"),
         **extra,
     }
 
 
-def execute(env: dict[str, str], key: str = "data-v1") -> subprocess.Popen[str]:
-    """Start ``dagster job execute`` of the lifecycle job for one partition."""
+def execute(
+    env: dict[str, str], key: str = "data-v1", model: LoadedDeclaration = SAMPLE_MODEL
+) -> subprocess.Popen[str]:
+    """Start ``dagster job execute`` of a model's lifecycle job for one partition."""
     config = Path(env["DAGSTER_HOME"]).parent / "run_config.json"
-    config.write_text(json.dumps(FAST_TRAINING), encoding="utf-8")
+    config.write_text(json.dumps(fast_training(model)), encoding="utf-8")
+    partitions = model.scoped("data_versions")
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        if key not in instance.get_dynamic_partitions("data_versions"):
-            instance.add_dynamic_partitions("data_versions", [key])
+        if key not in instance.get_dynamic_partitions(partitions):
+            instance.add_dynamic_partitions(partitions, [key])
     command = [str(BIN / "dagster"), "job", "execute", "-m", "lifecycle_pipeline.definitions"]
     command += [
         "-j",
-        "lifecycle",
+        model.scoped("lifecycle"),
         "-c",
         str(config),
         "--tags",
@@ -108,12 +122,15 @@ def lifecycle(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
     )  # fmt: skip
 
 
-def assert_readers_see_only_recorded_artifacts(instance: dg.DagsterInstance, root: Path) -> None:
-    """Every artifact a reader can find (not a ``.tmp-*`` name) was recorded and verifies."""
+def assert_readers_see_only_recorded_artifacts(
+    instance: dg.DagsterInstance, root: Path, model: LoadedDeclaration = SAMPLE_MODEL
+) -> None:
+    """Every artifact a reader can find (not a ``.tmp-*`` name) anywhere under the root (every
+    model's ``<model>/<stage>/<partition>/``) was recorded for ``model`` and verifies."""
     recorded: set[Path] = set()
     store = ArtifactStore(root=str(root))
     for asset in LIFECYCLE:
-        for record in instance.fetch_materializations(dg.AssetKey(asset), limit=100).records:
+        for record in instance.fetch_materializations(model.key(asset), limit=100).records:
             metadata = metadata_values(record)
             recorded.add(Path(metadata["artifact/uri"]))
             if "artifact/archive" in metadata:
@@ -122,26 +139,27 @@ def assert_readers_see_only_recorded_artifacts(instance: dg.DagsterInstance, roo
                 store.read(ref_from_record(record))  # digest verifies
     visible = {
         entry
-        for partition in root.glob("*/*")
+        for partition in root.glob("*/*/*")
         for entry in partition.iterdir()
         if not entry.name.startswith(".tmp-")
     }
     assert visible <= recorded, sorted(map(str, visible - recorded))
+    assert recorded <= visible, sorted(map(str, recorded - visible))  # found where readers look
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("fault", "key", "model"), KILLS)
 def test_a_killed_run_leaves_nothing_readable_and_resumes_to_the_same_fingerprint(
     demo_registry: Registry,
-    clean_fingerprint: Callable[[str, LoadedDeclaration | None], str],
+    clean_fingerprint: Callable[[str, LoadedDeclaration], str],
     tmp_path: Path,
     fault: Fault,
     key: str,
-    model: LoadedDeclaration | None,
+    model: LoadedDeclaration,
 ) -> None:
-    chosen = {"LIFECYCLE_MODEL": str(model.path)} if model is not None else {}
-    env = cli_env(tmp_path, demo_registry, **chosen)
-    killed = execute({**env, "LIFECYCLE_FAILPOINT": fault.value}, key)
+    env = cli_env(tmp_path, demo_registry)
+    point = fault.value.format(model=model.name)
+    killed = execute({**env, "LIFECYCLE_FAILPOINT": point}, key, model)
     output, _ = killed.communicate(timeout=600)
     assert killed.returncode == -9, output[-3000:]  # SIGKILL, not an orderly failure
     artifacts = tmp_path / "artifacts"
@@ -149,15 +167,16 @@ def test_a_killed_run_leaves_nothing_readable_and_resumes_to_the_same_fingerprin
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         [run] = instance.get_runs()
         assert run.status == dg.DagsterRunStatus.STARTED  # nobody could record the death
-        assert_readers_see_only_recorded_artifacts(instance, artifacts)
-        if fault.value == "training.fitted":
-            assert latest(instance, "features", key) is not None
-            assert latest(instance, "trained_model", key) is None
-            assert not (artifacts / "trained_model").exists()
+        assert run.tags.get("lifecycle/model") == model.name
+        assert_readers_see_only_recorded_artifacts(instance, artifacts, model)
+        if point == "training.fitted":
+            assert latest(instance, model.key("features"), key) is not None
+            assert latest(instance, model.key("trained_model"), key) is None
+            assert not (artifacts / model.name / "trained_model").exists()
         else:
-            assert latest(instance, "model_card", key) is not None
-            assert latest(instance, "deployment_package", key) is None
-            [half] = (artifacts / "deployment_package" / key).iterdir()
+            assert latest(instance, model.key("model_card"), key) is not None
+            assert latest(instance, model.key("deployment_package"), key) is None
+            [half] = (artifacts / model.name / "deployment_package" / key).iterdir()
             assert half.name.startswith(".tmp-")  # the torn folder is never under a final name
             assert sum(1 for p in half.rglob("*") if p.is_file()) > 0
 
@@ -178,13 +197,14 @@ def test_a_killed_run_leaves_nothing_readable_and_resumes_to_the_same_fingerprin
                 child.run_id, of_type=DagsterEventType.STEP_SUCCESS
             ).records
         }
-        first = "trained_model" if fault.value == "training.fitted" else "deployment_package"
-        assert "data_snapshot" not in redone and first in redone  # resumed, not restarted
-        trained = metadata_values(latest(instance, "trained_model", key))
+        first = model.op("trained_model" if point == "training.fitted" else "deployment_package")
+        assert model.op("data_snapshot") not in redone and first in redone  # resumed, not restarted
+        assert child.tags.get("lifecycle/model") == model.name
+        trained = metadata_values(latest(instance, model.key("trained_model"), key))
         assert trained["model/fingerprint"] == clean_fingerprint(key, model)
-        assert latest(instance, "deployment_package", key) is not None
-        assert_readers_see_only_recorded_artifacts(instance, artifacts)
-    verified = lifecycle(env, "verify", key)
+        assert latest(instance, model.key("deployment_package"), key) is not None
+        assert_readers_see_only_recorded_artifacts(instance, artifacts, model)
+    verified = lifecycle(env, "--model", model.name, "verify", key)
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
@@ -192,14 +212,17 @@ def test_a_writer_killed_mid_append_leaves_a_torn_record_that_is_reported(
     tmp_path: Path, demo_registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = cli_env(tmp_path, demo_registry)
+    name = SAMPLE_MODEL.name
     append = (
         "from lifecycle_pipeline.lineage.audit import AuditLog; "
-        "AuditLog().append('promotion', {'approver': 'a', 'reason': 'r'}, version='{v}')"
+        f"AuditLog.for_model({name!r})"
+        ".append('promotion', {'approver': 'a', 'reason': 'r'}, version='{v}')"
     )
     for version in ("v1", "v2", "v3"):
         code = append.replace("{v}", version)
         subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=PROJECT_ROOT)
-    log_path = Path(env["LIFECYCLE_AUDIT_LOG"])
+    log_path = Path(env["LIFECYCLE_AUDIT_DIR"]) / f"{name}.jsonl"  # the model's own log
+    assert sorted(p.name for p in log_path.parent.glob("*.jsonl")) == [log_path.name]
     intact = log_path.read_bytes()
     code = append.replace("{v}", "v4")
     killed = subprocess.run(
@@ -211,32 +234,37 @@ def test_a_writer_killed_mid_append_leaves_a_torn_record_that_is_reported(
     assert torn and not torn.endswith(b"\n")
 
     fault = case("crash", "SIGKILL while appending to the audit log")
-    verified = lifecycle(env, "audit", "verify")
-    assert verified.returncode == 1
-    assert fault.shown_in(verified.stderr) and "record 3: torn" in verified.stderr
+    for chosen in ([], ["--model", name]):  # every model's log, and this model's alone
+        verified = lifecycle(env, *chosen, "audit", "verify")
+        assert verified.returncode == 1, verified.stdout + verified.stderr
+        assert fault.shown_in(verified.stderr) and "record 3: torn" in verified.stderr
+        assert f"{name}: {log_path}: NOT VERIFIED" in verified.stderr, verified.stderr
     before = log_path.read_bytes()
     for action in (["promote", "data-v1"], ["rollback"]):
-        refused = lifecycle(env, *action, "--approver", "x", "--reason", "y")
+        refused = lifecycle(env, "--model", name, *action, "--approver", "x", "--reason", "y")
         assert refused.returncode == 2, refused.stderr
         # Refused because of the torn record, before the empty instance is even consulted.
         assert "refused: the audit log does not verify" in refused.stderr, refused.stderr
         assert "record 3: torn" in refused.stderr
         assert log_path.read_bytes() == before  # nothing is ever added on top of a torn record
 
-    recovered = lifecycle(env, "audit", "recover")
+    recovered = lifecycle(env, "--model", name, "audit", "recover")
     assert recovered.returncode == 0, recovered.stderr
-    [aside] = log_path.parent.glob("log.jsonl.torn-3-*")
+    [aside] = log_path.parent.glob(f"{name}.jsonl.torn-3-*")
     assert aside.read_bytes() == torn  # the evidence is kept, byte for byte
-    assert lifecycle(env, "audit", "verify").returncode == 0
-    for name in ("LIFECYCLE_AUDIT_LOG", "LIFECYCLE_HOME"):
-        monkeypatch.setenv(name, env[name])
-    records = AuditLog().records()
+    for chosen in ([], ["--model", name]):
+        again = lifecycle(env, *chosen, "audit", "verify")
+        assert again.returncode == 0, again.stdout + again.stderr
+    for variable in ("LIFECYCLE_AUDIT_DIR", "LIFECYCLE_HOME"):
+        monkeypatch.setenv(variable, env[variable])
+    records = AuditLog.for_model(name).records()
     assert [r.version for r in records[:3]] == ["v1", "v2", "v3"]
     assert records[3].kind == "recovery"
     assert records[3].data["torn_sha256"] == sha256_file(aside)
+    assert {r.data["model"] for r in records} == {name}  # every record says whose log it is
     assert log_path.read_bytes().startswith(intact)  # earlier records untouched
     with pytest.raises(AuditError, match="no torn record"):
-        AuditLog().recover_torn()
+        AuditLog.for_model(name).recover_torn()
 
 
 @pytest.mark.slow

@@ -41,7 +41,7 @@ def package(
     base = tmp_path_factory.mktemp("tampering")
     with scratch_pipeline(demo_registry, base, model=model) as pipeline:
         assert pipeline.run(key).success
-        record = latest(pipeline.instance, "deployment_package", key)
+        record = latest(pipeline.instance, pipeline.key("deployment_package"), key)
         return Path(metadata_values(record)["artifact/uri"])
 
 
