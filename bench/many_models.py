@@ -136,7 +136,8 @@ import time
 from lifecycle_pipeline.component import load_models
 from lifecycle_pipeline.settings import Settings
 settings = Settings.from_env()
-started = time.perf_counter()
+load_models(settings.models_dir, settings.project_root)  # imports and first-use costs
+started = time.perf_counter()  # then the loading itself: a new component tree, every model
 found = load_models(settings.models_dir, settings.project_root)
 assert not found.broken, [b.error for b in found.broken]
 print(time.perf_counter() - started)
@@ -201,6 +202,29 @@ def _printed(script: str, env: dict[str, str], *args: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+def _status_imports(env: dict[str, str]) -> dict[str, float]:
+    """Where `lifecycle status` spends its start-up: Python's own import timer (-X importtime),
+    the cumulative time of every top-level import and of the libraries within them."""
+    script = "from lifecycle_pipeline.cli import main; main(['status'])"
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", script],
+        env=env, cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    found: dict[str, float] = {"all": 0.0}
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = line.split("|")
+        if not cumulative.strip().isdigit():
+            continue  # the header line
+        seconds = int(cumulative) / 1e6
+        if not name.startswith("  "):  # a top-level import
+            found["all"] += seconds
+        if name.strip() in ("sklearn", "dagster", "pandas") and name.strip() not in found:
+            found[name.strip()] = seconds
+    return {k: round(v, 3) for k, v in found.items()}
+
+
 def measure(count: int, repetitions: int) -> dict[str, Any]:
     names = model_names(count)
     with tempfile.TemporaryDirectory(prefix="many-models-") as scratch:
@@ -225,6 +249,7 @@ def measure(count: int, repetitions: int) -> dict[str, Any]:
         ticks = [json.loads(_printed(TICK, env, json.dumps(names))) for _ in range(repetitions)]
         lifecycle = str(Path(sys.executable).parent / "lifecycle")
         status = [_timed([lifecycle, "status"], env) for _ in range(repetitions)]
+        imports = _status_imports(env)
     return {
         "models": count,
         "versions_per_model": VERSIONS,
@@ -242,6 +267,7 @@ def measure(count: int, repetitions: int) -> dict[str, Any]:
             "per_sensor_median": {kind: _median([t[kind] for t in ticks]) for kind in ticks[0]},
         },
         "status": {"median": _median(status), "runs": status},
+        "status_imports_seconds": imports,
     }
 
 

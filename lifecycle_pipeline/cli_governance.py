@@ -194,7 +194,7 @@ def _governance_change(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from lifecycle_pipeline.governance import require_anchored
+    from lifecycle_pipeline.audit_anchor import require_anchored
     from lifecycle_pipeline.governance_log import status_lines
 
     if not _chosen():
@@ -213,8 +213,8 @@ def _status_of_every_model() -> int:
     saying so, its problem printed in full below the table, and the exit status is 1."""
     from datetime import UTC, datetime
 
+    from lifecycle_pipeline.audit_anchor import verify_anchored
     from lifecycle_pipeline.declaration import load_every_model
-    from lifecycle_pipeline.governance import verify_anchored
     from lifecycle_pipeline.governance_log import serving_at
     from lifecycle_pipeline.lineage.query import render_table
 
@@ -321,7 +321,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _verify_log(model: LoadedDeclaration) -> int:
-    from lifecycle_pipeline.governance import verify_anchored
+    from lifecycle_pipeline.audit_anchor import verify_anchored
 
     log = _log(model)
     try:

@@ -10,7 +10,6 @@ verifies now, against the configured public key.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,10 @@ import dagster as dg
 from dagster._core.events import DagsterEventType
 
 from lifecycle_pipeline.assets.common import OWNERS, code_version
+from lifecycle_pipeline.audit_anchor import (  # re-exported: governance's public names
+    PRODUCTION_ASSET,
+    require_anchored,
+)
 from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.governance_log import (  # re-exported: governance's public names
     Change,
@@ -27,13 +30,12 @@ from lifecycle_pipeline.governance_log import (  # re-exported: governance's pub
     history,
     serving_at,
 )
-from lifecycle_pipeline.lineage.audit import AuditError, AuditLog, VerifyReport
+from lifecycle_pipeline.lineage.audit import AuditLog
 from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
 from lifecycle_pipeline.lineage.trace import Materialization, trace
 from lifecycle_pipeline.partitions import validate_partition_key
 from lifecycle_pipeline.resources.artifact_store import SHA_KEY, URI_KEY
 
-PRODUCTION_ASSET = "production_model"  # a stage name: each model has its own
 MODEL_TAG = "lifecycle/model"  # on every run of a model's jobs
 FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 
@@ -304,74 +306,6 @@ def _change(
         )
     )
     return Change.from_record(record)
-
-
-def anchor_problems(
-    instance: dg.DagsterInstance, model: LoadedDeclaration, log: AuditLog
-) -> list[str]:
-    """The log against the instance's own copy of every governance change written to it.
-
-    Each promotion and rollback is also a run-less event on ``production_model`` carrying the
-    record's sequence number and hash. A log cut short (its last records deleted), replaced,
-    or restored from an older copy still verifies on its own, since every remaining record
-    chains; it cannot match those independent copies. Events are matched by the log's path,
-    so a test's or another deployment's log is not confused with this one.
-    """
-    held: dict[int, str] = {}
-    for line in log.path.read_bytes().split(b"\n") if log.path.exists() else []:
-        try:
-            raw = json.loads(line)
-            held[int(raw["seq"])] = str(raw["hash"])
-        except (ValueError, KeyError, TypeError):
-            continue  # torn or edited lines are verify()'s to report
-    here = str(log.path.resolve())
-    problems: list[str] = []
-    cursor = None
-    while True:
-        page = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=model.key(PRODUCTION_ASSET)), limit=1000,
-            cursor=cursor,
-        )  # fmt: skip
-        for event in page.records:
-            meta = metadata_values(event)
-            if meta.get("audit/log") != here or "audit/seq" not in meta:
-                continue
-            seq, expected = int(str(meta["audit/seq"])), str(meta["audit/hash"])
-            what = f"the {meta.get('action')} of {meta.get('version')} (run-less event)"
-            if seq not in held:
-                problems.append(
-                    f"record {seq}, {what}, is recorded in the Dagster instance but missing "
-                    "from the log: the log was cut short, replaced or restored from an older copy"
-                )
-            elif held[seq] != expected:
-                problems.append(
-                    f"record {seq}: the instance recorded hash {expected[:16]} for {what}, the "
-                    f"log holds {held[seq][:16]}: the log was replaced"
-                )
-        if not page.has_more:
-            break
-        cursor = page.cursor
-    return sorted(problems)
-
-
-def verify_anchored(
-    instance: dg.DagsterInstance, model: LoadedDeclaration, log: AuditLog
-) -> VerifyReport:
-    """The log's own chain and keyed digests, and its agreement with the instance."""
-    report = log.verify()
-    report.problems += anchor_problems(instance, model, log)
-    return report
-
-
-def require_anchored(
-    instance: dg.DagsterInstance, model: LoadedDeclaration, log: AuditLog, action: str
-) -> None:
-    report = verify_anchored(instance, model, log)
-    if not report.ok:
-        raise AuditError(
-            f"{action} refused: the audit log does not agree with its evidence, and nothing is "
-            f"ever recorded on top of it:\n{report.render()}"
-        )
 
 
 def promote(

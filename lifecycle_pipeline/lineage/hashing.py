@@ -6,9 +6,10 @@ import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # imported where frames are hashed: the audit log and `lifecycle status`
+    import pandas as pd  # hash bytes and JSON only, and start faster without pandas
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -42,6 +43,8 @@ def frame_hash(frame: pd.DataFrame) -> str:
     """
     digest = hashlib.sha256()
     digest.update(canonical_json([[str(c), str(t)] for c, t in frame.dtypes.items()]))
+    import pandas as pd
+
     rows = pd.util.hash_pandas_object(frame, index=False).to_numpy()
     digest.update(rows.astype("<u8").tobytes())
     return digest.hexdigest()

@@ -1,0 +1,85 @@
+"""The audit log checked against the Dagster instance's own copy of its governance changes.
+
+Apart from governance.py so that `lifecycle status` and `audit verify` import only Dagster's
+instance and the log, not the lineage, artifact and pandas modules a promotion needs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+
+from lifecycle_pipeline.declaration import LoadedDeclaration
+from lifecycle_pipeline.lineage.audit import AuditError, AuditLog, VerifyReport
+from lifecycle_pipeline.lineage.query import metadata_values
+
+PRODUCTION_ASSET = "production_model"  # a stage name: each model has its own
+
+
+def anchor_problems(
+    instance: dg.DagsterInstance, model: LoadedDeclaration, log: AuditLog
+) -> list[str]:
+    """The log against the instance's own copy of every governance change written to it.
+
+    Each promotion and rollback is also a run-less event on ``production_model`` carrying the
+    record's sequence number and hash. A log cut short (its last records deleted), replaced,
+    or restored from an older copy still verifies on its own, since every remaining record
+    chains; it cannot match those independent copies. Events are matched by the log's path,
+    so a test's or another deployment's log is not confused with this one.
+    """
+    held: dict[int, str] = {}
+    for line in log.path.read_bytes().split(b"\n") if log.path.exists() else []:
+        try:
+            raw = json.loads(line)
+            held[int(raw["seq"])] = str(raw["hash"])
+        except (ValueError, KeyError, TypeError):
+            continue  # torn or edited lines are verify()'s to report
+    here = str(log.path.resolve())
+    problems: list[str] = []
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=model.key(PRODUCTION_ASSET)), limit=1000,
+            cursor=cursor,
+        )  # fmt: skip
+        for event in page.records:
+            meta = metadata_values(event)
+            if meta.get("audit/log") != here or "audit/seq" not in meta:
+                continue
+            seq, expected = int(str(meta["audit/seq"])), str(meta["audit/hash"])
+            what = f"the {meta.get('action')} of {meta.get('version')} (run-less event)"
+            if seq not in held:
+                problems.append(
+                    f"record {seq}, {what}, is recorded in the Dagster instance but missing "
+                    "from the log: the log was cut short, replaced or restored from an older copy"
+                )
+            elif held[seq] != expected:
+                problems.append(
+                    f"record {seq}: the instance recorded hash {expected[:16]} for {what}, the "
+                    f"log holds {held[seq][:16]}: the log was replaced"
+                )
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    return sorted(problems)
+
+
+def verify_anchored(
+    instance: dg.DagsterInstance, model: LoadedDeclaration, log: AuditLog
+) -> VerifyReport:
+    """The log's own chain and keyed digests, and its agreement with the instance."""
+    report = log.verify()
+    report.problems += anchor_problems(instance, model, log)
+    return report
+
+
+def require_anchored(
+    instance: dg.DagsterInstance, model: LoadedDeclaration, log: AuditLog, action: str
+) -> None:
+    report = verify_anchored(instance, model, log)
+    if not report.ok:
+        raise AuditError(
+            f"{action} refused: the audit log does not agree with its evidence, and nothing is "
+            f"ever recorded on top of it:\n{report.render()}"
+        )
