@@ -550,7 +550,7 @@ class LoadedDeclaration:
     # partition-set and resource names starting with the model's name.
 
     def key(self, stage: str) -> dg.AssetKey:
-        """The asset key of one of this model's stages, e.g. ``breast_cancer/trained_model``."""
+        """The asset key of one of this model's stages, e.g. ``fraud/trained_model``."""
         import dagster as dg
 
         return dg.AssetKey([self.name, stage])
@@ -561,7 +561,7 @@ class LoadedDeclaration:
 
     def op(self, stage: str) -> str:
         """The op of one of this model's stages: the key a run config's ``ops:`` uses for it
-        (``breast_cancer__trained_model``)."""
+        (``fraud__trained_model``)."""
         return self.key(stage).to_python_identifier()
 
     def inputs(self, *stages: str) -> dict[str, dg.AssetIn]:
@@ -571,7 +571,7 @@ class LoadedDeclaration:
         return {stage: dg.AssetIn(self.key(stage)) for stage in stages}
 
     def scoped(self, name: str) -> str:
-        """A job, sensor, schedule or resource name of this model, e.g. ``diabetes_lifecycle``."""
+        """A job, sensor, schedule or resource name of this model, e.g. ``fraud_lifecycle``."""
         return f"{self.name}_{name}"
 
     @property

@@ -255,7 +255,7 @@ def test_a_defs_yaml_that_is_not_a_lifecycle_component_is_refused_naming_the_lin
         ("type: lifecycle_pipeline.LifecycleModel\n", "defs.yaml:1: attributes: "),
         ("- type\n- attributes\n", "defs.yaml: a model's defs.yaml is a Dagster component file"),
         # A model.yaml of before, moved as it was: its keys are not the component's.
-        (DECLARATION, "defs.yaml:5: unknown key 'contract'"),
+        (DECLARATION, "defs.yaml:1: unknown key 'name'"),  # the first, in file order
     ],
     ids=["attributes a list", "attributes missing", "a list", "declaration without component"],
 )

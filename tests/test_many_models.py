@@ -402,3 +402,35 @@ def test_settings_are_text_and_measurements_are_numbers(deployment: Deployment) 
             assert isinstance(metadata[key], dg.TextMetadataValue), key
         for key in measured:
             assert isinstance(metadata[key], dg.FloatMetadataValue | dg.IntMetadataValue), key
+
+
+def test_dg_scaffold_defs_writes_what_new_model_writes(deployment: Deployment) -> None:
+    """`dg scaffold defs lifecycle_pipeline.LifecycleModel NAME` is `lifecycle new-model`."""
+    project = deployment.base / "dg_scaffold"
+    project.mkdir()
+    shutil.copy(deployment.code / "pyproject.toml", project / "pyproject.toml")
+    (project / "models").mkdir()
+    data = deployment.base / "credit.csv"
+    params = json.dumps({"data": str(data), "target": "default"})
+    made = _dg(
+        deployment, project, "scaffold", "defs", "lifecycle_pipeline.LifecycleModel", "loans",
+        "--json-params", params,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stdout + made.stderr
+    scaffolded = project / "models" / "loans"
+    expected = deployment.base / "expected_models"
+    created = deployment.lifecycle(
+        "new-model", "loans", "--data", str(data), "--target", "default",
+        LIFECYCLE_MODELS_DIR=str(expected),
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    for name in ("defs.yaml", "model_card.yaml"):
+        assert (scaffolded / name).read_text() == (expected / "loans" / name).read_text()
+    checked = _dg(deployment, project, "check", "yaml")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    again = _dg(
+        deployment, project, "scaffold", "defs", "lifecycle_pipeline.LifecycleModel", "loans",
+        "--json-params", params,
+    )  # fmt: skip
+    assert again.returncode != 0  # an existing model is never overwritten
+    assert (scaffolded / "defs.yaml").read_text() == (expected / "loans" / "defs.yaml").read_text()

@@ -421,7 +421,8 @@ def test_drifting_batch_is_flagged_with_exactly_the_shifted_columns(
     tests = drifting["drift/tests"]
     assert isinstance(tests, dict)
     assert tests["numeric"] == declared.numeric.model_dump()
-    assert drifting["drift/share_threshold"] == declared.share_threshold
+    # Settings are text metadata (the UI plots only what varies), read back as numbers.
+    assert float(drifting["drift/share_threshold"]) == declared.share_threshold
     assert isinstance(drifting["outside_training/rows"], int)
     assert drifting["outside_training/rows"] >= drifting["outside_training/out_of_range_rows"]  # type: ignore[operator]
 
@@ -461,7 +462,7 @@ def test_drift_check_is_a_warning_and_metadata_is_complete(
     assert summary["outside_training"]["rows"] == meta["outside_training/rows"]
     assert isinstance(meta["drift/prediction_score"], float)
     declared = SAMPLE_MODEL
-    assert meta["sample/seed"] == declared.model.drift.seed
+    assert meta["sample/seed"] == str(declared.model.drift.seed)
     assert meta["declaration/sha256"] == declared.sha256
     assert meta["drift/overrides"] == {}
     assert meta["upstream/breast_cancer/trained_model"]["partition"] == "data-v1"
@@ -474,7 +475,7 @@ def test_sampling_overrides_are_recorded_and_deterministic(monitored: Pipeline) 
     runs = history(monitored.instance, SAMPLE["drift_monitor"], "batch-002")[-2:]
     metas = [metadata_values(r) for r in runs]
     assert metas[0]["sample/current_rows"] == metas[0]["sample/reference_rows"] == 150
-    assert metas[0]["sample/seed"] == 11 and metas[0]["drift/overrides"] == config
+    assert metas[0]["sample/seed"] == "11" and metas[0]["drift/overrides"] == config
     assert metas[0]["artifact/sha256"] != ""
     tables = [m["drift/columns"] for m in metas]
     assert all(isinstance(t, dg.TableMetadataValue) for t in tables)

@@ -20,7 +20,7 @@ AssetRef = str | Sequence[str] | dg.AssetKey
 
 
 def asset_key(asset: AssetRef) -> dg.AssetKey:
-    """A key given as a key, its path or its user string (``breast_cancer/trained_model``)."""
+    """A key given as a key, its path or its user string (``fraud/trained_model``)."""
     if isinstance(asset, dg.AssetKey):
         return asset
     if isinstance(asset, str):
