@@ -422,7 +422,7 @@ def test_drifting_batch_is_flagged_with_exactly_the_shifted_columns(
     assert isinstance(tests, dict)
     assert tests["numeric"] == declared.numeric.model_dump()
     # Settings are text metadata (the UI plots only what varies), read back as numbers.
-    assert float(drifting["drift/share_threshold"]) == declared.share_threshold
+    assert float(str(drifting["drift/share_threshold"])) == declared.share_threshold
     assert isinstance(drifting["outside_training/rows"], int)
     assert drifting["outside_training/rows"] >= drifting["outside_training/out_of_range_rows"]  # type: ignore[operator]
 
