@@ -13,7 +13,9 @@ Each figure runs in fresh processes (``bench.measure``), median of 3:
   server's start-up work; also the component loading alone, in process;
 - tick: one evaluation of every model's sensors (new data versions, new batches, drift
   retraining, audit log), in steady state (every tag already a partition, every run logged);
-- status: `lifecycle status`, every model in one table, audit logs verified against the instance.
+- status: `lifecycle status`, every model in one table, audit logs verified against the instance;
+  warm (validation verdicts of unchanged declarations reused) and cold (every declaration
+  validated, as after a change or a deploy).
 
 ``python -m bench.many_models`` writes bench/results/many_models.json; the report renders it.
 """
@@ -248,6 +250,11 @@ def measure(count: int, repetitions: int) -> dict[str, Any]:
         load_models = [float(_printed(LOAD_MODELS, env)) for _ in range(repetitions)]
         ticks = [json.loads(_printed(TICK, env, json.dumps(names))) for _ in range(repetitions)]
         lifecycle = str(Path(sys.executable).parent / "lifecycle")
+        verdicts = base / "home" / "cache" / "declarations.json"
+        cold = []
+        for _ in range(repetitions):  # every declaration validated (after a change or deploy)
+            verdicts.unlink(missing_ok=True)
+            cold.append(_timed([lifecycle, "status"], env))
         status = [_timed([lifecycle, "status"], env) for _ in range(repetitions)]
         imports = _status_imports(env)
     return {
@@ -267,6 +274,7 @@ def measure(count: int, repetitions: int) -> dict[str, Any]:
             "per_sensor_median": {kind: _median([t[kind] for t in ticks]) for kind in ticks[0]},
         },
         "status": {"median": _median(status), "runs": status},
+        "status_cold": {"median": _median(cold), "runs": cold},
         "status_imports_seconds": imports,
     }
 

@@ -651,6 +651,10 @@ def _many_models() -> dict[str, Any] | None:
     return result
 
 
+def _imported(imports: dict[str, float], name: str) -> str:
+    return f"{imports[name]:.2f} s" if name in imports else "not imported"
+
+
 def _figure_6(result: dict[str, Any] | None) -> list[str]:
     out = ["## 6. Many models in one deployment", ""]
     if result is None:
@@ -675,17 +679,28 @@ def _figure_6(result: dict[str, Any] | None) -> list[str]:
         "- **tick**: one evaluation of every model's `new_data_version_sensor` (it lists the "
         "registry's tags and the partitions), steady state; **all four sensors**: the same for "
         "the new-batch, drift-retraining and audit-log sensors too;",
-        "- **status**: `lifecycle status`, a fresh process: every declaration validated, every "
-        "audit log verified against the instance, one table.",
+        "- **status**: `lifecycle status`, a fresh process: every audit log verified against "
+        "the instance, one table; warm, an unchanged declaration's earlier validation verdict "
+        "is reused (keyed by its sha256, the package's code and the installed distributions); "
+        "**cold**, every declaration is validated, as after a change or a deploy.",
         "",
     ]
 
     def cell(entry: dict[str, Any]) -> str:
         runs = entry["runs"]
-        return f"{entry['median']:.2f} s ({min(runs):.2f}-{max(runs):.2f})"
+        digits = 3 if max(runs) < 0.1 else 2  # so the median never reads below its minimum
+        return f"{entry['median']:.{digits}f} s ({min(runs):.{digits}f}-{max(runs):.{digits}f})"
 
     out += _table(
-        ["models", "load", "of which component loading", "tick", "all four sensors", "status"],
+        [
+            "models",
+            "load",
+            "of which component loading",
+            "tick",
+            "all four sensors",
+            "status",
+            "status, cold",
+        ],
         [
             [
                 str(r["models"]),
@@ -694,6 +709,7 @@ def _figure_6(result: dict[str, Any] | None) -> list[str]:
                 cell(r["tick"]),
                 cell(r["tick_all_sensors"]),
                 cell(r["status"]),
+                cell(r["status_cold"]) if "status_cold" in r else "not measured",
             ]
             for r in rows
         ],
@@ -708,25 +724,29 @@ def _figure_6(result: dict[str, Any] | None) -> list[str]:
             f"{_verdict(value < goals[name])}; growth from {smallest['models']} to "
             f"{largest['models']} models: x{value / smallest[name]['median']:.2f}"
         )
+    cold = largest.get("status_cold")
+    if cold:
+        verdicts.append(
+            f"- status, cold: {cold['median']:.2f} s against {goals['status']:.0f} s: "
+            f"{_verdict(cold['median'] < goals['status'])}"
+        )
     out += [*verdicts, ""]
     imports = largest.get("status_imports_seconds")
-    if imports and largest["status"]["median"] >= goals["status"]:
-        each = (largest["status"]["median"] - smallest["status"]["median"]) / (
+    if imports and cold and cold["median"] >= goals["status"]:
+        each = (cold["median"] - smallest["status_cold"]["median"]) / (
             largest["models"] - smallest["models"]
         )
         out += [
-            f"Why status misses: its cost is start-up, not models. With one model it takes "
-            f"{smallest['status']['median']:.2f} s, and each further model adds "
-            f"{each * 1000:.0f} ms (validating its declaration, verifying its audit log "
-            f"against the instance). Of the {largest['status']['median']:.2f} s, imports take "
-            f"{imports['all']:.2f} s (Python's import timer): scikit-learn "
-            f"{imports.get('sklearn', 0):.2f} s (validating a declaration constructs its "
-            f"estimator), Dagster {imports.get('dagster', 0):.2f} s before its storage layer "
-            f"loads when the instance opens, pandas {imports.get('pandas', 0):.2f} s. What "
-            "would close it: a verdict cache keyed by each declaration's sha256 and the lock, so "
-            "that an unchanged declaration is not re-validated and scikit-learn is not "
-            "imported, or status served by the long-running code server instead of a fresh "
-            "process.",
+            f"Why cold status misses: validating a declaration constructs its estimator, so a "
+            f"cold status imports scikit-learn and pandas; with one model it takes "
+            f"{smallest['status_cold']['median']:.2f} s, and each further model adds "
+            f"{each * 1000:.0f} ms. Warm, its imports take {imports['all']:.2f} s (Python's "
+            f"import timer; scikit-learn {_imported(imports, 'sklearn')}, pandas "
+            f"{_imported(imports, 'pandas')}, Dagster {_imported(imports, 'dagster')} before "
+            "its storage layer loads when the instance opens). A cold status is paid once after "
+            "a declaration, the package or the environment changes; what would remove it: the "
+            "code server (which validates every declaration when it loads) writing the "
+            "verdicts, or status served by it.",
             "",
         ]
     return out

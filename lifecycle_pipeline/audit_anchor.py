@@ -17,8 +17,12 @@ from lifecycle_pipeline.lineage.query import metadata_values
 PRODUCTION_ASSET = "production_model"  # a stage name: each model has its own
 
 
+def _name(model: LoadedDeclaration | str) -> str:
+    return model if isinstance(model, str) else model.name
+
+
 def anchor_problems(
-    instance: dg.DagsterInstance, model: LoadedDeclaration, log: AuditLog
+    instance: dg.DagsterInstance, model: LoadedDeclaration | str, log: AuditLog
 ) -> list[str]:
     """The log against the instance's own copy of every governance change written to it.
 
@@ -36,13 +40,13 @@ def anchor_problems(
         except (ValueError, KeyError, TypeError):
             continue  # torn or edited lines are verify()'s to report
     here = str(log.path.resolve())
+    key = dg.AssetKey([_name(model), PRODUCTION_ASSET])
     problems: list[str] = []
     cursor = None
     while True:
         page = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=model.key(PRODUCTION_ASSET)), limit=1000,
-            cursor=cursor,
-        )  # fmt: skip
+            dg.AssetRecordsFilter(asset_key=key), limit=1000, cursor=cursor
+        )
         for event in page.records:
             meta = metadata_values(event)
             if meta.get("audit/log") != here or "audit/seq" not in meta:
@@ -66,7 +70,7 @@ def anchor_problems(
 
 
 def verify_anchored(
-    instance: dg.DagsterInstance, model: LoadedDeclaration, log: AuditLog
+    instance: dg.DagsterInstance, model: LoadedDeclaration | str, log: AuditLog
 ) -> VerifyReport:
     """The log's own chain and keyed digests, and its agreement with the instance."""
     report = log.verify()
@@ -75,7 +79,7 @@ def verify_anchored(
 
 
 def require_anchored(
-    instance: dg.DagsterInstance, model: LoadedDeclaration, log: AuditLog, action: str
+    instance: dg.DagsterInstance, model: LoadedDeclaration | str, log: AuditLog, action: str
 ) -> None:
     report = verify_anchored(instance, model, log)
     if not report.ok:

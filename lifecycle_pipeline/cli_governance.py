@@ -214,30 +214,31 @@ def _status_of_every_model() -> int:
     from datetime import UTC, datetime
 
     from lifecycle_pipeline.audit_anchor import verify_anchored
-    from lifecycle_pipeline.declaration import load_every_model
+    from lifecycle_pipeline.declaration import valid_model_names
     from lifecycle_pipeline.governance_log import serving_at
+    from lifecycle_pipeline.lineage.audit import AuditLog
     from lifecycle_pipeline.lineage.query import render_table
 
-    models, broken = load_every_model()
+    names, broken = valid_model_names()
     rows: dict[str, tuple[str, ...]] = {}
     problems = [str(exc) for exc in broken.values()]
     for name in broken:
         rows[name] = (name, "BROKEN DECLARATION (not loaded)", "-", "-", "-")
     now = datetime.now(tz=UTC)
     with _instance() as instance:
-        for model in models:
-            log = _log(model)
-            report = verify_anchored(instance, model, log)
+        for name in names:
+            log = AuditLog.for_model(name)
+            report = verify_anchored(instance, name, log)
             if not report.ok:
-                rows[model.name] = (model.name, "AUDIT LOG DOES NOT VERIFY", "-", "-", "-")
+                rows[name] = (name, "AUDIT LOG DOES NOT VERIFY", "-", "-", "-")
                 problems.append(report.render())
                 continue
             current = serving_at(log, now)
-            rows[model.name] = (
-                (model.name, "-", "-", "-", "-")
+            rows[name] = (
+                (name, "-", "-", "-", "-")
                 if current is None
                 else (
-                    model.name,
+                    name,
                     current.version,
                     current.time.isoformat(timespec="seconds"),
                     current.approver,

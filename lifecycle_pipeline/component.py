@@ -3,8 +3,9 @@
 A model folder holds ``defs.yaml`` (``type: lifecycle_pipeline.LifecycleModel`` and the
 declaration as ``attributes``) and the model card's reviewed spec. Dagster's own defs-folder
 loading instantiates one ``LifecycleModel`` per folder, so ``dg list defs``, ``dg check yaml``
-and ``dg check defs`` work on the models, the component's schema (the declaration's) shows in
-the UI's docs, and adding a model is adding a folder.
+and ``dg check defs`` work on the models, ``dg list components`` and ``dg utils
+inspect-component`` show the component's description and schema (the declaration's), and
+adding a model is adding a folder.
 
 Every model's definitions are namespaced by its name (``LoadedDeclaration.key`` / ``scoped``):
 asset keys under its prefix, one asset group, its own partition sets, jobs, sensors, schedule,
@@ -45,7 +46,7 @@ _OVERRIDES: contextvars.ContextVar[tuple[DataRegistry | None, str | None]] = con
 
 class DeclarationAttributes(BaseModel):
     """The declaration as written. Its JSON schema is the declaration's, so ``dg check yaml``
-    and the UI's docs show and check every field; at load, ``LifecycleModel.load`` validates
+    checks every field and dg's component docs show them; at load, ``LifecycleModel.load`` validates
     it with file and line numbers, and a model that fails is reported, not fatal."""
 
     model_config = ConfigDict(extra="allow")

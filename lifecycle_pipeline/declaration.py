@@ -15,6 +15,7 @@ import functools
 import hashlib
 import importlib
 import itertools
+import json
 import math
 import os
 import re
@@ -26,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lifecycle_pipeline.errors import LifecycleError
+from lifecycle_pipeline.settings import PACKAGE_DIR
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -826,6 +828,74 @@ def load_every_model(
         except DeclarationError as exc:
             broken[name] = exc
     return loaded, broken
+
+
+def _environment_digest() -> str:
+    """What a declaration's validity depends on besides its own bytes: this package's code and
+    every installed distribution (the estimator's library among them)."""
+    import importlib.metadata
+
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    installed = sorted(
+        f"{dist.metadata['Name']}=={dist.version}" for dist in importlib.metadata.distributions()
+    )
+    digest.update("\n".join(installed).encode())
+    return digest.hexdigest()
+
+
+def valid_model_names(
+    directory: Path | None = None, cache: Path | None = None
+) -> tuple[list[str], dict[str, DeclarationError]]:
+    """The model folders whose declaration loads, and the error of each that does not.
+
+    What `lifecycle status` needs, without validating an unchanged declaration again: a
+    folder whose defs.yaml bytes, package code and installed distributions are those of an
+    earlier successful validation is valid (the verdict is cached in ``cache``, by default
+    ``<home>/cache/declarations.json``). Validating imports the declared estimator, hence
+    scikit-learn, which is a third of the command's start-up. A broken declaration is never
+    cached: it is validated every time, so its error is always current.
+    """
+    from lifecycle_pipeline.settings import Settings
+
+    directory = directory or models_dir()
+    cache = cache or Settings.from_env().home / "cache" / "declarations.json"
+    try:
+        known: dict[str, str] = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    environment: str | None = None
+    valid: list[str] = []
+    broken: dict[str, DeclarationError] = {}
+    for name in declared_models(directory):
+        path = directory / name / DECLARATION_FILE
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            digest = ""
+        environment = environment or _environment_digest()
+        verdict = hashlib.sha256(f"{name}\0{digest}\0{environment}".encode()).hexdigest()
+        if known.get(name) == verdict:
+            valid.append(name)
+            continue
+        try:
+            load_model_folder(directory / name)
+        except DeclarationError as exc:
+            broken[name] = exc
+            known.pop(name, None)
+            continue
+        valid.append(name)
+        known[name] = verdict
+    try:  # a cache that cannot be written only means the next status validates again
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps(known, indent=1, sort_keys=True), encoding="utf-8")
+        partial.replace(cache)
+    except OSError:
+        pass
+    return valid, broken
 
 
 def declaration_path(environ: dict[str, str] | None = None) -> Path:

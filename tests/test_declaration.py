@@ -531,3 +531,46 @@ def test_the_readme_example_declaration_loads_trains_and_fingerprints(
     golden = golden_inputs(features, 16)
     outputs = task_for(contract.task).raw_outputs
     assert fingerprint(pipeline, golden, outputs) == fingerprint(pipeline, golden, outputs)
+
+
+# --- the validation verdicts `lifecycle status` reuses --------------------------------------
+
+
+def test_status_revalidates_only_what_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from lifecycle_pipeline import declaration as module
+
+    models = tmp_path / "models"
+    for name in ("breast_cancer", "diabetes"):
+        shutil.copytree(PROJECT_ROOT / "models" / name, models / name)
+    cache = tmp_path / "verdicts.json"
+    validated: list[str] = []
+    real = module.load_model_folder
+
+    def counted(folder: Path) -> module.LoadedDeclaration:
+        validated.append(folder.name)
+        return real(folder)
+
+    monkeypatch.setattr(module, "load_model_folder", counted)
+    assert module.valid_model_names(models, cache) == (["breast_cancer", "diabetes"], {})
+    assert validated == ["breast_cancer", "diabetes"]
+    validated.clear()
+    assert module.valid_model_names(models, cache) == (["breast_cancer", "diabetes"], {})
+    assert validated == []  # unchanged bytes, code and environment: the verdicts stand
+
+    path = models / "diabetes" / "defs.yaml"
+    path.write_text(path.read_text().replace("  out_of_range: flag", "  out_of_rnge: flag"))
+    valid, broken = module.valid_model_names(models, cache)
+    assert valid == ["breast_cancer"] and validated == ["diabetes"]
+    assert "out_of_rnge: unknown key" in str(broken["diabetes"])
+    validated.clear()
+    module.valid_model_names(models, cache)
+    assert validated == ["diabetes"]  # a broken declaration is checked every time
+
+    validated.clear()
+    monkeypatch.setattr(module, "_environment_digest", lambda: "another lock or package code")
+    module.valid_model_names(models, cache)
+    assert validated == ["breast_cancer", "diabetes"]  # a new environment judges again
