@@ -17,6 +17,7 @@ the code location shows as a single unmaterializable asset in that model's group
 from __future__ import annotations
 
 import contextvars
+import re
 import types
 import warnings
 from dataclasses import dataclass
@@ -121,7 +122,9 @@ class BrokenModel:
         """What the UI shows in place of the model: one asset in its group, naming the error."""
         return dg.AssetSpec(
             dg.AssetKey([self.name, "declaration"]),
-            group_name=self.name,
+            # A folder name need not be a valid model name (that may be the very error), and
+            # an invalid group name would fail the whole code location.
+            group_name=re.sub(r"[^A-Za-z0-9_]", "_", self.name),
             kinds={"yaml"},
             tags={"lifecycle/broken": "true"},
             description=f"BROKEN DECLARATION: {self.name} is not loaded, so none of its runs, "

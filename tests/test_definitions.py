@@ -195,3 +195,25 @@ def test_every_asset_links_to_its_source_in_the_ui() -> None:
         assert declared == PROJECT_ROOT / "models" / model / "defs.yaml", name
         line = declared.read_text(encoding="utf-8").splitlines()[component.line_number - 1]
         assert line == "type: lifecycle_pipeline.LifecycleModel", f"{name}: opens {line!r}"
+
+
+def test_a_folder_whose_name_is_no_model_name_is_shown_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`models/credit-risk/` (a hyphen: not a model name, nor a Dagster group name) is one
+    broken model; the code location still builds, with the other model in it."""
+    import shutil
+
+    from lifecycle_pipeline.definitions import build_definitions
+
+    models = tmp_path / "models"
+    shutil.copytree(PROJECT_ROOT / "models" / "diabetes", models / "diabetes")
+    shutil.copytree(PROJECT_ROOT / "models" / "diabetes", models / "credit-risk")
+    monkeypatch.setenv("LIFECYCLE_MODELS_DIR", str(models))
+    location = build_definitions()
+    keys = {k.to_user_string() for k in location.resolve_asset_graph().get_all_asset_keys()}
+    assert "credit-risk/declaration" in keys and "diabetes/trained_model" in keys
+    broken = location.resolve_assets_def(dg.AssetKey(["credit-risk", "declaration"]))
+    description = broken.specs_by_key[dg.AssetKey(["credit-risk", "declaration"])].description
+    assert "differs from its folder 'credit-risk'" in str(description)
+    location.resolve_job_def("diabetes_lifecycle")  # the other model is whole
