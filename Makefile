@@ -11,8 +11,7 @@ RUN := $(UV) run --frozen --no-sync
 export UV_PYTHON_DOWNLOADS := never
 # Installed with bytecode: every process (the CLI, the code server, each test's subprocess)
 # then starts without compiling Dagster's and scikit-learn's sources, also where
-# PYTHONDONTWRITEBYTECODE keeps Python from caching them itself (measured here: `import
-# dagster` 1.9 s -> 1.4 s, `lifecycle status` 6.4 s -> 5.0 s on a loaded 2-core machine).
+# PYTHONDONTWRITEBYTECODE keeps Python from caching them itself.
 export UV_COMPILE_BYTECODE := 1
 # An unrelated activated virtualenv must not redirect uv away from this project's .venv.
 unexport VIRTUAL_ENV
