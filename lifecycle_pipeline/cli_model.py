@@ -92,8 +92,8 @@ def proposed_declaration(frame: Any, data_file: Path, target: str | None, name: 
 # what to write: every field of documentation.spec.REQUIRED_FIELDS, and the optional ones.
 CARD_SPEC_TEMPLATE = """\
 # The human-written part of {name}'s model card, datasheet and technical documentation.
-# Reviewed like code. Every field below is required: until it is filled, the generated card
-# lists it as a gap ("Missing documentation") instead of inventing it. Machine-knowable
+# Reviewed like code. Every field below not marked optional is required: until it is filled,
+# the generated card lists it as a gap instead of inventing it. Machine-knowable
 # facts (data versions, metrics, hyperparameters, fingerprints) come from lineage: do not
 # write them here.
 
@@ -147,8 +147,9 @@ def scaffold_model(folder: Path, data: Path, target: str | None, force: bool = F
             "with a letter (it names the folder, the asset keys and the jobs)."
         )
     declaration = folder / DECLARATION_FILE
-    if declaration.exists() and not force:
-        raise CheckError(f"{declaration} exists; review it, or pass --force to replace it.")
+    for existing in (declaration, folder / "model_card.yaml"):
+        if existing.exists() and not force:
+            raise CheckError(f"{existing} exists; review it, or pass --force to replace it.")
     frame = read_local(data)
     files = {
         declaration: proposed_declaration(frame, data, target, name),
