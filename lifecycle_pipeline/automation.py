@@ -11,7 +11,6 @@ import json
 import os
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import dagster as dg
 
@@ -46,11 +45,6 @@ def _unseen(
     return new, handled | set(new)
 
 
-def _registry(context: Any, model: LoadedDeclaration) -> DataRegistry:
-    registry: DataRegistry = getattr(context.resources, model.registry_key)
-    return registry
-
-
 def discovery_sensor(
     model: LoadedDeclaration,
     name: str,
@@ -69,7 +63,7 @@ def discovery_sensor(
         description=f"Adds new {describe} of {model.name} as partitions and requests their runs.",
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        tags = getattr(_registry(context, model), list_tags)()
+        tags = getattr(DataRegistry.of(context, model), list_tags)()
         new, handled = _unseen(context, partitions.name or "", tags)
         return dg.SensorResult(
             run_requests=[
@@ -149,7 +143,7 @@ def drift_retraining_sensor(
         if not alerts:
             batches = ", ".join(str(r.partition_key) for r in records)
             return dg.SensorResult(skip_reason=f"no drift in batch(es) {batches}", cursor=cursor)
-        version = newest_known_version(context.instance, model, _registry(context, model))
+        version = newest_known_version(context.instance, model, DataRegistry.of(context, model))
         if version is None:
             # Keep the cursor: the alert is acted on once a data version exists.
             return dg.SensorResult(
@@ -203,7 +197,7 @@ def retraining_schedule(
         description=f"Retrains {model.name}'s newest data version on cron {cron!r}.",
     )
     def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        version = newest_known_version(context.instance, model, _registry(context, model))
+        version = newest_known_version(context.instance, model, DataRegistry.of(context, model))
         if version is None:
             return dg.SkipReason("no data version is a partition yet")
         when = (

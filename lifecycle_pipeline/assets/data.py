@@ -140,7 +140,7 @@ def build_data_snapshot(model: LoadedDeclaration) -> dg.AssetsDefinition:
         """The dataset at one DVC revision of the data registry, checked against its contract."""
         validate_run_config(context.run.run_config, model)
         key = validate_partition_key(context.partition_key)
-        registry: DataRegistry = getattr(context.resources, model.registry_key)
+        registry = DataRegistry.of(context, model)
         version, raw = registry.read(key)
         guard_against_moved_version(context, version)
         source = f"{version.registry}@{key}:{version.path}"

@@ -278,7 +278,7 @@ def build_drift_monitor(model: LoadedDeclaration) -> dg.AssetsDefinition:
     ) -> Iterator[dg.Output[FileTree] | dg.AssetCheckResult]:
         """Evidently drift report of a production batch against the training reference."""
         batch_key = validate_partition_key(context.partition_key)
-        registry: DataRegistry = getattr(context.resources, model.registry_key)
+        registry = DataRegistry.of(context, model)
         artifact_store: ArtifactStore = context.resources.artifact_store
         resolved, raw = registry.read_batch(batch_key)
         source = f"production batch {batch_key!r} ({resolved.registry}@{batch_key}:{resolved.path})"

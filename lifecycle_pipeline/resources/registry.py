@@ -69,6 +69,13 @@ class DataRegistry(dg.ConfigurableResource):
         explicit = given.model_dump(exclude_unset=True) if given is not None else {}
         return cls(**{k: v for k, v in declared.items() if v is not None} | explicit)
 
+    @staticmethod
+    def of(context: Any, model: LoadedDeclaration) -> DataRegistry:
+        """The model's registry from an asset's or a sensor's context (its resource is
+        ``<model>_registry``, required by key so that each model reads its own)."""
+        registry: DataRegistry = getattr(context.resources, model.registry_key)
+        return registry
+
     def resolved_url(self) -> str:
         return self.url or Settings.from_env().registry_url
 
