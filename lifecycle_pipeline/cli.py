@@ -347,10 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("--commit", required=True, help="full commit id of the clean checkout")
     info.set_defaults(handler=_build_info)
-    from lifecycle_pipeline import cli_governance, cli_model
+    from lifecycle_pipeline import cli_governance, cli_model, cli_oncall
 
     cli_governance.register(commands)
     cli_model.register(commands)
+    cli_oncall.register(commands)
     return parser
 
 

@@ -60,17 +60,12 @@ def _public_key(args: argparse.Namespace) -> Path:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from lifecycle_pipeline.reproduce import reproduce, save_report
+    from lifecycle_pipeline.reproduce import record_reproduction, reproduce
 
     model = _model()
     with _instance() as instance:
         report = reproduce(instance, model, args.version, args.run)
-    path = save_report(report, Path(args.output).parent if args.output else None)
-    if args.output:
-        path = path.rename(args.output)
-    _log(model).append(
-        "reproduction", {**report.to_dict(), "report": str(path)}, version=args.version
-    )
+    path = record_reproduction(report, _log(model), Path(args.output) if args.output else None)
     print(report.render())
     print(f"report: {path}")
     return 0 if report.identical else 1

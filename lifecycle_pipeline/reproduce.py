@@ -383,6 +383,18 @@ def save_report(report: ReproductionReport, folder: Path | None = None) -> Path:
     return target
 
 
+def record_reproduction(
+    report: ReproductionReport, log: Any, output: Path | None = None
+) -> Path:
+    """Save the report (to ``output`` or the default folder) and append its audit record: what
+    the CLI and the reproduce job both leave behind, so either is the same evidence."""
+    path = save_report(report, output.parent if output else None)
+    if output:
+        path = path.rename(output)
+    log.append("reproduction", {**report.to_dict(), "report": str(path)}, version=report.version)
+    return path
+
+
 def package_record(
     instance: dg.DagsterInstance, model: LoadedDeclaration, version: str
 ) -> dict[str, Any]:
