@@ -7,6 +7,7 @@ instance and the log, not the lineage, artifact and pandas modules a promotion n
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import dagster as dg
 
@@ -70,11 +71,20 @@ def anchor_problems(
 
 
 def verify_anchored(
-    instance: dg.DagsterInstance, model: LoadedDeclaration | str, log: AuditLog
+    instance: dg.DagsterInstance,
+    model: LoadedDeclaration | str,
+    log: AuditLog,
+    checkpoints: list[Path] | None = None,
+    public_key: Path | None = None,
 ) -> VerifyReport:
-    """The log's own chain and keyed digests, and its agreement with the instance."""
+    """The log's own chain and keyed digests, and its agreement with the instance's copy of
+    its governance changes and with every signed checkpoint of its head (those beside it and
+    those ``checkpoints`` names, e.g. fetched from the team's own store)."""
+    from lifecycle_pipeline.audit_checkpoint import checkpoint_problems
+
     report = log.verify()
     report.problems += anchor_problems(instance, model, log)
+    report.problems += checkpoint_problems(log, checkpoints, public_key)
     return report
 
 

@@ -3,8 +3,8 @@
 The bundle is read from the Dagster instance (lineage and check verdicts), the artifact store
 (the documentation bundle) and the audit log (approvals, deployment history, reproductions,
 replays, and the runs as ingested), and written once into a new folder: ``audit.json``, a
-standalone ``audit.html`` and ``documentation/``. The log is verified first; an export from a
-log that does not verify is refused.
+standalone ``audit.html``, ``documentation/`` and ``checkpoint.json`` (the log's signed head).
+The log is verified first; an export from a log that does not verify is refused.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import dagster as dg
 import jinja2
 from upath import UPath
 
+from lifecycle_pipeline.audit_anchor import verify_anchored
+from lifecycle_pipeline.audit_checkpoint import write_checkpoint
 from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.governance import jsonable, sync_runs
 from lifecycle_pipeline.governance_log import CHANGES
@@ -36,7 +38,7 @@ def collect(
     instance: dg.DagsterInstance, model: LoadedDeclaration, log: AuditLog, version: str
 ) -> dict[str, Any]:
     validate_partition_key(version)
-    report = log.verify()
+    report = verify_anchored(instance, model, log)  # also against its witnesses
     if not report.ok:
         raise AuditError("the audit log does not verify; not exporting:\n" + report.render())
     sync_runs(instance, model.name, log)
@@ -118,6 +120,11 @@ def export(
                 (partial / "documentation" / item.name).write_bytes(item.read_bytes())
                 documentation.append(f"documentation/{item.name}")
     bundle["documentation"] = documentation
+    # The head this bundle was cut from, signed: kept beside the log and shipped in the bundle,
+    # so whoever holds the bundle can later show the log was not cut back behind it.
+    witnessed = write_checkpoint(log)
+    shutil.copyfile(witnessed, partial / "checkpoint.json")
+    bundle["audit_log"]["checkpoint"] = str(witnessed)
     (partial / "audit.json").write_text(
         json.dumps(bundle, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
     )

@@ -285,9 +285,24 @@ def _audit(args: argparse.Namespace) -> int:
         from lifecycle_pipeline.declaration import load_every_model
 
         models = [_model()] if _chosen() else load_every_model()[0]
-        return max((_verify_log(model) for model in models), default=0)
+        given = [Path(p) for p in args.checkpoint or []]
+        if given and len(models) != 1:
+            from lifecycle_pipeline.errors import SettingError
+
+            raise SettingError("--checkpoint witnesses one model's log: name it with --model")
+        key = Path(args.public_key) if args.public_key else None
+        return max((_verify_log(model, given, key) for model in models), default=0)
     model = _model()
     log = _log(model)
+    if args.action == "checkpoint":
+        from lifecycle_pipeline.audit_checkpoint import write_checkpoint
+
+        with _instance() as instance:  # only a log that agrees with its evidence is vouched for
+            from lifecycle_pipeline.audit_anchor import require_anchored
+
+            require_anchored(instance, model, log, "checkpoint")
+        print(write_checkpoint(log, Path(args.output) if args.output else None))
+        return 0
     if args.action == "sync":
         from lifecycle_pipeline.governance import sync_runs
 
@@ -316,15 +331,19 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify_log(model: LoadedDeclaration) -> int:
+def _verify_log(
+    model: LoadedDeclaration, checkpoints: list[Path], public_key: Path | None
+) -> int:
     from lifecycle_pipeline.audit_anchor import verify_anchored
+    from lifecycle_pipeline.audit_checkpoint import checkpoint_problems
 
     log = _log(model)
     try:
-        with _instance() as instance:  # the log, and the instance's copy of its changes
-            report = verify_anchored(instance, model, log)
+        with _instance() as instance:  # the log, the instance's copy of its changes, and
+            report = verify_anchored(instance, model, log, checkpoints, public_key)  # witnesses
     except Exception as exc:  # a damaged instance must not hide what the log says
         report = log.verify()
+        report.problems += checkpoint_problems(log, checkpoints, public_key)
         report.problems.append(
             f"the Dagster instance cannot be opened ({type(exc).__name__}: {exc}), so the "
             "log was not compared with the instance's copy of its governance changes"
@@ -398,10 +417,23 @@ def register(commands: Any) -> None:
     history.add_argument("--json", action="store_true", help="machine-readable output")
     history.set_defaults(handler=_history)
 
-    audit = commands.add_parser("audit", help="Verify, sync or export the audit trail.")
-    audit.add_argument("action", choices=["verify", "sync", "export", "recover"])
+    audit = commands.add_parser(
+        "audit", help="Verify, sync, checkpoint, export or recover the audit trail."
+    )
+    audit.add_argument("action", choices=["verify", "sync", "checkpoint", "export", "recover"])
     audit.add_argument("--version", help="export: the data version to bundle")
-    audit.add_argument("--output", help="export: a new folder (default: .lifecycle/exports)")
+    audit.add_argument(
+        "--output",
+        help="export: a new folder (default: .lifecycle/exports); checkpoint: the folder to "
+        "write it to (default: checkpoints/<model> beside the log)",
+    )
+    audit.add_argument(
+        "--checkpoint",
+        action="append",
+        help="verify: also hold the log against this signed checkpoint (e.g. one kept in your "
+        "own store); repeatable",
+    )
+    audit.add_argument("--public-key", help="verify: the key checkpoints are signed with")
     audit.set_defaults(handler=_audit)
 
     runs = commands.add_parser("runs", help="Mark runs whose worker process died as failed.")

@@ -145,6 +145,35 @@ class VerifyReport:
         return "\n".join(lines + [f"  {p}" for p in self.problems])
 
 
+def _sequence_problems(records: list[Record]) -> list[str]:
+    """Gaps, duplicates and reordering, each named once at its cause.
+
+    Every record carries its position, so one deleted record is one gap ("record 2 is missing"),
+    not a "wrong position" at every record after it; records that are merely out of place are
+    named as such, and a second copy of a record as an insertion.
+    """
+    problems: list[str] = []
+    present = {record.seq for record in records}
+    seen: set[int] = set()
+    expected = 0
+    for position, record in enumerate(records):
+        where = f"record {record.seq} (line {position + 1})"
+        if record.seq in seen:
+            problems.append(f"{where}: a second copy of record {record.seq}: it was inserted")
+        elif record.seq > expected and not present & set(range(expected, record.seq)):
+            gone = (
+                f"record {expected} is"
+                if record.seq == expected + 1
+                else f"records {expected}-{record.seq - 1} are"
+            )
+            problems.append(f"{gone} missing before line {position + 1}: deleted from the log")
+        elif record.seq != expected:
+            problems.append(f"{where}: out of order: records were reordered")
+        seen.add(record.seq)
+        expected = max(expected, record.seq + 1)
+    return problems
+
+
 class AuditLog:
     """One audit log file; cheap to construct, every call re-reads the file."""
 
@@ -309,33 +338,42 @@ class AuditLog:
                 "`lifecycle audit recover` moves the torn bytes aside and records that it did"
             )
             lines.pop()
+        parsed: list[tuple[Record, str, dict[str, Any]]] = []
         for position, line in enumerate(lines):
-            where = f"record {position} (line {position + 1})"
             try:
                 raw = json.loads(line)
-                record = Record.from_dict(raw)
-                mac = str(raw["mac"])
+                parsed.append((Record.from_dict(raw), str(raw["mac"]), raw))
             except (ValueError, KeyError, TypeError) as exc:
+                where = f"record {position} (line {position + 1})"
                 report.problems.append(f"{where}: unreadable ({exc})")
                 return report
-            if record.seq != position:
-                report.problems.append(
-                    f"{where}: position says {record.seq}; records were deleted, inserted or "
-                    "reordered here"
-                )
-            if record.prev != report.head:
-                report.problems.append(
-                    f"{where}: does not chain to the record before it (prev {record.prev[:16]} "
-                    f"!= {report.head[:16]})"
-                )
+        report.problems += _sequence_problems([record for record, _, _ in parsed])
+        flawed: set[int] = set()  # records whose own content is wrong: the next one's broken
+        by_seq: dict[int, Record] = {}  # link follows from them and is not named again
+        for position, (record, mac, raw) in enumerate(parsed):
+            where = f"record {record.seq} (line {position + 1})"
+            by_seq.setdefault(record.seq, record)
             if _digest(raw) != record.hash:
                 report.problems.append(f"{where}: content was edited (hash does not match)")
+                flawed.add(record.seq)
             elif not hmac.compare_digest(_mac(key, record.hash), mac):
                 report.problems.append(
                     f"{where}: not written with the audit key (forged or re-hashed)"
                 )
+                flawed.add(record.seq)
             report.head = record.hash
             report.records = position + 1
+        for position, (record, _, _) in enumerate(parsed):
+            # Chained to its predecessor by sequence number, wherever that one stands, so a
+            # reordering or a gap (named above) is not reported again as broken links.
+            before = by_seq.get(record.seq - 1) if record.seq else None
+            expected = before.hash if before else GENESIS if record.seq == 0 else None
+            if expected is None or record.seq - 1 in flawed or record.prev == expected:
+                continue
+            report.problems.append(
+                f"record {record.seq} (line {position + 1}): does not chain to the record before "
+                f"it (prev {record.prev[:16]} != {expected[:16]}): a record was replaced"
+            )
         return report
 
     def require_intact(self, action: str) -> None:

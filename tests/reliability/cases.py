@@ -443,16 +443,48 @@ AUDIT_TAMPERING = [
     for name, how, edit, expected in [
         ("edited field", "an approver's name changed in record 2", _edit_field,
          "record 2 (line 3): content was edited"),
-        ("deleted record", "record 2 removed", _delete, "record 2 (line 3): position says 3"),
+        ("deleted record", "record 2 removed", _delete,
+         "record 2 is missing before line 3: deleted from the log"),
         ("swapped records", "records 1 and 2 exchanged", _swap,
-         "record 1 (line 2): position says 2"),
+         "record 2 (line 2): out of order: records were reordered"),
         ("inserted record", "record 1 duplicated after itself", _insert,
-         "record 2 (line 3): position says 1"),
+         "record 1 (line 3): a second copy of record 1: it was inserted"),
         ("forged appended record", "a well-chained record hashed without the key", _forge,
          "record 5 (line 6): not written with the audit key"),
         ("edited and re-hashed", "record 3 edited and its hash recomputed", _rehash,
          "record 3 (line 4): not written with the audit key"),
         ("torn last record", "the last line cut in half", _torn, "record 4: torn"),
+    ]
+]  # fmt: skip
+
+WITNESS_PROOF = (
+    "`lifecycle audit verify` exits 1 naming the checkpoint and the record; `status` and any "
+    "promotion refuse; a torn record recovered with `audit recover` still verifies"
+)
+WITNESS_TEST = (
+    "tests/test_audit_checkpoint.py::test_a_log_cut_back_replaced_or_deleted_is_caught_by_its_"
+    "signed_checkpoint"
+)
+
+# Each leaves a log that verifies on its own; only evidence outside it (a signed checkpoint of
+# its head, here, and the instance's copy of every governance change) shows what was done.
+AUDIT_WITNESS = [
+    Fault("tampering", f"audit log: {name}", how, expected, proof=WITNESS_PROOF,
+          test=WITNESS_TEST, value=name)
+    for name, how, expected in [
+        ("last record cut off", "the final record deleted after a checkpoint of the head",
+         "witnessed record 4 (head …), which the log no longer holds (4 record(s)): the log "
+         "was cut short or restored from an older copy"),
+        ("three records cut off", "the last three records deleted",
+         "witnessed record 4 (head …), which the log no longer holds (2 record(s))"),
+        ("older copy restored", "a copy taken at 5 records put back after 2 more and a new "
+         "checkpoint", "witnessed record 6 (head …), which the log no longer holds (5 record(s))"),
+        ("replaced by another chain", "a new log of as many records, written with the key",
+         "witnessed hash … for record 4, the log holds …: the log was replaced"),
+        ("deleted", "the log file removed",
+         "witnessed 5 record(s), but the log … does not exist: it was deleted"),
+        ("checkpoint forged", "the checkpoint's head rewritten to a shorter log's",
+         "signature does not verify with …: the checkpoint was forged or edited"),
     ]
 ]  # fmt: skip
 
@@ -618,6 +650,7 @@ ALL = [
     *PREDICT_INPUTS,
     *REGISTRY_REFERENCES,
     *AUDIT_TAMPERING,
+    *AUDIT_WITNESS,
     *STORE_TAMPERING,
     *CRASHES,
     *CONCURRENCY,
