@@ -364,12 +364,51 @@ def _refusal(exc: BaseException) -> bool:
     return isinstance(exc, LifecycleError | InputError | PackageError)
 
 
+# Options that are folders, not files, where the command writes.
+_FOLDER_OUTPUTS = {("audit", "export"), ("audit", "checkpoint")}
+
+
+def validate_arguments(args: argparse.Namespace) -> None:
+    """Every identifier and path the user gave, checked before the command opens or creates
+    anything: a crafted run id or version never becomes a file name, a missing input is named
+    before minutes of work, and an output that cannot be written fails first, not last."""
+    from lifecycle_pipeline.partitions import (
+        existing_file,
+        validate_partition_key,
+        validate_run_id,
+        writable_target,
+    )
+
+    given = vars(args)
+    for name in ("version", "to"):
+        if given.get(name):
+            validate_partition_key(given[name])
+    for name in ("run", "run_id"):
+        if given.get(name):
+            validate_run_id(given[name])
+    for run_id in given.get("run_ids") or []:
+        validate_run_id(run_id)
+    if given.get("public_key"):
+        existing_file(given["public_key"], "--public-key")
+    for checkpoint in given.get("checkpoint") or []:
+        existing_file(checkpoint, "--checkpoint")
+    if given.get("data"):
+        existing_file(given["data"], "--data")
+    if args.command in ("replay", "predict") and given.get("input"):
+        existing_file(given["input"], "input" if args.command == "predict" else "--input")
+    if given.get("output"):
+        action = given.get("action")
+        folder = (args.command, action) in _FOLDER_OUTPUTS
+        writable_target(given["output"], "--output", folder=folder)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # argparse exits 2 on a malformed command line
     chosen = os.environ.get("LIFECYCLE_MODEL")
     try:
         from lifecycle_pipeline.cli_model import select_model
 
+        validate_arguments(args)
         select_model(args.model)
         return int(args.handler(args))
     except Exception as exc:  # the CLI's boundary: a refusal is one line, a defect a traceback

@@ -1,10 +1,13 @@
-"""Validation of the identifiers a user gives: partition keys (registry tags) and run ids.
+"""Validation of the identifiers a user gives: partition keys (registry tags), run ids and
+the files a command reads or writes. Each is checked before anything is opened or created.
 
 Each model's partition sets are named after it (``LoadedDeclaration.data_versions``)."""
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import dagster as dg
 
@@ -54,3 +57,36 @@ def validate_run_id(run_id: str, instance: dg.DagsterInstance | None = None) -> 
     if instance is not None and not instance.has_run(run_id):
         raise RunIdError(f"No run {run_id} in this instance ({instance.root_directory}).")
     return run_id
+
+
+class PathArgumentError(LifecycleError, ValueError):
+    """A file a command was given to read is missing, or a place to write cannot be written."""
+
+
+def existing_file(path: str, what: str) -> Path:
+    """A file to read: it must exist and be a regular, readable file."""
+    given = Path(path)
+    if not given.is_file():
+        state = "is a folder" if given.is_dir() else "does not exist"
+        raise PathArgumentError(f"{what} {path!r} {state}; give the path of a readable file.")
+    if not os.access(given, os.R_OK):
+        raise PathArgumentError(f"{what} {path!r} is not readable by this user.")
+    return given
+
+
+def writable_target(path: str, what: str, folder: bool = False) -> Path:
+    """A place to write: its nearest existing ancestor must be a writable folder (missing
+    folders below it are created by the command), and a file target must not be a folder."""
+    given = Path(path)
+    if not folder and given.is_dir():
+        raise PathArgumentError(f"{what} {path!r} is a folder; give a file path.")
+    if folder and given.exists() and not given.is_dir():
+        raise PathArgumentError(f"{what} {path!r} is a file; give a folder path.")
+    ancestor = given.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PathArgumentError(
+            f"{what} {path!r} cannot be written: {ancestor} is not a writable folder."
+        )
+    return given

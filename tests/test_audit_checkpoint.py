@@ -120,9 +120,9 @@ def test_a_checkpoint_kept_elsewhere_is_the_external_witness(
     capsys.readouterr()
     assert main(["--model", MODEL, "audit", "verify", "--checkpoint", str(shipped)]) == 1
     assert "which the log no longer holds (3 record(s))" in capsys.readouterr().err
-    # A missing witness file is a problem, not a silent pass.
-    assert main(["--model", MODEL, "audit", "verify", "--checkpoint", str(tmp_path / "no")]) == 1
-    assert "unreadable" in capsys.readouterr().err
+    # A missing witness file is refused up front, not a silent pass.
+    assert main(["--model", MODEL, "audit", "verify", "--checkpoint", str(tmp_path / "no")]) == 2
+    assert "--checkpoint '" in capsys.readouterr().err
     # Checkpoints are written once and name the head they vouch for.
     body = json.loads(shipped.read_text())["checkpoint"]
     assert (body["model"], body["seq"], body["records"]) == (MODEL, 4, 5)

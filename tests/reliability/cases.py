@@ -640,6 +640,55 @@ EXPOSURE = [
           test="tests/reliability/test_exposure.py::test_dev_keys_are_private_and_ignored"),
 ]  # fmt: skip
 
+IDENTIFIER_PROOF = (
+    "exit 2 before anything is opened; no file is created or changed anywhere under the "
+    "test's folder (the instance, the home, the audit log, the output's folder)"
+)
+UNKNOWN_RUN = "0f8e4b7a-52c1-4bd2-9d0e-2b5a1c3d4e5f"
+
+# value: the command line; {tmp} is the test's folder, {file} a file in it, {dir} a folder.
+IDENTIFIERS = [
+    Fault("identifier", name, how, expected, proof=IDENTIFIER_PROOF, value=argv)
+    for name, how, argv, expected in [
+        ("run id crafted as a path", "`reproduce data-v1 --run ../../../x`",
+         ("reproduce", "data-v1", "--run", "../../../x"), "Invalid run id '../../../x'"),
+        ("run id unknown", "`reproduce data-v1 --run` a well-formed id of no run",
+         ("reproduce", "data-v1", "--run", UNKNOWN_RUN), f"No run {UNKNOWN_RUN} in this instance"),
+        ("run id unknown to resume", "`resume` a well-formed id of no run",
+         ("resume", UNKNOWN_RUN), f"No run {UNKNOWN_RUN} in this instance"),
+        ("run ids to recover", "`runs recover x/../y`", ("runs", "recover", "x/../y"),
+         "Invalid run id 'x/../y'"),
+        ("version crafted as a path", "`reproduce ../x`", ("reproduce", "../x"),
+         "Invalid partition key '../x'"),
+        ("rollback target", "`rollback --to 'a b'`",
+         ("rollback", "--to", "a b", "--approver", "a", "--reason", "r"),
+         "Invalid partition key 'a b'"),
+        ("export version", "`audit export --version data/v1`",
+         ("audit", "export", "--version", "data/v1"), "Invalid partition key 'data/v1'"),
+        ("model name crafted as a path", "`--model ../x status`", ("--model", "../x", "status"),
+         "'../x' is not a model name"),
+        ("model not declared", "`--model nosuch status`", ("--model", "nosuch", "status"),
+         "No model 'nosuch': …/models/nosuch/defs.yaml does not exist"),
+        ("replay input missing", "`replay data-v1 --input` a missing file",
+         ("replay", "data-v1", "--input", "{tmp}/absent.csv"),
+         "--input '…/absent.csv' does not exist"),
+        ("public key missing", "`promote data-v1 --public-key` a missing file",
+         ("promote", "data-v1", "--approver", "a", "--reason", "r", "--public-key",
+          "{tmp}/absent.pem"), "--public-key '…/absent.pem' does not exist"),
+        ("report under a file", "`reproduce data-v1 --output` inside a regular file",
+         ("reproduce", "data-v1", "--output", "{file}/report.json"),
+         "--output '…/report.json' cannot be written: …/file is not a writable folder"),
+        ("prediction output is a folder", "`predict data-v1 rows.csv --output` a folder",
+         ("predict", "data-v1", "{file}", "--output", "{dir}"), "--output '…/dir' is a folder"),
+        ("declaration data missing", "`new-model credit --data` a missing file",
+         ("new-model", "credit", "--data", "{tmp}/absent.csv"),
+         "--data '…/absent.csv' does not exist"),
+        ("checkpoint missing", "`audit verify --checkpoint` a missing file",
+         ("audit", "verify", "--checkpoint", "{tmp}/absent.json"),
+         "--checkpoint '…/absent.json' does not exist"),
+    ]
+]  # fmt: skip
+
 ALL = [
     *DATA_FILES,
     *PARTITION_KEYS,
@@ -655,6 +704,7 @@ ALL = [
     *CRASHES,
     *CONCURRENCY,
     *EXPOSURE,
+    *IDENTIFIERS,
 ]
 
 

@@ -50,6 +50,8 @@ AREA_TESTS = {
     "crash": "tests/reliability/test_crashes.py::test_a_killed_run_leaves_nothing_readable_and_"
     "resumes_to_the_same_fingerprint",
     "tampering": "tests/test_audit.py::test_tampering_is_detected_and_named",
+    "identifier": "tests/reliability/test_identifiers.py::test_bad_identifier_is_refused_before_"
+    "anything_is_created",
 }
 
 
@@ -65,6 +67,7 @@ HEADINGS = {
     "crash": "Crashes (SIGKILL at a failpoint)",
     "concurrency": "Concurrency",
     "exposure": "Exposure",
+    "identifier": "Identifiers and paths on the command line",
 }
 
 SHOWN = 100  # longer messages are cut in the table (the test asserts all of it)
