@@ -108,29 +108,27 @@ def score(package: Path, rows: Path, out_of_range: str | None = None) -> tuple[A
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from lifecycle_pipeline.governance import history
     from lifecycle_pipeline.package.runtime import InputError, load_manifest
-    from lifecycle_pipeline.package.verify import opened, verify_package
-    from lifecycle_pipeline.reproduce import package_record
+    from lifecycle_pipeline.package.verify import opened
+    from lifecycle_pipeline.replay import replay_package
 
     model = _model()
     log = _log(model)
-    served = [c for c in history(log) if c.version == args.version]
-    if served:  # the very package that served, even if the version was re-packaged since
-        package, sha, origin = (
-            Path(served[-1].package_uri),
-            served[-1].package_sha256,
-            f"{served[-1].action} #{served[-1].seq}",
+    given = Path(args.package) if args.package else None
+    if given is not None and not given.exists():  # named before the instance is opened
+        from lifecycle_pipeline.partitions import PathArgumentError
+
+        raise PathArgumentError(
+            f"--package {args.package!r} does not exist; give a package folder or its .zip."
         )
-    else:
-        with _instance() as instance:
-            record = package_record(instance, model, args.version)
-        package, sha = Path(str(record["artifact/uri"])), str(record["artifact/sha256"])
-        origin = f"newest package, run {record['run_id']}; never promoted"
-    report = verify_package(package, _public_key(args))
-    if not report.ok:
-        print(report.render(), file=sys.stderr)
-        print(f"replay refused: {args.version}'s package does not verify.", file=sys.stderr)
+    with _instance() as instance:
+        chosen = replay_package(
+            instance, model, log, args.version, _public_key(args), args.run, given, args.unrecorded
+        )
+    package, sha, origin = chosen.path, chosen.sha256, chosen.origin
+    if not chosen.report.ok:
+        print(chosen.report.render(), file=sys.stderr)
+        print(f"replay refused: {package} ({origin}) does not verify.", file=sys.stderr)
         return 1
     rows = Path(args.input)
     with opened(package) as folder:
@@ -145,7 +143,7 @@ def _replay(args: argparse.Namespace) -> int:
     log.append(
         "replay",
         {
-            "package_sha256": sha,
+            **chosen.to_dict(),  # which package: sha256, the run that made it, how it was chosen
             "input_sha256": digest,
             "rows": len(predictions),
             # A few rows are one decision under investigation; a bulk replay keeps its digest.
@@ -161,6 +159,11 @@ def _replay(args: argparse.Namespace) -> int:
     predictions.to_csv(sys.stdout, float_format="%.17g", index_label="row")
     print(f"package   {package} (verified)")
     print(f"sha256    {sha} ({origin})")
+    print(
+        f"made by   run {chosen.run_id}"
+        if chosen.run_id
+        else "made by   UNRECORDED: no run of this instance made this package"
+    )
     print(f"model     fingerprint {manifest['model']['fingerprint']}")
     print(f"data      md5 {lineage['data_md5']}")
     print(f"code      commit {lineage['code']['commit']} (dirty: {lineage['code']['dirty']})")
@@ -331,9 +334,7 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify_log(
-    model: LoadedDeclaration, checkpoints: list[Path], public_key: Path | None
-) -> int:
+def _verify_log(model: LoadedDeclaration, checkpoints: list[Path], public_key: Path | None) -> int:
     from lifecycle_pipeline.audit_anchor import verify_anchored
     from lifecycle_pipeline.audit_checkpoint import checkpoint_problems
 
@@ -394,6 +395,14 @@ def register(commands: Any) -> None:
     replay.add_argument("version", help="data version (partition key)")
     replay.add_argument("--input", required=True, help="CSV or Parquet rows to replay")
     replay.add_argument("--public-key", help=key_help)
+    which = replay.add_mutually_exclusive_group()
+    which.add_argument("--run", help="the package made in this run (default: the one that "
+                       "served the version last, else its newest)")  # fmt: skip
+    which.add_argument("--package", help="a package folder or .zip; it must verify and be "
+                       "recorded in this instance for the version")  # fmt: skip
+    replay.add_argument("--unrecorded", action="store_true", help="with --package: replay a "
+                        "verified package this instance never recorded (said in the audit "
+                        "record)")  # fmt: skip
     replay.set_defaults(handler=_replay)
 
     for name, text in (("promote", "Promote a version to production."),

@@ -4,7 +4,9 @@ The production record is the audit log (tamper-evident); every change is also re
 Dagster as a materialization of the ``production_model`` asset, so the UI shows the same
 history beside the lineage. A version is promotable only when the exact package and the exact
 upstream materializations it was built from passed every blocking check and the package
-verifies now, against the configured public key.
+verifies now, against the configured public key. A stage materialized again since then counts
+against the package only when its evidence contradicts it (a failed check, another identity);
+a rollback restores the very package that served, by its sha256, not the version's newest.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from dagster._core.events import DagsterEventType
@@ -23,6 +25,7 @@ from lifecycle_pipeline.audit_anchor import (  # re-exported: governance's publi
     PRODUCTION_ASSET,
     require_anchored,
 )
+from lifecycle_pipeline.audit_checkpoint import write_checkpoint
 from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.governance_log import (  # re-exported: governance's public names
     Change,
@@ -32,9 +35,13 @@ from lifecycle_pipeline.governance_log import (  # re-exported: governance's pub
 )
 from lifecycle_pipeline.lineage.audit import AuditLog
 from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
+from lifecycle_pipeline.lineage.query import history as materializations
 from lifecycle_pipeline.lineage.trace import Materialization, trace
 from lifecycle_pipeline.partitions import validate_partition_key
-from lifecycle_pipeline.resources.artifact_store import SHA_KEY, URI_KEY
+from lifecycle_pipeline.resources.artifact_store import SHA_KEY, URI_KEY, ArtifactStore
+
+if TYPE_CHECKING:
+    pass
 
 MODEL_TAG = "lifecycle/model"  # on every run of a model's jobs
 FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
@@ -97,15 +104,24 @@ def run_record(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dict[str, An
             }
         )
     checks = [
-        {"check": name, "passed": outcome.passed, "description": outcome.description}
+        {
+            "check": name,
+            "passed": outcome.passed,
+            "description": outcome.description,
+            "metadata": jsonable(outcome.metadata),
+        }
         for name, outcome in sorted(check_results(instance, run.run_id).items())
     ]
     stats = instance.get_run_record_by_id(run.run_id)
+    # Complete enough that `lifecycle instance rebuild` can restore the run from this record
+    # alone: its config (what reproduce re-runs), and the run key and sensor tags by which a
+    # sensor knows it already requested the run.
     return {
         "run_id": run.run_id,
         "job": run.job_name,
         "status": run.status.value,
-        "tags": {k: v for k, v in run.tags.items() if k.startswith(("lifecycle/", "dagster/p"))},
+        "tags": {k: v for k, v in run.tags.items() if k.startswith(("lifecycle/", "dagster/"))},
+        "run_config": jsonable(dict(run.run_config)),
         "ended": stats.end_time if stats else None,
         "materializations": materializations,
         "checks": checks,
@@ -164,6 +180,7 @@ class Candidate:
     commit: str
     lineage: dict[str, Materialization]
     missing: list[str]
+    identical: list[Rematerialization] = dataclasses.field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -174,7 +191,82 @@ class Candidate:
             "data_md5": self.data_md5,
             "code_commit": self.commit,
             "runs": {asset: m.run_id for asset, m in sorted(self.lineage.items())},
+            # What an auditor asks first when a newer run exists: why it did not count.
+            "identical_rematerializations": [r.to_dict() for r in self.identical],
         }
+
+
+# What identifies each stage's output across re-materializations from identical inputs. The
+# artifact digest where the artifact is a pure function of its inputs; elsewhere the recorded
+# lineage: a trained model's artifact embeds its fit time (the fingerprint binds its state and
+# predictions), documentation cites the runs it was written in, and a package carries a
+# randomized signature, a pickled model whose bytes vary, and that documentation.
+IDENTITY: dict[str, tuple[str, ...]] = {
+    "data_snapshot": (SHA_KEY, "dvc/md5"),
+    "features": (SHA_KEY, "dvc/md5"),
+    "trained_model": ("model/fingerprint", "dvc/md5", "declaration/sha256"),
+    "evaluation": (SHA_KEY, "model/fingerprint"),
+    "model_card": ("model/fingerprint", "declaration/sha256", "spec/sha256"),
+    "deployment_package": ("model/fingerprint", "golden/prediction_digest", "env/lock_sha256",
+                           "declaration/sha256", "signature/public_key_id",
+                           "files[input_schema.json]", "files[output_schema.json]",
+                           "files[golden_inputs.parquet]", "files[golden_outputs.parquet]",
+                           "files[uv.lock]", "files[predict.py]"),
+}  # fmt: skip
+# Recorded beside the identity for the auditor, never decisive: the same model trained again
+# at a later commit or lock is a reproduction, not a contradiction (its fingerprint says so).
+CONTEXT = ("code/commit", "code/dirty", "env/lock_hash", "config_hash")
+
+
+def evidence(metadata: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The identifying values of one materialization (``files[NAME]``: one file's digest)."""
+    found: dict[str, Any] = {}
+    for key in keys:
+        name, _, member = key.partition("[")
+        value = metadata.get(name)
+        if member:
+            value = value.get(member.rstrip("]")) if isinstance(value, dict) else None
+        found[key] = value
+    return found
+
+
+@dataclass(frozen=True)
+class Rematerialization:
+    """A stage re-materialized after the package was built, judged against the packaged one."""
+
+    asset: str
+    run_id: str
+    evidence: dict[str, Any]
+    differing: dict[str, tuple[Any, Any]]  # key -> (packaged, newer); empty when identical
+
+    @classmethod
+    def judge(cls, packaged: Materialization, newer: Materialization) -> Rematerialization:
+        keys = IDENTITY.get(packaged.asset.rsplit("/", 1)[-1], (SHA_KEY,))
+        before, after = evidence(packaged.metadata, keys), evidence(newer.metadata, keys)
+        # An unrecorded value proves nothing: it counts as a difference, never as a match.
+        differing = {
+            k: (before[k], after[k]) for k in keys if before[k] is None or before[k] != after[k]
+        }
+        context = {k: v for k, v in evidence(newer.metadata, CONTEXT).items() if v is not None}
+        return cls(packaged.asset, newer.run_id, {**after, **context}, differing)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"asset": self.asset, "run_id": self.run_id, "evidence": jsonable(self.evidence)}
+
+    def refusal(self) -> str:
+        def short(value: Any) -> str:
+            return "not recorded" if value is None else str(value)[:16]
+
+        found = "; ".join(
+            f"{key} {short(new)} (packaged: {short(old)})"
+            for key, (old, new) in self.differing.items()
+        )
+        return (
+            f"{self.asset} was re-materialized in run {self.run_id} and contradicts the "
+            f"package's lineage: {found}; the version's evidence changed since it was "
+            "packaged. Find out why (`lifecycle reproduce`), then package and promote what is "
+            "current"
+        )
 
 
 def blocking_checks(model: LoadedDeclaration) -> dict[str, list[str]]:
@@ -191,27 +283,35 @@ def blocking_checks(model: LoadedDeclaration) -> dict[str, list[str]]:
 
 
 def candidate(
-    instance: dg.DagsterInstance, model: LoadedDeclaration, version: str, public_key: Path
+    instance: dg.DagsterInstance,
+    model: LoadedDeclaration,
+    version: str,
+    public_key: Path,
+    package_sha256: str | None = None,
 ) -> Candidate:
-    """The newest package of ``version`` and everything that must hold to promote it."""
-    from lifecycle_pipeline.package.verify import verify_package
+    """A package of ``version`` (the newest, or the one with ``package_sha256``) and
+    everything that must hold to put it in production.
+
+    A stage materialized again after the package was built counts against it only when the
+    evidence says so: a blocking check failed there, or its identity (``IDENTITY``) differs
+    from what the package was built from. Re-runs that reproduced the same output are listed
+    in the change's audit record instead.
+    """
+    from lifecycle_pipeline.package.verify import verify_stored_package
 
     validate_partition_key(version)
-    record = latest(instance, model.key("deployment_package"), version)
-    if record is None:
-        raise GovernanceError(
-            f"{version!r} has no deployment_package in this instance; materialize the "
-            f"lifecycle job for it first (it packages only a model that passed its gates)."
-        )
+    record = package_record(instance, model, version, package_sha256)
     lineage = trace(instance, Materialization.from_record(record))
+    blocking = blocking_checks(model)
     missing: list[str] = []
-    for asset, names in sorted(blocking_checks(model).items()):
+    identical: list[Rematerialization] = []
+    for asset in sorted(set(blocking) | set(lineage)):
         made = lineage.get(asset)
         if made is None:
             missing.append(f"{asset}: not in the package's recorded lineage")
             continue
         verdicts = check_results(instance, made.run_id)
-        for name in names:
+        for name in blocking.get(asset, []):
             outcome = verdicts.get(f"{asset}:{name}")
             if outcome is None:
                 missing.append(f"{asset}:{name}: never evaluated (run {made.run_id})")
@@ -220,39 +320,76 @@ def candidate(
                 missing.append(f"{asset}:{name}: FAILED in run {made.run_id}: {first}")
         newest = latest(instance, asset, version)
         # Identity, not storage ids: SQLite numbers a run's events apart from its index.
-        if newest is not None and (
-            newest.run_id != made.run_id
-            or metadata_values(newest).get(SHA_KEY) != made.metadata.get(SHA_KEY)
+        if newest is None or (
+            newest.run_id == made.run_id
+            and metadata_values(newest).get(SHA_KEY) == made.metadata.get(SHA_KEY)
         ):
-            # Re-materialized after packaging (e.g. re-evaluated under stricter gates): the
-            # package no longer stands for the version's current evidence.
-            failed = [
-                f"{check}: FAILED in run {newest.run_id}, newer than the package: "
-                + (outcome.description.splitlines() or [""])[0]
-                for check, outcome in sorted(check_results(instance, newest.run_id).items())
-                if check.startswith(f"{asset}:") and not outcome.passed
-            ]
-            missing += failed or [
-                f"{asset} was re-materialized in run {newest.run_id} after this package was "
-                "built; materialize deployment_package again to promote what is current"
-            ]
+            continue
+        failed = [
+            f"{check}: FAILED in run {newest.run_id}, newer than the package: "
+            + (outcome.description.splitlines() or [""])[0]
+            for check, outcome in sorted(check_results(instance, newest.run_id).items())
+            if check.startswith(f"{asset}:") and not outcome.passed
+        ]
+        judged = Rematerialization.judge(made, Materialization.from_record(newest))
+        if failed:  # e.g. re-evaluated under stricter gates: the version's verdict changed
+            missing += failed
+        elif judged.differing:
+            missing.append(judged.refusal())
+        else:
+            identical.append(judged)
     package = lineage[model.asset("deployment_package")]
-    uri = str(package.metadata[URI_KEY])
-    report = verify_package(Path(uri), public_key)
+    report = verify_stored_package(ArtifactStore(), record, public_key)
     if not report.ok:
         missing += [f"package does not verify: {p}" for p in report.problems]
     trained = lineage.get(model.asset("trained_model"))
     data = lineage.get(model.asset("data_snapshot"))
     return Candidate(
         version=version,
-        package_uri=uri,
+        package_uri=str(package.metadata[URI_KEY]),
         package_sha256=str(package.metadata[SHA_KEY]),
         fingerprint=str(package.metadata.get("model/fingerprint", "")),
         data_md5=str(data.metadata.get("dvc/md5", "")) if data else "",
         commit=str(trained.metadata.get("code/commit", "")) if trained else "",
         lineage=lineage,
         missing=missing,
+        identical=identical,
     )
+
+
+def package_record(
+    instance: dg.DagsterInstance, model: LoadedDeclaration, version: str, sha256: str | None
+) -> Any:
+    """The version's newest package, or the one recorded with ``sha256`` (a rollback restores
+    exactly the package that served, even after the version was packaged again)."""
+    key = model.key("deployment_package")
+    if sha256 is None:
+        record = latest(instance, key, version)
+        if record is None:
+            raise GovernanceError(
+                f"{version!r} has no deployment_package in this instance; materialize the "
+                "lifecycle job for it first (it packages only a model that passed its gates)."
+            )
+        return record
+    record = recorded_package(instance, model, version, sha256)
+    if record is None:
+        raise GovernanceError(
+            f"the {version} package that served before (sha256 {sha256}) is not among the "
+            f"deployment_package materializations of {version} in this instance "
+            f"({instance.root_directory}), so it cannot be restored; promote the version's "
+            "current package explicitly if its evidence allows it."
+        )
+    return record
+
+
+def recorded_package(
+    instance: dg.DagsterInstance, model: LoadedDeclaration, version: str, sha256: str
+) -> Any | None:
+    """The materialization of ``version``'s deployment_package whose digest is ``sha256``."""
+    for record in reversed(materializations(instance, model.key("deployment_package"), version)):
+        if metadata_values(record).get(SHA_KEY) == sha256:
+            return record
+    return None
 
 
 def _change(
@@ -282,6 +419,8 @@ def _change(
         "previous_package_sha256": current.package_sha256 if current else None,
     }
     record = log.append(action, data, version=chosen.version)
+    # The new head, signed: evidence outside the log that it held this change (audit_checkpoint).
+    witnessed = write_checkpoint(log)
     instance.report_runless_asset_event(
         dg.AssetMaterialization(
             asset_key=model.key(PRODUCTION_ASSET),
@@ -301,6 +440,7 @@ def _change(
                 "audit/seq": record.seq,
                 "audit/hash": record.hash,
                 "audit/log": str(log.path.resolve()),
+                "audit/checkpoint": dg.MetadataValue.path(str(witnessed)),
                 "lineage": dg.MetadataValue.json(chosen.summary()["runs"]),
             },
         )
@@ -333,8 +473,10 @@ def rollback(
 ) -> Change:
     """Back to ``to``, or to the version that served before the current one.
 
-    The target's package must still verify and still be the very artifact that served before
-    (same digest); a partition re-trained since then is not silently substituted.
+    The target is the very package that served before (by its recorded sha256, not the
+    version's newest package), and it must still verify and its lineage still hold: stages
+    re-materialized since then count against it only when they differ from it or failed a
+    check (see ``candidate``). A version never served is restored with its newest package.
     """
     require_anchored(instance, model, log, "rollback")
     changes = history(log)
@@ -355,11 +497,5 @@ def rollback(
         expected_sha = served[-1].package_sha256 if served else None
     if target_version == current.version:
         raise GovernanceError(f"{target_version} is already serving.")
-    chosen = candidate(instance, model, target_version, public_key)
-    if expected_sha and chosen.package_sha256 != expected_sha:
-        stale = (
-            f"{target_version}'s newest package {chosen.package_sha256[:12]} is not the one "
-            f"that served before ({expected_sha[:12]}); promote it explicitly instead"
-        )
-        chosen = dataclasses.replace(chosen, missing=[*chosen.missing, stale])
+    chosen = candidate(instance, model, target_version, public_key, package_sha256=expected_sha)
     return _change(instance, model, log, "rollback", chosen, approver, reason)

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from lifecycle_pipeline import governance
+from lifecycle_pipeline.audit_checkpoint import checkpoint_problems, found_checkpoints
 from lifecycle_pipeline.cli import main
 from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.lineage.audit import AuditError, AuditLog
@@ -208,6 +209,11 @@ def test_replay_of_a_golden_row_equals_the_packaged_output(
     assert manifest["model"]["fingerprint"] in out and "(verified)" in out
     (record,) = [r for r in log.records() if r.kind == "replay"]
     assert record.data["predictions"]["probability"] == [expected]
+    # Never promoted: the version's newest package, named with the run that made it.
+    made = latest(governed.pipeline.instance, SAMPLE["deployment_package"], "data-v1")
+    assert record.data["origin"] == "newest package; never promoted"
+    assert made is not None and record.data["package_run_id"] == made.run_id
+    assert f"made by   run {made.run_id}" in out
 
 
 def test_audit_export_holds_lineage_checks_documents_and_approvals(
@@ -238,6 +244,11 @@ def test_audit_export_holds_lineage_checks_documents_and_approvals(
             filters=dg.RunsFilter(tags={"dagster/partition": "data-v1"})
         )[0].run_id
     }
+    # The head the bundle was cut from, signed, travels with it and stays beside the log.
+    shipped = output / "checkpoint.json"
+    witnessed = json.loads(shipped.read_text())["checkpoint"]
+    assert (witnessed["model"], witnessed["head"]) == (MODEL, log.verify().head)
+    assert checkpoint_problems(log, [shipped]) == []
     page = (output / "audit.html").read_text()
     assert "Audit bundle: breast_cancer, model version data-v1" in page
     assert "initial release" in page
@@ -291,6 +302,9 @@ def test_a_log_cut_short_or_replaced_is_caught_by_the_instances_copy(
     back = governance.rollback(instance, SAMPLE_MODEL, log, "cy", "v2 misroutes urgent cases", key)
     assert lifecycle("audit", "verify") == 0  # every model's log
     capsys.readouterr()
+    # Each change signed the head it made: the witness outside the log and the instance.
+    heads = [json.loads(p.read_text())["checkpoint"]["seq"] for p in found_checkpoints(log)]
+    assert back.seq in heads and len(heads) == 3
     whole = log.path.read_bytes()
     log.path.write_bytes(whole[: whole.rstrip(b"\n").rfind(b"\n") + 1])  # the rollback, gone
     assert log.verify().ok  # on its own, the shorter chain is flawless
