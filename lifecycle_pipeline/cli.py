@@ -414,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the CLI's boundary: a refusal is one line, a defect a traceback
         if getattr(args, "verbose", False):
             raise
+        from lifecycle_pipeline.doctor import as_damage
+
+        exc = as_damage(exc) or exc  # a damaged instance file is named, not a traceback
         if _refusal(exc):
             print(f"lifecycle {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
             return ExitCode.REFUSED

@@ -44,12 +44,14 @@ def _chosen() -> bool:
 
 @contextmanager
 def _instance() -> Iterator[dg.DagsterInstance]:
+    """The instance; a SQLite error from a damaged file comes out naming that file."""
     import dagster as dg
 
     from lifecycle_pipeline.demo import prepare_environment
+    from lifecycle_pipeline.doctor import naming_damage
 
     prepare_environment(Settings.from_env())
-    with dg.DagsterInstance.get() as instance:
+    with naming_damage(), dg.DagsterInstance.get() as instance:
         yield instance
 
 

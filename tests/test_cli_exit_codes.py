@@ -117,14 +117,26 @@ def test_a_missing_input_file_is_an_input_error(tmp_path: Path) -> None:
 
 
 def test_3_for_a_defect_or_unexpected_failure_with_the_traceback(env: dict[str, str]) -> None:
-    """A damaged instance database is nobody's input: exit 3 with the traceback to report."""
-    history = Path(env["DAGSTER_HOME"]) / "history"
-    history.mkdir()
-    (history / "runs.db").write_bytes(b"this is not an SQLite database" * 100)
+    """A storage plugin that is not installed is nobody's input: exit 3 with the traceback."""
+    (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text(
+        "run_storage:\n  module: no_such_storage_plugin\n  class: RunStorage\n"
+    )
     done = lifecycle(env, "summary")
     assert done.returncode == ExitCode.INTERNAL, done.stdout + done.stderr
     assert "Traceback (most recent call last)" in done.stderr
     assert "internal error (" in done.stderr and "please report it" in done.stderr
+
+
+def test_2_for_a_damaged_instance_file_naming_it(env: dict[str, str]) -> None:
+    """A damaged instance database is named, with the commands that diagnose and rebuild it
+    (tests/test_doctor.py damages a real instance)."""
+    history = Path(env["DAGSTER_HOME"]) / "history"
+    history.mkdir()
+    (history / "runs.db").write_bytes(b"this is not an SQLite database" * 100)
+    done = lifecycle(env, "summary")
+    assert done.returncode == ExitCode.REFUSED, done.stdout + done.stderr
+    assert f"{history / 'runs.db'} (run storage): file is not a database" in done.stderr
+    assert "lifecycle instance rebuild" in done.stderr and "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(

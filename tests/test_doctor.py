@@ -1,0 +1,388 @@
+"""`lifecycle doctor` and `lifecycle instance rebuild` on a real, then deliberately damaged,
+instance: SQLite files cut in half, an artifact deleted, a registry tag moved, a log cut short.
+
+One instance is built once (two data versions, a drift batch, one promotion, runs synced to the
+audit log) and frozen; each test gets the live folder restored from that frozen copy at the
+same absolute paths (recorded artifact URIs and the log path anchored in the instance stay
+valid), then damages it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from lifecycle_pipeline import governance
+from lifecycle_pipeline.cli import main
+from lifecycle_pipeline.definitions import build_definitions
+from lifecycle_pipeline.lineage.audit import AuditLog
+from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
+from lifecycle_pipeline.lineage.trace import Materialization, trace
+from lifecycle_pipeline.reproduce import recorded_version
+from lifecycle_pipeline.resources.artifact_store import ArtifactStore
+from lifecycle_pipeline.resources.signing import PackageSigner
+from tests.conftest import (
+    SAMPLE,
+    SAMPLE_MODEL,
+    Pipeline,
+    Registry,
+    copy_registry,
+    dagster_home,
+    fast_training,
+    tree_digest,
+)
+
+pytestmark = pytest.mark.xdist_group("doctor")
+
+MODEL = SAMPLE_MODEL.name
+
+
+@dataclass(frozen=True)
+class World:
+    """The live folder a test may damage, and what was recorded while building it."""
+
+    base: Path
+    home: Path
+    audit: Path
+    registry: Registry
+    public_key: Path
+    runs: dict[str, str]  # data version (or batch) -> the run that materialized it
+    partitions: dict[str, list[str]]  # dynamic partitions definition -> keys, as built
+    batch: str
+    verdicts: dict[str, dict[str, bool]]  # run -> check -> passed, as built
+
+    @property
+    def history(self) -> Path:
+        return self.home / "history"
+
+    def shard(self, version: str) -> Path:
+        return self.history / "runs" / f"{self.runs[version]}.db"
+
+
+def _environment(base: Path, registry: Registry) -> dict[str, str]:
+    return {
+        "DAGSTER_HOME": str(base / "dagster_home"),
+        "LIFECYCLE_AUDIT_DIR": str(base / "audit"),
+        "LIFECYCLE_REGISTRY_URL": str(registry.repo),
+        "LIFECYCLE_ARTIFACT_ROOT": str(base / "artifacts"),
+    }
+
+
+@pytest.fixture(scope="module")
+def frozen(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """Built once: data-v1 and data-v2 through the lifecycle job, one drift batch, data-v1
+    promoted (which syncs every run to the audit log); then copied to ``<base>.frozen``."""
+    base = tmp_path_factory.mktemp("doctor") / "world"
+    registry = copy_registry(demo_registry, base)
+    home = dagster_home(base / "dagster_home")
+    runs: dict[str, str] = {}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in _environment(base, registry).items():
+            patch.setenv(name, value)
+        patch.delenv("LIFECYCLE_MODEL", raising=False)
+        public_key = PackageSigner().key_pair()[1]
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            defs = build_definitions(
+                model=SAMPLE_MODEL,
+                registry=registry.resource(),
+                artifact_store=ArtifactStore(root=str(base / "artifacts")),
+            )
+            pipeline = Pipeline(defs=defs, instance=instance, artifacts=base / "artifacts")
+            for key in ("data-v1", "data-v2"):
+                result = pipeline.run(key)
+                assert result.success
+                runs[key] = result.run_id
+            batch = registry.resource().batches()[0]
+            drift = pipeline.drift(batch)
+            assert drift.success
+            runs[batch] = drift.run_id
+            log = AuditLog.for_model(MODEL)
+            governance.promote(
+                instance, SAMPLE_MODEL, log, "data-v1", "on-call", "first release", public_key
+            )
+            verdicts = {
+                run_id: {name: c.passed for name, c in check_results(instance, run_id).items()}
+                for run_id in runs.values()
+            }
+            partitions = {
+                name: list(instance.get_dynamic_partitions(name))
+                for name in (SAMPLE_MODEL.scoped("data_versions"),
+                             SAMPLE_MODEL.scoped("production_batches"))
+            }  # fmt: skip
+    shutil.copytree(base, base.with_suffix(".frozen"), symlinks=True)
+    yield World(base, home, base / "audit", registry, public_key, runs, partitions, batch, verdicts)
+
+
+@pytest.fixture
+def world(frozen: World, monkeypatch: pytest.MonkeyPatch) -> World:
+    """The frozen instance restored at its own paths, with this process pointed at it."""
+    shutil.rmtree(frozen.base)
+    shutil.copytree(frozen.base.with_suffix(".frozen"), frozen.base, symlinks=True)
+    for name, value in _environment(frozen.base, frozen.registry).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("LIFECYCLE_MODEL", raising=False)
+    return frozen
+
+
+def lifecycle(*args: str) -> int:
+    """`lifecycle ARGS` in this process (``--model`` is undone afterwards, as in a new one)."""
+    before = os.environ.get("LIFECYCLE_MODEL")
+    try:
+        return main(list(args))
+    finally:
+        if before is None:
+            os.environ.pop("LIFECYCLE_MODEL", None)
+        else:
+            os.environ["LIFECYCLE_MODEL"] = before
+
+
+def truncate(path: Path) -> None:
+    """Keep the first half of the bytes: what a full disk or a killed copy leaves."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def listing(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+# ---------------------------------------------------------------- doctor
+
+
+def test_doctor_healthy_instance_creates_nothing(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before, files = tree_digest(world.home), listing(world.home)
+    assert lifecycle("doctor") == 0
+    out = capsys.readouterr().out
+    assert "no problems found" in out
+    # What was checked, with counts: 3 stores + 3 run shards + the run-less shard.
+    assert "7 SQLite file(s)" in out
+    assert "1 audit log(s)" in out
+    assert "2 data-version tag(s)" in out
+    assert tree_digest(world.home) == before
+    assert listing(world.home) == files  # opened read-only: no -wal, -shm or new shard
+
+
+def _cut_log(world: World) -> str:
+    log = world.audit / f"{MODEL}.jsonl"
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:-1]))  # the promotion record deleted
+    return str(log)
+
+
+def _move_tag(world: World) -> str:
+    repo = world.registry.repo
+    other = subprocess.run(
+        ["git", "-C", str(repo), "rev-list", "-n", "1", "data-v2"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    subprocess.run(["git", "-C", str(repo), "tag", "-f", "data-v1", other], check=True,
+                   capture_output=True)  # fmt: skip
+    return "data-v1"
+
+
+def _delete_artifact(world: World) -> str:
+    with dg.DagsterInstance.from_config(str(world.home)) as instance:
+        record = latest(instance, SAMPLE["trained_model"], "data-v2")
+        uri = str(metadata_values(record)["artifact/uri"])
+    Path(uri).unlink()
+    return uri
+
+
+def _truncate(relative: str):  # type: ignore[no-untyped-def]
+    def damage(world: World) -> str:
+        path = world.home / relative
+        truncate(path)
+        return str(path)
+
+    return damage
+
+
+def _truncate_shard(world: World) -> str:
+    truncate(world.shard("data-v1"))
+    return str(world.shard("data-v1"))
+
+
+DAMAGE = {
+    "truncated index.db": (_truncate("history/runs/index.db"), "lifecycle instance rebuild"),
+    "truncated runs.db": (_truncate("history/runs.db"), "lifecycle instance rebuild"),
+    "truncated run shard": (_truncate_shard, "lifecycle instance rebuild"),
+    "missing artifact": (_delete_artifact, "dagster asset materialize"),
+    "moved registry tag": (_move_tag, "tag -f data-v1"),
+    "log cut short": (_cut_log, "restore"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_doctor_names_each_problem_and_its_fix(
+    world: World, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    damage, fix = DAMAGE[case]
+    where = damage(world)
+    assert lifecycle("--model", MODEL, "doctor") == 1
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if where in line]
+    assert lines, f"no line names {where}:\n{out}"
+    assert any(fix in line for line in lines), out  # the same line says what fixes it
+    assert "no problems found" not in out
+
+
+def test_a_damaged_file_during_a_command_is_named(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index = world.history / "runs" / "index.db"
+    truncate(index)
+    assert lifecycle("--model", MODEL, "status") == 2
+    err = capsys.readouterr().err
+    assert str(index) in err
+    assert "lifecycle instance rebuild" in err and "lifecycle doctor" in err
+    assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------- rebuild
+
+ALL = "every SQLite file"
+STORES = {
+    "runs.db": ["history/runs.db"],
+    "index.db": ["history/runs/index.db"],
+    "run shard": ["<shard data-v1>"],
+    "run-less shard": ["history/runs/.db"],
+    "schedules.db": ["schedules/schedules.db"],
+    # Nothing left but the audit log, the artifacts and the registry.
+    ALL: ["history/runs.db", "history/runs/index.db", "<shard data-v1>", "<shard data-v2>",
+          "<shard batch>", "history/runs/.db", "schedules/schedules.db"],
+}  # fmt: skip
+
+
+def _path(world: World, name: str) -> Path:
+    if name.startswith("<shard "):
+        version = name.removeprefix("<shard ").removesuffix(">")
+        return world.shard(world.batch if version == "batch" else version)
+    return world.home / name
+
+
+@pytest.mark.parametrize("store", list(STORES))
+def test_rebuild_restores_status_history_lineage_and_promotion(
+    world: World, store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    damaged = {str(_path(world, n)): _path(world, n) for n in STORES[store]}
+    for path in damaged.values():
+        truncate(path)
+    kept = {name: path.read_bytes() for name, path in damaged.items()}
+
+    assert lifecycle("instance", "rebuild") == 0
+    out = capsys.readouterr().out
+    aside = next(Path(line.split(": ", 1)[1]) for line in out.splitlines()
+                 if line.startswith("kept aside: "))  # fmt: skip
+    for name, data in kept.items():  # never destroyed: the damaged bytes, moved aside
+        moved = aside / Path(name).relative_to(world.home)
+        assert moved.read_bytes() == data
+        assert name in out  # named as damaged
+
+    assert lifecycle("doctor") == 0, capsys.readouterr()
+    capsys.readouterr()
+    assert lifecycle("--model", MODEL, "status") == 0
+    assert "data-v1" in capsys.readouterr().out
+    assert lifecycle("--model", MODEL, "history") == 0
+    assert "promotion  data-v1  by on-call: first release" in capsys.readouterr().out
+
+    with dg.DagsterInstance.from_config(str(world.home)) as instance:
+        for name, keys in world.partitions.items():
+            assert list(instance.get_dynamic_partitions(name)) == keys
+        for version in ("data-v1", "data-v2"):
+            package = latest(instance, SAMPLE["deployment_package"], version)
+            assert package is not None and package.run_id == world.runs[version]
+            lineage = trace(instance, Materialization.from_record(package))
+            snapshot = lineage[SAMPLE["data_snapshot"].to_user_string()]
+            assert snapshot.run_id == world.runs[version]
+        for run_id, verdicts in world.verdicts.items():  # what promotion is gated on
+            restored = check_results(instance, run_id)
+            assert {name: c.passed for name, c in restored.items()} == verdicts
+        drift = latest(instance, SAMPLE["drift_monitor"], world.batch)
+        assert drift is not None and drift.run_id == world.runs[world.batch]
+        recorded = recorded_version(instance, SAMPLE_MODEL, "data-v2")
+        assert recorded.run_id == world.runs["data-v2"]
+        assert recorded.run_config == fast_training()
+        run = instance.get_run_by_id(world.runs["data-v2"])
+        assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+
+    assert lifecycle("--model", MODEL, "promote", "data-v2", "--approver", "on-call",
+                     "--reason", "after the rebuild") == 0, capsys.readouterr().err  # fmt: skip
+    assert lifecycle("--model", MODEL, "audit", "verify") == 0
+
+
+def test_rebuild_refuses_while_a_run_is_in_progress(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = world.history / "runs.db"
+    with sqlite3.connect(runs) as connection:
+        connection.execute(
+            "UPDATE runs SET status = 'STARTED' WHERE run_id = ?", (world.runs["data-v2"],)
+        )
+    connection.close()
+    before = tree_digest(world.home)
+    assert lifecycle("instance", "rebuild") == 2
+    err = capsys.readouterr().err
+    assert world.runs["data-v2"] in err and "lifecycle runs recover" in err
+    assert tree_digest(world.home) == before
+
+
+def test_rebuild_refuses_while_another_process_has_the_storage_open(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A webserver or daemon between queries holds no lock, but a process holding a storage
+    file open is visible, and is named."""
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; handle = open(sys.argv[1], 'rb'); "
+         "print('open', flush=True); sys.stdin.read()", str(world.history / "runs.db")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        assert lifecycle("instance", "rebuild") == 2
+    finally:
+        holder.communicate("")
+    err = capsys.readouterr().err
+    assert f"process {holder.pid} has {world.history / 'runs.db'} open" in err
+    assert not list(world.home.glob("before-rebuild-*"))
+
+
+def test_rebuild_refuses_a_storage_it_does_not_manage(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = world.home / "dagster.yaml"
+    config.write_text(
+        config.read_text() + "storage:\n  postgres:\n    postgres_url: postgresql://x/y\n"
+    )
+    assert lifecycle("instance", "rebuild") == 2
+    assert "postgres" in capsys.readouterr().err
+
+
+def test_doctor_checks_artifacts_and_tags_from_the_log_when_the_instance_is_damaged(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Everything wrong at once, the index among it: what the instance can no longer say,
+    the audit log's run records do, and the JSON report holds one entry per problem."""
+    uri = _delete_artifact(world)
+    tag = _move_tag(world)
+    index = world.history / "runs" / "index.db"
+    truncate(index)
+    assert lifecycle("--model", MODEL, "doctor", "--json") == 1
+    report = json.loads(capsys.readouterr().out)
+    where = {problem["where"]: problem["fix"] for problem in report["problems"]}
+    assert where[str(index)] == "lifecycle instance rebuild"
+    assert "dagster asset materialize" in where[uri]
+    assert any(w.startswith(f"tag {tag} ") and "tag -f" in f for w, f in where.items())
+    assert report["checked"]["data-version tag(s)"] == 2
