@@ -40,6 +40,7 @@ from tests.conftest import (
     fast_training,
     tree_digest,
 )
+from tests.reliability.cases import INSTANCE_DAMAGE, INSTANCE_REBUILD, Fault
 
 pytestmark = pytest.mark.xdist_group("doctor")
 
@@ -223,14 +224,15 @@ DAMAGE = {
 }
 
 
-@pytest.mark.parametrize("case", list(DAMAGE))
+@pytest.mark.parametrize("fault", INSTANCE_DAMAGE, ids=[f.name for f in INSTANCE_DAMAGE])
 def test_doctor_names_each_problem_and_its_fix(
-    world: World, case: str, capsys: pytest.CaptureFixture[str]
+    world: World, fault: Fault, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    damage, fix = DAMAGE[case]
+    damage, fix = DAMAGE[fault.value]
     where = damage(world)
     assert lifecycle("--model", MODEL, "doctor") == 1
     out = capsys.readouterr().out
+    assert fault.shown_in(out), out
     lines = [line for line in out.splitlines() if where in line]
     assert lines, f"no line names {where}:\n{out}"
     assert any(fix in line for line in lines), out  # the same line says what fixes it
@@ -271,10 +273,11 @@ def _path(world: World, name: str) -> Path:
     return world.home / name
 
 
-@pytest.mark.parametrize("store", list(STORES))
+@pytest.mark.parametrize("fault", INSTANCE_REBUILD, ids=[f.value for f in INSTANCE_REBUILD])
 def test_rebuild_restores_status_history_lineage_and_promotion(
-    world: World, store: str, capsys: pytest.CaptureFixture[str]
+    world: World, fault: Fault, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    store = fault.value
     damaged = {str(_path(world, n)): _path(world, n) for n in STORES[store]}
     for path in damaged.values():
         truncate(path)
@@ -282,6 +285,7 @@ def test_rebuild_restores_status_history_lineage_and_promotion(
 
     assert lifecycle("instance", "rebuild") == 0
     out = capsys.readouterr().out
+    assert fault.shown_in(out), out  # where each store came from, and what was lost
     aside = next(Path(line.split(": ", 1)[1]) for line in out.splitlines()
                  if line.startswith("kept aside: "))  # fmt: skip
     for name, data in kept.items():  # never destroyed: the damaged bytes, moved aside

@@ -689,6 +689,64 @@ IDENTIFIERS = [
     ]
 ]  # fmt: skip
 
+DOCTOR_PROOF = (
+    "`lifecycle doctor` exits 1; the problem and the command that fixes it are on one line "
+    "naming the file or tag"
+)
+DOCTOR_TEST = "tests/test_doctor.py::test_doctor_names_each_problem_and_its_fix"
+REBUILD_PROOF = (
+    "`lifecycle instance rebuild` exits 0; the damaged bytes are kept aside byte-identical; "
+    "then `doctor` exits 0 and status, history, dynamic partitions, lineage (latest, trace), "
+    "every check verdict, the recorded run config and a new promotion are as before"
+)
+REBUILD_TEST = "tests/test_doctor.py::test_rebuild_restores_status_history_lineage_and_promotion"
+
+# value: what the test damages (test_doctor.py maps it to the damage).
+INSTANCE_DAMAGE = [
+    Fault("instance", name, how, expected, proof=DOCTOR_PROOF, test=DOCTOR_TEST, value=name)
+    for name, how, expected in [
+        ("truncated index.db", "the first half of `history/runs/index.db` kept",
+         "…/history/runs/index.db: event index (every asset event, dynamic partitions): "
+         "database disk image is malformed; fix: lifecycle instance rebuild"),
+        ("truncated runs.db", "the first half of `history/runs.db` kept",
+         "…/history/runs.db: run storage: database disk image is malformed; fix: lifecycle "
+         "instance rebuild"),
+        ("truncated run shard", "the first half of one run's `history/runs/<run_id>.db` kept",
+         "…/history/runs/….db: event log of run …: database disk image is malformed; fix: "
+         "lifecycle instance rebuild"),
+        ("missing artifact", "the data-v2 trained_model zip deleted",
+         "…/trained_model/data-v2/….zip: is missing (recorded by breast_cancer/trained_model@"
+         "data-v2 in run …); fix: restore it from a backup, or re-materialize: `dagster asset "
+         "materialize"),
+        ("moved registry tag", "`git tag -f data-v1` onto data-v2's commit",
+         "tag data-v1 in …: now resolves to md5 … (commit …), but was first materialized from "
+         "md5 … (commit …, run …); fix: `git -C … tag -f data-v1 …`"),
+        ("log cut short", "the audit log's last record (the promotion) deleted",
+         "…/breast_cancer.jsonl: record 3, the promotion of data-v1 (run-less event), is "
+         "recorded in the Dagster instance but missing from the log"),
+    ]
+]  # fmt: skip
+
+INSTANCE_REBUILD = [
+    Fault("instance", f"rebuild: {name}", how, expected, proof=REBUILD_PROOF,
+          test=REBUILD_TEST, value=name)
+    for name, how, expected in [
+        ("runs.db", "`history/runs.db` truncated, then `instance rebuild`",
+         "restored: runs: 3 from their audit records and run-status events"),
+        ("index.db", "`history/runs/index.db` truncated",
+         "restored: events: 4 log(s) from their own file"),
+        ("run shard", "one run's event log truncated",
+         "lost: run …: step logs (its event log was damaged; its asset, check and run-status "
+         "events came from the index)"),
+        ("run-less shard", "`history/runs/.db` (promotions) truncated",
+         "restored: events: 1 log(s) from the index, 3 log(s) from their own file"),
+        ("schedules.db", "`schedules/schedules.db` truncated",
+         "lost: sensor and schedule state, cursors and tick history"),
+        ("every SQLite file", "all seven storage files truncated: only the audit log, the "
+         "artifacts and the registry are left", "restored: events: 4 log(s) from the audit log"),
+    ]
+]  # fmt: skip
+
 ALL = [
     *DATA_FILES,
     *PARTITION_KEYS,
@@ -705,6 +763,8 @@ ALL = [
     *CONCURRENCY,
     *EXPOSURE,
     *IDENTIFIERS,
+    *INSTANCE_DAMAGE,
+    *INSTANCE_REBUILD,
 ]
 
 

@@ -68,6 +68,7 @@ HEADINGS = {
     "concurrency": "Concurrency",
     "exposure": "Exposure",
     "identifier": "Identifiers and paths on the command line",
+    "instance": "A damaged instance (`lifecycle doctor`, `lifecycle instance rebuild`)",
 }
 
 SHOWN = 100  # longer messages are cut in the table (the test asserts all of it)
