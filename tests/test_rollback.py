@@ -35,6 +35,7 @@ from tests.conftest import (
     dagster_home,
     fast_training,
 )
+from tests.reliability.cases import case
 
 pytestmark = pytest.mark.xdist_group("rollback")
 
@@ -135,8 +136,11 @@ def lifecycle(*args: str) -> int:
 def test_rollback_after_identical_rematerializations_restores_the_package_that_served(
     rolled: Rolled, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    fault = case("on-call", "rollback after identical re-runs")
     change = ["--approver", "cy", "--reason", "v2 misroutes urgent cases"]
+    capsys.readouterr()
     assert lifecycle("rollback", "--to", "data-v1", *change) == 0, capsys.readouterr().err
+    assert fault.shown_in(capsys.readouterr().out)
     record = rolled.log.records()[-1]
     assert (record.kind, record.version) == ("rollback", "data-v1")
     # The very package that served, not the newest (re-built) one.
@@ -210,6 +214,7 @@ def test_replay_refuses_a_bad_run_id_and_a_tampered_or_unrecorded_package(
     snapshot_only = rolled.reruns["data_snapshot"]
     assert lifecycle(*replay, "--run", snapshot_only) == 2
     err = capsys.readouterr().err
+    assert case("on-call", "replay: a run that made no package").shown_in(err), err
     assert f"run {snapshot_only} made no deployment_package of data-v1" in err, err
 
     tampered = tmp_path / "tampered"
@@ -218,6 +223,7 @@ def test_replay_refuses_a_bad_run_id_and_a_tampered_or_unrecorded_package(
     model.write_bytes(model.read_bytes()[:-1] + bytes([model.read_bytes()[-1] ^ 1]))
     assert lifecycle(*replay, "--package", str(tampered)) == 1
     err = capsys.readouterr().err
+    assert case("on-call", "replay: a tampered package").shown_in(err), err
     assert "model.skops" in err and "does not verify" in err, err
 
     # Signed again outside the pipeline: it verifies, but no materialization recorded it.
@@ -226,6 +232,7 @@ def test_replay_refuses_a_bad_run_id_and_a_tampered_or_unrecorded_package(
     PackageSigner().sign(resigned)
     assert lifecycle(*replay, "--package", str(resigned)) == 2
     err = capsys.readouterr().err
+    assert case("on-call", "replay: an unrecorded package").shown_in(err), err
     assert "not recorded" in err and "--unrecorded" in err, err
     assert len([r for r in rolled.log.records() if r.kind == "replay"]) == replays
     # Asked for explicitly, it is replayed and recorded as unrecorded.
@@ -241,7 +248,7 @@ def test_replay_refuses_a_bad_run_id_and_a_tampered_or_unrecorded_package(
         for r in history(rolled.pipeline.instance, SAMPLE["deployment_package"], "data-v2")
     )
     assert lifecycle(*replay, "--package", str(other)) == 2
-    assert "data-v2" in capsys.readouterr().err
+    assert case("on-call", "replay: another version's package").shown_in(capsys.readouterr().err)
 
 
 def test_rollback_is_refused_naming_the_evidence_that_contradicts_the_package(
@@ -258,6 +265,7 @@ def test_rollback_is_refused_naming_the_evidence_that_contradicts_the_package(
         with pytest.raises(governance.GovernanceError, match="package does not verify") as bad:
             governance.rollback(instance, SAMPLE_MODEL, log, "cy", "r", key, to="data-v1")
         assert "model.skops" in str(bad.value)
+        assert case("on-call", "rollback to a tampered package").shown_in(str(bad.value))
     finally:
         model.write_bytes(original)
 
@@ -268,6 +276,7 @@ def test_rollback_is_refused_naming_the_evidence_that_contradicts_the_package(
     with pytest.raises(governance.GovernanceError) as refused:
         governance.rollback(instance, SAMPLE_MODEL, log, "cy", "r", key, to="data-v1")
     message = str(refused.value)
+    assert case("on-call", "rollback against a different re-training").shown_in(message)
     assert f"breast_cancer/trained_model was re-materialized in run {retrained.run_id}" in message
     assert "model/fingerprint" in message, message
     with pytest.raises(governance.GovernanceError, match="model/fingerprint"):

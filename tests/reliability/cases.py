@@ -747,6 +747,49 @@ INSTANCE_REBUILD = [
     ]
 ]  # fmt: skip
 
+ROLLBACK_TEST = (
+    "tests/test_rollback.py::test_rollback_is_refused_naming_the_evidence_that_"
+    "contradicts_the_package"
+)
+REPLAY_TEST = (
+    "tests/test_rollback.py::test_replay_refuses_a_bad_run_id_and_a_tampered_or_unrecorded_package"
+)
+NOTHING_CHANGED = "refused with exit 2 (1 for a package that does not verify); nothing appended "
+NOTHING_CHANGED += "to the audit log"
+
+ON_CALL = [
+    Fault("on-call", "rollback after identical re-runs", "every stage of data-v1 "
+          "re-materialized alone from identical inputs (the package too: another sha256), then "
+          "`rollback --to data-v1`",
+          "breast_cancer: …  rollback   data-v1  by cy: v2 misroutes urgent cases  (package …",
+          proof="the record names the package that served (by sha256, not the re-built one) "
+          "and lists the six identical re-materializations with their runs and evidence",
+          test="tests/test_rollback.py::test_rollback_after_identical_rematerializations_"
+          "restores_the_package_that_served"),
+    Fault("on-call", "rollback to a tampered package", "a byte flipped in the served "
+          "package's `model.skops`",
+          "package does not verify: stored package: Artifact file …/model.skops was modified "
+          "after it was written", proof=NOTHING_CHANGED, test=ROLLBACK_TEST),
+    Fault("on-call", "rollback against a different re-training", "data-v1 re-trained with "
+          "other hyperparameters after it was packaged",
+          "breast_cancer/trained_model was re-materialized in run … and contradicts the "
+          "package's lineage: model/fingerprint … (packaged: …)", proof=NOTHING_CHANGED,
+          test=ROLLBACK_TEST),
+    Fault("on-call", "replay: a run that made no package", "`replay data-v1 --run` a run that "
+          "made only a data snapshot", "made no deployment_package of data-v1 (breast_cancer); "
+          "the runs that packaged data-v1: …", proof=NOTHING_CHANGED, test=REPLAY_TEST),
+    Fault("on-call", "replay: a tampered package", "`replay --package` a copy with a flipped "
+          "byte", "replay refused: … does not verify.", proof=NOTHING_CHANGED, test=REPLAY_TEST),
+    Fault("on-call", "replay: an unrecorded package", "`replay --package` a copy signed again "
+          "outside the pipeline", "verifies, but it is not recorded in this instance: no "
+          "deployment_package of breast_cancer data-v1 has sha256 …",
+          proof=NOTHING_CHANGED + "; with `--unrecorded` it is replayed and recorded as such",
+          test=REPLAY_TEST),
+    Fault("on-call", "replay: another version's package", "`replay data-v1 --package` data-v2's "
+          "package", "is the package of breast_cancer data-v2, not of breast_cancer data-v1",
+          proof=NOTHING_CHANGED, test=REPLAY_TEST),
+]  # fmt: skip
+
 ALL = [
     *DATA_FILES,
     *PARTITION_KEYS,
@@ -765,6 +808,7 @@ ALL = [
     *IDENTIFIERS,
     *INSTANCE_DAMAGE,
     *INSTANCE_REBUILD,
+    *ON_CALL,
 ]
 
 

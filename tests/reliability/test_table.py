@@ -68,6 +68,7 @@ HEADINGS = {
     "concurrency": "Concurrency",
     "exposure": "Exposure",
     "identifier": "Identifiers and paths on the command line",
+    "on-call": "On-call: rollback, replay and reproduce",
     "instance": "A damaged instance (`lifecycle doctor`, `lifecycle instance rebuild`)",
 }
 
