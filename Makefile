@@ -74,5 +74,10 @@ bench-quick: install
 summary: install
 	$(RUN) lifecycle summary
 
+## clean: local state, environments and reproduction worktrees (git forgets them too)
 clean:
+	@git worktree list --porcelain 2>/dev/null | sed -n 's/^worktree //p' \
+	  | grep -F "$(CURDIR)/.lifecycle/reproduce/worktrees/" \
+	  | while IFS= read -r tree; do git worktree remove --force "$$tree" && echo "removed $$tree"; done; true
 	rm -rf .lifecycle .venv $(TOOLS)
+	@git worktree prune 2>/dev/null || true

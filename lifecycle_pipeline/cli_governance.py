@@ -62,8 +62,38 @@ def _public_key(args: argparse.Namespace) -> Path:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from lifecycle_pipeline.reproduce import record_reproduction, reproduce
+    from lifecycle_pipeline import worktrees
+    from lifecycle_pipeline.reproduce import ReproduceError, record_reproduction, reproduce
 
+    if (args.keep is not None or args.older_than) and not args.prune:
+        raise ReproduceError("--keep and --older-than say what --prune spares; add --prune.")
+    if args.list_worktrees or args.prune:
+        if args.version or args.run or args.output:
+            raise ReproduceError(
+                "--list-worktrees and --prune manage every reproduction worktree and take no "
+                "version, --run or --output; run them on their own."
+            )
+        if args.list_worktrees:
+            cache, root = worktrees.worktree_cache(), Settings.from_env().project_root
+            trees = worktrees.list_worktrees(cache)
+            stale = worktrees.stale_worktree_entries(root, cache)
+            print(worktrees.render_worktrees(trees, stale, cache))
+            return 0
+        age = worktrees.parse_age(args.older_than) if args.older_than else None
+        root = Settings.from_env().project_root
+        pruned = worktrees.prune_worktrees(root, None, args.keep, age)
+        print(pruned.render())
+        if pruned.failed:
+            raise ReproduceError(
+                f"{len(pruned.failed)} worktrees were not removed (NOT removed, above): unlock "
+                "a locked one (`git worktree unlock PATH`) and run --prune again."
+            )
+        return 0
+    if not args.version:
+        raise ReproduceError(
+            "name the data version to reproduce (`lifecycle reproduce data-v1`), or pass "
+            "--list-worktrees or --prune to manage the reproduction worktrees."
+        )
     model = _model()
     with _instance() as instance:
         report = reproduce(instance, model, args.version, args.run)
@@ -386,9 +416,21 @@ def register(commands: Any) -> None:
     reproduce = commands.add_parser(
         "reproduce", help="Re-materialize a recorded version and compare its lineage tuple."
     )
-    reproduce.add_argument("version", help="data version (partition key)")
+    reproduce.add_argument("version", nargs="?", help="data version (partition key)")
     reproduce.add_argument("--run", help="the run that trained it (default: the newest)")
     reproduce.add_argument("--output", help="report JSON path (default: .lifecycle/reproductions)")
+    worktrees = reproduce.add_mutually_exclusive_group()
+    worktrees.add_argument(
+        "--list-worktrees", action="store_true",
+        help="list the worktrees of past commits: size on disk, last use",
+    )  # fmt: skip
+    worktrees.add_argument(
+        "--prune", action="store_true", help="remove worktrees (all, or as --keep/--older-than say)"
+    )
+    reproduce.add_argument("--keep", type=int, metavar="N", help="--prune spares the N last used")
+    reproduce.add_argument(
+        "--older-than", metavar="AGE", help="--prune removes only those unused for AGE (7d, 12h)"
+    )
     reproduce.set_defaults(handler=_reproduce)
 
     replay = commands.add_parser(

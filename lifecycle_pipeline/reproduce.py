@@ -4,7 +4,9 @@ A reproduction re-materializes the version's partition (data snapshot through ev
 scratch instance and artifact root, with the recorded run config, and compares every element
 of the lineage tuple with the record. When today's commit or lock differs from the recorded
 ones, it runs the recorded commit instead, in a git worktree with an environment built from
-that commit's own lock: a past model is judged by its own code, never by today's.
+that commit's own lock: a past model is judged by its own code, never by today's. Its data is
+judged the same way: the run reads the registry commit the version was recorded at, so a tag
+moved since then changes nothing, and the report says that it moved.
 
 The scratch run is driven through Dagster's CLI and read back by a short script run with the
 target environment's interpreter, so the worktree's code never has to know this module.
@@ -19,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,13 +32,15 @@ from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.lineage.environment import UNKNOWN, code_state
 from lifecycle_pipeline.lineage.hashing import sha256_bytes
-from lifecycle_pipeline.lineage.query import latest, metadata_values
+from lifecycle_pipeline.lineage.query import latest
 from lifecycle_pipeline.lineage.trace import Materialization
 from lifecycle_pipeline.partitions import validate_partition_key
+from lifecycle_pipeline.resources.registry import PINS_VARIABLE, DataRegistry, RegistryError
 from lifecycle_pipeline.settings import Settings
 
 STAGES = ("data_snapshot", "features", "trained_model", "evaluation")
 SYNC_MARKER = ".lifecycle-synced-lock"
+LAST_USED = ".lifecycle-last-used"  # in the worktree's git-ignored .venv: the tree stays clean
 
 # Run with the target environment's python inside the scratch DAGSTER_HOME.
 _ADD_PARTITION = """
@@ -56,7 +60,7 @@ with dg.DagsterInstance.get() as instance:
         if not found:
             return None
         meta = found[0].asset_materialization.metadata
-        return {k: v.value for k, v in meta.items() if k in ("lineage", "dvc/md5")
+        return {k: v.value for k, v in meta.items() if k in ("lineage", "dvc/md5", "git/commit")
                 or k.startswith("metric/")}
     print(json.dumps({a: newest(a) for a in ("trained_model", "data_snapshot", "evaluation")}))
 """
@@ -82,6 +86,43 @@ class Element:
         return self.known and bool(self.recorded == self.reproduced)
 
 
+@dataclass(frozen=True)
+class DataRead:
+    """Which registry commit the reproduction read the version's data at, and where its tag
+    points now: a moved tag must neither change the verdict nor pass unsaid."""
+
+    tag: str
+    registry: str
+    recorded_commit: str | None  # git/commit of the recorded data_snapshot; None if untraced
+    tag_commit: str | None  # the tag's commit today; None when the tag no longer exists
+    read_commit: str | None = None  # what the reproduction's data_snapshot recorded
+    read_md5: str | None = None
+
+    @property
+    def pinned(self) -> bool:
+        return self.recorded_commit is not None and self.tag_commit != self.recorded_commit
+
+    def note(self) -> str | None:
+        if self.recorded_commit is None:
+            return (
+                f"the registry commit {self.tag} was trained on is not traceable in this "
+                f"instance; this reproduction read tag {self.tag} as it is now "
+                f"({self.tag_commit}), so only data_md5 shows whether that is the same data"
+            )
+        if not self.pinned:
+            return None
+        where = (
+            f"now points at {self.tag_commit}"
+            if self.tag_commit
+            else f"no longer exists in registry {self.registry}"
+        )
+        read = f"this reproduction read the recorded commit {self.recorded_commit}"
+        return f"tag {self.tag} {where}; {read}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "pinned": self.pinned}
+
+
 @dataclass
 class ReproductionReport:
     version: str
@@ -94,6 +135,8 @@ class ReproductionReport:
     metrics: dict[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(tz=UTC).isoformat())
     model: str = ""
+    data: DataRead | None = None
+    notes: list[str] = field(default_factory=list)  # said in render() and kept in the JSON
 
     @property
     def identical(self) -> bool:
@@ -122,6 +165,7 @@ class ReproductionReport:
         ]
         data["verdict"] = self.verdict
         data["identical"] = self.identical
+        data["data"] = self.data.to_dict() if self.data else None
         return data
 
     def render(self) -> str:
@@ -149,7 +193,8 @@ class ReproductionReport:
         header = f"reproduction of {self.model} {self.version} (run {self.run_id})"
         header += f" at commit {self.commit[:12]}, {where}"
         table = render_table(("element", "recorded", "reproduced", "same"), rows)
-        return f"{header}\n{table}\nverdict: {self.verdict}"
+        notes = "".join(f"{note}\n" for note in self.notes)
+        return f"{header}\n{notes}{table}\nverdict: {self.verdict}"
 
 
 def _tuple(lineage: dict[str, Any]) -> dict[str, Any]:
@@ -178,6 +223,21 @@ class RecordedVersion:
     run_id: str
     lineage: dict[str, Any]
     run_config: dict[str, Any]
+    data_commit: str | None = None  # the registry commit its data_snapshot read
+    data_run_id: str | None = None  # the run of that data_snapshot
+
+
+def _recorded_snapshot(
+    instance: dg.DagsterInstance, model: LoadedDeclaration, trained: Materialization
+) -> Materialization | None:
+    """The data_snapshot materialization the trained model was built from, followed through
+    the recorded ``upstream/`` references; None when the instance no longer holds them."""
+    from lifecycle_pipeline.lineage.trace import LineageError, trace
+
+    try:
+        return trace(instance, trained).get(model.asset("data_snapshot"))
+    except LineageError:
+        return None
 
 
 def recorded_version(
@@ -210,7 +270,16 @@ def recorded_version(
     lineage = found.metadata.get("lineage")
     if not isinstance(lineage, dict):
         raise ReproduceError(f"{version} run {found.run_id}: the record holds no lineage tuple.")
-    return RecordedVersion(version, found.run_id, lineage, {"ops": ops} if ops else {})
+    snapshot = _recorded_snapshot(instance, model, found)
+    commit = snapshot.metadata.get("git/commit") if snapshot else None
+    return RecordedVersion(
+        version,
+        found.run_id,
+        lineage,
+        {"ops": ops} if ops else {},
+        data_commit=str(commit) if commit else None,
+        data_run_id=snapshot.run_id if snapshot else None,
+    )
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -230,6 +299,11 @@ def _uv(root: Path) -> str:
             "`make install` (it bootstraps uv into .tools/) or set LIFECYCLE_UV."
         )
     return found
+
+
+def worktree_cache(settings: Settings | None = None) -> Path:
+    """Where reproductions keep one worktree per recorded commit."""
+    return (settings or Settings.from_env()).home / "reproduce" / "worktrees"
 
 
 def prepare_worktree(root: Path, commit: str, cache: Path) -> tuple[Path, float]:
@@ -260,6 +334,7 @@ def prepare_worktree(root: Path, commit: str, cache: Path) -> tuple[Path, float]
                 f"{synced.stderr.strip()[-2000:]}"
             )
         marker.write_text(lock_id)
+    (path / ".venv" / LAST_USED).write_text(datetime.now(tz=UTC).isoformat(), encoding="utf-8")
     return path, time.perf_counter() - started
 
 
@@ -270,6 +345,7 @@ def _materialize(
     version: str,
     run_config: dict[str, Any],
     scratch: Path,
+    pins: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     settings = Settings.from_env()
     home = scratch / "dagster_home"
@@ -286,6 +362,9 @@ def _materialize(
         "DVC_NO_ANALYTICS": "1",
         "DAGSTER_DISABLE_TELEMETRY": "1",
     }
+    env.pop(PINS_VARIABLE, None)  # only the pins this reproduction decided on
+    if pins:
+        env[PINS_VARIABLE] = json.dumps(pins)
 
     def run(*args: str) -> str:
         done = subprocess.run(
@@ -305,6 +384,74 @@ def _materialize(
     read = run("-c", _READ_BACK, version, model.name)
     result: dict[str, Any] = json.loads(read.strip().splitlines()[-1])
     return result
+
+
+REGISTRY_SOURCE = "lifecycle_pipeline/resources/registry.py"
+
+
+def _data_read(registry: DataRegistry, recorded: RecordedVersion) -> DataRead:
+    """Where the version's tag points now, refusing when its recorded commit is gone."""
+    version, url = recorded.version, registry.resolved_url()
+    try:
+        now = registry.commit_of(version)
+        kept = recorded.data_commit in (None, now) or bool(
+            registry.commit_of(str(recorded.data_commit))
+        )
+    except RegistryError as exc:  # one refusal type for the CLI and the reproduce job
+        raise ReproduceError(f"{version}: the data registry cannot be read: {exc}") from exc
+    data = DataRead(version, url, recorded.data_commit, now)
+    if not kept:
+        where = f"tag {version} now points at {now}" if now else f"tag {version} is gone"
+        raise ReproduceError(
+            f"{version} was trained on registry commit {recorded.data_commit} of {url} "
+            f"(git/commit of its data_snapshot, run {recorded.data_run_id}), and the registry "
+            f"no longer holds that commit ({where}); reproducing from other data would prove "
+            "nothing, so nothing was run. Restore it from a clone or backup that still has it: "
+            f"`git -C {url} fetch <that clone> {recorded.data_commit}` and "
+            f"`git -C {url} tag -f {version} {recorded.data_commit}`; its data must be in the "
+            "registry's DVC cache or remote (`dvc push` from that clone)."
+        )
+    return data
+
+
+def _honours_pins(root: Path, commit: str) -> bool:
+    """Whether ``commit``'s code reads LIFECYCLE_REGISTRY_PINS (older code reads by tag only)."""
+    source = _git(root, "show", f"{commit}:{REGISTRY_SOURCE}")
+    return source.returncode == 0 and f'"{PINS_VARIABLE}"' in source.stdout
+
+
+def _refuse_unpinnable(data: DataRead, version: str, commit: str) -> ReproduceError:
+    where = (
+        f"now points at {data.tag_commit}"
+        if data.tag_commit
+        else f"no longer exists in registry {data.registry}"
+    )
+    return ReproduceError(
+        f"tag {version} of registry {data.registry} {where}, but {version} was trained on "
+        f"registry commit {data.recorded_commit}; commit {commit[:12]} that trained it reads "
+        f"data by tag only (its {REGISTRY_SOURCE} predates {PINS_VARIABLE}), so a reproduction "
+        "with its code would read other data. Put the tag back for the reproduction: "
+        f"`git -C {data.registry} tag -f {version} {data.recorded_commit}` (data_snapshot "
+        f"refuses the moved tag anyway), then run `lifecycle reproduce {version}` again."
+    )
+
+
+def _checked(data: DataRead, snapshot: dict[str, Any] | None, recorded_md5: str) -> DataRead:
+    """What the reproduction read, refused unless it is the recorded commit and md5."""
+    snapshot = snapshot or {}
+    read = replace(data, read_commit=snapshot.get("git/commit"), read_md5=snapshot.get("dvc/md5"))
+    if data.recorded_commit is None:
+        return read  # nothing recorded to hold it to; data_md5 still compares the bytes
+    if (read.read_commit, read.read_md5) != (data.recorded_commit, recorded_md5):
+        raise ReproduceError(
+            f"the reproduction of {data.tag} read registry commit {read.read_commit} (md5 "
+            f"{read.read_md5}), but the version was trained on commit {data.recorded_commit} "
+            f"(md5 {recorded_md5}) of {data.registry}, so there is no verdict. If the tag moved "
+            f"during the run, run `lifecycle reproduce {data.tag}` again; otherwise this code "
+            f"ignores {PINS_VARIABLE}: put the tag back for the reproduction (`git -C "
+            f"{data.registry} tag -f {data.tag} {data.recorded_commit}`)."
+        )
+    return read
 
 
 def reproduce(
@@ -335,23 +482,29 @@ def reproduce(
             f"commit {commit} that trained {version} is not reachable in {root}: fetch it "
             f"(`git fetch origin {commit}`) or restore the branch or tag that held it."
         )
+    data = _data_read(DataRegistry.for_model(model), recorded)
+    pins = {version: str(data.recorded_commit)} if data.pinned else {}
     today = code_state(root)
     same = today.commit == commit and not today.dirty and today.lock_hash == code["lock_hash"]
     seconds: dict[str, float] = {}
     if same:
         method, workdir, python = "current", root, Path(sys.executable)
     else:
+        if pins and not _honours_pins(root, commit):
+            raise _refuse_unpinnable(data, version, commit)
         method = "worktree"
-        workdir, seconds["environment"] = prepare_worktree(
-            root, commit, settings.home / "reproduce" / "worktrees"
-        )
+        workdir, seconds["environment"] = prepare_worktree(root, commit, worktree_cache(settings))
         python = workdir / ".venv" / "bin" / "python"
     scratch_parent = settings.home / "reproduce"
     scratch_parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="scratch-", dir=scratch_parent) as scratch:
-        found = _materialize(workdir, python, model, version, recorded.run_config, Path(scratch))
+        found = _materialize(
+            workdir, python, model, version, recorded.run_config, Path(scratch), pins
+        )
     seconds["materialize"] = time.perf_counter() - started
+    data = _checked(data, found.get("data_snapshot"), str(recorded.lineage["data_md5"]))
+    note = data.note()
     trained = found.get("trained_model")
     if not trained or "lineage" not in trained:
         raise ReproduceError(f"the reproduction of {version} recorded no trained_model lineage.")
@@ -368,6 +521,8 @@ def reproduce(
         elements=elements,
         seconds={k: round(v, 2) for k, v in seconds.items()},
         metrics=metrics,
+        data=data,
+        notes=[note] if note else [],
     )
 
 
@@ -383,9 +538,7 @@ def save_report(report: ReproductionReport, folder: Path | None = None) -> Path:
     return target
 
 
-def record_reproduction(
-    report: ReproductionReport, log: Any, output: Path | None = None
-) -> Path:
+def record_reproduction(report: ReproductionReport, log: Any, output: Path | None = None) -> Path:
     """Save the report (to ``output`` or the default folder) and append its audit record: what
     the CLI and the reproduce job both leave behind, so either is the same evidence."""
     path = save_report(report, output.parent if output else None)
@@ -393,14 +546,3 @@ def record_reproduction(
         path = path.rename(output)
     log.append("reproduction", {**report.to_dict(), "report": str(path)}, version=report.version)
     return path
-
-
-def package_record(
-    instance: dg.DagsterInstance, model: LoadedDeclaration, version: str
-) -> dict[str, Any]:
-    """The newest deployment_package of ``version``: its metadata, or a named error."""
-    validate_partition_key(version)
-    record = latest(instance, model.key("deployment_package"), version)
-    if record is None:
-        raise ReproduceError(f"{version!r} has no deployment_package in this instance.")
-    return {"run_id": record.run_id, **metadata_values(record)}

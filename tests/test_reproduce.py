@@ -8,8 +8,10 @@ its own uv.lock with uv, and the scratch runs are real Dagster runs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -28,12 +30,14 @@ from tests.conftest import (
     SAMPLE_MODEL,
     Registry,
     committed_project_copy,
+    copy_registry,
 )
 
 # One worker builds the repository once; its tests then run in order on it.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reproduce")]
 
 TRAINING = Path("lifecycle_pipeline/assets/training.py")
+REGISTRY = Path("lifecycle_pipeline/resources/registry.py")
 MODEL = SAMPLE_MODEL.name
 DECLARATION = Path("models/breast_cancer/defs.yaml")
 SELECTION = " or ".join(
@@ -168,7 +172,14 @@ def test_reproduce_at_the_current_commit_is_identical_and_lists_every_element(
     assert f"{MODEL}: {project.state / 'audit' / 'breast_cancer.jsonl'}: " in audit.stdout
 
 
-def test_version_from_an_earlier_commit_is_reproduced_in_its_own_worktree(
+def _moved(source: Registry, base: Path, to: str = "data-v2") -> Registry:
+    """A copy of ``source`` whose data-v1 tag was moved onto ``to``'s commit (other data)."""
+    moved = copy_registry(source, base)
+    _git(moved.repo, "tag", "-f", "data-v1", to)
+    return moved
+
+
+def test_version_from_an_earlier_commit_is_reproduced_in_its_own_worktree_from_its_data(
     project: Project, trained_at_a: Path, tmp_path: Path
 ) -> None:
     commit_a = _git(project.repo, "rev-parse", "HEAD")
@@ -176,8 +187,16 @@ def test_version_from_an_earlier_commit_is_reproduced_in_its_own_worktree(
     _commit(project.repo, "B: larger leaves, declared")
     today = tmp_path / "home_b"
     project.train(today)  # what today's code makes of the same data
+    # Since A was trained, its data tag was also moved onto other data (one reproduction
+    # proves both: A's own code, in its worktree, reads A's own registry commit).
+    recorded = _git(project.registry.repo, "rev-parse", "data-v1^{commit}")
+    moved = _moved(project.registry, tmp_path)
+    now = _git(moved.repo, "rev-parse", "data-v1^{commit}")
+    assert now != recorded
 
-    done = project.lifecycle(trained_at_a, "reproduce", "data-v1")
+    done = Project(project.repo, moved, project.state).lifecycle(
+        trained_at_a, "reproduce", "data-v1"
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     report = _report(done)
     assert report["method"] == "worktree"
@@ -188,10 +207,25 @@ def test_version_from_an_earlier_commit_is_reproduced_in_its_own_worktree(
     # Measured by the run inside the worktree: its checkout is A, not today's B.
     assert elements["code.commit"]["reproduced"] == commit_a
     assert elements["code.dirty"]["reproduced"] is False
+    # The moved tag neither changed the data read nor passed unsaid.
+    said = f"tag data-v1 now points at {now}; this reproduction read the recorded commit {recorded}"
+    assert said in done.stdout
+    assert report["notes"] == [said]
+    assert report["data"] == {
+        "tag": "data-v1", "registry": str(moved.repo), "recorded_commit": recorded,
+        "tag_commit": now, "read_commit": recorded, "pinned": True,
+        "read_md5": elements["data_md5"]["recorded"],
+    }  # fmt: skip
+
     newer = project.lifecycle(today, "reproduce", "data-v1")  # B's record, at B: current path
     assert newer.returncode == 0, newer.stdout + newer.stderr
-    b_elements = _elements(_report(newer))
-    assert _report(newer)["method"] == "current"
+    b_report = _report(newer)
+    b_elements = _elements(b_report)
+    assert b_report["method"] == "current"
+    # The tag has not moved in this registry: nothing pinned, nothing said.
+    assert b_report["notes"] == [] and "tag data-v1" not in newer.stdout
+    assert b_report["data"]["pinned"] is False  # type: ignore[index]
+    assert b_report["data"]["read_commit"] == recorded  # type: ignore[index]
     # ... and not to today's: B's declaration gives another model.
     assert (
         elements["declaration.sha256"]["reproduced"]
@@ -208,6 +242,163 @@ def test_version_from_an_earlier_commit_is_reproduced_in_its_own_worktree(
     again, _ = prepare_worktree(project.repo, commit_a, worktrees)
     assert str(again) == report["workdir"]
     assert marker.stat().st_mtime_ns == synced
+
+
+def test_recorded_registry_commit_gone_is_refused_naming_it(
+    project: Project, trained_at_a: Path, tmp_path: Path
+) -> None:
+    recorded = _git(project.registry.repo, "rev-parse", "data-v1^{commit}")
+    rewritten = copy_registry(project.registry, tmp_path)
+    repo = rewritten.repo  # history rewritten: one new root commit, data-v1 tagged on it
+    _git(repo, "checkout", "-q", "--orphan", "rewritten")
+    _git(repo, "commit", "-q", "-m", "history rewritten")
+    _git(repo, "branch", "-D", "main")
+    for tag in _git(repo, "tag", "--list").split():
+        _git(repo, "tag", "-d", tag)
+    _git(repo, "tag", "data-v1")
+    _git(repo, "reflog", "expire", "--expire=now", "--all")
+    _git(repo, "gc", "-q", "--prune=now")
+    assert subprocess.run(["git", "-C", str(repo), "cat-file", "-e", recorded]).returncode != 0
+
+    done = Project(project.repo, rewritten, project.state).lifecycle(
+        trained_at_a, "reproduce", "data-v1"
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"registry commit {recorded}" in done.stderr
+    assert str(repo) in done.stderr
+    assert f"git -C {repo} fetch" in done.stderr and f"tag -f data-v1 {recorded}" in done.stderr
+    assert "report: " not in done.stdout  # refused before any run
+
+
+def test_moved_tag_with_code_that_cannot_pin_is_refused_saying_how_to_restore(
+    project: Project, tmp_path: Path
+) -> None:
+    clone = _clone(project, tmp_path)
+    # Code from before registry pins: it reads every version by its tag.
+    _edit(clone.repo, REGISTRY, '"LIFECYCLE_REGISTRY_PINS"', '"LIFECYCLE_REGISTRY_PINS_UNREAD"')
+    old = _commit(clone.repo, "E: code that reads data by tag only")
+    home = tmp_path / "home"
+    clone.train(home)
+    _edit(clone.repo, REGISTRY, '"LIFECYCLE_REGISTRY_PINS_UNREAD"', '"LIFECYCLE_REGISTRY_PINS"')
+    _commit(clone.repo, "F: pins again")
+    recorded = _git(project.registry.repo, "rev-parse", "data-v1^{commit}")
+    moved = _moved(project.registry, tmp_path)
+    now = _git(moved.repo, "rev-parse", "data-v1^{commit}")
+
+    done = Project(clone.repo, moved, clone.state).lifecycle(home, "reproduce", "data-v1")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"now points at {now}" in done.stderr and f"commit {old[:12]}" in done.stderr
+    assert "reads data by tag" in done.stderr
+    assert f"git -C {moved.repo} tag -f data-v1 {recorded}" in done.stderr
+    # Refused before building anything: no worktree of the old commit was made.
+    assert not (clone.state / "reproduce" / "worktrees" / old[:16]).exists()
+
+
+@pytest.mark.parametrize(
+    ("pins", "says"),
+    [
+        ("{", "LIFECYCLE_REGISTRY_PINS is not JSON"),
+        ('{"data-v1": "f3ec196"}', "must map tags to full 40-hex commit ids"),
+        ('{"data-v1": "' + "0" * 40 + '"}', "It is the commit LIFECYCLE_REGISTRY_PINS pins"),
+    ],
+    ids=["not JSON", "short commit", "commit not in the registry"],
+)
+def test_a_pin_reads_the_pinned_commit_under_the_tag_and_a_bad_pin_is_refused(
+    demo_registry: Registry, monkeypatch: pytest.MonkeyPatch, pins: str, says: str
+) -> None:
+    from lifecycle_pipeline.resources.registry import RegistryError
+
+    registry = demo_registry.resource()
+    v1, v2 = registry.resolve("data-v1"), registry.resolve("data-v2")
+    monkeypatch.setenv("LIFECYCLE_REGISTRY_PINS", json.dumps({"data-v2": v1.commit}))
+    pinned, raw = registry.read("data-v2")
+    assert (pinned.key, pinned.commit, pinned.md5) == ("data-v2", v1.commit, v1.md5)
+    assert hashlib.md5(raw, usedforsecurity=False).hexdigest() == v1.md5  # v1's bytes
+    assert registry.commit_of("data-v2") == v2.commit  # the tag itself is not rewritten
+    monkeypatch.setenv("LIFECYCLE_REGISTRY_PINS", pins)
+    with pytest.raises(RegistryError, match=says):
+        registry.read("data-v1")
+
+
+def _worktree_paths(repo: Path) -> list[str]:
+    listed = _git(repo, "worktree", "list", "--porcelain").splitlines()
+    return [line.removeprefix("worktree ") for line in listed if line.startswith("worktree ")]
+
+
+def test_worktrees_are_listed_and_pruned_through_git(
+    project: Project,
+    trained_at_a: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lifecycle_pipeline.cli import main
+
+    # In-process `lifecycle` (no process start-up per call), on the project and its state.
+    for name in ("LIFECYCLE_HOME", "LIFECYCLE_UV"):
+        monkeypatch.setenv(name, project.env(trained_at_a)[name])
+    monkeypatch.setenv("LIFECYCLE_PROJECT_ROOT", str(project.repo))
+
+    def lifecycle(*args: str) -> tuple[int, str, str]:
+        code = main(["--model", MODEL, "reproduce", *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    worktrees = project.state / "reproduce" / "worktrees"
+    older = next(worktrees.iterdir())  # A's, made and last used by the tests above
+    commit_a = _git(older, "rev-parse", "HEAD")
+    commit_b = _git(project.repo, "rev-parse", "HEAD")
+    newer, _ = prepare_worktree(project.repo, commit_b, worktrees)  # used now: the newest
+
+    code, out, err = lifecycle("--list-worktrees")
+    assert code == 0, out + err
+    lines = out.splitlines()
+    row_a = next(x for x in lines if commit_a[:12] in x)
+    row_b = next(x for x in lines if commit_b[:12] in x)
+    assert str(older) in row_a and str(newer) in row_b
+    assert lines.index(row_b) < lines.index(row_a)  # most recently used first
+    assert all(" MB" in row or " GB" in row for row in (row_a, row_b))  # size on disk
+
+    code, out, err = lifecycle("--prune", "--older-than", "1d")
+    assert code == 0, out + err
+    assert "nothing to prune (2 worktrees kept)" in out
+    assert older.is_dir() and newer.is_dir()
+
+    code, out, err = lifecycle("--prune", "--keep", "1")
+    assert code == 0, out + err
+    assert f"removed {commit_a[:12]}  {older}  freed " in out and "1 worktree kept" in out
+    assert not older.exists() and newer.is_dir()
+    assert str(older) not in _worktree_paths(project.repo)
+    assert str(newer) in _worktree_paths(project.repo)
+
+    code, out, err = lifecycle("--prune")
+    assert code == 0, out + err
+    assert _worktree_paths(project.repo) == [str(project.repo)]
+    assert lifecycle("--list-worktrees")[1].startswith("no reproduction worktrees under")
+
+    refusals = {
+        (): "--list-worktrees or --prune",
+        ("data-v1", "--prune"): "take no version",
+        ("--keep", "1"): "add --prune",
+        ("--prune", "--older-than", "7"): "like 12h or 7d",
+    }
+    for wrong, says in refusals.items():
+        code, out, err = lifecycle(*wrong)
+        assert code == 2, wrong
+        assert says in err, (wrong, err)
+
+
+def test_make_clean_removes_reproduction_worktrees_from_git(tmp_path: Path) -> None:
+    repo = committed_project_copy(tmp_path / "repo")
+    (repo / "Makefile").write_bytes((PROJECT_ROOT / "Makefile").read_bytes())
+    worktrees = repo / ".lifecycle" / "reproduce" / "worktrees"
+    for name in ("first", "second"):
+        _git(repo, "worktree", "add", "-q", "--detach", str(worktrees / name), "HEAD")
+    shutil.rmtree(worktrees / "second")  # removed by hand: git still lists it
+    assert len(_worktree_paths(repo)) == 3
+
+    subprocess.run(["make", "-C", str(repo), "clean"], check=True, capture_output=True)
+    assert _worktree_paths(repo) == [str(repo)]
+    assert not (repo / ".lifecycle").exists()
 
 
 def _clone(project: Project, tmp_path: Path) -> Project:

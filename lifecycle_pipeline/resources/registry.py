@@ -3,13 +3,20 @@
 Data is only ever read through DVC at a pinned revision, so a moved working copy or an
 uncommitted edit in the registry can never leak into a model. The commit and DVC md5 behind a
 revision are returned with the bytes, and the bytes are checked against that md5.
+
+A reproduction pins a tag to the commit it was recorded at (``LIFECYCLE_REGISTRY_PINS``), so
+a moved tag cannot change what a past model is judged on, and the run config, hence the
+recorded config hash, stays the one the version was trained with.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +34,39 @@ from lifecycle_pipeline.settings import Settings
 
 class RegistryError(LifecycleError, RuntimeError):
     """The registry cannot resolve or serve a data version."""
+
+
+# `lifecycle reproduce` looks for this quoted name in a past commit's copy of this file to
+# tell whether that commit's code honours pins; keep the assignment spelled this way.
+PINS_VARIABLE = "LIFECYCLE_REGISTRY_PINS"
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def registry_pins(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Tag -> commit pins from ``LIFECYCLE_REGISTRY_PINS`` (JSON), read when data is read.
+
+    Set by `lifecycle reproduce` for its scratch run only: a deployment that sets it reads
+    every pinned tag at that commit, which each data_snapshot records as ``git/commit``.
+    """
+    raw = (os.environ if environ is None else environ).get(PINS_VARIABLE, "").strip()
+    if not raw:
+        return {}
+    example = '{"data-v1": "<40-hex commit>"}'
+    try:
+        pins = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RegistryError(
+            f"{PINS_VARIABLE} is not JSON ({exc}); expected {example}, or unset it."
+        ) from exc
+    if not isinstance(pins, dict) or not all(
+        isinstance(tag, str) and isinstance(commit, str) and _COMMIT.fullmatch(commit)
+        for tag, commit in pins.items()
+    ):
+        raise RegistryError(
+            f"{PINS_VARIABLE} must map tags to full 40-hex commit ids, like {example}; "
+            f"got {raw[:200]!r}. Fix or unset it."
+        )
+    return {str(tag): str(commit) for tag, commit in pins.items()}
 
 
 class DataRegistry(dg.ConfigurableResource):
@@ -92,19 +132,44 @@ class DataRegistry(dg.ConfigurableResource):
             raise self._unreachable(rev, exc) from exc
 
     def _unreachable(self, rev: str, exc: Exception) -> RegistryError:
+        pinned = [tag for tag, commit in registry_pins().items() if commit == rev]
+        remedy = (
+            f"It is the commit {PINS_VARIABLE} pins {pinned[0]!r} to: fetch that commit into "
+            "the registry, or unset the pin."
+            if pinned
+            else "Check that the tag exists in the registry (git tag --list) or remove the "
+            "partition."
+        )
         return RegistryError(
             f"Registry revision {rev!r} cannot be opened in registry {self.resolved_url()!r}: "
-            f"{type(exc).__name__}: {exc}. Check that the tag exists in the registry "
-            "(git tag --list) or remove the partition."
+            f"{type(exc).__name__}: {exc}. {remedy}"
         )
+
+    def _revision(self, key: str) -> str:
+        """The revision a key is read at: its pinned commit, else the tag itself."""
+        return registry_pins().get(key, key)
+
+    def commit_of(self, rev: str) -> str | None:
+        """The commit a tag or commit id names in the registry; None when it holds no such
+        revision (a deleted tag, a commit lost to a rewritten history)."""
+        from dvc.exceptions import DvcException
+        from dvc.scm import RevError
+
+        fs = self._filesystem(rev)
+        try:
+            return str(fs.repo.scm.resolve_rev(rev))
+        except RevError:
+            return None
+        except (DvcException, OSError, ValueError) as exc:
+            raise self._unreachable(rev, exc) from exc
 
     def resolve(self, key: str, path: str | None = None) -> ResolvedVersion:
         """Resolve a key to its commit and DVC md5 without reading the data."""
         validate_partition_key(key)
-        fs = self._filesystem(key)
-        return self._resolve_with(fs, key, path or self.dataset_path)
+        rev = self._revision(key)
+        return self._resolve_with(self._filesystem(rev), key, rev, path or self.dataset_path)
 
-    def _resolve_with(self, fs: Any, key: str, path: str) -> ResolvedVersion:
+    def _resolve_with(self, fs: Any, key: str, rev: str, path: str) -> ResolvedVersion:
         from dvc.scm import SCMError
 
         try:
@@ -115,14 +180,14 @@ class DataRegistry(dg.ConfigurableResource):
                 f"{path!r}; the tag does not point at a data version."
             ) from exc
         except (SCMError, OSError, ValueError) as exc:
-            raise self._unreachable(key, exc) from exc
+            raise self._unreachable(rev, exc) from exc
         md5 = (info.get("dvc_info") or {}).get("md5")
         if not md5:
             raise RegistryError(
                 f"{path!r} at {key!r} is not tracked by DVC (no md5 in its .dvc "
                 "file); publish data with `dvc add` so it is versioned by content."
             )
-        commit = fs.repo.scm.resolve_rev(key)
+        commit = fs.repo.scm.resolve_rev(rev)
         return ResolvedVersion(
             key=key,
             registry=self.resolved_url(),
@@ -141,8 +206,9 @@ class DataRegistry(dg.ConfigurableResource):
                 "No dataset path: declare data.path in the model declaration (or set "
                 "resources.registry.config.dataset_path)."
             )
-        fs = self._filesystem(key)
-        resolved = self._resolve_with(fs, key, path)
+        rev = self._revision(key)
+        fs = self._filesystem(rev)
+        resolved = self._resolve_with(fs, key, rev, path)
         try:
             raw = fs.cat_file(path)
         except Exception as exc:
