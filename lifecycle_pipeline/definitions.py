@@ -35,6 +35,7 @@ from lifecycle_pipeline.component import BrokenModel, load_models
 from lifecycle_pipeline.declaration import LoadedDeclaration, current_declaration
 from lifecycle_pipeline.errors import SettingError
 from lifecycle_pipeline.governance import MODEL_TAG, production_model_spec
+from lifecycle_pipeline.reproduce_job import build_reproduce_job
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.registry import DataRegistry
 from lifecycle_pipeline.resources.signing import PackageSigner
@@ -163,6 +164,9 @@ def model_definitions(
 ) -> dg.Definitions:
     """One model's assets, checks, jobs, sensors, schedule and registry, every name its own.
 
+    Jobs: ``<model>_lifecycle`` and ``<model>_drift`` (asset jobs), and ``<model>_reproduce``,
+    which on-call launches from the UI to rebuild a past version (reproduce_job.py).
+
     ``registry`` (a deployment's or a test's resource) overrides fields of the declared one.
     """
     built = model_assets(model)
@@ -171,7 +175,7 @@ def model_definitions(
     return dg.Definitions(
         assets=[*(_with_source(a) for a in built.assets), production_model_spec(model)],
         asset_checks=built.checks,
-        jobs=[lifecycle_job, drift_job],
+        jobs=[lifecycle_job, drift_job, build_reproduce_job(model)],
         sensors=[
             discovery_sensor(
                 model,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,7 @@ from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from lifecycle_pipeline.declaration import LoadedDeclaration, load_declaration
 from lifecycle_pipeline.definitions import build_definitions
+from lifecycle_pipeline.lineage.audit import AuditLog, Record
 from lifecycle_pipeline.registry_demo import Publication, build_demo_registry, publish
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.registry import DataRegistry
@@ -298,3 +302,41 @@ def tree_digest(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()
     }
+
+
+# Run by the project copy's python path: one lifecycle run, optionally of some stages only.
+_TRAIN = """
+import json, sys, dagster as dg
+from lifecycle_pipeline.definitions import defs
+job, partitions, key, config, keys = sys.argv[1:]
+with dg.DagsterInstance.get() as instance:
+    instance.add_dynamic_partitions(partitions, [key])
+    done = defs.resolve_job_def(job).execute_in_process(
+        partition_key=key, instance=instance, run_config=json.loads(config), raise_on_error=False,
+        asset_selection=[dg.AssetKey(path) for path in json.loads(keys)] or None,
+    )
+sys.exit(0 if done.success else 1)
+"""
+
+
+def train_committed(
+    project: Path, env: Mapping[str, str], version: str, stages: Sequence[str] = ()
+) -> None:
+    """Train the sample's ``version`` (``stages`` of its lifecycle, default all) with the code
+    of ``project``, a committed copy, in its own process: the record then names that clean
+    commit, which `lifecycle reproduce` and the reproduce job can rebuild whatever state the
+    working tree the tests run from is in. ``env`` is the deployment's environment."""
+    done = subprocess.run(
+        [sys.executable, "-c", _TRAIN, SAMPLE_MODEL.scoped("lifecycle"),
+         SAMPLE_MODEL.scoped("data_versions"), version, json.dumps(fast_training()),
+         json.dumps([SAMPLE_MODEL.key(stage).path for stage in stages])],
+        cwd=project, env={**env, "PYTHONPATH": str(project)}, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+
+
+def reproduction_records(state: Path) -> list[Record]:
+    """The sample's `reproduction` audit records under LIFECYCLE_HOME ``state``, verified."""
+    log = AuditLog(state / "audit" / f"{SAMPLE_MODEL.name}.jsonl", SAMPLE_MODEL.name)
+    return [r for r in log.records() if r.kind == "reproduction"] if log.path.exists() else []

@@ -67,7 +67,7 @@ def test_the_location_holds_every_declared_model() -> None:
     assert set(described) == {f"{m}/{s}" for m in MODELS for s in STAGES}
     assert {k.to_user_string() for k in SAMPLE.values()} == {f"breast_cancer/{s}" for s in STAGES}
     assert {j.name for j in defs.jobs or []} == {
-        f"{m}_{job}" for m in MODELS for job in ("lifecycle", "drift")
+        f"{m}_{job}" for m in MODELS for job in ("lifecycle", "drift", "reproduce")
     }
     assert {s.name for s in defs.sensors or []} == {f"{m}_{s}" for m in MODELS for s in SENSORS}
     assert {s.name for s in defs.schedules or []} == {f"{m}_retraining_schedule" for m in MODELS}

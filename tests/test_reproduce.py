@@ -32,6 +32,7 @@ from tests.conftest import (
     committed_project_copy,
     copy_registry,
 )
+from tests.reliability.cases import case
 
 # One worker builds the repository once; its tests then run in order on it.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reproduce")]
@@ -210,6 +211,7 @@ def test_version_from_an_earlier_commit_is_reproduced_in_its_own_worktree_from_i
     # The moved tag neither changed the data read nor passed unsaid.
     said = f"tag data-v1 now points at {now}; this reproduction read the recorded commit {recorded}"
     assert said in done.stdout
+    assert case("on-call", "reproduce: data tag moved since training").shown_in(done.stdout)
     assert report["notes"] == [said]
     assert report["data"] == {
         "tag": "data-v1", "registry": str(moved.repo), "recorded_commit": recorded,
@@ -264,6 +266,7 @@ def test_recorded_registry_commit_gone_is_refused_naming_it(
         trained_at_a, "reproduce", "data-v1"
     )
     assert done.returncode == 2, done.stdout + done.stderr
+    assert case("on-call", "reproduce: recorded registry commit gone").shown_in(done.stderr)
     assert f"registry commit {recorded}" in done.stderr
     assert str(repo) in done.stderr
     assert f"git -C {repo} fetch" in done.stderr and f"tag -f data-v1 {recorded}" in done.stderr
@@ -289,6 +292,7 @@ def test_moved_tag_with_code_that_cannot_pin_is_refused_saying_how_to_restore(
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"now points at {now}" in done.stderr and f"commit {old[:12]}" in done.stderr
     assert "reads data by tag" in done.stderr
+    assert case("on-call", "reproduce: tag moved, code before pins").shown_in(done.stderr)
     assert f"git -C {moved.repo} tag -f data-v1 {recorded}" in done.stderr
     # Refused before building anything: no worktree of the old commit was made.
     assert not (clone.state / "reproduce" / "worktrees" / old[:16]).exists()
@@ -366,6 +370,7 @@ def test_worktrees_are_listed_and_pruned_through_git(
     code, out, err = lifecycle("--prune", "--keep", "1")
     assert code == 0, out + err
     assert f"removed {commit_a[:12]}  {older}  freed " in out and "1 worktree kept" in out
+    assert case("on-call", "reproduce: worktrees pruned, the newest kept").shown_in(out)
     assert not older.exists() and newer.is_dir()
     assert str(older) not in _worktree_paths(project.repo)
     assert str(newer) in _worktree_paths(project.repo)

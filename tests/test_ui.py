@@ -5,6 +5,10 @@ drives it headless. Without a browser these tests are skipped with the reason, e
 (`CI=true`), where a missing browser is a failure: `.ci/run` installs one.
 Screenshots go to a temporary folder, or to docs/img/ with UPDATE_SCREENSHOTS=1 (the README
 shows those).
+
+The webserver serves a committed copy of the project, and the sample's data-v1 is trained by
+that copy's code, as a deployment trains: its record names a clean commit, which is what lets
+on-call reproduce it from the UI (whatever uncommitted edits the tree the tests run from has).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,16 +33,35 @@ import pytest
 
 from lifecycle_pipeline.declaration import load_declaration
 from lifecycle_pipeline.definitions import build_definitions
+from lifecycle_pipeline.governance import MODEL_TAG
 from lifecycle_pipeline.lineage.query import latest, metadata_values
 from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.registry import DataRegistry
-from tests.conftest import PROJECT_ROOT, SAMPLE_MODEL, Pipeline, Registry, free_port
+from tests.conftest import (
+    PROJECT_ROOT,
+    SAMPLE_MODEL,
+    Pipeline,
+    Registry,
+    committed_project_copy,
+    free_port,
+    reproduction_records,
+    train_committed,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui")]
 
 SNAPSHOT = PROJECT_ROOT / "tests" / "snapshots" / "asset_graph.json"
 OTHER_MODEL = load_declaration(PROJECT_ROOT / "models" / "diabetes")
 BC = SAMPLE_MODEL.name
+REPRODUCE = SAMPLE_MODEL.scoped("reproduce")
+# Runs launched from the UI start at once. `make ui` runs a daemon for that; here a daemon
+# would also tick the models' default-on sensors while the tests read the instance.
+INSTANCE_YAML = """telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: DefaultRunCoordinator
+"""
 
 
 def chromium() -> str | None:
@@ -56,6 +80,8 @@ class Served:
     pipeline: Pipeline  # the sample model's
     other: Pipeline  # the second model's, in the same instance
     shots: Path
+    project: Path  # the committed project copy the webserver serves
+    env: dict[str, str]  # the served deployment's environment (its LIFECYCLE_HOME, registry)
 
 
 # Session scope: xdist may interleave other modules' tests, which would tear a module
@@ -63,12 +89,24 @@ class Served:
 @pytest.fixture(scope="session")
 def served(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """Both demo models' versions and batches in one real DAGSTER_HOME, shown by
-    dagster-webserver loading the project's models folder, as `make ui` does."""
+    dagster-webserver loading the models folder of a committed copy of the project, as
+    `make ui` does. The sample's data-v1 is trained by that copy in its own process (a clean
+    commit, reproducible from the UI); the rest in this process, which is faster."""
     base = tmp_path_factory.mktemp("ui")
     home = base / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    (home / "dagster.yaml").write_text(INSTANCE_YAML, encoding="utf-8")
     artifacts = base / "artifacts"
+    project = committed_project_copy(base / "project")
+    shutil.copy(PROJECT_ROOT / "workspace.yaml", project / "workspace.yaml")
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env |= {
+        "DAGSTER_HOME": str(home),
+        "LIFECYCLE_HOME": str(base / "state"),  # its own audit logs and reports
+        "LIFECYCLE_REGISTRY_URL": str(demo_registry.repo),
+        "LIFECYCLE_ARTIFACT_ROOT": str(artifacts),
+        "PYTHONPATH": str(project),  # the copy's code, not the working tree's
+    }
     with dg.DagsterInstance.from_config(str(home)) as instance:
         defs = build_definitions(
             models=[SAMPLE_MODEL, OTHER_MODEL],
@@ -77,24 +115,18 @@ def served(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) ->
         )
         pipeline = Pipeline(defs=defs, instance=instance, artifacts=artifacts, model=SAMPLE_MODEL)
         other = Pipeline(defs=defs, instance=instance, artifacts=artifacts, model=OTHER_MODEL)
-        for key in ("data-v1", "data-v2"):
-            assert pipeline.run(key).success
+        train_committed(project, env, "data-v1")
+        assert pipeline.run("data-v2").success
         for batch in ("batch-001", "batch-002"):
             assert pipeline.drift(batch).success
         assert other.run("diabetes-v1").success
         assert other.drift("diabetes-batch-002").success
         port = free_port()
-        env = {
-            **os.environ,
-            "DAGSTER_HOME": str(home),
-            "LIFECYCLE_REGISTRY_URL": str(demo_registry.repo),
-            "LIFECYCLE_ARTIFACT_ROOT": str(artifacts),
-        }
         log = (base / "webserver.log").open("wb")
         server = subprocess.Popen(
             [str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1",
-             "-p", str(port), "-w", str(PROJECT_ROOT / "workspace.yaml")],
-            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+             "-p", str(port), "-w", str(project / "workspace.yaml")],
+            cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         try:
@@ -113,7 +145,9 @@ def served(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) ->
                 else base / "screenshots"
             )
             shots.mkdir(parents=True, exist_ok=True)
-            yield Served(url=url, pipeline=pipeline, other=other, shots=shots)
+            yield Served(
+                url=url, pipeline=pipeline, other=other, shots=shots, project=project, env=env
+            )
         finally:
             server.terminate()
             server.wait(timeout=60)
@@ -338,3 +372,45 @@ def test_one_partition_is_followed_from_package_to_data_by_recorded_references(
         row = page.locator("tr", has_text=key).first
         row.wait_for()
         assert str(snapshot[key]) in row.inner_text()
+
+
+def test_on_call_reproduces_a_version_from_the_launchpad(
+    page: Any, served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runbook's step 3 without a terminal: launch `<model>_reproduce` with one line of
+    config, and read the verdict and every element on the run page."""
+    instance = served.pipeline.instance
+    _open(page, served, f"/locations/lifecycle_pipeline/jobs/{REPRODUCE}/playground")
+    # The Launchpad asks for the version before anything runs.
+    page.get_by_text('Missing required config entry "version"', exact=False).wait_for()
+    page.locator(".CodeMirror").first.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("version: data-v1")
+    page.get_by_role("button", name="Launch Run").click()
+    page.wait_for_url(re.compile(r".*/runs/[0-9a-f-]{36}$"))
+    run_id = page.url.rsplit("/", 1)[-1]
+    deadline = time.monotonic() + 300  # a reproduction re-materializes four stages
+    while not (run := instance.get_run_by_id(run_id)) or not run.is_finished:
+        assert time.monotonic() < deadline, f"run {run_id} did not finish"
+        page.wait_for_timeout(1000)
+    assert run.status == dg.DagsterRunStatus.SUCCESS, [
+        e.message for e in instance.all_logs(run_id) if e.is_dagster_event
+    ][-5:]
+    assert run.tags[MODEL_TAG] == BC
+    page.get_by_text("Success", exact=True).first.wait_for()
+    # Only the step's output, whose metadata is the reproduction's evidence.
+    page.get_by_placeholder("Filter…").fill("type:STEP_OUTPUT")
+    page.get_by_role("button", name="View full message").click()
+    dialog = page.get_by_role("dialog")
+    verdict = dialog.locator("tr", has_text="verdict").first
+    verdict.wait_for()
+    assert verdict.inner_text().split() == ["verdict", "identical"]
+    recorded = metadata_values(latest(instance, SAMPLE_MODEL.key("trained_model"), "data-v1"))
+    combined = dialog.locator("tr", has_text="fingerprint.combined").last
+    assert combined.inner_text().count(str(recorded["model/fingerprint"])) == 2  # both sides
+    # The report it names is the one the audit log holds for this reproduction.
+    monkeypatch.setenv("LIFECYCLE_HOME", served.env["LIFECYCLE_HOME"])  # its audit key
+    newest = reproduction_records(Path(served.env["LIFECYCLE_HOME"]))[-1]
+    assert dialog.get_by_text(newest.data["report"], exact=True).count() == 1
+    page.wait_for_timeout(500)  # the dialog fades in
+    page.screenshot(path=str(served.shots / "reproduce-run.png"))

@@ -788,6 +788,29 @@ ON_CALL = [
     Fault("on-call", "replay: another version's package", "`replay data-v1 --package` data-v2's "
           "package", "is the package of breast_cancer data-v2, not of breast_cancer data-v1",
           proof=NOTHING_CHANGED, test=REPLAY_TEST),
+    Fault("on-call", "reproduce: data tag moved since training", "`reproduce data-v1` after "
+          "`git tag -f data-v1` onto data-v2's commit (recorded code commit is not HEAD: "
+          "worktree)", "tag data-v1 now points at …; this reproduction read the recorded "
+          "commit …", proof="verdict `identical`; the scratch data_snapshot read the recorded "
+          "commit and md5; every fingerprint equals the record",
+          test="tests/test_reproduce.py::test_version_from_an_earlier_commit_is_reproduced_in_"
+          "its_own_worktree_from_its_data"),
+    Fault("on-call", "reproduce: recorded registry commit gone", "registry history rewritten "
+          "(orphan commit, gc), `data-v1` re-tagged", "data-v1 was trained on registry commit "
+          "… of …, and the registry no longer holds that commit",
+          proof="exit 2 before any run; no report; the message names the fetch and tag commands "
+          "that restore it",
+          test="tests/test_reproduce.py::test_recorded_registry_commit_gone_is_refused_naming_it"),
+    Fault("on-call", "reproduce: tag moved, code before pins", "a version trained at a commit "
+          "whose registry reader predates pins, its tag moved", "now points at …; commit … that "
+          "trained it reads data by tag only", proof="exit 2; no worktree built, no run",
+          test="tests/test_reproduce.py::test_moved_tag_with_code_that_cannot_pin_is_refused_"
+          "saying_how_to_restore"),
+    Fault("on-call", "reproduce: worktrees pruned, the newest kept", "`reproduce --prune --keep "
+          "1` with two reproduction worktrees", "removed …  freed …", proof="the older folder "
+          "is gone and `git worktree list` lacks it; the kept one is still listed; `make clean` "
+          "leaves only the main checkout in `git worktree list`",
+          test="tests/test_reproduce.py::test_worktrees_are_listed_and_pruned_through_git"),
 ]  # fmt: skip
 
 ALL = [
