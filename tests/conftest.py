@@ -340,3 +340,18 @@ def reproduction_records(state: Path) -> list[Record]:
     """The sample's `reproduction` audit records under LIFECYCLE_HOME ``state``, verified."""
     log = AuditLog(state / "audit" / f"{SAMPLE_MODEL.name}.jsonl", SAMPLE_MODEL.name)
     return [r for r in log.records() if r.kind == "reproduction"] if log.path.exists() else []
+
+
+def lifecycle_cli(*args: str) -> int:
+    """`lifecycle ARGS` in this process. `--model` is process-wide there (it sets
+    LIFECYCLE_MODEL), so the choice is undone afterwards, as a new process would start."""
+    from lifecycle_pipeline.cli import main
+
+    before = os.environ.get("LIFECYCLE_MODEL")
+    try:
+        return main(list(args))
+    finally:
+        if before is None:
+            os.environ.pop("LIFECYCLE_MODEL", None)
+        else:
+            os.environ["LIFECYCLE_MODEL"] = before

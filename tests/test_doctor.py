@@ -10,7 +10,6 @@ valid), then damages it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -22,7 +21,6 @@ import dagster as dg
 import pytest
 
 from lifecycle_pipeline import governance
-from lifecycle_pipeline.cli import main
 from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.lineage.audit import AuditLog
 from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
@@ -38,6 +36,7 @@ from tests.conftest import (
     copy_registry,
     dagster_home,
     fast_training,
+    lifecycle_cli,
     tree_digest,
 )
 from tests.reliability.cases import INSTANCE_DAMAGE, INSTANCE_REBUILD, Fault
@@ -134,16 +133,7 @@ def world(frozen: World, monkeypatch: pytest.MonkeyPatch) -> World:
     return frozen
 
 
-def lifecycle(*args: str) -> int:
-    """`lifecycle ARGS` in this process (``--model`` is undone afterwards, as in a new one)."""
-    before = os.environ.get("LIFECYCLE_MODEL")
-    try:
-        return main(list(args))
-    finally:
-        if before is None:
-            os.environ.pop("LIFECYCLE_MODEL", None)
-        else:
-            os.environ["LIFECYCLE_MODEL"] = before
+lifecycle = lifecycle_cli
 
 
 def truncate(path: Path) -> None:

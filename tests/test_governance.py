@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,7 +15,6 @@ import pytest
 
 from lifecycle_pipeline import governance
 from lifecycle_pipeline.audit_checkpoint import checkpoint_problems, found_checkpoints
-from lifecycle_pipeline.cli import main
 from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.lineage.audit import AuditError, AuditLog
 from lifecycle_pipeline.lineage.query import latest, metadata_values
@@ -29,6 +27,7 @@ from tests.conftest import (
     Registry,
     copy_registry,
     dagster_home,
+    lifecycle_cli,
 )
 
 pytestmark = pytest.mark.xdist_group("governance")
@@ -90,17 +89,7 @@ def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, governed: Governed) -> 
     return AuditLog.for_model(MODEL)
 
 
-def lifecycle(*args: str) -> int:
-    """`lifecycle ARGS` in this process; `--model` is process-wide there (it sets
-    LIFECYCLE_MODEL), so the choice is undone afterwards, as a new process would start."""
-    before = os.environ.get("LIFECYCLE_MODEL")
-    try:
-        return main(list(args))
-    finally:
-        if before is None:
-            os.environ.pop("LIFECYCLE_MODEL", None)
-        else:
-            os.environ["LIFECYCLE_MODEL"] = before
+lifecycle = lifecycle_cli
 
 
 def _package(governed: Governed, key: str) -> Path:

@@ -8,7 +8,6 @@ tests run in file order; the last one re-trains data-v1 differently, so it stays
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -21,7 +20,6 @@ import pandas as pd
 import pytest
 
 from lifecycle_pipeline import governance
-from lifecycle_pipeline.cli import main
 from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.lineage.audit import AuditLog
 from lifecycle_pipeline.lineage.query import history, metadata_values
@@ -34,6 +32,7 @@ from tests.conftest import (
     Registry,
     dagster_home,
     fast_training,
+    lifecycle_cli,
 )
 from tests.reliability.cases import case
 
@@ -123,14 +122,7 @@ def rolled(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) ->
 
 def lifecycle(*args: str) -> int:
     """`lifecycle --model breast_cancer ARGS` in this process."""
-    before = os.environ.get("LIFECYCLE_MODEL")
-    try:
-        return main(["--model", MODEL, *args])
-    finally:
-        if before is None:
-            os.environ.pop("LIFECYCLE_MODEL", None)
-        else:
-            os.environ["LIFECYCLE_MODEL"] = before
+    return lifecycle_cli("--model", MODEL, *args)
 
 
 def test_rollback_after_identical_rematerializations_restores_the_package_that_served(
