@@ -300,9 +300,13 @@ def test_dockerfile_install_steps_build_a_working_code_location(tmp_path: Path) 
 
         listed = DagsterGrpcClient(port=port, host="127.0.0.1").list_repositories()
         assert "lifecycle_pipeline.definitions" in repr(listed)
-    finally:
+    finally:  # stopping on SIGTERM is test_exposure's to prove; here only clean up
         server.terminate()
-        server.wait(timeout=60)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # seen once on a loaded 2-core machine
+            server.kill()
+            server.wait(timeout=30)
 
 
 def test_image_python_satisfies_the_project() -> None:
