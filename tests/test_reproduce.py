@@ -31,6 +31,7 @@ from tests.conftest import (
     Registry,
     committed_project_copy,
     copy_registry,
+    tree_digest,
 )
 from tests.reliability.cases import case
 
@@ -135,11 +136,24 @@ def trained_at_a(project: Project, tmp_path_factory: pytest.TempPathFactory) -> 
     return home
 
 
+def _materializations(home: Path) -> int:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return sum(
+            len(instance.fetch_materializations(SAMPLE[stage], limit=100).records)
+            for stage in ("data_snapshot", "features", "trained_model", "evaluation")
+        )
+
+
 def test_reproduce_at_the_current_commit_is_identical_and_lists_every_element(
     project: Project, trained_at_a: Path
 ) -> None:
+    artifacts = trained_at_a.parent / f"{trained_at_a.name}_artifacts"
+    before = tree_digest(artifacts), _materializations(trained_at_a)
     done = project.lifecycle(trained_at_a, "reproduce", "data-v1")
     assert done.returncode == 0, done.stdout + done.stderr
+    # Run in the command's own process, yet in a scratch instance and artifact root: the
+    # deployment's store and instance gained nothing.
+    assert (tree_digest(artifacts), _materializations(trained_at_a)) == before
     report = _report(done)
     assert report["method"] == "current"
     assert report["verdict"] == "identical"
