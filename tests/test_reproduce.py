@@ -344,28 +344,32 @@ def _worktree_paths(repo: Path) -> list[str]:
 
 
 def test_worktrees_are_listed_and_pruned_through_git(
-    project: Project,
-    trained_at_a: Path,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """On a project copy of its own with two commits, each reproduced into a worktree: the
+    module's other tests may run apart from this one (xdist rebuilds module state)."""
     from lifecycle_pipeline.cli import main
 
-    # In-process `lifecycle` (no process start-up per call), on the project and its state.
-    for name in ("LIFECYCLE_HOME", "LIFECYCLE_UV"):
-        monkeypatch.setenv(name, project.env(trained_at_a)[name])
-    monkeypatch.setenv("LIFECYCLE_PROJECT_ROOT", str(project.repo))
+    repo = committed_project_copy(tmp_path / "repo")
+    commit_a = _git(repo, "rev-parse", "HEAD")
+    (repo / "NOTES.txt").write_text("a later commit\n", encoding="utf-8")
+    commit_b = _commit(repo, "B: a later commit")
+    state = tmp_path / "state"
+    # In-process `lifecycle` (no process start-up per call), on that project and its state.
+    monkeypatch.setenv("LIFECYCLE_HOME", str(state))
+    monkeypatch.setenv("LIFECYCLE_UV", str(PROJECT_ROOT / ".tools" / "bin" / "uv"))
+    monkeypatch.setenv("LIFECYCLE_PROJECT_ROOT", str(repo))
 
     def lifecycle(*args: str) -> tuple[int, str, str]:
         code = main(["--model", MODEL, "reproduce", *args])
         out, err = capsys.readouterr()
         return code, out, err
 
-    worktrees = project.state / "reproduce" / "worktrees"
-    older = next(worktrees.iterdir())  # A's, made and last used by the tests above
-    commit_a = _git(older, "rev-parse", "HEAD")
-    commit_b = _git(project.repo, "rev-parse", "HEAD")
-    newer, _ = prepare_worktree(project.repo, commit_b, worktrees)  # used now: the newest
+    worktrees = state / "reproduce" / "worktrees"
+    older, _ = prepare_worktree(repo, commit_a, worktrees)
+    newer, _ = prepare_worktree(repo, commit_b, worktrees)  # used last: the newest
 
     code, out, err = lifecycle("--list-worktrees")
     assert code == 0, out + err
@@ -386,12 +390,12 @@ def test_worktrees_are_listed_and_pruned_through_git(
     assert f"removed {commit_a[:12]}  {older}  freed " in out and "1 worktree kept" in out
     assert case("on-call", "reproduce: worktrees pruned, the newest kept").shown_in(out)
     assert not older.exists() and newer.is_dir()
-    assert str(older) not in _worktree_paths(project.repo)
-    assert str(newer) in _worktree_paths(project.repo)
+    assert str(older) not in _worktree_paths(repo)
+    assert str(newer) in _worktree_paths(repo)
 
     code, out, err = lifecycle("--prune")
     assert code == 0, out + err
-    assert _worktree_paths(project.repo) == [str(project.repo)]
+    assert _worktree_paths(repo) == [str(repo)]
     assert lifecycle("--list-worktrees")[1].startswith("no reproduction worktrees under")
 
     refusals = {
