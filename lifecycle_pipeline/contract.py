@@ -43,49 +43,116 @@ class ColumnProblem:
         return f"column {self.column!r}: {self.problem}"
 
 
-def parse_csv(raw: bytes, *, source: str, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Parse CSV bytes strictly, so that encoding and shape errors name the source.
+BLOCK = 16 << 20  # Arrow's CSV block: at 1M rows, 15 blocks and the least memory measured
 
-    Arrow's CSV reader parses floats with correct rounding, so every value is bit-identical to
-    what was written (as pandas' slower ``round_trip`` gives), straight from the bytes: no
-    ``str`` copy of the file and no 4-bytes-a-character text buffer (measured at 1M rows:
-    1.0 s against 7.5 s through ``StringIO``; the stage's peak memory fell by half).
-    ``text_columns`` (declared categoricals) are read as text, never guessed: a code such as
-    "007" stays "007", as the package's predict.py reads it in production.
+
+class _CsvScan:
+    """The bytes on their way into Arrow's CSV reader, watched for what Arrow would report less
+    clearly or not at all: an empty file, the first byte that is not UTF-8, and an odd number
+    of double quotes (a quoted field never closed). Nothing is kept but counts."""
+
+    def __init__(self, stream: Any) -> None:
+        import codecs
+
+        self._stream = stream
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self.offset = 0
+        self.quotes = 0
+        self.data = False  # anything but whitespace seen
+        self.bad_utf8: int | None = None  # offset of the first invalid byte
+        self.closed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def read(self, size: int = -1) -> bytes:
+        chunk: bytes = self._stream.read(size)
+        self.quotes += chunk.count(b'"')
+        self.data = self.data or bool(chunk.strip())
+        if self.bad_utf8 is None and not (chunk.isascii() and not self._decoder.getstate()[0]):
+            pending = len(self._decoder.getstate()[0])
+            try:
+                self._decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                self.bad_utf8 = self.offset - pending + exc.start
+        self.offset += len(chunk)
+        return chunk
+
+    def drain(self) -> None:
+        while self.read(1 << 22):
+            pass
+
+    def problem(self, source: str) -> DataValidationError | None:
+        """What is wrong with the whole file, in the order a reader should hear it."""
+        if not self.data:
+            return DataValidationError(f"{source}: the file is empty (0 data bytes).")
+        if self.bad_utf8 is not None:
+            return DataValidationError(
+                f"{source}: not valid UTF-8 at byte {self.bad_utf8}; re-export the file as "
+                "UTF-8, or declare `data.format: parquet` if it is a Parquet file."
+            )
+        if self.quotes % 2:  # valid CSV doubles quotes inside quoted fields: always even
+            return DataValidationError(
+                f"{source}: cannot be parsed as CSV (a quoted field is never closed); the file "
+                "is truncated or was edited by hand."
+            )
+        return None
+
+
+def parse_csv_stream(
+    stream: Any, *, source: str, text_columns: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """Parse CSV strictly as it is read, so that encoding and shape errors name the source.
+
+    Arrow's streaming reader takes the file block by block: the raw file is never held whole,
+    and the parsed blocks are the only copy until the frame is made from them column by column
+    (at 1M rows the stage's peak fell from 3.1x the data to 1.6x against reading the bytes
+    first; Arrow's multi-threaded reader holds every block of every thread as well). Arrow
+    parses floats with correct rounding, so every value is bit-identical to what was written
+    (as pandas' slower ``round_trip`` gives). ``text_columns`` (declared categoricals) are read
+    as text, never guessed: a code such as "007" stays "007", as the package's predict.py reads
+    it in production. The stream is read to its end whatever happens, so a caller that
+    verifies its digest sees every byte.
     """
-    if not raw.strip():
-        raise DataValidationError(f"{source}: the file is empty (0 data bytes).")
-    if not raw.isascii():  # only then can it be invalid UTF-8; find the byte for the message
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataValidationError(
-                f"{source}: not valid UTF-8 at byte {exc.start}; re-export the file as UTF-8, "
-                "or declare `data.format: parquet` if it is a Parquet file."
-            ) from exc
     import pyarrow as pa
     import pyarrow.csv as arrow_csv
 
-    if raw.count(b'"') % 2:  # valid CSV doubles quotes inside quoted fields: always even
-        raise DataValidationError(
-            f"{source}: cannot be parsed as CSV (a quoted field is never closed); the file is "
-            "truncated or was edited by hand."
-        )
+    scan = _CsvScan(stream)
+    table = failure = None
     try:
-        table = arrow_csv.read_csv(
-            pa.BufferReader(raw),
+        reader = arrow_csv.open_csv(
+            scan,
+            read_options=arrow_csv.ReadOptions(block_size=BLOCK),
             parse_options=arrow_csv.ParseOptions(newlines_in_values=False),
             convert_options=arrow_csv.ConvertOptions(
                 column_types=dict.fromkeys(text_columns, pa.string())
             ),
         )
+        table = reader.read_all()
     except pa.ArrowInvalid as exc:
-        detail = str(exc) if len(str(exc)) < 200 else str(exc)[:200] + "..."
+        failure = exc
+    scan.drain()
+    problem = scan.problem(source)
+    if problem is not None:
+        raise problem from failure
+    if failure is not None or table is None:
+        detail = str(failure) if len(str(failure)) < 200 else str(failure)[:200] + "..."
         raise DataValidationError(
             f"{source}: cannot be parsed as CSV ({detail}); a row with fewer or more fields "
             "than the header usually means a truncated or hand-edited file."
-        ) from exc
+        ) from failure
     return _to_pandas(table, source)
+
+
+def parse_csv(raw: bytes, *, source: str, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """``parse_csv_stream`` over bytes already in memory (a local file, a production batch)."""
+    return parse_csv_stream(io.BytesIO(raw), source=source, text_columns=text_columns)
 
 
 def parse_parquet(raw: bytes, *, source: str) -> pd.DataFrame:
@@ -111,6 +178,17 @@ def parse(raw: bytes, *, source: str, fmt: str, contract: Contract | None = None
         return parse_parquet(raw, source=source)
     text = contract.of_type("categorical") if contract is not None else ()
     return parse_csv(raw, source=source, text_columns=text)
+
+
+def parse_stream(
+    stream: Any, *, source: str, fmt: str, contract: Contract | None = None
+) -> pd.DataFrame:
+    """``parse`` for a file read as a stream (a registry version): CSV is parsed as it is
+    read; Parquet, compressed and read by its footer, is read whole first."""
+    if fmt == "parquet":
+        return parse_parquet(stream.read(), source=source)
+    text = contract.of_type("categorical") if contract is not None else ()
+    return parse_csv_stream(stream, source=source, text_columns=text)
 
 
 def _to_pandas(table: Any, source: str) -> pd.DataFrame:
@@ -272,7 +350,9 @@ def _rule_problems(
     if not columns:
         return []
     try:
-        _pandera_schema(contract, columns).validate(frame[columns], lazy=True)
+        # The frame as given (the typed columns alone), checked in place: the schema coerces
+        # nothing, and selecting columns or pandera's default copy would each duplicate it.
+        _pandera_schema(contract, columns).validate(frame, lazy=True, inplace=True)
     except pandera.errors.SchemaErrors as exc:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # pandera's own concat of cases
@@ -369,7 +449,8 @@ def validate(
         clean[contract.target] = (
             target.astype(cast(Any, dtype)) if dtype and target.dtype != dtype else target
         )
-    result = pd.DataFrame(clean, copy=False)[required]
+    # In contract order without a copy (selecting columns would take one of every column).
+    result = pd.DataFrame({name: clean[name] for name in required}, copy=False)
     result.index = pd.RangeIndex(len(result))
     return result
 

@@ -141,19 +141,23 @@ def build_data_snapshot(model: LoadedDeclaration) -> dg.AssetsDefinition:
         validate_run_config(context.run.run_config, model)
         key = validate_partition_key(context.partition_key)
         registry = DataRegistry.of(context, model)
-        version, raw = registry.read(key)
-        guard_against_moved_version(context, version)
-        source = f"{version.registry}@{key}:{version.path}"
+        with registry.open(key) as (version, stream):
+            guard_against_moved_version(context, version)
+            source = f"{version.registry}@{key}:{version.path}"
+            try:  # parsed as it is read: the file and the frame are never both held whole
+                parsed = contract_module.parse_stream(
+                    stream, source=source, fmt=declared.data.format, contract=declared.contract
+                )
+            finally:  # bytes other than the recorded ones are the cause to report, first
+                stream.verify()
         frame = contract_module.validate(
-            contract_module.parse(
-                raw, source=source, fmt=declared.data.format, contract=declared.contract
-            ),
+            parsed,
             declared.contract,
             source=source,
             declaration=str(model.path),
             task=task,
         )
-        del raw
+        del parsed
         nulls = {str(c): int(n) for c, n in frame.isna().sum().items()}
         target = frame[declared.contract.target]
         counts = (

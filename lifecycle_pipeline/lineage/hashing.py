@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # imported where frames are hashed: the audit log and `lifecy
     import pandas as pd  # hash bytes and JSON only, and start faster without pandas
 
 
-def sha256_bytes(data: bytes) -> str:
+def sha256_bytes(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 

@@ -116,7 +116,11 @@ class ArtifactStore(dg.ConfigurableIOManager):
         return UPath(self.root or Settings.from_env().artifact_root)
 
     def write(
-        self, asset: str, partition: str | None, payload: bytes, name: str | None = None
+        self,
+        asset: str,
+        partition: str | None,
+        payload: bytes | memoryview,
+        name: str | None = None,
     ) -> tuple[str, str]:
         """Write ``payload`` once under its digest and return (uri, sha256)."""
         digest = sha256_bytes(payload)
@@ -131,7 +135,8 @@ class ArtifactStore(dg.ConfigurableIOManager):
         temporary = folder / f".tmp-{uuid.uuid4().hex}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            temporary.write_bytes(payload)
+            with temporary.open("wb") as handle:  # a view of the bundle: written, not copied
+                handle.write(payload)
             failpoint("artifact.temporary_written")
             temporary.rename(target)
         except OSError as exc:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -35,18 +36,37 @@ _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 LEGACY_TRUSTED_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
 
 
+# A bundle and its Parquet parts travel as views of one buffer, never as copies.
+Buffer = bytes | memoryview
+
+
 class ArtifactFormatError(LifecycleError, ValueError):
     """An artifact's bytes do not form a valid, untampered bundle."""
 
 
-def _frame_bytes(frame: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False, engine="pyarrow", compression="zstd")
-    return buffer.getvalue()
+def _frame_bytes(frame: pd.DataFrame) -> Buffer:
+    """The bytes ``frame.to_parquet(index=False, compression="zstd")`` writes (the same
+    calls), into an Arrow buffer: no growing Python buffer and no copy on the way out; the
+    Arrow table is gone before the bundle is assembled."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink, compression="zstd")
+    return memoryview(sink.getvalue())
 
 
-def _frame(data: bytes) -> pd.DataFrame:
-    return pd.read_parquet(io.BytesIO(data), engine="pyarrow")
+def _frame(data: Buffer) -> pd.DataFrame:
+    """The frame ``pd.read_parquet`` gives, read from the bundle's bytes in place, each Arrow
+    column released as soon as pandas holds it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(pa.BufferReader(pa.py_buffer(data)))
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    del table
+    pa.default_memory_pool().release_unused()  # the columns' Arrow memory, back to the system
+    return frame
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -81,22 +101,22 @@ def trusted_types(lineage: dict[str, Any]) -> list[str]:
     return list(LEGACY_TRUSTED_TYPES if recorded is None else recorded)
 
 
-def _snapshot_parts(value: DataSnapshot) -> dict[str, bytes]:
+def _snapshot_parts(value: DataSnapshot) -> dict[str, Buffer]:
     return {
         "version.json": _json_bytes(value.version.to_dict()),
         "frame.parquet": _frame_bytes(value.frame),
     }
 
 
-def _snapshot(parts: dict[str, bytes], source: str) -> DataSnapshot:
+def _snapshot(parts: dict[str, Buffer], source: str) -> DataSnapshot:
     del source
     return DataSnapshot(
         frame=_frame(parts["frame.parquet"]),
-        version=ResolvedVersion.from_dict(json.loads(parts["version.json"])),
+        version=ResolvedVersion.from_dict(json.loads(bytes(parts["version.json"]))),
     )
 
 
-def _features_parts(value: FeatureSet) -> dict[str, bytes]:
+def _features_parts(value: FeatureSet) -> dict[str, Buffer]:
     meta = {
         "feature_columns": list(value.feature_columns),
         "target": value.target,
@@ -111,9 +131,9 @@ def _features_parts(value: FeatureSet) -> dict[str, bytes]:
     }
 
 
-def _features(parts: dict[str, bytes], source: str) -> FeatureSet:
+def _features(parts: dict[str, Buffer], source: str) -> FeatureSet:
     del source
-    meta = json.loads(parts["features.json"])
+    meta = json.loads(bytes(parts["features.json"]))
     return FeatureSet(
         train=_frame(parts["train.parquet"]),
         test=_frame(parts["test.parquet"]),
@@ -125,7 +145,7 @@ def _features(parts: dict[str, bytes], source: str) -> FeatureSet:
     )
 
 
-def _model_parts(value: TrainedModel) -> dict[str, bytes]:
+def _model_parts(value: TrainedModel) -> dict[str, Buffer]:
     meta = {"fingerprint": value.fingerprint.to_dict(), "lineage": value.lineage}
     return {
         "model.json": _json_bytes(meta),
@@ -134,11 +154,11 @@ def _model_parts(value: TrainedModel) -> dict[str, bytes]:
     }
 
 
-def _model(parts: dict[str, bytes], source: str) -> TrainedModel:
-    meta = json.loads(parts["model.json"])
+def _model(parts: dict[str, Buffer], source: str) -> TrainedModel:
+    meta = json.loads(bytes(parts["model.json"]))
     return TrainedModel(
         pipeline=load_model(
-            parts["model.skops"],
+            bytes(parts["model.skops"]),
             source=f"{source}:model.skops",
             trusted=trusted_types(meta["lineage"]),
         ),
@@ -148,7 +168,7 @@ def _model(parts: dict[str, bytes], source: str) -> TrainedModel:
     )
 
 
-def _evaluation_parts(value: EvaluationReport) -> dict[str, bytes]:
+def _evaluation_parts(value: EvaluationReport) -> dict[str, Buffer]:
     meta = {
         "metrics": value.metrics,
         "slices": value.slices,
@@ -162,9 +182,9 @@ def _evaluation_parts(value: EvaluationReport) -> dict[str, bytes]:
     }
 
 
-def _evaluation(parts: dict[str, bytes], source: str) -> EvaluationReport:
+def _evaluation(parts: dict[str, Buffer], source: str) -> EvaluationReport:
     del source
-    meta = json.loads(parts["evaluation.json"])
+    meta = json.loads(bytes(parts["evaluation.json"]))
     return EvaluationReport(
         metrics=meta["metrics"],
         slices=meta["slices"],
@@ -178,7 +198,7 @@ def _evaluation(parts: dict[str, bytes], source: str) -> EvaluationReport:
 
 
 _CODECS: dict[
-    str, tuple[type, Callable[[Any], dict[str, bytes]], Callable[[dict[str, bytes], str], Any]]
+    str, tuple[type, Callable[[Any], dict[str, Buffer]], Callable[[dict[str, Buffer], str], Any]]
 ] = {
     "data_snapshot": (DataSnapshot, _snapshot_parts, _snapshot),
     "feature_set": (FeatureSet, _features_parts, _features),
@@ -187,7 +207,7 @@ _CODECS: dict[
 }
 
 
-def encode(value: Any) -> bytes:
+def encode(value: Any) -> Buffer:
     """Serialize a value object into a deterministic zip bundle."""
     kind = next((k for k, (cls, _, _) in _CODECS.items() if isinstance(value, cls)), None)
     if kind is None:
@@ -205,17 +225,17 @@ def encode(value: Any) -> bytes:
         for name, data in [("manifest.json", _json_bytes(manifest)), *sorted(parts.items())]:
             info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
             info.external_attr = 0o644 << 16
-            archive.writestr(info, data)
-    return buffer.getvalue()
+            archive.writestr(info, data)  # any bytes-like is written as is
+    return buffer.getbuffer()  # the bundle itself, not a copy of it
 
 
-def tree_digest(files: dict[str, bytes]) -> str:
+def tree_digest(files: Mapping[str, Buffer]) -> str:
     """Digest of a folder: its file names and contents (an added or removed file changes it)."""
     listing = {name: sha256_bytes(data) for name, data in files.items()}
     return sha256_bytes(json.dumps(listing, sort_keys=True, separators=(",", ":")).encode())
 
 
-def tree_archive(files: dict[str, bytes]) -> bytes:
+def tree_archive(files: Mapping[str, Buffer]) -> bytes:
     """A deterministic zip of a folder artifact (fixed timestamps, sorted names)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -227,15 +247,36 @@ def tree_archive(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def decode(data: bytes, *, source: str) -> Any:
+def _parts(data: Buffer) -> dict[str, Buffer]:
+    """Each file of a bundle. Bundles are stored, not compressed, so a part is a view of the
+    bundle's own bytes (its digest is checked against the manifest before it is parsed);
+    anything compressed is read the ordinary way."""
+    view = memoryview(data)
+    parts: dict[str, Buffer] = {}
+    with zipfile.ZipFile(io.BytesIO(view)) as archive:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                parts[info.filename] = archive.read(info)
+                continue
+            header = bytes(view[info.header_offset : info.header_offset + 30])
+            if header[:4] != b"PK\x03\x04":
+                raise zipfile.BadZipFile(f"no local header for {info.filename!r}")
+            name_length, extra_length = struct.unpack("<HH", header[26:30])
+            start = info.header_offset + 30 + name_length + extra_length
+            part = view[start : start + info.file_size]
+            # Parquet parts (the frames) stay views; the small JSON and model parts are bytes.
+            parts[info.filename] = part if info.filename.endswith(".parquet") else bytes(part)
+    return parts
+
+
+def decode(data: Buffer, *, source: str) -> Any:
     """Load a bundle, verifying every part against the manifest before parsing it."""
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            parts = {name: archive.read(name) for name in archive.namelist()}
-    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+        parts = _parts(data)
+    except (zipfile.BadZipFile, KeyError, OSError, struct.error) as exc:
         raise ArtifactFormatError(f"{source}: not a readable artifact bundle ({exc}).") from exc
     try:
-        manifest = json.loads(parts.pop("manifest.json"))
+        manifest = json.loads(bytes(parts.pop("manifest.json")))
         kind = manifest["kind"]
         expected = manifest["parts"]
     except (KeyError, ValueError) as exc:

@@ -16,7 +16,8 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,57 @@ def registry_pins(environ: Mapping[str, str] | None = None) -> dict[str, str]:
             f"got {raw[:200]!r}. Fix or unset it."
         )
     return {str(tag): str(commit) for tag, commit in pins.items()}
+
+
+class VerifiedStream:
+    """A registry file read once, front to back, with its md5 computed on the way.
+
+    Readers (Arrow's CSV reader among them) call ``read``; whatever they leave unread is
+    drained by ``verify``, which compares the digest with the one DVC recorded.
+    """
+
+    def __init__(
+        self,
+        handle: Any,
+        resolved: ResolvedVersion,
+        not_stored: Callable[[Exception], RegistryError],
+    ) -> None:
+        self._handle = handle
+        self._resolved = resolved
+        self._not_stored = not_stored
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self.size = 0
+        self.closed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            chunk: bytes = self._handle.read(size)
+        except Exception as exc:  # the cache file vanished, the remote failed mid-read
+            raise self._not_stored(exc) from exc
+        self._md5.update(chunk)
+        self.size += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        self.closed = True
+
+    def verify(self) -> None:
+        """Read what is left, then refuse bytes that are not the recorded ones."""
+        while self.read(1 << 22):
+            pass
+        actual = self._md5.hexdigest()
+        if actual != self._resolved.md5:
+            raise RegistryError(
+                f"Data version {self._resolved.key!r}: {self._resolved.path!r} read with md5 "
+                f"{actual}, but DVC records {self._resolved.md5}; the cache or remote is "
+                "corrupted."
+            )
 
 
 class DataRegistry(dg.ConfigurableResource):
@@ -197,8 +249,16 @@ class DataRegistry(dg.ConfigurableResource):
             size=int(info.get("size") or 0),
         )
 
-    def read(self, key: str, path: str | None = None) -> tuple[ResolvedVersion, bytes]:
-        """Return the resolved version and its bytes, verified against the DVC md5."""
+    @contextmanager
+    def open(
+        self, key: str, path: str | None = None
+    ) -> Iterator[tuple[ResolvedVersion, VerifiedStream]]:
+        """The resolved version and a stream of its bytes, hashed as they are read.
+
+        A caller that parses as it reads never holds the whole file (at 1M rows the CSV is as
+        large as the frame made from it); ``VerifiedStream.verify`` then says whether the
+        bytes were the ones DVC recorded, and must be called before anything read is used.
+        """
         validate_partition_key(key)
         path = path or self.dataset_path
         if not path:
@@ -210,19 +270,30 @@ class DataRegistry(dg.ConfigurableResource):
         fs = self._filesystem(rev)
         resolved = self._resolve_with(fs, key, rev, path)
         try:
-            raw = fs.cat_file(path)
+            handle = fs.open(path, "rb")
         except Exception as exc:
-            raise RegistryError(
-                f"Data version {key!r}: the content of {path!r} (md5 {resolved.md5}) "
-                f"is neither in the registry cache nor in its DVC remote: {exc}. "
-                "Run `dvc push` in the registry for that revision."
-            ) from exc
-        actual = hashlib.md5(raw, usedforsecurity=False).hexdigest()
-        if actual != resolved.md5:
-            raise RegistryError(
-                f"Data version {key!r}: {path!r} read with md5 {actual}, but DVC "
-                f"records {resolved.md5}; the cache or remote is corrupted."
+            raise self._not_stored(resolved, exc) from exc
+        try:
+            yield (
+                resolved,
+                VerifiedStream(handle, resolved, lambda exc: self._not_stored(resolved, exc)),
             )
+        finally:
+            handle.close()
+
+    @staticmethod
+    def _not_stored(resolved: ResolvedVersion, exc: Exception) -> RegistryError:
+        return RegistryError(
+            f"Data version {resolved.key!r}: the content of {resolved.path!r} (md5 "
+            f"{resolved.md5}) is neither in the registry cache nor in its DVC remote: {exc}. "
+            "Run `dvc push` in the registry for that revision."
+        )
+
+    def read(self, key: str, path: str | None = None) -> tuple[ResolvedVersion, bytes]:
+        """Return the resolved version and its bytes, verified against the DVC md5."""
+        with self.open(key, path) as (resolved, stream):
+            raw = stream.read()
+            stream.verify()
         return resolved, raw
 
     def versions(self) -> list[str]:
