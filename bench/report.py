@@ -356,7 +356,8 @@ def _figure_1(
         "## 1. Overhead against the limit",
         "",
         "The whole lifecycle for one partition (`data_snapshot` through `deployment_package`) "
-        "materialized in process by Dagster on a fresh SQLite instance, reading the CSV from a "
+        "materialized by Dagster as a deployment runs it (`execute_job`, in-process executor) "
+        "on a fresh SQLite instance, reading the CSV from a "
         "real git + DVC registry at its tag and persisting every output through the artifact "
         "store, against the same functions called in order on the frame already in memory "
         "(validation, split, fit, fingerprint, metrics, documentation, package build with "
