@@ -31,10 +31,15 @@ class CorruptingStore(ArtifactStore):
     """A storage layer that flips one bit of every zip it is given (bit rot, a bad proxy)."""
 
     def write(
-        self, asset: str, partition: str | None, payload: bytes, name: str | None = None
+        self,
+        asset: str,
+        partition: str | None,
+        payload: bytes | memoryview,
+        name: str | None = None,
     ) -> tuple[str, str]:
         if name and name.endswith(".zip"):
-            payload = payload[:100] + bytes([payload[100] ^ 1]) + payload[101:]
+            data = bytes(payload)
+            payload = data[:100] + bytes([data[100] ^ 1]) + data[101:]
         return super().write(asset, partition, payload, name)
 
 
