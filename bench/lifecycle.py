@@ -752,6 +752,7 @@ def _settings(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
         | {"estimator": SAMPLE_MODEL.model.estimator.class_, "threads": 1, "seed": 7},
         "budget_minutes": args.budget_minutes,
         "data_seed": data.SEED,
+        "dagster_runner": "execute_job",  # bench/children.py: how the Dagster side runs
     }
 
 

@@ -15,13 +15,14 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from lifecycle_pipeline.lineage.query import latest, metadata_values
-from lifecycle_pipeline.reproduce import prepare_worktree
+from lifecycle_pipeline.reproduce import LAST_USED, prepare_worktree
 from tests.conftest import (
     FAST_TRAINING,
     GIT_IDENTITY,
@@ -368,8 +369,20 @@ def test_worktrees_are_listed_and_pruned_through_git(
         return code, out, err
 
     worktrees = state / "reproduce" / "worktrees"
-    older, _ = prepare_worktree(repo, commit_a, worktrees)
-    newer, _ = prepare_worktree(repo, commit_b, worktrees)  # used last: the newest
+
+    def reproduced_at(commit: str, used: str) -> Path:
+        """A worktree as a reproduction leaves it: checked out by git, with an environment
+        folder stamped with its last use (housekeeping never looks inside the environment, so
+        a small file stands in for the synced packages `prepare_worktree` would install)."""
+        tree = worktrees / commit[:16]
+        _git(repo, "worktree", "add", "-q", "--detach", str(tree), commit)
+        (tree / ".venv").mkdir()
+        (tree / ".venv" / "packages.bin").write_bytes(b"\0" * (3 << 20))
+        (tree / ".venv" / LAST_USED).write_text(used, encoding="utf-8")
+        return tree
+
+    older = reproduced_at(commit_a, (datetime.now(tz=UTC) - timedelta(hours=1)).isoformat())
+    newer = reproduced_at(commit_b, datetime.now(tz=UTC).isoformat())  # the newest
 
     code, out, err = lifecycle("--list-worktrees")
     assert code == 0, out + err
