@@ -277,10 +277,11 @@ def test_recover_leaves_a_live_worker_alone_and_fails_it_once_it_is_gone(
     try:
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
             deadline = time.monotonic() + 300
-            # The run's status, not its RUN_START event: the event is stored a moment before
-            # the status changes, and a worker paused in between leaves a STARTING run.
             while time.monotonic() < deadline and not (
-                (runs := instance.get_runs()) and runs[0].status == dg.DagsterRunStatus.STARTED
+                (runs := instance.get_runs())
+                and instance.get_records_for_run(
+                    runs[0].run_id, of_type=DagsterEventType.RUN_START
+                ).records
             ):
                 time.sleep(0.2)
             os.kill(process.pid, signal.SIGSTOP)
