@@ -69,7 +69,14 @@ def _private_key() -> Any:
     return serialization.load_pem_private_key(private.read_bytes(), password=None)
 
 
-def write_checkpoint(log: AuditLog, folder: Path | None = None) -> Path:
+def signing_key() -> Any:
+    """The key checkpoints are signed with, loaded now: a change that will end in a checkpoint
+    asks for it before it appends anything, so a key that is missing or half configured stops
+    the change instead of leaving it recorded without its witness."""
+    return _private_key()
+
+
+def write_checkpoint(log: AuditLog, folder: Path | None = None, key: Any = None) -> Path:
     """Sign the log's current head into a new file in ``folder`` (default ``checkpoint_dir``).
 
     Refused for a log that does not verify: a checkpoint vouches for what it signs."""
@@ -93,7 +100,7 @@ def write_checkpoint(log: AuditLog, folder: Path | None = None) -> Path:
         "time": datetime.now(tz=UTC).isoformat(timespec="microseconds"),
         "public_key_id": public_key_id(PackageSigner().key_pair()[1]),
     }
-    signature = _private_key().sign(canonical_json(body), ec.ECDSA(hashes.SHA256()))
+    signature = (key or _private_key()).sign(canonical_json(body), ec.ECDSA(hashes.SHA256()))
     document = {
         "checkpoint": body,
         "algorithm": ALGORITHM,

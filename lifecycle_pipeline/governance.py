@@ -25,7 +25,7 @@ from lifecycle_pipeline.audit_anchor import (  # re-exported: governance's publi
     PRODUCTION_ASSET,
     require_anchored,
 )
-from lifecycle_pipeline.audit_checkpoint import write_checkpoint
+from lifecycle_pipeline.audit_checkpoint import signing_key, write_checkpoint
 from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.governance_log import (  # re-exported: governance's public names
     Change,
@@ -418,9 +418,10 @@ def _change(
         "previous": current.version if current else None,
         "previous_package_sha256": current.package_sha256 if current else None,
     }
+    key = signing_key()  # before anything is recorded: no change without its witness
     record = log.append(action, data, version=chosen.version)
     # The new head, signed: evidence outside the log that it held this change (audit_checkpoint).
-    witnessed = write_checkpoint(log)
+    witnessed = write_checkpoint(log, key=key)
     instance.report_runless_asset_event(
         dg.AssetMaterialization(
             asset_key=model.key(PRODUCTION_ASSET),
