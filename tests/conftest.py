@@ -277,6 +277,20 @@ def scratch_pipeline(
         yield Pipeline(defs=defs, instance=instance, artifacts=base / "artifacts", model=model)
 
 
+@contextmanager
+def home_pipeline(registry: DataRegistry, base: Path) -> Iterator[Pipeline]:
+    """A pipeline whose instance lives in a real DAGSTER_HOME (``base/dagster_home``, with its
+    artifacts beside it), so that the `lifecycle` CLI pointed there reads the same instance."""
+    home = dagster_home(base / "dagster_home")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        defs = build_definitions(
+            model=SAMPLE_MODEL,
+            registry=registry,
+            artifact_store=ArtifactStore(root=str(base / "artifacts")),
+        )
+        yield Pipeline(defs=defs, instance=instance, artifacts=base / "artifacts")
+
+
 @pytest.fixture
 def pipeline_factory(
     instance: dg.DagsterInstance, tmp_path: Path

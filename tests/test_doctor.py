@@ -21,21 +21,18 @@ import dagster as dg
 import pytest
 
 from lifecycle_pipeline import governance
-from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.lineage.audit import AuditLog
 from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
 from lifecycle_pipeline.lineage.trace import Materialization, trace
 from lifecycle_pipeline.reproduce import recorded_version
-from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.signing import PackageSigner
 from tests.conftest import (
     SAMPLE,
     SAMPLE_MODEL,
-    Pipeline,
     Registry,
     copy_registry,
-    dagster_home,
     fast_training,
+    home_pipeline,
     lifecycle_cli,
     tree_digest,
 )
@@ -83,20 +80,15 @@ def frozen(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) ->
     promoted (which syncs every run to the audit log); then copied to ``<base>.frozen``."""
     base = tmp_path_factory.mktemp("doctor") / "world"
     registry = copy_registry(demo_registry, base)
-    home = dagster_home(base / "dagster_home")
+    home = base / "dagster_home"  # made by home_pipeline below
     runs: dict[str, str] = {}
     with pytest.MonkeyPatch.context() as patch:
         for name, value in _environment(base, registry).items():
             patch.setenv(name, value)
         patch.delenv("LIFECYCLE_MODEL", raising=False)
         public_key = PackageSigner().key_pair()[1]
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            defs = build_definitions(
-                model=SAMPLE_MODEL,
-                registry=registry.resource(),
-                artifact_store=ArtifactStore(root=str(base / "artifacts")),
-            )
-            pipeline = Pipeline(defs=defs, instance=instance, artifacts=base / "artifacts")
+        with home_pipeline(registry.resource(), base) as pipeline:
+            instance = pipeline.instance
             for key in ("data-v1", "data-v2"):
                 result = pipeline.run(key)
                 assert result.success

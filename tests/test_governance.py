@@ -15,10 +15,8 @@ import pytest
 
 from lifecycle_pipeline import governance
 from lifecycle_pipeline.audit_checkpoint import checkpoint_problems, found_checkpoints
-from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.lineage.audit import AuditError, AuditLog
 from lifecycle_pipeline.lineage.query import latest, metadata_values
-from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.signing import PackageSigner
 from tests.conftest import (
     SAMPLE,
@@ -26,7 +24,7 @@ from tests.conftest import (
     Pipeline,
     Registry,
     copy_registry,
-    dagster_home,
+    home_pipeline,
     lifecycle_cli,
 )
 
@@ -53,14 +51,8 @@ def governed(
     The instance lives in a real DAGSTER_HOME, so the `lifecycle` CLI reads the same one.
     """
     base = tmp_path_factory.mktemp("governed")
-    home = dagster_home(base / "dagster_home")
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        defs = build_definitions(
-            model=SAMPLE_MODEL,
-            registry=registry_module.resource(),
-            artifact_store=ArtifactStore(root=str(base / "artifacts")),
-        )
-        pipeline = Pipeline(defs=defs, instance=instance, artifacts=base / "artifacts")
+    with home_pipeline(registry_module.resource(), base) as pipeline:
+        home = Path(pipeline.instance.root_directory)
         for key in ("data-v1", "data-v2", "data-v3"):
             assert pipeline.run(key).success
         stricter = pipeline.run(

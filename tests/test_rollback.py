@@ -20,18 +20,16 @@ import pandas as pd
 import pytest
 
 from lifecycle_pipeline import governance
-from lifecycle_pipeline.definitions import build_definitions
 from lifecycle_pipeline.lineage.audit import AuditLog
 from lifecycle_pipeline.lineage.query import history, metadata_values
-from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.signing import PackageSigner
 from tests.conftest import (
     SAMPLE,
     SAMPLE_MODEL,
     Pipeline,
     Registry,
-    dagster_home,
     fast_training,
+    home_pipeline,
     lifecycle_cli,
 )
 from tests.reliability.cases import case
@@ -82,20 +80,15 @@ def rematerialize(
 @pytest.fixture(scope="module")
 def rolled(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rolled]:
     base = tmp_path_factory.mktemp("rollback")
-    home = dagster_home(base / "dagster_home")
     with (
         pytest.MonkeyPatch.context() as env,
-        dg.DagsterInstance.from_config(str(home)) as instance,
+        # The demo registry is only read here: no tag is added or moved.
+        home_pipeline(demo_registry.resource(), base) as pipeline,
     ):
+        instance, home = pipeline.instance, Path(pipeline.instance.root_directory)
         env.setenv("LIFECYCLE_AUDIT_DIR", str(base / "audit"))
         env.setenv("DAGSTER_HOME", str(home))  # the `lifecycle` CLI reads the same instance
         env.delenv("LIFECYCLE_MODEL", raising=False)
-        defs = build_definitions(
-            model=SAMPLE_MODEL,
-            registry=demo_registry.resource(),  # read only: no tag is added or moved
-            artifact_store=ArtifactStore(root=str(base / "artifacts")),
-        )
-        pipeline = Pipeline(defs=defs, instance=instance, artifacts=base / "artifacts")
         for key in ("data-v1", "data-v2"):
             assert pipeline.run(key).success
         log = AuditLog.for_model(MODEL)
