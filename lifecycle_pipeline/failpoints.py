@@ -2,7 +2,10 @@
 
 ``LIFECYCLE_FAILPOINT=<name>`` makes the process SIGKILL itself when it reaches ``<name>``: no
 ``finally`` block, no atexit handler, no flush runs, exactly as with the OOM killer or a lost
-node. Unset (always, outside the reliability tests) a failpoint is one dictionary lookup.
+node. ``LIFECYCLE_PAUSEPOINT=<name>`` makes it SIGSTOP itself there instead: a worker that is
+alive but stalled at a known place, and not in the middle of a storage write (a pause sent
+from outside at a lucky moment could land inside one and leave a SQLite file locked). Unset
+(always, outside the reliability tests) a failpoint is two dictionary lookups.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import os
 import signal
 
 ENV = "LIFECYCLE_FAILPOINT"
+PAUSE_ENV = "LIFECYCLE_PAUSEPOINT"
 
 POINTS = {
     "training.fitted": "trained_model, after the fit and before anything is written",
@@ -22,9 +26,10 @@ POINTS = {
 
 
 def failpoint(name: str) -> None:
-    """Die here, now, if the environment names this point."""
-    if os.environ.get(ENV) == name:
-        known = {point.split(":")[0] for point in POINTS}
-        if name.split(":")[0] not in known:  # a typo in a test, not a runtime path
-            raise ValueError(f"unknown failpoint {name!r}; one of {sorted(POINTS)}")
-        os.kill(os.getpid(), signal.SIGKILL)
+    """Die here, now, if the environment names this point; stop here if it pauses at it."""
+    for variable, sent in ((ENV, signal.SIGKILL), (PAUSE_ENV, signal.SIGSTOP)):
+        if os.environ.get(variable) == name:
+            known = {point.split(":")[0] for point in POINTS}
+            if name.split(":")[0] not in known:  # a typo in a test, not a runtime path
+                raise ValueError(f"unknown failpoint {name!r}; one of {sorted(POINTS)}")
+            os.kill(os.getpid(), sent)

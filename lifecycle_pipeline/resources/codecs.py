@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from lifecycle_pipeline.arrow_memory import use_system_allocator
 from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.lineage.fingerprint import ModelFingerprint
 from lifecycle_pipeline.lineage.hashing import sha256_bytes
@@ -27,6 +28,8 @@ from lifecycle_pipeline.lineage.records import (
     ResolvedVersion,
     TrainedModel,
 )
+
+use_system_allocator()
 
 FORMAT_VERSION = 1
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)

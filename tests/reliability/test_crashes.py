@@ -115,6 +115,15 @@ def execute(
     )  # fmt: skip
 
 
+def _stopped(pid: int) -> bool:
+    """Whether the process is stopped by a signal (state T in /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] == "T"
+
+
 def lifecycle(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BIN / "lifecycle"), *args], cwd=PROJECT_ROOT, env=env, capture_output=True,
@@ -271,21 +280,22 @@ def test_a_writer_killed_mid_append_leaves_a_torn_record_that_is_reported(
 def test_recover_leaves_a_live_worker_alone_and_fails_it_once_it_is_gone(
     demo_registry: Registry, tmp_path: Path
 ) -> None:
-    """A paused worker (SIGSTOP) is alive: never marked failed. Killed, it is."""
-    env = cli_env(tmp_path, demo_registry)
+    """A paused worker (SIGSTOP) is alive: never marked failed. Killed, it is.
+
+    The worker stops itself after the fit (a pause point), not at a moment chosen from
+    outside: a SIGSTOP sent after some event could land inside a SQLite write and leave the
+    instance locked, and one sent after the RUN_START event but before the run's status was
+    updated found no started run at all."""
+    env = cli_env(tmp_path, demo_registry, LIFECYCLE_PAUSEPOINT="training.fitted")
     process = execute(env)
     try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and process.poll() is None and not _stopped(process.pid):
+            time.sleep(0.2)
+        assert _stopped(process.pid), "the worker never reached its pause point"
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline and not (
-                (runs := instance.get_runs())
-                and instance.get_records_for_run(
-                    runs[0].run_id, of_type=DagsterEventType.RUN_START
-                ).records
-            ):
-                time.sleep(0.2)
-            os.kill(process.pid, signal.SIGSTOP)
             [run] = instance.get_runs()
+            assert run.status == dg.DagsterRunStatus.STARTED
         alive = lifecycle(env, "runs", "recover", "--all")
         assert f"{run.run_id}: left as it is: worker pid {process.pid} is alive" in alive.stdout
         os.kill(process.pid, signal.SIGKILL)
