@@ -202,7 +202,7 @@ def package(
 ) -> dict[str, bytes]:
     """Build, sign, verify and parity-check the package of the sample model, as the asset
     does (lock included). The model's lineage must name that declaration, as training's does."""
-    from lifecycle_pipeline.assets.packaging import parity
+    from lifecycle_pipeline.assets.packaging import ParityInterpreter, parity
     from lifecycle_pipeline.package import build as build_module
     from lifecycle_pipeline.package.verify import verify_package
     from lifecycle_pipeline.resources.signing import PackageSigner, public_key_id
@@ -220,12 +220,15 @@ def package(
         lock=(Settings.from_env().project_root / "uv.lock").read_bytes(),
         public_key_id=public_key_id(public),
     )
-    with tempfile.TemporaryDirectory(prefix="bench-package-") as scratch:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-package-") as scratch,
+        ParityInterpreter(Path(scratch)) as interpreter,  # started first, as the asset does
+    ):
         folder = Path(scratch) / "package"
         build_module.write_folder(build_module.build_files(inputs), folder)
         signer.sign(folder)
         verified = verify_package(folder, public)
-        checked = parity(folder, feature_set, report, Path(scratch))
+        checked = parity(folder, feature_set, report, Path(scratch), interpreter)
         if not (verified.ok and checked.passed):
             raise RuntimeError(f"plain package failed: {verified.render()} {checked.description}")
         return build_module.read_folder(folder)
