@@ -18,7 +18,7 @@ unexport VIRTUAL_ENV
 export DVC_NO_ANALYTICS := 1
 export DAGSTER_HOME ?= $(CURDIR)/.lifecycle/dagster_home
 
-.PHONY: install demo test lint ui summary clean bench-drift bench bench-quick bench-models
+.PHONY: install demo test lint ui summary clean bench-drift bench bench-large bench-quick bench-models
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -56,11 +56,15 @@ bench-drift: install
 	$(RUN) dvc repro
 	$(RUN) python bench/drift_monitor.py
 
-## bench: lifecycle benchmarks at 10k, 100k, 1M (5M if measured to fit) -> BENCHMARKS.md (~30 min)
+## bench: lifecycle benchmarks at 10k, 100k, 1M (5M is bench-large) -> BENCHMARKS.md (~30 min)
 bench: install
 	$(RUN) dvc repro
 	$(RUN) python -m bench.many_models
 	$(RUN) python -m bench.lifecycle --profile
+
+## bench-large: figures 1 and 3 at 5M rows, one repetition -> bench/results/lifecycle-large.json, BENCHMARKS.md (<= 40 min)
+bench-large: install
+	$(RUN) python -m bench.lifecycle --large
 
 ## bench-models: 1, 10 and 50 declared models x 20 versions: load, sensor tick, status (minutes)
 bench-models: install

@@ -8,6 +8,8 @@ measures whole processes on purpose, elsewhere).
 from __future__ import annotations
 
 import os
+import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +17,74 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import rss_kib
+
+SAMPLE_SECONDS = 0.01  # RssSampler's interval
+OUTSIDE_STEPS = "(outside steps)"  # a sampled maximum between Dagster's steps
+_VMRSS = re.compile(rb"VmRSS:\s+(\d+) kB")
+
+
+class RssSampler:
+    """This process's VmRSS every ``SAMPLE_SECONDS`` on a thread, with wall-clock times.
+
+    The times are ``time.time()``, the clock of Dagster's event log, so samples can be placed
+    in the steps that ran. A spike shorter than the interval can fall between two samples:
+    VmHWM stays the peak; the samples say when memory was high, not how high it peaked.
+    """
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, int]] = []  # (time.time(), VmRSS in KiB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._status = -1  # /proc/self/status, open while sampling
+
+    def _sample(self) -> None:
+        found = _VMRSS.search(os.pread(self._status, 8192, 0))
+        if found:
+            self.samples.append((time.time(), int(found[1])))
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_SECONDS):
+            self._sample()
+
+    def __enter__(self) -> RssSampler:
+        self._status = os.open("/proc/self/status", os.O_RDONLY)
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        os.close(self._status)
+
+    def peak(self, before_kib: int) -> dict[str, Any]:
+        """The sampled maximum's increase over ``before_kib``, in MiB, and its sample count."""
+        top = max(kib for _, kib in self.samples)
+        return {
+            "sampled_peak_increase_mib": (top - before_kib) / 1024,
+            "samples": len(self.samples),
+        }
+
+    def by_step(self, steps: dict[str, tuple[float, float]], before_kib: int) -> dict[str, Any]:
+        """Per step (start, end): the largest RSS increase over ``before_kib`` sampled while it
+        ran, and how far RSS rose while it ran (that maximum less the last sample before it
+        started), in MiB; and the step during which the overall sampled maximum occurred."""
+        peaks: dict[str, float] = {}
+        rises: dict[str, float] = {}
+        for stage, (start, end) in steps.items():
+            inside = [kib for at, kib in self.samples if start <= at <= end]
+            if inside:
+                earlier = [kib for at, kib in self.samples if at < start]
+                peaks[stage] = (max(inside) - before_kib) / 1024
+                rises[stage] = (max(inside) - (earlier[-1] if earlier else before_kib)) / 1024
+        at, _ = max(self.samples, key=lambda sample: sample[1])
+        during = [stage for stage, (start, end) in steps.items() if start <= at <= end]
+        return {
+            "rss_peak_by_step_mib": peaks,
+            "rss_rise_by_step_mib": rises,
+            "rss_peak_step": during[0] if during else OUTSIDE_STEPS,
+        }
 
 
 @contextmanager
@@ -47,10 +117,12 @@ def plain(args: dict[str, Any]) -> dict[str, Any]:
     warm_imports()
     before = rss_kib("VmRSS")
     clock = StageClock()
-    started = time.perf_counter()
-    with _profiled(args.get("profile")):
-        outcome = lifecycle(frame, info.md5, TrainingSettings(**args["training"]), clock)
-    seconds = time.perf_counter() - started
+    # The same sampling thread as the Dagster side's, so that both carry its cost alike.
+    with RssSampler() as sampler:
+        started = time.perf_counter()
+        with _profiled(args.get("profile")):
+            outcome = lifecycle(frame, info.md5, TrainingSettings(**args["training"]), clock)
+        seconds = time.perf_counter() - started
     peak = rss_kib("VmHWM")
     return {
         "seconds": seconds,
@@ -58,16 +130,17 @@ def plain(args: dict[str, Any]) -> dict[str, Any]:
         "rss_before_mib": before / 1024,
         "peak_rss_mib": peak / 1024,
         "peak_increase_mib": (peak - before) / 1024,
+        **sampler.peak(before),
         **outcome,
     }
 
 
-def _step_seconds(instance: Any, run_id: str, prefix: str = "") -> dict[str, float]:
-    """Per-step wall time from the run's event log (step start to step success), by stage:
+def _step_spans(instance: Any, run_id: str, prefix: str = "") -> dict[str, tuple[float, float]]:
+    """Per step, its (start, success) wall-clock times from the run's event log, by stage:
     the step key without the model's ``prefix`` (``breast_cancer__features`` -> ``features``),
     so that the stages compare with the plain side's and with earlier results."""
     starts: dict[str, float] = {}
-    seconds: dict[str, float] = {}
+    spans: dict[str, tuple[float, float]] = {}
     for entry in instance.all_logs(run_id):
         event = entry.dagster_event
         if event is None or event.step_key is None:
@@ -76,8 +149,8 @@ def _step_seconds(instance: Any, run_id: str, prefix: str = "") -> dict[str, flo
         if event.event_type_value == "STEP_START":
             starts[stage] = entry.timestamp
         elif event.event_type_value == "STEP_SUCCESS" and stage in starts:
-            seconds[stage] = entry.timestamp - starts[stage]
-    return seconds
+            spans[stage] = (starts[stage], entry.timestamp)
+    return spans
 
 
 def dagster(args: dict[str, Any]) -> dict[str, Any]:
@@ -107,30 +180,33 @@ def dagster(args: dict[str, Any]) -> dict[str, Any]:
     with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME: a fresh folder per measurement
         instance.add_dynamic_partitions(SAMPLE_MODEL.scoped("data_versions"), [key])
         before = rss_kib("VmRSS")
-        started = time.perf_counter()
-        with _profiled(args.get("profile")):
-            result = dg.execute_job(
-                dg.reconstructable(lifecycle_job_from_env),
-                instance=instance,
-                run_config=run_config,
-                tags={"dagster/partition": key},
-                raise_on_error=False,
-            )
-        seconds = time.perf_counter() - started
+        with RssSampler() as sampler:  # started before the clock, stopped after it
+            started = time.perf_counter()
+            with _profiled(args.get("profile")):
+                result = dg.execute_job(
+                    dg.reconstructable(lifecycle_job_from_env),
+                    instance=instance,
+                    run_config=run_config,
+                    tags={"dagster/partition": key},
+                    raise_on_error=False,
+                )
+            seconds = time.perf_counter() - started
         peak = rss_kib("VmHWM")
         if not result.success:
             raise RuntimeError(f"lifecycle run failed: {_failure(result)}")
-        steps = _step_seconds(instance, result.run_id, f"{SAMPLE_MODEL.name}__")
+        spans = _step_spans(instance, result.run_id, f"{SAMPLE_MODEL.name}__")
         model = instance.fetch_materializations(SAMPLE_MODEL.key("trained_model"), limit=1).records
         materialization = model[0].asset_materialization
         assert materialization is not None  # fetch_materializations returns materializations
         fingerprint = materialization.metadata["model/fingerprint"].value
     return {
         "seconds": seconds,
-        "stages": steps,
+        "stages": {stage: end - start for stage, (start, end) in spans.items()},
         "rss_before_mib": before / 1024,
         "peak_rss_mib": peak / 1024,
         "peak_increase_mib": (peak - before) / 1024,
+        **sampler.peak(before),
+        **sampler.by_step(spans, before),
         "fingerprint": fingerprint,
     }
 

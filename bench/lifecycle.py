@@ -7,9 +7,13 @@ repetition, so machine noise hits both sides alike); every figure is the median 
 
 Usage: python -m bench.lifecycle [--sizes 10000 100000] [--repetitions 3] [--figures 1 2 3 4 5]
        [--materialized 3 25 50] [--merge]
+       python -m bench.lifecycle --large
 
 ``--merge`` re-measures only the figures named and keeps every other figure's results from
 ``--out``; each figure records the run that measured it (commit, time, load average).
+``--large`` (``make bench-large``) measures figures 1 and 3 at 5M rows, one repetition, into
+``bench/results/lifecycle-large.json``, and re-renders ``BENCHMARKS.md`` from
+``lifecycle.json`` with it: the report shows that size beside the full run's, labelled.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import data, scenarios
+from bench.children import SAMPLE_SECONDS
 from bench.measure import (
     ROOT,
     ChildError,
@@ -43,7 +48,15 @@ from bench.measure import (
 from bench.plain import SAMPLE_MODEL, TrainingSettings
 
 RESULTS = ROOT / "bench" / "results"
-DEFAULT_SIZES = (10_000, 100_000, 1_000_000, 5_000_000)
+# 5M rows is `make bench-large`'s (``--large``): one repetition, measured apart.
+DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
+LARGE: dict[str, Any] = {
+    "sizes": [5_000_000],
+    "repetitions": 1,
+    "figures": [1, 3],
+    "out": RESULTS / "lifecycle-large.json",
+}
+LARGE_LIMIT_MINUTES = 40.0  # issue 19: the whole large run must fit in this
 DEFAULT_MATERIALIZED = (3, 25, 50)
 LIFECYCLE_SELECTION = " or ".join(
     f"key:{SAMPLE_MODEL.asset(a)}"  # key:breast_cancer/data_snapshot ...
@@ -310,6 +323,20 @@ def _summarize_size(runs: dict[str, list[Any]], info: data.DatasetInfo) -> dict[
         out[kind]["stages"] = {
             s: statistics.median(m["stages"].get(s, 0.0) for m in measured) for s in stages
         }
+        if all("sampled_peak_increase_mib" in m for m in measured):
+            out[kind]["sampled_peak_increase_mib"] = spread(
+                [m["sampled_peak_increase_mib"] for m in measured]
+            )
+    # Where the Dagster run's memory was highest, from RssSampler (bench/children.py): per
+    # step the median over repetitions of its largest sampled increase and of its rise, and
+    # per repetition the step during which the run's sampled maximum occurred.
+    if all("rss_peak_by_step_mib" in d for d in dagster):
+        for key in ("rss_peak_by_step_mib", "rss_rise_by_step_mib"):
+            steps = sorted({s for d in dagster for s in d[key]})
+            out["dagster"][key] = {
+                s: statistics.median(d[key][s] for d in dagster if s in d[key]) for s in steps
+            }
+        out["dagster"]["rss_peak_step"] = [d["rss_peak_step"] for d in dagster]
     out["fingerprints_equal"] = all(
         p["fingerprint"] == d["fingerprint"] for p, d in zip(plain, dagster, strict=True)
     )
@@ -635,9 +662,18 @@ def _import_profile(env: dict[str, str], top: int = 12) -> list[dict[str, Any]]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
-    parser.add_argument("--repetitions", type=int, default=3)
-    parser.add_argument("--figures", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--sizes", type=int, nargs="+", help=f"default: {list(DEFAULT_SIZES)}")
+    parser.add_argument("--repetitions", type=int, help="default: 3")
+    parser.add_argument("--figures", type=int, nargs="+", help="default: 1 2 3 4 5")
+    parser.add_argument(
+        "--large",
+        action="store_true",
+        help=(
+            "figures 1 and 3 at 5M rows, one repetition, no budget, into "
+            "bench/results/lifecycle-large.json (each overridable); --markdown is rendered "
+            "from --results with it"
+        ),
+    )
     parser.add_argument("--n-estimators", type=int, default=TrainingSettings.n_estimators)
     parser.add_argument("--max-depth", type=int, default=TrainingSettings.max_depth)
     parser.add_argument("--versions", type=int, default=200, help="figure 5: registry tags")
@@ -662,7 +698,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=True,
         help="figure 4: also reproduce with an empty uv cache (downloads the environment)",
     )
-    parser.add_argument("--out", type=Path, default=RESULTS / "lifecycle.json")
+    parser.add_argument("--out", type=Path, help="default: bench/results/lifecycle.json")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS / "lifecycle.json",
+        help="--large: the full run's results the report is rendered from",
+    )
     parser.add_argument("--markdown", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument(
         "--data-dir",
@@ -677,7 +719,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--render-only", action="store_true", help="re-render --markdown from --out, no runs"
     )
     parser.add_argument("--child", nargs=2, metavar=("KIND", "ARGS"), help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    defaults: dict[str, Any] = {
+        "sizes": list(DEFAULT_SIZES),
+        "repetitions": 3,
+        "figures": [1, 2, 3, 4, 5],
+        "out": RESULTS / "lifecycle.json",
+    }
+    if args.large:
+        defaults |= {key: LARGE[key] for key in defaults}
+        args.no_budget = True
+        if args.merge:
+            parser.error("--large writes its own results file; --merge does not apply")
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.large and not set(args.figures) <= {1, 3}:
+        parser.error(f"--large measures figures 1 and 3 only, got --figures {args.figures}")
+    if args.large and args.out.resolve() == args.results.resolve():
+        parser.error(f"--large must not write over the full run's results ({args.results})")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -687,10 +748,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(json.dumps(CHILDREN[args.child[0]](json.loads(args.child[1]))))
         return 0
-    from bench.report import render
-
     if args.render_only:
-        args.markdown.write_text(render(json.loads(args.out.read_text())), encoding="utf-8")
+        _render(args)
         return 0
     previous: dict[str, Any] = {}
     if args.merge:
@@ -727,12 +786,14 @@ def main(argv: list[str] | None = None) -> int:
             "total_seconds": run["seconds"],
             "runs": [run],
         }
+    if args.large:
+        results["large"] = {
+            "limit_minutes": LARGE_LIMIT_MINUTES,
+            "within_limit": run["seconds"] <= LARGE_LIMIT_MINUTES * 60,
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(results, indent=1, sort_keys=True) + "\n"
-    args.out.write_text(text, encoding="utf-8")
-    # Rendered from the file as written (sorted keys), so BENCHMARKS.md is exactly what
-    # `--render-only` gives for these results.
-    args.markdown.write_text(render(json.loads(text)), encoding="utf-8")
+    args.out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    _render(args)
     print(f"results: {args.out}\nmarkdown: {args.markdown}")
     failures = [
         key for key, value in measured.items() if isinstance(value, dict) and "failed" in value
@@ -741,6 +802,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"failed: {', '.join(failures)} (see the results)", file=sys.stderr)
         return 1
     return 0
+
+
+def _render(args: argparse.Namespace) -> None:
+    """``--markdown`` from the results files as written (sorted keys), so BENCHMARKS.md is
+    exactly what ``--render-only`` gives; with ``--large``, from ``--results`` and ``--out``."""
+    from bench.report import Supplements, render
+
+    if not args.large:
+        results = json.loads(args.out.read_text(encoding="utf-8"))
+        args.markdown.write_text(render(results), encoding="utf-8")
+        return
+    if not args.results.exists():
+        print(f"{args.results} does not exist: {args.markdown} not rendered", file=sys.stderr)
+        return
+    results = json.loads(args.results.read_text(encoding="utf-8"))
+    supplements = Supplements.load(large=args.out)
+    args.markdown.write_text(render(results, supplements), encoding="utf-8")
 
 
 def _settings(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
@@ -753,6 +831,7 @@ def _settings(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
         "budget_minutes": args.budget_minutes,
         "data_seed": data.SEED,
         "dagster_runner": "execute_job",  # bench/children.py: how the Dagster side runs
+        "rss_sample_seconds": SAMPLE_SECONDS,  # bench/children.py: RssSampler
     }
 
 

@@ -16,6 +16,7 @@ BENCHMARKS.md must be exactly what ``bench.report.render`` makes of the current 
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -25,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from bench.report import TARGETS, profile_seconds, render
+from bench.children import OUTSIDE_STEPS, RssSampler
+from bench.report import PROFILE_FRAMES, TARGETS, Supplements, profile_seconds, render
 from tests.conftest import PROJECT_ROOT
 
 README = PROJECT_ROOT / "README.md"
@@ -336,3 +338,110 @@ def test_profile_seconds_counts_outermost_frames_once(tmp_path: Path) -> None:
     assert profile_seconds(str(profile), "decode") == pytest.approx(2.0)
     assert profile_seconds(str(profile), "absent") is None
     assert profile_seconds(str(tmp_path / "missing.txt"), "load") is None
+
+
+def table_row(text: str, first_cell: str) -> list[str]:
+    """The cells of the markdown table row whose first cell is ``first_cell``."""
+    rows = [line for line in text.splitlines() if line.startswith(f"| {first_cell} |")]
+    assert len(rows) == 1, f"expected one row starting {first_cell!r}, found {len(rows)}"
+    return [cell.strip() for cell in rows[0].strip("|").split("|")]
+
+
+def large_run(minutes: float) -> dict[str, Any]:
+    """A `make bench-large` results file: the full run's 1M entry measured once at 5M."""
+    entry = copy.deepcopy(next(s for s in lifecycle()["sizes"] if s.get("rows") == 1_000_000))
+    entry |= {"rows": 5_000_000, "repetitions": 1}
+    run = {
+        "figures": [1, 3],
+        "git_commit": "a" * 40,
+        "git_dirty": "no",
+        "started_utc": "2026-12-01T10:00:00+00:00",
+        "seconds": minutes * 60,
+    }
+    return {
+        "sizes": [entry],
+        "runs": [run],
+        "total_seconds": minutes * 60,
+        "large": {"limit_minutes": 40.0, "within_limit": minutes <= 40},
+    }
+
+
+@pytest.mark.parametrize(("minutes", "fit"), [(31.5, "within"), (45.0, "**over**")])
+def test_large_run_is_shown_as_one_labelled_repetition(minutes: float, fit: str) -> None:
+    """5M from `make bench-large` replaces the 'out of reach' row, in figures 1 and 3."""
+    results = lifecycle()
+    text = render(results, Supplements(large=large_run(minutes)))
+    label = "5M, one repetition (`make bench-large`)"
+    entry = large_run(minutes)["sizes"][0]
+    figure_1 = table_row(text[: text.index("## 2.")], label)
+    assert figure_1[3].startswith(f"{entry['overhead_ratio']['median']:.2f}x")
+    assert figure_1[-1] == "1"
+    assert "| 5M | - |" not in text and "5M out of reach" not in text
+    assert f"took {minutes:.1f} min: {fit} its 40-minute limit" in text
+    assert "on commit aaaaaaaaaaaa, one repetition" in text
+    figure_3 = text[text.index("## 3. Growth") : text.index("## 4.")]
+    assert f"| {label} |" in figure_3 and "not part of the slope" in figure_3
+    # Without the large file, the full run's own reason for leaving 5M out stays.
+    assert "| 5M | - |" in render(results, Supplements())
+
+
+def test_round_two_table_shows_unmeasured_figures_as_dashes() -> None:
+    """A figure missing from the 'before' or the 'after' results is '-', never 0."""
+    results = lifecycle()
+    before = {k: v for k, v in results.items() if k != "reproduce"}
+    after = {k: v for k, v in results.items() if k != "many_versions"}
+    text = render(after, Supplements(before=before))
+    section = text[text.index("## Round two (issue 19)") :]
+    rows = {
+        cells[1]: cells
+        for cells in (
+            [cell.strip() for cell in line.strip("|").split("|")]
+            for line in section.splitlines()
+            if re.match(r"\| \d \|", line)
+        )
+    }
+    current = rows["reproduce at the current commit / original"]
+    ratio = results["reproduce"]["current_over_original"]
+    assert current[2:-1] == [
+        "-",
+        f"{ratio:.2f}x",
+        f"<= {TARGETS['reproduce_current']:g}x",
+        "-",
+        "PASS" if ratio <= TARGETS["reproduce_current"] else "**MISS**",
+    ]
+    assert current[-1].startswith("`before-round-two.json` @ ")
+    tick = rows["slowest sensor tick"]
+    assert tick[3] == "-" and tick[6] == "not measured"
+    # Figure 6 has no 'before' file here, and this report's own figure 6 is not passed either.
+    assert rows["load at 50 models"][2:4] == ["-", "-"]
+
+
+def test_profile_frames_quoted_are_defined_in_the_project() -> None:
+    """The overhead explanation names profile frames: each must exist in lifecycle_pipeline."""
+    sources = {
+        path: path.read_text(encoding="utf-8")
+        for path in (PROJECT_ROOT / "lifecycle_pipeline").rglob("*.py")
+    }
+    for name in PROFILE_FRAMES:
+        owner, _, function = name.rpartition(".")
+        assert any(
+            re.search(rf"^\s*def {function}\(", text, re.M)
+            and (not owner or re.search(rf"^class {owner}\b", text, re.M))
+            for text in sources.values()
+        ), f"{name} is quoted by bench/report.py but defined nowhere in lifecycle_pipeline"
+
+
+def test_rss_sampler_places_the_peak_in_the_step_that_ran() -> None:
+    """Per step, the largest sampled increase while it ran; the overall maximum's step."""
+    sampler = RssSampler()
+    sampler.samples = [(0.0, 1024), (1.0, 3072), (1.5, 11264), (2.5, 6144), (3.5, 2048)]
+    spans = {"data_snapshot": (0.5, 1.2), "features": (1.4, 3.0)}
+    found = sampler.by_step(spans, before_kib=1024)
+    assert found == {
+        "rss_peak_by_step_mib": {"data_snapshot": 2.0, "features": 10.0},
+        "rss_rise_by_step_mib": {"data_snapshot": 2.0, "features": 8.0},
+        "rss_peak_step": "features",
+    }
+    between = sampler.by_step({"data_snapshot": (0.5, 1.2)}, before_kib=1024)
+    assert between["rss_peak_step"] == OUTSIDE_STEPS
+    assert sampler.peak(1024) == {"sampled_peak_increase_mib": 10.0, "samples": 5}
