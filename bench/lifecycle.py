@@ -46,6 +46,7 @@ from bench.measure import (
     versions,
 )
 from bench.plain import SAMPLE_MODEL, TrainingSettings
+from bench.report import STEP_ORDER
 
 RESULTS = ROOT / "bench" / "results"
 # 5M rows is `make bench-large`'s (``--large``): one repetition, measured apart.
@@ -60,14 +61,7 @@ LARGE_LIMIT_MINUTES = 40.0  # issue 19: the whole large run must fit in this
 DEFAULT_MATERIALIZED = (3, 25, 50)
 LIFECYCLE_SELECTION = " or ".join(
     f"key:{SAMPLE_MODEL.asset(a)}"  # key:breast_cancer/data_snapshot ...
-    for a in (
-        "data_snapshot",
-        "features",
-        "trained_model",
-        "evaluation",
-        "model_card",
-        "deployment_package",
-    )
+    for a in STEP_ORDER
 )
 REPRODUCE_SELECTION = " or ".join(
     f"key:{SAMPLE_MODEL.asset(a)}"
