@@ -59,6 +59,43 @@ with warnings.catch_warnings():
     _import_evidently_quietly()
 
 
+def _xdist_group(item: pytest.Item) -> str | None:
+    """The item's ``xdist_group`` name, as pytest-xdist derives it (several are joined)."""
+    names = {
+        str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+        for mark in item.iter_markers("xdist_group")
+    }
+    return "_".join(sorted(names)) if names else None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make ``--dist loadgroup`` group, and start the slow work first.
+
+    pytest-xdist 3.8 groups by suffixing ``item._nodeid`` with ``@group``; pytest 9 reads a
+    node's id from ``item._id``, so the suffix was lost and every grouped test was scheduled
+    alone: a group's shared fixture (one lifecycle run, one webserver, one deployment) was
+    built on both workers, and a test reusing its group's state found none (pytest-xdist
+    issue 1386). The suffix is set here where pytest reads it, unless xdist already did: drop
+    this part once the locked pytest-xdist sets it itself.
+
+    xdist sends the groups first (the most tests first), then single tests in collection
+    order; modules with slow tests are moved ahead of the rest, whole (their module fixtures
+    stay shared), so the quick tests fill in at the end and the two workers finish together.
+    Only the xdist workers of a ``--dist loadgroup`` run are touched.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        group = _xdist_group(item)
+        if group is not None and not item.nodeid.endswith(f"@{group}"):
+            item._id = NodeId.parse(f"{item.nodeid}@{group}")
+    slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Keep tests away from the developer's .lifecycle (dev signing key, artifacts, registry)."""

@@ -7,7 +7,7 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,9 @@ from tests.conftest import (
     Registry,
     scratch_pipeline,
 )
+
+# One worker: the module-scoped documented run is made once, not once per xdist worker.
+pytestmark = pytest.mark.xdist_group("documentation")
 
 SAMPLE = PROJECT_ROOT / "models" / "breast_cancer" / DECLARATION_FILE
 SPEC = PROJECT_ROOT / "models" / "breast_cancer" / "model_card.yaml"
@@ -80,13 +83,14 @@ def rows(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r["label"]: r for s in document["sections"] for r in s["rows"]}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def documented(
-    demo_registry: Registry, pipeline_factory: Callable[[Registry], Pipeline]
-) -> Pipeline:
-    pipeline = pipeline_factory(demo_registry)
-    assert pipeline.run("data-v1").success
-    return pipeline
+    demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
+    """data-v1 through the whole lifecycle once; the tests that only read its bundle share it."""
+    with scratch_pipeline(demo_registry, tmp_path_factory.mktemp("documented")) as pipeline:
+        assert pipeline.run("data-v1").success
+        yield pipeline
 
 
 def test_every_section_is_present_and_the_demo_spec_has_no_gaps(documented: Pipeline) -> None:

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,7 +72,7 @@ def test_validation_leaves_no_frame_for_the_cyclic_collector() -> None:
     contract = SAMPLE_MODEL.model.contract
     rows = 1237  # a length no other frame in this process has
     rng = np.random.default_rng(3)
-    data = {name: rng.uniform(1, 2, rows) for name in contract.feature_names}
+    data: dict[str, Any] = {name: rng.uniform(1, 2, rows) for name in contract.feature_names}
     data[contract.target] = np.arange(rows) % 2
     enabled = gc.isenabled()
     gc.collect()

@@ -53,6 +53,9 @@ from tests.conftest import (
 )
 from tests.test_bad_versions import failure_text
 
+# One worker: the module-scoped monitored versions are built once, not once per xdist worker.
+pytestmark = pytest.mark.xdist_group("monitoring")
+
 # -- the declared tests, on their own --------------------------------------------------------
 
 

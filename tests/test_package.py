@@ -40,6 +40,9 @@ from lifecycle_pipeline.resources.signing import PackageSigner, ensure_dev_key, 
 from tests.conftest import PROJECT_ROOT, Registry, scratch_pipeline
 from tests.reliability.cases import PREDICT_INPUTS, Fault, case
 
+# One worker: the module-scoped packages are built once, not once per xdist worker.
+pytestmark = pytest.mark.xdist_group("package")
+
 SAMPLE = PROJECT_ROOT / "models" / "breast_cancer" / DECLARATION_FILE
 TASK_COLUMNS = ["probability", "label"]  # the sample is a binary task
 
@@ -912,3 +915,56 @@ def test_a_teams_own_estimator_class_trains_ships_and_scores_once_its_type_is_re
     columns = _task_columns(direct)
     produced = pd.read_parquet(target)
     assert differing_columns(direct.report.predictions[columns], produced[columns]) == []
+
+
+def test_parity_runs_the_package_where_lifecycle_pipeline_cannot_be_imported(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    """The interpreter is started (and its libraries imported) before the package exists;
+    a predict.py that reaches for our code still fails there, by name."""
+    from lifecycle_pipeline.assets.packaging import ParityInterpreter, parity
+
+    package, _, predictions, test_rows = packaged
+    feature_set = FeatureSet(
+        train=test_rows,
+        test=test_rows,
+        feature_columns=tuple(test_rows.columns),
+        target=load_declaration(SAMPLE).model.contract.target,
+        seed=0,
+        test_size=0.25,
+        data_md5="",
+    )
+    report = EvaluationReport(
+        metrics={},
+        slices={},
+        gates=(),
+        predictions=predictions,
+        model_fingerprint="",
+        decision_threshold=0.5,
+    )
+    with ParityInterpreter(tmp_path) as interpreter:
+        leaning = copy_of(package, tmp_path)  # made after the interpreter started
+        entry = leaning / "predict.py"
+        future = "from __future__ import annotations\n"
+        entry.write_text(
+            entry.read_text(encoding="utf-8").replace(
+                future, future + "import lifecycle_pipeline\n", 1
+            ),
+            encoding="utf-8",
+        )
+        result = parity(leaning, feature_set, report, tmp_path, interpreter)
+    assert not result.passed
+    assert "import of lifecycle_pipeline halted" in (result.description or "")
+    with ParityInterpreter(tmp_path) as interpreter:
+        assert parity(package, feature_set, report, tmp_path, interpreter).passed
+
+
+def test_an_interpreter_never_given_a_package_is_stopped(tmp_path: Path) -> None:
+    from lifecycle_pipeline.assets.packaging import ParityInterpreter
+
+    with (
+        pytest.raises(RuntimeError, match="build failed"),
+        ParityInterpreter(tmp_path) as interpreter,
+    ):
+        raise RuntimeError("build failed")
+    assert interpreter.process.returncode is not None  # killed and reaped, not left waiting

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,19 +14,30 @@ from lifecycle_pipeline.lineage.query import (
     metadata_values,
     summarize,
 )
-from tests.conftest import SAMPLE, SAMPLE_MODEL, Pipeline, Registry
+from tests.conftest import SAMPLE, SAMPLE_MODEL, Pipeline, Registry, scratch_pipeline
+
+# One worker: the module-scoped two versions are materialized once, not once per xdist worker.
+pytestmark = pytest.mark.xdist_group("pipeline")
 
 # Check names carry the asset's full key.
 REPRODUCIBLE = "breast_cancer/trained_model:reproducible"
 
 
-def test_two_versions_materialize_with_lineage_read_back(
-    demo_registry: Registry, pipeline_factory: Callable[[Registry], Pipeline]
-) -> None:
-    pipeline = pipeline_factory(demo_registry)
-    for key in ("data-v1", "data-v2"):
-        assert pipeline.run(key).success, key
+@pytest.fixture(scope="module")
+def two_versions(
+    demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
+    """data-v1 and data-v2 through the whole lifecycle once, read by the tests below."""
+    with scratch_pipeline(demo_registry, tmp_path_factory.mktemp("two_versions")) as pipeline:
+        for key in ("data-v1", "data-v2"):
+            assert pipeline.run(key).success, key
+        yield pipeline
 
+
+def test_two_versions_materialize_with_lineage_read_back(
+    demo_registry: Registry, two_versions: Pipeline
+) -> None:
+    pipeline = two_versions
     resolved = {k: demo_registry.resource().resolve(k) for k in ("data-v1", "data-v2")}
     rows = {k: summarize(pipeline.instance, SAMPLE_MODEL.name, k) for k in resolved}
     for key, version in resolved.items():
@@ -57,11 +68,8 @@ def test_two_versions_materialize_with_lineage_read_back(
         assert tags["dagster/data_version"] == version.md5
 
 
-def test_each_stage_records_the_exact_upstream_artifact(
-    demo_registry: Registry, pipeline_factory: Callable[[Registry], Pipeline]
-) -> None:
-    pipeline = pipeline_factory(demo_registry)
-    assert pipeline.run("data-v1").success
+def test_each_stage_records_the_exact_upstream_artifact(two_versions: Pipeline) -> None:
+    pipeline = two_versions
     snapshot = metadata_values(latest(pipeline.instance, SAMPLE["data_snapshot"], "data-v1"))
     features = metadata_values(latest(pipeline.instance, SAMPLE["features"], "data-v1"))
     model = metadata_values(latest(pipeline.instance, SAMPLE["trained_model"], "data-v1"))

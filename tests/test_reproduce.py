@@ -92,12 +92,9 @@ class Project:
         home.mkdir()
         (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
         env = self.env(home)
-        add = "import dagster as dg, sys; dg.DagsterInstance.get().add_dynamic_partitions("
-        subprocess.run(
-            [sys.executable, "-c", add + "sys.argv[2], [sys.argv[1]])", key,
-             SAMPLE_MODEL.scoped("data_versions")],
-            cwd=self.repo, env=env, check=True,
-        )  # fmt: skip
+        # The partition is added here (the instance is plain SQLite), saving a process start.
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            instance.add_dynamic_partitions(SAMPLE_MODEL.scoped("data_versions"), [key])
         subprocess.run(
             [sys.executable, "-m", "dagster", "asset", "materialize", "-m",
              "lifecycle_pipeline.definitions", "--select", SELECTION, "--partition", key,
@@ -196,7 +193,7 @@ def _moved(source: Registry, base: Path, to: str = "data-v2") -> Registry:
 
 
 def test_version_from_an_earlier_commit_is_reproduced_in_its_own_worktree_from_its_data(
-    project: Project, trained_at_a: Path, tmp_path: Path
+    project: Project, trained_at_a: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     commit_a = _git(project.repo, "rev-parse", "HEAD")
     _edit(project.repo, DECLARATION, "min_samples_leaf: 2", "min_samples_leaf: 3")
@@ -210,12 +207,17 @@ def test_version_from_an_earlier_commit_is_reproduced_in_its_own_worktree_from_i
     now = _git(moved.repo, "rev-parse", "data-v1^{commit}")
     assert now != recorded
 
+    # First in the commit's own environment, built from its uv.lock (what a commit whose lock
+    # differs from today's gets); the same lock held by this environment is the next case.
+    monkeypatch.setenv("LIFECYCLE_REPRODUCE_ENVIRONMENT", "own")
     done = Project(project.repo, moved, project.state).lifecycle(
         trained_at_a, "reproduce", "data-v1"
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report = _report(done)
     assert report["method"] == "worktree"
+    assert report["environment"] == "own"
+    assert "its own environment, from its uv.lock" in done.stdout
     assert report["commit"] == commit_a
     assert Path(str(report["workdir"])).is_dir()
     assert report["verdict"] == "identical"  # identical to A's own record ...
@@ -256,9 +258,23 @@ def test_version_from_an_earlier_commit_is_reproduced_in_its_own_worktree_from_i
     marker = Path(str(report["workdir"])) / ".venv" / ".lifecycle-synced-lock"
     synced = marker.stat().st_mtime_ns
     worktrees = project.state / "reproduce" / "worktrees"
-    again, _ = prepare_worktree(project.repo, commit_a, worktrees)
-    assert str(again) == report["workdir"]
+    again = prepare_worktree(project.repo, commit_a, worktrees)
+    assert str(again.path) == report["workdir"] and again.environment == "own"
     assert marker.stat().st_mtime_ns == synced
+
+    # By default, this environment runs the commit's code: uv confirms it holds A's uv.lock
+    # (unchanged since), so nothing is built, and the verdict and data read are the same.
+    monkeypatch.delenv("LIFECYCLE_REPRODUCE_ENVIRONMENT")
+    current = Project(project.repo, moved, project.state).lifecycle(
+        trained_at_a, "reproduce", "data-v1"
+    )
+    assert current.returncode == 0, current.stdout + current.stderr
+    shared = _report(current)
+    assert (shared["method"], shared["environment"]) == ("worktree", "current")
+    assert "in the current environment, which holds its uv.lock exactly" in current.stdout
+    assert shared["workdir"] == report["workdir"] and shared["verdict"] == "identical"
+    assert _elements(shared) == elements and shared["data"] == report["data"]
+    assert marker.stat().st_mtime_ns == synced  # no uv sync
 
 
 def test_recorded_registry_commit_gone_is_refused_naming_it(
