@@ -463,7 +463,7 @@ def reproduce_figure(bench: Bench) -> dict[str, Any]:
         [reproduce(home, base / "state", "current") for _ in range(reps)]
     )
     scenarios.commit_change(repo)
-    bench.log("figure 4: reproduce in a new worktree, warm uv cache")
+    bench.log("figure 4: reproduce in a new worktree (the current environment: same uv.lock)")
     warm, states = [], []
     for _ in range(reps):
         states.append(bench.fresh("state"))
@@ -475,12 +475,22 @@ def reproduce_figure(bench: Bench) -> dict[str, Any]:
     )
     for state in states:
         shutil.rmtree(state / "reproduce" / "worktrees", ignore_errors=True)
+    # The commit's own environment, as a commit whose uv.lock differs from today's gets it.
+    own = {"LIFECYCLE_REPRODUCE_ENVIRONMENT": "own"}
+    bench.log("figure 4: reproduce in a new worktree, its own environment from the warm uv cache")
+    result["worktree_own_seconds"] = spread(
+        [reproduce(home, bench.fresh("state"), "worktree_own", **own) for _ in range(reps)]
+    )
     if bench.args.cold_cache:
-        bench.log("figure 4: reproduce in a new worktree, empty uv cache (downloads)")
+        bench.log("figure 4: reproduce in a new worktree, own environment, empty uv cache")
         cache = bench.fresh("uv_cache")
         try:
             result["worktree_cold_seconds"] = spread(
-                [reproduce(home, bench.fresh("state"), "worktree_cold", UV_CACHE_DIR=str(cache))]
+                [
+                    reproduce(
+                        home, bench.fresh("state"), "worktree_cold", UV_CACHE_DIR=str(cache), **own
+                    )
+                ]
             )
         except ChildError as exc:
             result["worktree_cold_skipped"] = f"failed: {str(exc)[-400:]}"
@@ -491,7 +501,7 @@ def reproduce_figure(bench: Bench) -> dict[str, Any]:
             "environment from PyPI, which bench-quick leaves out to stay within minutes"
         )
     base_seconds = result["original_seconds"]["median"]
-    for key in ("current", "worktree_warm", "worktree_reused", "worktree_cold"):
+    for key in ("current", "worktree_warm", "worktree_reused", "worktree_own", "worktree_cold"):
         if f"{key}_seconds" in result:
             result[f"{key}_over_original"] = result[f"{key}_seconds"]["median"] / base_seconds
         for part in ("environment", "materialize"):

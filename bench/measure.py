@@ -144,12 +144,13 @@ def versions() -> dict[str, str]:
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
+    # The harness's own outputs (results, profiles, BENCHMARKS.md) change during a run and
+    # say nothing about the code measured: only other changes make the tree "dirty".
     dirty = subprocess.run(
-        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--", ".",
+         ":(exclude)bench/results", ":(exclude)BENCHMARKS.md"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
     found["git_commit"] = commit or "unknown"
     found["git_dirty"] = "yes" if dirty else "no"
     return found

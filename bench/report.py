@@ -544,6 +544,8 @@ def _round_two(results: dict[str, Any], extra: Supplements) -> list[str]:
          _reproduce_ratio("worktree_warm"), "x", 2, TARGETS["reproduce_worktree_warm"], False),
         (4, "reproduce in the existing worktree / original", _reproduce_ratio("worktree_reused"),
          "x", 2, None, False),
+        (4, "reproduce in a new worktree, own environment, warm uv cache / original",
+         _reproduce_ratio("worktree_own"), "x", 2, None, False),
     ]  # fmt: skip
     headlines += [
         (5, f"slowest {label}", _slowest(key), " s", 3, TARGETS["many_versions"], True)
@@ -937,11 +939,16 @@ def _figure_4(result: dict[str, Any] | None) -> list[str]:
         "whole process, fresh instance). Each `lifecycle reproduce data-v1` is a whole process "
         "in a temporary project repository (as tests/test_reproduce.py builds it). The "
         "worktree path runs after a second commit changed a training default, so the recorded "
-        "commit is not HEAD: 'warm' creates a new worktree and syncs its environment from "
-        "uv's existing cache; 'reused' finds the worktree and environment already there; "
-        "'cold' syncs with an empty UV_CACHE_DIR (downloads from PyPI). 'environment' and "
-        "'stages' are the split each reproduction records in its own report (worktree and "
-        "`uv sync`; the re-materialization in a fresh process).",
+        "commit is not HEAD: 'warm' creates a new worktree with uv's cache warm; since this "
+        "round it runs in the current environment when uv confirms that holds the commit's "
+        "uv.lock exactly (here it does: the second commit changed code only), where before it "
+        "always synced the worktree's own environment from the cache ('own environment' "
+        "measures that path, `LIFECYCLE_REPRODUCE_ENVIRONMENT=own`; in the before/after table, "
+        "the before of 'warm' is that path); 'reused' finds the worktree already there; "
+        "'empty uv cache' builds the own environment with an empty UV_CACHE_DIR (downloads "
+        "from PyPI). 'environment' and 'stages' are the split each reproduction records in its "
+        "own report (worktree, uv's check and any `uv sync`; the re-materialization in a "
+        "separate process).",
         "",
     ]
     reports = result.get("reports", {})
@@ -978,7 +985,8 @@ REPRODUCE_PATHS = (
     ("current", "reproduce at the current commit"),
     ("worktree_warm", "reproduce in a new worktree, warm uv cache"),
     ("worktree_reused", "reproduce in the existing worktree"),
-    ("worktree_cold", "reproduce in a new worktree, empty uv cache"),
+    ("worktree_own", "reproduce in a new worktree, own environment, warm uv cache"),
+    ("worktree_cold", "reproduce in a new worktree, own environment, empty uv cache"),
 )
 REPRODUCE_TARGETS = {"current": "reproduce_current", "worktree_warm": "reproduce_worktree_warm"}
 

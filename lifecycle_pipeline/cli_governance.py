@@ -29,10 +29,30 @@ def _model() -> LoadedDeclaration:
     return current_declaration()
 
 
-def _log(model: LoadedDeclaration) -> AuditLog:
+def _model_name() -> str:
+    """The chosen model's name, for commands that read only its audit log and the instance
+    (status, history): its declaration must be valid, but one validated before with the same
+    bytes, code and environment is not validated again (``valid_model_names``)."""
+    from lifecycle_pipeline.declaration import (
+        DECLARATION_FILE,
+        declaration_path,
+        models_dir,
+        valid_model_names,
+    )
+
+    path = declaration_path()
+    if path.name != DECLARATION_FILE or path.parent.parent.resolve() != models_dir().resolve():
+        return _model().name  # a declaration named by its path, outside the models folder
+    _, broken = valid_model_names(only=path.parent.name)
+    if broken:
+        raise next(iter(broken.values()))
+    return path.parent.name
+
+
+def _log(model: LoadedDeclaration | str) -> AuditLog:
     from lifecycle_pipeline.lineage.audit import AuditLog
 
-    return AuditLog.for_model(model.name)
+    return AuditLog.for_model(model if isinstance(model, str) else model.name)
 
 
 def _chosen() -> bool:
@@ -229,11 +249,11 @@ def _status(args: argparse.Namespace) -> int:
 
     if not _chosen():
         return _status_of_every_model()
-    model = _model()
-    log = _log(model)
+    name = _model_name()
+    log = _log(name)
     with _instance() as instance:  # a log cut short would name the wrong version as serving
-        require_anchored(instance, model, log, "status")
-    print(f"model     {model.name}")
+        require_anchored(instance, name, log, "status")
+    print(f"model     {name}")
     print("\n".join(status_lines(log)))
     return 0
 
@@ -289,22 +309,22 @@ def _history(args: argparse.Namespace) -> int:
     from lifecycle_pipeline.declaration import load_every_model
     from lifecycle_pipeline.governance_log import history, parse_time, serving_at, to_json
 
-    models = [_model()] if _chosen() else load_every_model()[0]
+    names = [_model_name()] if _chosen() else [m.name for m in load_every_model()[0]]
     several = not _chosen()
     if args.at:
         when = parse_time(args.at)
         found = 0
-        for model in models:
-            change = serving_at(_log(model), when)
+        for name in names:
+            change = serving_at(_log(name), when)
             if change is not None:
                 found += 1
-                print(f"{model.name}: at {when.isoformat()}: {change.describe()}")
+                print(f"{name}: at {when.isoformat()}: {change.describe()}")
         if not found:
             print(f"nothing was serving at {when.isoformat()}")
             return 1
         return 0
     changes = sorted(
-        ((model.name, c) for model in models for c in history(_log(model))),
+        ((name, c) for name in names for c in history(_log(name))),
         key=lambda pair: pair[1].time,
     )
     if args.json:

@@ -35,6 +35,7 @@ from lifecycle_pipeline.declaration import (
     ModelDeclaration,
     declared_models,
     load_model_folder,
+    remember_valid,
 )
 from lifecycle_pipeline.resources.registry import DataRegistry
 
@@ -101,7 +102,9 @@ class LifecycleModel(dg.Component):
     def load(cls, attributes: BaseModel | None, context: dg.ComponentLoadContext) -> LifecycleModel:
         # Re-read from the file (not ``attributes``): errors then name its lines, and the
         # lineage records the digest of exactly these bytes.
-        return cls(load_model_folder(Path(context.path)))
+        loaded = load_model_folder(Path(context.path))
+        remember_valid(Path(context.path))
+        return cls(loaded)
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         from lifecycle_pipeline.definitions import model_definitions

@@ -822,14 +822,18 @@ def load_every_model(
     directory = directory or models_dir()
     loaded: list[LoadedDeclaration] = []
     broken: dict[str, DeclarationError] = {}
+    verdicts = _Verdicts(directory)
     for name in declared_models(directory):
         try:
             loaded.append(load_model_folder(directory / name))
         except DeclarationError as exc:
             broken[name] = exc
+        verdicts.record(name, valid=name not in broken)
+    verdicts.save()  # the code location's verdicts spare the next `lifecycle status` its own
     return loaded, broken
 
 
+@functools.cache  # the package's code and the installed distributions, once per process
 def _environment_digest() -> str:
     """What a declaration's validity depends on besides its own bytes: this package's code and
     every installed distribution (the estimator's library among them).
@@ -859,55 +863,91 @@ def _environment_digest() -> str:
     return digest.hexdigest()
 
 
-def valid_model_names(
-    directory: Path | None = None, cache: Path | None = None
-) -> tuple[list[str], dict[str, DeclarationError]]:
-    """The model folders whose declaration loads, and the error of each that does not.
-
-    What `lifecycle status` needs, without validating an unchanged declaration again: a
-    folder whose defs.yaml bytes, package code and installed distributions are those of an
-    earlier successful validation is valid (the verdict is cached in ``cache``, by default
-    ``<home>/cache/declarations.json``). Validating imports the declared estimator, hence
-    scikit-learn, which is a third of the command's start-up. A broken declaration is never
-    cached: it is validated every time, so its error is always current.
+class _Verdicts:
+    """The validation verdicts cache (``<home>/cache/declarations.json``): a declaration whose
+    bytes, this package's code and the installed distributions are those of an earlier
+    successful validation is valid without validating it again (validating imports the
+    declared estimator, hence scikit-learn: most of a `lifecycle status`). A broken
+    declaration is never cached: it is validated every time, so its error is always current.
     """
-    from lifecycle_pipeline.settings import Settings
 
+    def __init__(self, directory: Path, cache: Path | None = None) -> None:
+        from lifecycle_pipeline.settings import Settings
+
+        self.directory = directory
+        self.cache = cache or Settings.from_env().home / "cache" / "declarations.json"
+        try:
+            self.known: dict[str, str] = json.loads(self.cache.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.known = {}
+        self._environment: str | None = None
+        self.changed = False
+
+    def verdict(self, name: str) -> str:
+        try:
+            digest = hashlib.sha256((self.directory / name / DECLARATION_FILE).read_bytes())
+        except OSError:
+            return ""
+        self._environment = self._environment or _environment_digest()
+        return hashlib.sha256(
+            f"{name}\0{digest.hexdigest()}\0{self._environment}".encode()
+        ).hexdigest()
+
+    def valid(self, name: str) -> bool:
+        return bool(self.known.get(name)) and self.known.get(name) == self.verdict(name)
+
+    def record(self, name: str, valid: bool) -> None:
+        verdict = self.verdict(name) if valid else None
+        if self.known.get(name) != verdict:
+            self.changed = True
+            if verdict:
+                self.known[name] = verdict
+            else:
+                self.known.pop(name, None)
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        try:  # a cache that cannot be written only means the next status validates again
+            self.cache.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.cache.with_name(f".{self.cache.name}.{os.getpid()}.tmp")
+            partial.write_text(json.dumps(self.known, indent=1, sort_keys=True), encoding="utf-8")
+            partial.replace(self.cache)
+        except OSError:
+            pass
+
+
+def remember_valid(folder: Path) -> None:
+    """Record that the declaration in ``folder`` validated (the code location loads every
+    model this way): the next `lifecycle status` or `history` on it need not validate it."""
+    verdicts = _Verdicts(folder.parent)
+    verdicts.record(folder.name, valid=True)
+    verdicts.save()
+
+
+def valid_model_names(
+    directory: Path | None = None, cache: Path | None = None, only: str | None = None
+) -> tuple[list[str], dict[str, DeclarationError]]:
+    """The model folders whose declaration loads (``only``: that one), and the error of each
+    that does not, without validating an unchanged declaration again (``_Verdicts``): what
+    `lifecycle status` and `history` need, which read the audit log and the instance only."""
     directory = directory or models_dir()
-    cache = cache or Settings.from_env().home / "cache" / "declarations.json"
-    try:
-        known: dict[str, str] = json.loads(cache.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        known = {}
-    environment: str | None = None
+    verdicts = _Verdicts(directory, cache)
     valid: list[str] = []
     broken: dict[str, DeclarationError] = {}
-    for name in declared_models(directory):
-        path = directory / name / DECLARATION_FILE
-        try:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        except OSError:
-            digest = ""
-        environment = environment or _environment_digest()
-        verdict = hashlib.sha256(f"{name}\0{digest}\0{environment}".encode()).hexdigest()
-        if known.get(name) == verdict:
+    for name in [only] if only else declared_models(directory):
+        if verdicts.valid(name):
             valid.append(name)
             continue
         try:
             load_model_folder(directory / name)
         except DeclarationError as exc:
             broken[name] = exc
-            known.pop(name, None)
+            verdicts.record(name, valid=False)
             continue
         valid.append(name)
-        known[name] = verdict
-    try:  # a cache that cannot be written only means the next status validates again
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        partial.write_text(json.dumps(known, indent=1, sort_keys=True), encoding="utf-8")
-        partial.replace(cache)
-    except OSError:
-        pass
+        verdicts.record(name, valid=True)
+    verdicts.save()
     return valid, broken
 
 

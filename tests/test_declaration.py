@@ -574,3 +574,35 @@ def test_status_revalidates_only_what_changed(
     monkeypatch.setattr(module, "_environment_digest", lambda: "another lock or package code")
     module.valid_model_names(models, cache)
     assert validated == ["breast_cancer", "diabetes"]  # a new environment judges again
+
+
+def test_the_code_locations_verdicts_spare_status_its_validation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading a model folder as a component records its verdict; `status --model` and
+    `history --model` then validate only a declaration nobody validated as it is."""
+    import shutil
+
+    from lifecycle_pipeline import declaration as module
+
+    monkeypatch.setenv("LIFECYCLE_HOME", str(tmp_path / "home"))
+    models = tmp_path / "models"
+    for name in ("breast_cancer", "diabetes"):
+        shutil.copytree(PROJECT_ROOT / "models" / name, models / name)
+    module.remember_valid(models / "diabetes")  # what LifecycleModel.load does after loading
+    validated: list[str] = []
+    real = module.load_model_folder
+
+    def counted(folder: Path) -> module.LoadedDeclaration:
+        validated.append(folder.name)
+        return real(folder)
+
+    monkeypatch.setattr(module, "load_model_folder", counted)
+    assert module.valid_model_names(models, only="diabetes") == (["diabetes"], {})
+    assert validated == []
+    assert module.valid_model_names(models, only="breast_cancer") == (["breast_cancer"], {})
+    assert validated == ["breast_cancer"]
+    path = models / "diabetes" / "defs.yaml"
+    path.write_text(path.read_text().replace("  out_of_range: flag", "  out_of_rnge: flag"))
+    valid, broken = module.valid_model_names(models, only="diabetes")
+    assert valid == [] and "out_of_rnge: unknown key" in str(broken["diabetes"])

