@@ -103,7 +103,7 @@ class LifecycleModel(dg.Component):
         # Re-read from the file (not ``attributes``): errors then name its lines, and the
         # lineage records the digest of exactly these bytes.
         loaded = load_model_folder(Path(context.path))
-        remember_valid(Path(context.path))
+        remember_valid(loaded)
         return cls(loaded)
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:

@@ -828,7 +828,7 @@ def load_every_model(
             loaded.append(load_model_folder(directory / name))
         except DeclarationError as exc:
             broken[name] = exc
-        verdicts.record(name, valid=name not in broken)
+        verdicts.record(name, None if name in broken else loaded[-1])
     verdicts.save()  # the code location's verdicts spare the next `lifecycle status` its own
     return loaded, broken
 
@@ -883,21 +883,26 @@ class _Verdicts:
         self._environment: str | None = None
         self.changed = False
 
-    def verdict(self, name: str) -> str:
-        try:
-            digest = hashlib.sha256((self.directory / name / DECLARATION_FILE).read_bytes())
-        except OSError:
-            return ""
+    def verdict(self, name: str, sha256: str | None = None) -> str:
+        """The key of a valid verdict: the declaration's name, the sha256 of its bytes (those
+        validated, when given; else the file's now) and the environment's digest."""
+        if sha256 is None:
+            try:
+                sha256 = hashlib.sha256(
+                    (self.directory / name / DECLARATION_FILE).read_bytes()
+                ).hexdigest()
+            except OSError:
+                return ""
         self._environment = self._environment or _environment_digest()
-        return hashlib.sha256(
-            f"{name}\0{digest.hexdigest()}\0{self._environment}".encode()
-        ).hexdigest()
+        return hashlib.sha256(f"{name}\0{sha256}\0{self._environment}".encode()).hexdigest()
 
     def valid(self, name: str) -> bool:
         return bool(self.known.get(name)) and self.known.get(name) == self.verdict(name)
 
-    def record(self, name: str, valid: bool) -> None:
-        verdict = self.verdict(name) if valid else None
+    def record(self, name: str, validated: LoadedDeclaration | None) -> None:
+        """``validated``: the declaration as loaded (its verdict is keyed by the bytes that
+        were validated, not by the file, which may have changed since); None: broken."""
+        verdict = self.verdict(name, validated.sha256) if validated is not None else None
         if self.known.get(name) != verdict:
             self.changed = True
             if verdict:
@@ -917,11 +922,11 @@ class _Verdicts:
             pass
 
 
-def remember_valid(folder: Path) -> None:
-    """Record that the declaration in ``folder`` validated (the code location loads every
+def remember_valid(loaded: LoadedDeclaration) -> None:
+    """Record that a model folder's declaration validated (the code location loads every
     model this way): the next `lifecycle status` or `history` on it need not validate it."""
-    verdicts = _Verdicts(folder.parent)
-    verdicts.record(folder.name, valid=True)
+    verdicts = _Verdicts(loaded.path.parent.parent)
+    verdicts.record(loaded.path.parent.name, loaded)
     verdicts.save()
 
 
@@ -940,13 +945,13 @@ def valid_model_names(
             valid.append(name)
             continue
         try:
-            load_model_folder(directory / name)
+            loaded = load_model_folder(directory / name)
         except DeclarationError as exc:
             broken[name] = exc
-            verdicts.record(name, valid=False)
+            verdicts.record(name, None)
             continue
         valid.append(name)
-        verdicts.record(name, valid=True)
+        verdicts.record(name, loaded)
     verdicts.save()
     return valid, broken
 

@@ -589,7 +589,7 @@ def test_the_code_locations_verdicts_spare_status_its_validation(
     models = tmp_path / "models"
     for name in ("breast_cancer", "diabetes"):
         shutil.copytree(PROJECT_ROOT / "models" / name, models / name)
-    module.remember_valid(models / "diabetes")  # what LifecycleModel.load does after loading
+    module.remember_valid(module.load_model_folder(models / "diabetes"))  # as LifecycleModel.load
     validated: list[str] = []
     real = module.load_model_folder
 
