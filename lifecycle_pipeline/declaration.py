@@ -880,7 +880,6 @@ class _Verdicts:
             self.known: dict[str, str] = json.loads(self.cache.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             self.known = {}
-        self._environment: str | None = None
         self.changed = False
 
     def verdict(self, name: str, sha256: str | None = None) -> str:
@@ -893,8 +892,8 @@ class _Verdicts:
                 ).hexdigest()
             except OSError:
                 return ""
-        self._environment = self._environment or _environment_digest()
-        return hashlib.sha256(f"{name}\0{sha256}\0{self._environment}".encode()).hexdigest()
+        environment = _environment_digest()  # cached for the process
+        return hashlib.sha256(f"{name}\0{sha256}\0{environment}".encode()).hexdigest()
 
     def valid(self, name: str) -> bool:
         return bool(self.known.get(name)) and self.known.get(name) == self.verdict(name)

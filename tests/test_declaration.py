@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -536,17 +537,18 @@ def test_the_readme_example_declaration_loads_trains_and_fingerprints(
 # --- the validation verdicts `lifecycle status` reuses --------------------------------------
 
 
-def test_status_revalidates_only_what_changed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import shutil
-
-    from lifecycle_pipeline import declaration as module
-
-    models = tmp_path / "models"
+def _sample_models(base: Path) -> Path:
+    """A models folder holding copies of the two sample declarations."""
+    models = base / "models"
     for name in ("breast_cancer", "diabetes"):
         shutil.copytree(PROJECT_ROOT / "models" / name, models / name)
-    cache = tmp_path / "verdicts.json"
+    return models
+
+
+def _count_validations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The folder names every later validation is done for, in order."""
+    from lifecycle_pipeline import declaration as module
+
     validated: list[str] = []
     real = module.load_model_folder
 
@@ -555,6 +557,17 @@ def test_status_revalidates_only_what_changed(
         return real(folder)
 
     monkeypatch.setattr(module, "load_model_folder", counted)
+    return validated
+
+
+def test_status_revalidates_only_what_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lifecycle_pipeline import declaration as module
+
+    models = _sample_models(tmp_path)
+    cache = tmp_path / "verdicts.json"
+    validated = _count_validations(monkeypatch)
     assert module.valid_model_names(models, cache) == (["breast_cancer", "diabetes"], {})
     assert validated == ["breast_cancer", "diabetes"]
     validated.clear()
@@ -581,23 +594,12 @@ def test_the_code_locations_verdicts_spare_status_its_validation(
 ) -> None:
     """Loading a model folder as a component records its verdict; `status --model` and
     `history --model` then validate only a declaration nobody validated as it is."""
-    import shutil
-
     from lifecycle_pipeline import declaration as module
 
     monkeypatch.setenv("LIFECYCLE_HOME", str(tmp_path / "home"))
-    models = tmp_path / "models"
-    for name in ("breast_cancer", "diabetes"):
-        shutil.copytree(PROJECT_ROOT / "models" / name, models / name)
+    models = _sample_models(tmp_path)
     module.remember_valid(module.load_model_folder(models / "diabetes"))  # as LifecycleModel.load
-    validated: list[str] = []
-    real = module.load_model_folder
-
-    def counted(folder: Path) -> module.LoadedDeclaration:
-        validated.append(folder.name)
-        return real(folder)
-
-    monkeypatch.setattr(module, "load_model_folder", counted)
+    validated = _count_validations(monkeypatch)
     assert module.valid_model_names(models, only="diabetes") == (["diabetes"], {})
     assert validated == []
     assert module.valid_model_names(models, only="breast_cancer") == (["breast_cancer"], {})

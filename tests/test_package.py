@@ -348,29 +348,36 @@ def test_dev_signing_key_is_private_and_ignored_by_git(
     assert ignored.returncode == 0
 
 
-def test_parity_check_fails_on_a_one_ulp_difference(packaged: Packaged, tmp_path: Path) -> None:
-    from lifecycle_pipeline.assets.packaging import parity
-
-    package, _, predictions, test_rows = packaged
-    feature_set = FeatureSet(
-        train=test_rows,
-        test=test_rows,
-        feature_columns=tuple(test_rows.columns),
+def held_out(rows: pd.DataFrame) -> FeatureSet:
+    """A feature set whose held-out split is ``rows`` (what the parity check scores)."""
+    return FeatureSet(
+        train=rows,
+        test=rows,
+        feature_columns=tuple(rows.columns),
         target=load_declaration(SAMPLE).model.contract.target,
         seed=0,
         test_size=0.25,
         data_md5="",
     )
 
-    def report(frame: pd.DataFrame) -> EvaluationReport:
-        return EvaluationReport(
-            metrics={},
-            slices={},
-            gates=(),
-            predictions=frame,
-            model_fingerprint="",
-            decision_threshold=0.5,
-        )
+
+def report(predictions: pd.DataFrame) -> EvaluationReport:
+    """An evaluation that recorded ``predictions`` (what parity compares against)."""
+    return EvaluationReport(
+        metrics={},
+        slices={},
+        gates=(),
+        predictions=predictions,
+        model_fingerprint="",
+        decision_threshold=0.5,
+    )
+
+
+def test_parity_check_fails_on_a_one_ulp_difference(packaged: Packaged, tmp_path: Path) -> None:
+    from lifecycle_pipeline.assets.packaging import parity
+
+    package, _, predictions, test_rows = packaged
+    feature_set = held_out(test_rows)
 
     assert parity(package, feature_set, report(predictions), tmp_path).passed
     nudged = predictions.copy()
@@ -925,23 +932,8 @@ def test_parity_runs_the_package_where_lifecycle_pipeline_cannot_be_imported(
     from lifecycle_pipeline.assets.packaging import ParityInterpreter, parity
 
     package, _, predictions, test_rows = packaged
-    feature_set = FeatureSet(
-        train=test_rows,
-        test=test_rows,
-        feature_columns=tuple(test_rows.columns),
-        target=load_declaration(SAMPLE).model.contract.target,
-        seed=0,
-        test_size=0.25,
-        data_md5="",
-    )
-    report = EvaluationReport(
-        metrics={},
-        slices={},
-        gates=(),
-        predictions=predictions,
-        model_fingerprint="",
-        decision_threshold=0.5,
-    )
+    feature_set = held_out(test_rows)
+    scored = report(predictions)
     with ParityInterpreter(tmp_path) as interpreter:
         leaning = copy_of(package, tmp_path)  # made after the interpreter started
         entry = leaning / "predict.py"
@@ -952,11 +944,11 @@ def test_parity_runs_the_package_where_lifecycle_pipeline_cannot_be_imported(
             ),
             encoding="utf-8",
         )
-        result = parity(leaning, feature_set, report, tmp_path, interpreter)
+        result = parity(leaning, feature_set, scored, tmp_path, interpreter)
     assert not result.passed
     assert "import of lifecycle_pipeline halted" in (result.description or "")
     with ParityInterpreter(tmp_path) as interpreter:
-        assert parity(package, feature_set, report, tmp_path, interpreter).passed
+        assert parity(package, feature_set, scored, tmp_path, interpreter).passed
 
 
 def test_an_interpreter_never_given_a_package_is_stopped(tmp_path: Path) -> None:
