@@ -86,3 +86,56 @@ def test_validation_leaves_no_frame_for_the_cyclic_collector() -> None:
         if enabled:
             gc.enable()
     assert left == [], f"{len(left)} frame(s) of the validated data are left in reference cycles"
+
+
+HEAP = """
+import json, sys
+import numpy as np
+{imports}
+
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+
+size = int(sys.argv[1])
+warm = np.ones(size // 8 + 4096)  # a larger block freed first: glibc raises its threshold
+del warm
+start = rss()
+arrays = [np.ones(size // 8) for _ in range(40)]  # the columns a stage makes and drops
+held = arrays[-1]  # the newest stays, as a stage's output does
+del arrays
+freed = rss()
+{release}
+print(json.dumps({{"kept_after_free": freed - start, "kept_after_release": rss() - start}}))
+"""
+CODECS = "import lifecycle_pipeline.resources.codecs"
+RELEASE = "from lifecycle_pipeline.arrow_memory import release_freed_memory; release_freed_memory()"
+
+
+def _heap_after(size: int, imports: str = "", release: str = "") -> dict[str, int]:
+    """What stays resident after a stage-like burst of ``size``-byte arrays is freed."""
+    script = HEAP.format(imports=imports, release=release)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(size)], capture_output=True, text=True, check=True
+    )
+    result: dict[str, int] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def test_large_columns_go_back_to_the_system_as_they_are_freed() -> None:
+    """8 MB arrays (a column of 1M rows), 320 MB in all: with glibc's own threshold, which
+    rose past them when the first large block was freed, they come from the heap and stay
+    there under the one still held; importing the artifact codecs fixes the threshold, so
+    each is unmapped as it is freed."""
+    assert _heap_after(8 << 20)["kept_after_free"] > 250
+    assert _heap_after(8 << 20, imports=CODECS)["kept_after_free"] < 40
+
+
+def test_freed_small_blocks_are_returned_between_stages() -> None:
+    """1 MB arrays come from the heap whatever the threshold; what a stage freed below the
+    one still held is handed back by ``release_freed_memory`` (the artifact store calls it
+    between stages)."""
+    kept = _heap_after(1 << 20, imports=CODECS, release=RELEASE)
+    assert kept["kept_after_free"] > 30, kept
+    assert kept["kept_after_release"] < 10, kept

@@ -20,6 +20,7 @@ from dagster._core.events import DagsterEventType
 from pydantic import Field
 from upath import UPath
 
+from lifecycle_pipeline.arrow_memory import release_freed_memory
 from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.failpoints import failpoint
 from lifecycle_pipeline.lineage.hashing import sha256_bytes
@@ -115,6 +116,19 @@ class ArtifactStore(dg.ConfigurableIOManager):
     def _root(self) -> UPath:
         return UPath(self.root or Settings.from_env().artifact_root)
 
+    def _folder(self, asset: str, partition: str | None) -> UPath:
+        folder = self._root().joinpath(*asset.split("/"))
+        return folder / validate_partition_key(partition) if partition is not None else folder
+
+    def _unwritable(
+        self, asset: str, partition: str | None, target: Any, exc: OSError
+    ) -> ArtifactWriteError:
+        return ArtifactWriteError(
+            f"Artifact {asset}/{partition} could not be written to {target}: "
+            f"{exc.strerror or exc}. Nothing was recorded; free space or fix access to the "
+            "artifact root, then re-run."
+        )
+
     def write(
         self,
         asset: str,
@@ -124,9 +138,7 @@ class ArtifactStore(dg.ConfigurableIOManager):
     ) -> tuple[str, str]:
         """Write ``payload`` once under its digest and return (uri, sha256)."""
         digest = sha256_bytes(payload)
-        folder = self._root().joinpath(*asset.split("/"))
-        if partition is not None:
-            folder = folder / validate_partition_key(partition)
+        folder = self._folder(asset, partition)
         target = folder / (name or f"{digest}.zip")
         if target.exists():
             # Same digest means same bytes: the artifact already exists and stays untouched.
@@ -140,15 +152,41 @@ class ArtifactStore(dg.ConfigurableIOManager):
             failpoint("artifact.temporary_written")
             temporary.rename(target)
         except OSError as exc:
-            raise ArtifactWriteError(
-                f"Artifact {asset}/{partition} could not be written to {target}: "
-                f"{exc.strerror or exc}. Nothing was recorded; free space or fix access to the "
-                "artifact root, then re-run."
-            ) from exc
+            raise self._unwritable(asset, partition, target, exc) from exc
         finally:
             if temporary.exists():
                 temporary.unlink()
         return str(target), digest
+
+    def write_value(self, asset: str, partition: str | None, value: Any) -> tuple[str, str, int]:
+        """Encode a value object straight into a temporary file of the store, then rename it
+        to its digest; return (uri, sha256, size).
+
+        The bundle is never held in memory: its frames stream into the file as Parquet and
+        its digest is computed on the way (at 1M rows, 320 MiB less at the features stage's
+        peak). The name is known only once the bytes are, so an artifact that already exists
+        is written again to a temporary file and that copy dropped; the existing one is
+        verified and stays untouched.
+        """
+        folder = self._folder(asset, partition)
+        temporary = folder / f".tmp-{uuid.uuid4().hex}"
+        target: UPath | None = None
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with temporary.open("wb") as handle:
+                digest, size = codecs.encode_to(value, handle)
+            failpoint("artifact.temporary_written")
+            target = folder / f"{digest}.zip"
+            if target.exists():
+                self._verify(target, digest)
+            else:
+                temporary.rename(target)
+        except OSError as exc:
+            raise self._unwritable(asset, partition, target or folder, exc) from exc
+        finally:
+            if temporary.exists():
+                temporary.unlink()
+        return str(target), digest, size
 
     def read(self, ref: ArtifactRef) -> bytes:
         return self._verify(UPath(ref.uri), ref.sha256)
@@ -161,9 +199,7 @@ class ArtifactStore(dg.ConfigurableIOManager):
         be verified as it is).
         """
         digest = codecs.tree_digest(tree.files)
-        folder = self._root().joinpath(*asset.split("/"))
-        if partition is not None:
-            folder = folder / validate_partition_key(partition)
+        folder = self._folder(asset, partition)
         target = folder / digest
         if not target.exists():
             temporary = folder / f".tmp-{uuid.uuid4().hex}"
@@ -180,11 +216,7 @@ class ArtifactStore(dg.ConfigurableIOManager):
                 # A concurrent writer of the same digest renamed first: its folder is verified
                 # below like ours would have been. Anything else is a failed write.
                 if not target.exists():
-                    raise ArtifactWriteError(
-                        f"Artifact {asset}/{partition} could not be written to {target}: "
-                        f"{exc.strerror or exc}. Nothing was recorded; free space or fix access "
-                        "to the artifact root, then re-run."
-                    ) from exc
+                    raise self._unwritable(asset, partition, target, exc) from exc
             finally:
                 if temporary.exists():
                     temporary.fs.rm(temporary.path, recursive=True)
@@ -261,17 +293,18 @@ class ArtifactStore(dg.ConfigurableIOManager):
                 }
             )
             return
-        payload = codecs.encode(obj)
-        uri, digest = self.write(_asset_name(context.asset_key), partition, payload)
+        uri, digest, size = self.write_value(_asset_name(context.asset_key), partition, obj)
+        release_freed_memory()  # what encoding freed, before the next stage allocates
         context.add_output_metadata(
             {
                 URI_KEY: dg.MetadataValue.path(uri),
                 SHA_KEY: dg.MetadataValue.text(digest),
-                SIZE_KEY: dg.MetadataValue.int(len(payload)),
+                SIZE_KEY: dg.MetadataValue.int(size),
             }
         )
 
     def load_input(self, context: dg.InputContext) -> Any:
+        release_freed_memory()  # what the previous stage freed, before this one decodes
         key = context.asset_key
         partition = context.asset_partition_key if context.has_asset_partitions else None
         run_id = context.step_context.run_id if context.step_context else None
