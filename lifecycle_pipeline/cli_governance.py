@@ -29,6 +29,21 @@ def _model() -> LoadedDeclaration:
     return current_declaration()
 
 
+def _reproduced_model() -> LoadedDeclaration:
+    """The model `reproduce` works on, validated except for its estimator (importing the
+    estimator's library is most of this process's own start-up).
+
+    Only the name, asset keys and registry settings are read here: a reproduction in a
+    worktree validates and runs the recorded commit's own declaration, in its own process, and
+    one at the current commit validates the estimator before building it
+    (``LoadedDeclaration.estimator_validated``). So an on-call engineer can reproduce an old
+    version even when today's estimator declaration does not load; a structural error (YAML,
+    fields, gates, slices, drift, the name) still refuses, with the same message."""
+    from lifecycle_pipeline.declaration import current_declaration
+
+    return current_declaration(estimator_checks=False)
+
+
 def _model_name() -> str:
     """The chosen model's name, for commands that read only its audit log and the instance
     (status, history): its declaration must be valid, but one validated before with the same
@@ -114,7 +129,7 @@ def _reproduce(args: argparse.Namespace) -> int:
             "name the data version to reproduce (`lifecycle reproduce data-v1`), or pass "
             "--list-worktrees or --prune to manage the reproduction worktrees."
         )
-    model = _model()
+    model = _reproduced_model()
     with _instance() as instance:
         report = reproduce(instance, model, args.version, args.run)
     path = record_reproduction(report, _log(model), Path(args.output) if args.output else None)

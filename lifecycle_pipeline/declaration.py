@@ -7,6 +7,11 @@ the framework holds no facts about any one dataset. A declaration is validated c
 before any run starts: an unknown key, a gate on a metric the task does not have or an
 estimator that cannot be imported is an error that names the file, the line and the field.
 The file's sha256 joins every model version's lineage, so changing it makes a new version.
+
+``estimator_checks=False`` (``load_declaration``, ``current_declaration``) validates all of
+that except what needs the declared estimator's library (resolving and constructing the class,
+its parameters, whether it accepts missing values, whether it suits the task): for a command
+that only identifies a model and reads its records, and must not import scikit-learn for it.
 """
 
 from __future__ import annotations
@@ -24,13 +29,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.settings import PACKAGE_DIR
 
 if TYPE_CHECKING:
     import dagster as dg
+
+    from lifecycle_pipeline.tasks import Task as TaskStrategy
 
 DECLARATION_FILE = "defs.yaml"
 MODELS_DIR = "models"
@@ -39,6 +54,8 @@ COMPONENT_TYPE = "lifecycle_pipeline.LifecycleModel"
 _COMPONENT_TYPES = (COMPONENT_TYPE, "lifecycle_pipeline.component.LifecycleModel")
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+# The pydantic validation context key that turns the estimator checks off (``_cross_checks``).
+_ESTIMATOR_CHECKS = "estimator_checks"
 FeatureType = Literal["numeric", "integer", "categorical", "boolean"]
 Task = Literal["binary", "multiclass", "regression"]
 
@@ -419,7 +436,7 @@ class ModelDeclaration(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> ModelDeclaration:
+    def _cross_checks(self, info: ValidationInfo) -> ModelDeclaration:
         from lifecycle_pipeline.tasks import task_for
 
         task = task_for(self.contract.task)
@@ -468,6 +485,22 @@ class ModelDeclaration(_Strict):
         for name in self.estimator.params:
             if not isinstance(name, str):
                 raise ValueError(f"estimator.params: key {name!r} is not a name")
+        if (info.context or {}).get(_ESTIMATOR_CHECKS, True):
+            self._check_estimator(task)
+        if not self.evaluation.gates:
+            raise FieldError(
+                ("evaluation", "gates"),
+                "declare at least one gate (e.g. `roc_auc: {min: 0.8}`): a model that no "
+                f"metric can stop must not ship; gates for a {self.contract.task} task may use "
+                f"{', '.join(task.gateable(self.contract))}",
+            )
+        return self
+
+    def _check_estimator(self, task: TaskStrategy) -> None:
+        """The checks that import the declared estimator's library: the class resolves,
+        constructs with its defaults and suits the task, the parameters are its own and pass
+        its constraints, and nullable features reach it only if it accepts missing values."""
+        features = self.contract.features
         try:
             cls = self.estimator.resolve()
             cls()  # a scikit-learn estimator constructs with its defaults
@@ -504,14 +537,6 @@ class ModelDeclaration(_Strict):
                 "missing values; declare `impute: median` (or mean), or choose an estimator "
                 "that does (e.g. scikit-learn's HistGradientBoosting or RandomForest estimators)",
             )
-        if not self.evaluation.gates:
-            raise FieldError(
-                ("evaluation", "gates"),
-                "declare at least one gate (e.g. `roc_auc: {min: 0.8}`): a model that no "
-                f"metric can stop must not ship; gates for a {self.contract.task} task may use "
-                f"{', '.join(task.gateable(self.contract))}",
-            )
-        return self
 
     @property
     def drift_columns(self) -> tuple[str, ...]:
@@ -530,11 +555,15 @@ def _accepts_missing(cls: type) -> bool:
 
 @dataclass(frozen=True)
 class LoadedDeclaration:
-    """A validated declaration with where it came from and its content digest."""
+    """A validated declaration with where it came from and its content digest.
+
+    ``estimator_checked`` False: loaded with ``estimator_checks=False``, so nothing says its
+    estimator resolves or its parameters fit; ``estimator_validated()`` before using it."""
 
     model: ModelDeclaration
     path: Path
     sha256: str
+    estimator_checked: bool = True
 
     @property
     def name(self) -> str:
@@ -593,6 +622,22 @@ class LoadedDeclaration:
 
     def text(self) -> str:
         return self.path.read_text(encoding="utf-8")
+
+    def estimator_validated(self) -> LoadedDeclaration:
+        """This declaration with its estimator checks done too (itself when they were): for a
+        command that loaded it structurally and then finds it must build the estimator here.
+
+        The file is validated again and must still hold the bytes loaded first: a declaration
+        edited in between would otherwise pass for the one that was checked."""
+        if self.estimator_checked:
+            return self
+        checked = load_declaration(self.path)
+        if checked.sha256 != self.sha256:
+            raise DeclarationError(
+                f"{self.path}: changed while this command ran (sha256 {self.sha256[:12]} when "
+                f"loaded, {checked.sha256[:12]} now); run the command again."
+            )
+        return checked
 
 
 @functools.cache
@@ -720,9 +765,12 @@ def _load(text: str) -> tuple[Any, bool]:
         loader.dispose()
 
 
-def parse_declaration(text: str, path: Path) -> ModelDeclaration:
+def parse_declaration(text: str, path: Path, *, estimator_checks: bool = True) -> ModelDeclaration:
     """The declaration in a model's ``defs.yaml``: a Dagster component file whose ``type`` is
     the lifecycle model component and whose ``attributes`` are the declaration.
+
+    ``estimator_checks=False`` skips only the checks that import the estimator's library (see
+    the module docstring); every other check, and every error message, is the same.
 
     The node tree that gives errors their line numbers is composed only when there is an error
     to explain."""
@@ -754,7 +802,9 @@ def parse_declaration(text: str, path: Path) -> ModelDeclaration:
         line = _node_line(yaml.compose(text), ("attributes",))
         raise DeclarationError(f"{path}:{line}: attributes: {shape}.")
     try:
-        return ModelDeclaration.model_validate(attributes)
+        return ModelDeclaration.model_validate(
+            attributes, context={_ESTIMATOR_CHECKS: estimator_checks}
+        )
     except ValidationError as exc:
         node = _child(yaml.compose(text), "attributes")
         raise DeclarationError(
@@ -763,8 +813,12 @@ def parse_declaration(text: str, path: Path) -> ModelDeclaration:
         ) from exc
 
 
-def load_declaration(path: Path | str) -> LoadedDeclaration:
-    """Read and validate a declaration file, or the ``model.yaml`` of a model folder."""
+def load_declaration(path: Path | str, *, estimator_checks: bool = True) -> LoadedDeclaration:
+    """Read and validate a declaration file, or the ``defs.yaml`` of a model folder.
+
+    ``estimator_checks=False``: every check except those that import the declared estimator's
+    library, for a command that never builds the estimator (``LoadedDeclaration.
+    estimator_checked`` says which it was)."""
     path = Path(path)
     if path.is_dir():
         path = path / DECLARATION_FILE
@@ -779,9 +833,12 @@ def load_declaration(path: Path | str) -> LoadedDeclaration:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DeclarationError(f"{path}: not UTF-8 text (byte {exc.start}).") from exc
-    model = parse_declaration(text, path)
+    model = parse_declaration(text, path, estimator_checks=estimator_checks)
     return LoadedDeclaration(
-        model=model, path=path.resolve(), sha256=hashlib.sha256(raw).hexdigest()
+        model=model,
+        path=path.resolve(),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        estimator_checked=estimator_checks,
     )
 
 
@@ -900,7 +957,10 @@ class _Verdicts:
 
     def record(self, name: str, validated: LoadedDeclaration | None) -> None:
         """``validated``: the declaration as loaded (its verdict is keyed by the bytes that
-        were validated, not by the file, which may have changed since); None: broken."""
+        were validated, not by the file, which may have changed since); None: broken. One
+        loaded without its estimator checks proves nothing about them and is not recorded."""
+        if validated is not None and not validated.estimator_checked:
+            return
         verdict = self.verdict(name, validated.sha256) if validated is not None else None
         if self.known.get(name) != verdict:
             self.changed = True
@@ -990,5 +1050,7 @@ def declaration_path(environ: dict[str, str] | None = None) -> Path:
     return path
 
 
-def current_declaration() -> LoadedDeclaration:
-    return load_declaration(declaration_path())
+def current_declaration(*, estimator_checks: bool = True) -> LoadedDeclaration:
+    """The declaration this process works on (``declaration_path``), validated; see
+    ``load_declaration`` for ``estimator_checks``."""
+    return load_declaration(declaration_path(), estimator_checks=estimator_checks)

@@ -611,6 +611,12 @@ def reproduce(
     version: str,
     run_id: str | None = None,
 ) -> ReproductionReport:
+    """Reproduce ``version`` and compare it with its record.
+
+    ``model`` may be loaded without its estimator checks (``estimator_checks=False``): a
+    worktree reproduction reads only its name, asset keys and registry from it (the recorded
+    commit validates its own declaration), and one at the current commit validates it fully
+    before running it here."""
     recorded = recorded_version(instance, model, version, run_id)
     code = recorded.lineage["code"]
     commit = str(code["commit"])
@@ -639,6 +645,9 @@ def reproduce(
     same = today.commit == commit and not today.dirty and today.lock_hash == code["lock_hash"]
     seconds: dict[str, float] = {}
     if same:
+        # The run builds the estimator in this process, so it must have passed every check (a
+        # caller may have loaded the declaration without its estimator checks).
+        model = model.estimator_validated()
         method, workdir, python, environment = "current", root, Path(sys.executable), "current"
     else:
         if pins and not _honours_pins(root, commit):

@@ -4,6 +4,11 @@ model's raw outputs and the prediction columns, and how its target is checked an
 Stages ask the task, never ``if task == ...``; adding a task means adding one module here and
 one entry in ``TASKS``. The package runtime (``predict.py``) cannot import this package, so it
 follows ``output_schema.json``, which :meth:`Task.output_schema` writes.
+
+Task modules import scikit-learn inside the methods that use it (``score``,
+``check_estimator``), never at module top: validating a declaration asks its task for metric
+names and gates, and a command that only identifies a model (``lifecycle reproduce``) must not
+pay scikit-learn's import (~1 s) for that.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 
 from lifecycle_pipeline.tasks.classification import Classification
 
@@ -83,6 +82,8 @@ class Binary(Classification):
         contract: Contract,
         evaluation: Evaluation,
     ) -> dict[str, Any]:
+        from sklearn import metrics as skm  # not at module top: see the package docstring
+
         proba = self.positive_probability(raw, classes, contract)
         truth = (y_true == contract.positive.value).astype("int64")
         labels = (proba >= evaluation.decision_threshold).astype("int64")

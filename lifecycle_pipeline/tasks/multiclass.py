@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 
 from lifecycle_pipeline.tasks.classification import Classification
 
@@ -76,6 +75,8 @@ class Multiclass(Classification):
         contract: Contract,
         evaluation: Evaluation,
     ) -> dict[str, Any]:
+        from sklearn import metrics as skm  # not at module top: see the package docstring
+
         predicted = np.asarray(classes)[np.argmax(raw, axis=1)]
         present = set(np.unique(y_true).tolist())
         recalls = skm.recall_score(y_true, predicted, labels=classes, average=None, zero_division=0)

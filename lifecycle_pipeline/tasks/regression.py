@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 
 from lifecycle_pipeline.tasks import Task
 
@@ -96,6 +95,8 @@ class Regression(Task):
         contract: Contract,
         evaluation: Evaluation,
     ) -> dict[str, Any]:
+        from sklearn import metrics as skm  # not at module top: see the package docstring
+
         truth = y_true.astype("float64")
         residual = truth - raw
         return {
