@@ -124,3 +124,77 @@ def test_parquet_is_read_straight_and_a_damaged_file_is_named(reference: pd.Data
         parse_parquet(buffer.getvalue()[:100], source="data.parquet")
     with pytest.raises(DataValidationError, match=r"x.csv: not valid UTF-8 at byte .*parquet"):
         parse_csv(buffer.getvalue(), source="x.csv")  # Parquet declared as CSV: the fix is named
+
+
+def _csv(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode()
+
+
+def test_declared_numeric_columns_read_as_declared_give_the_inferred_values(
+    reference: pd.DataFrame,
+) -> None:
+    """Numeric columns are read as float64 from the declaration (not guessed): every value is
+    the one type inference gave, bit for bit, including whole numbers, blanks, 'nan',
+    infinities and subnormals; a valid version validates to the same frame either way."""
+    from lifecycle_pipeline.contract import parse
+
+    edge = reference.head(6).copy()
+    edge["mean_radius"] = edge["mean_radius"].astype(object)
+    edge.loc[:, "mean_radius"] = ["3", "", "nan", "1e-320", "-0.0", "inf"]
+    edge["mean_area"] = [1, 2, 3, 4, 5, 6]  # whole numbers: inferred int64, declared float64
+    raw = _csv(edge)
+    typed = parse(raw, source="edge.csv", fmt="csv", contract=CONTRACT)
+    guessed = parse_csv(raw, source="edge.csv")
+    assert typed["mean_area"].dtype == np.dtype("float64")
+    assert guessed["mean_area"].dtype == np.dtype("int64")  # what typing spares validation
+    for column in FEATURES:
+        left = typed[column].to_numpy(dtype="float64")
+        right = guessed[column].to_numpy(dtype="float64")
+        assert left.view("u8").tolist() == right.view("u8").tolist(), column
+    whole = _csv(reference)
+    pd.testing.assert_frame_equal(
+        validate_frame(parse(whole, source="r.csv", fmt="csv", contract=CONTRACT), source="r"),
+        validate_frame(parse_csv(whole, source="r.csv"), source="r"),
+        check_exact=True,
+    )
+
+
+def test_a_non_number_in_a_numeric_column_is_still_named_with_every_other_problem(
+    reference: pd.DataFrame,
+) -> None:
+    """The typed read stops at the first value that is not a number; the file is then read
+    with inferred types, so the report is the one untyped reading gave: every column, its
+    first row, all at once. A stream, which cannot be read again, says so by its own error
+    type after reading to its end (so its digest can still be checked)."""
+    import io
+
+    from lifecycle_pipeline.contract import DeclaredTypeMismatchError, parse, parse_stream
+
+    broken = reference.head(50).astype({"mean_area": object, "worst_area": object})
+    broken.loc[7, "mean_area"] = "n/a?"
+    broken.loc[9, "worst_area"] = "twelve"
+    broken.loc[3, "mean_radius"] = -1.0
+    raw = _csv(broken)
+    with pytest.raises(DataValidationError) as error:
+        validate_frame(parse(raw, source="b.csv", fmt="csv", contract=CONTRACT), source="b.csv")
+    message = str(error.value)
+    assert (
+        "column 'mean_area': declared numeric but holds non-numbers (first at row 7: 'n/a?')"
+        in message
+    )
+    assert (
+        "column 'worst_area': declared numeric but holds non-numbers (first at row 9: 'twelve')"
+        in message
+    )
+    assert (
+        "column 'mean_radius': 1 value(s) violate the declared range: >= 0, first at row 3"
+        in message
+    )
+    stream = io.BytesIO(raw)
+    with pytest.raises(DeclaredTypeMismatchError, match=r"^b\.csv: .*conversion error to double"):
+        parse_stream(stream, source="b.csv", fmt="csv", contract=CONTRACT)
+    assert stream.tell() == len(raw)
+    untyped = parse_stream(
+        io.BytesIO(raw), source="b.csv", fmt="csv", contract=CONTRACT, typed=False
+    )
+    assert untyped["mean_area"].dtype == np.dtype("object")

@@ -5,6 +5,7 @@ import sys
 from collections.abc import Iterator, Mapping
 
 import dagster as dg
+import pandas as pd
 from pydantic import Field
 
 from lifecycle_pipeline import contract as contract_module
@@ -160,15 +161,27 @@ def build_data_snapshot(model: LoadedDeclaration) -> dg.AssetsDefinition:
         validate_run_config(context.run.run_config, model)
         key = validate_partition_key(context.partition_key)
         registry = DataRegistry.of(context, model)
-        with registry.open(key) as (version, stream):
-            guard_against_moved_version(context, version)
-            source = f"{version.registry}@{key}:{version.path}"
-            try:  # parsed as it is read: the file and the frame are never both held whole
-                parsed = contract_module.parse_stream(
-                    stream, source=source, fmt=declared.data.format, contract=declared.contract
-                )
-            finally:  # bytes other than the recorded ones are the cause to report, first
-                stream.verify()
+
+        def read(typed: bool) -> tuple[ResolvedVersion, str, pd.DataFrame]:
+            with registry.open(key) as (version, stream):
+                guard_against_moved_version(context, version)
+                source = f"{version.registry}@{key}:{version.path}"
+                try:  # parsed as it is read: the file and the frame are never both held whole
+                    parsed = contract_module.parse_stream(
+                        stream,
+                        source=source,
+                        fmt=declared.data.format,
+                        contract=declared.contract,
+                        typed=typed,
+                    )
+                finally:  # bytes other than the recorded ones are the cause to report, first
+                    stream.verify()
+            return version, source, parsed
+
+        try:
+            version, source, parsed = read(typed=True)
+        except contract_module.DeclaredTypeMismatchError:  # validation will name every problem
+            version, source, parsed = read(typed=False)
         frame = contract_module.validate(
             parsed,
             declared.contract,
