@@ -124,11 +124,12 @@ def _heap_after(size: int, imports: str = "", release: str = "") -> dict[str, in
 
 
 def test_large_columns_go_back_to_the_system_as_they_are_freed() -> None:
-    """8 MB arrays (a column of 1M rows), 320 MB in all: with glibc's own threshold, which
-    rose past them when the first large block was freed, they come from the heap and stay
-    there under the one still held; importing the artifact codecs fixes the threshold, so
-    each is unmapped as it is freed."""
-    assert _heap_after(8 << 20)["kept_after_free"] > 250
+    """8 MB arrays (a column of 1M rows), 320 MB in all: importing the artifact codecs fixes
+    glibc's mmap threshold, so each is unmapped as it is freed. With glibc's own threshold,
+    which rose past them when the larger block was freed, they came from the heap and all
+    stayed under the one still held (320 MB kept, with the threshold fixed at 64 MiB
+    instead). Not asserted without the import: whether the heap can grow in place, or glibc
+    maps the block after all, depends on where the process's mappings happen to lie."""
     assert _heap_after(8 << 20, imports=CODECS)["kept_after_free"] < 40
 
 
