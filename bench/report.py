@@ -107,8 +107,7 @@ PROFILE_FRAMES = (
     "parse_stream",
     "VerifiedStream.verify",
     "ArtifactStore.handle_output",
-    "_snapshot_parts",
-    "_features_parts",
+    "FramePart.write_to",
     "ArtifactStore.load_input",
     "ParityInterpreter.score",
 )
@@ -141,10 +140,12 @@ def _explain_overhead(
 
     snapshot = (
         f"`data_snapshot` ({dagster.get('data_snapshot', 0.0):.2f} s as a Dagster step against "
-        f"{plain.get('data_snapshot', 0.0):.2f} s plain at {size}): importing DVC and opening the "
-        "registry at the tag, streaming the file through a reader that computes its md5 as it "
-        "is read, parsing it with Arrow's streaming CSV reader block by block as it arrives, "
-        "checking the md5 against DVC's, then validating the frame against the contract"
+        f"{plain.get('data_snapshot', 0.0):.2f} s plain at {size}): resolving the tag to its "
+        "commit and reading the DVC pointer committed there (with git: DVC itself only when the "
+        "file is not in the registry's local cache), streaming the cached file through a reader "
+        "that computes its md5 as it is read, parsing it with Arrow's streaming CSV reader "
+        "block by block as it arrives (declared numeric columns read as float64, not inferred), "
+        "checking the md5 against the pointer's, then validating the frame against the contract"
         + quoted(("DataRegistry.open", "parse_stream", "VerifiedStream.verify"))
         + ". The plain baseline starts from the frame already in memory, so all of this is "
         "overhead by the issue's definition; reading data pinned from the registry is the "
@@ -152,11 +153,14 @@ def _explain_overhead(
         "stored as Parquet (the declaration's `data.format: parquet`, read by its footer "
         "instead of parsed); not measured here."
     )
-    written = [seconds(n) for n in ("_snapshot_parts", "_features_parts") if n in prof]
-    store = "- Every stage: writing its artifact (zstd Parquet inside a content-addressed zip"
+    written = [seconds(n) for n in ("FramePart.write_to",) if n in prof]
+    store = (
+        "- Every stage: writing its artifact (zstd Parquet streamed into a content-addressed "
+        "zip in the store"
+    )
     if "ArtifactStore.handle_output" in prof:
         store += f"; in the profile below, {seconds('ArtifactStore.handle_output')} for all outputs"
-        store += f", of which encoding {' and '.join(written)}" if written else ""
+        store += f", of which writing frames as Parquet {' and '.join(written)}" if written else ""
     store += ") and, downstream, reading, digest-checking and decoding it again"
     if "ArtifactStore.load_input" in prof:
         store += f" ({seconds('ArtifactStore.load_input')} for all inputs)"
@@ -206,12 +210,12 @@ def _explain_overhead(
 
 # What each step holds in memory at once, from reading the code (not measured separately).
 STEP_HOLDS = {
-    "data_snapshot": "the parsed Arrow blocks, the frame made from them, validation's "
-    "canonical copy and the Parquet encoding of its output",
+    "data_snapshot": "the parsed Arrow blocks, the frame made from them (validated in place) "
+    "and the Parquet writer's pages as the output streams into the store",
     "features": "the snapshot decoded from its Parquet, the train and test splits taken "
-    "from it and their Parquet encodings",
+    "from it and the Parquet writer's pages as they stream into the store",
     "trained_model": "the decoded splits and scikit-learn's float32 copy of the training "
-    "features while the forest is fitted",
+    "features (taken from the split's own columns) while the forest is fitted",
     "evaluation": "the decoded splits, the model and its predictions",
     "model_card": "its decoded inputs and the rendered card",
     "deployment_package": "the package as it is built and signed, and the held-out split "
@@ -231,9 +235,11 @@ def _explain_rss(entry: dict[str, Any], sample_seconds: float | None) -> list[st
         f"{increase:.0f} MiB (median VmHWM increase) to hold a "
         f"{dataset['memory_bytes'] / 2**20:.0f} MiB frame parsed from a "
         f"{dataset['csv_bytes'] / 2**20:.0f} MiB CSV. Already in the code: the CSV is parsed "
-        "as it is streamed from DVC, so the file is never held whole beside the frame; Arrow "
-        "allocates from the system heap (`lifecycle_pipeline/arrow_memory.py`), so buffers it "
-        "frees can be reused by NumPy; the snapshot frame is freed when its step ends."
+        "as it is streamed from the registry, so the file is never held whole beside the "
+        "frame; artifacts stream into the store as they are encoded, never assembled in "
+        "memory; Arrow allocates from the system heap, glibc's mmap threshold is fixed and "
+        "freed pages are returned between stages (`lifecycle_pipeline/arrow_memory.py`); the "
+        "snapshot frame is freed when its step ends."
     ]
     by_step = dagster.get("rss_peak_by_step_mib")
     if not by_step or sample_seconds is None:
@@ -244,7 +250,7 @@ def _explain_rss(entry: dict[str, Any], sample_seconds: float | None) -> list[st
         )
         return [*out, ""]
     where = dagster["rss_peak_step"]
-    step = max(set(where), key=where.count)
+    step = max(where, key=where.count)  # a tie goes to the earlier repetition, not to hash order
     sampled = dagster["sampled_peak_increase_mib"]["median"]
     rises = dagster.get("rss_rise_by_step_mib", {})
     per_step = ", ".join(
