@@ -64,12 +64,13 @@ def _glibc() -> Any:
 def release_freed_memory() -> None:
     """Hand the heap's free pages back to the system between stages.
 
-    glibc serves allocations under its mmap threshold from the heap, and that threshold
-    rises to 32 MiB after the first large block is freed: a column of 1M floats (8 MB) then
-    comes from the heap, and what a stage frees stays in the process. At 1M rows the next
-    stage started 664 MiB above the run's start though it held a fraction of that, and its
-    own peak stacked on top. ``malloc_trim(0)`` returns every free page (not only the top of
-    the heap) in a few milliseconds; elsewhere it is a no-op.
+    Blocks under the mmap threshold (Arrow's parsed CSV chunks, the columns of smaller
+    frames) come from the heap, and what a stage frees there stays in the process while
+    anything above it in the heap is still held; a 1M-row run measured before this (and
+    before the threshold was fixed) started its stages up to 664 MiB above the run's start
+    though each held much less, and each stage's own peak stacked on top. ``malloc_trim(0)``
+    returns every free page, not only the top of the heap, in a few milliseconds; where the
+    C library is not glibc it is a no-op.
     """
     libc = _glibc()
     if libc is not None:
