@@ -37,7 +37,7 @@ demo: install
 
 ## test: the whole test suite (real git + DVC registries, real Dagster instances)
 test: install
-	$(RUN) pytest -n 3 --dist loadgroup --durations=20
+	$(RUN) pytest -n 2 --dist loadgroup --durations=20
 
 ## lint: ruff, mypy, and pip-audit of uv.lock (an unreachable advisory service is reported, not failed)
 lint: install
