@@ -14,8 +14,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import platform
-import sys
 from typing import Any
 
 # Blocks from this size up are mapped on their own and unmapped when freed (glibc).
@@ -53,11 +51,11 @@ def _fix_mmap_threshold() -> None:
 @functools.cache
 def _glibc() -> Any:
     """The C library when it is glibc, else None (musl, macOS: nothing here applies)."""
-    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
-        return None
-    try:
+    try:  # glibc answers with its version; other C libraries have no such name
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return None
         return ctypes.CDLL("libc.so.6")
-    except OSError:
+    except (ValueError, OSError):
         return None
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import dagster as dg
 from dagster._core.events import DagsterEventType
@@ -138,24 +139,17 @@ class ArtifactStore(dg.ConfigurableIOManager):
     ) -> tuple[str, str]:
         """Write ``payload`` once under its digest and return (uri, sha256)."""
         digest = sha256_bytes(payload)
-        folder = self._folder(asset, partition)
-        target = folder / (name or f"{digest}.zip")
+        target = self._folder(asset, partition) / (name or f"{digest}.zip")
         if target.exists():
             # Same digest means same bytes: the artifact already exists and stays untouched.
             self._verify(target, digest)
             return str(target), digest
-        temporary = folder / f".tmp-{uuid.uuid4().hex}"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with temporary.open("wb") as handle:  # a view of the bundle: written, not copied
-                handle.write(payload)
-            failpoint("artifact.temporary_written")
-            temporary.rename(target)
-        except OSError as exc:
-            raise self._unwritable(asset, partition, target, exc) from exc
-        finally:
-            if temporary.exists():
-                temporary.unlink()
+
+        def fill(handle: BinaryIO) -> tuple[str, int]:
+            handle.write(payload)  # a view of the bundle: written, not copied
+            return digest, len(payload)
+
+        self._place(asset, partition, fill, name)
         return str(target), digest
 
     def write_value(self, asset: str, partition: str | None, value: Any) -> tuple[str, str, int]:
@@ -168,15 +162,31 @@ class ArtifactStore(dg.ConfigurableIOManager):
         artifact that already exists is written again to a temporary file and that copy
         dropped; the existing one is verified and stays untouched.
         """
+        target, digest, size = self._place(
+            asset, partition, lambda handle: codecs.encode_to(value, handle)
+        )
+        return str(target), digest, size
+
+    def _place(
+        self,
+        asset: str,
+        partition: str | None,
+        fill: Callable[[BinaryIO], tuple[str, int]],
+        name: str | None = None,
+    ) -> tuple[UPath, str, int]:
+        """``fill`` writes a temporary file in the artifact's folder and says its (sha256,
+        size); the file is then renamed to its digest (or ``name``), so a reader never sees
+        half an artifact, or dropped when that artifact already exists (verified, untouched).
+        Whatever fails, no temporary file is left."""
         folder = self._folder(asset, partition)
         temporary = folder / f".tmp-{uuid.uuid4().hex}"
         target: UPath | None = None
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with temporary.open("wb") as handle:
-                digest, size = codecs.encode_to(value, handle)
+                digest, size = fill(handle)
             failpoint("artifact.temporary_written")
-            target = folder / f"{digest}.zip"
+            target = folder / (name or f"{digest}.zip")
             if target.exists():
                 self._verify(target, digest)
             else:
@@ -186,7 +196,7 @@ class ArtifactStore(dg.ConfigurableIOManager):
         finally:
             if temporary.exists():
                 temporary.unlink()
-        return str(target), digest, size
+        return target, digest, size
 
     def read(self, ref: ArtifactRef) -> bytes:
         return self._verify(UPath(ref.uri), ref.sha256)
