@@ -1,9 +1,21 @@
 """A tabular model's production lifecycle as Dagster software-defined assets."""
 
+import atexit
+import gc
 from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["LifecycleModel"]
+
+# Interpreter shutdown tears down every module, and CPython runs full garbage collections while
+# it does; with Dagster, scikit-learn and pandas loaded (~230,000 tracked objects) that took
+# 0.7 s of every process's exit here: each `lifecycle` command, `dagster` CLI run, run worker
+# and reproduction child (a `dagster asset materialize` of the sample: 5.2 s -> 4.2 s). What
+# is alive at exit is about to be freed wholesale, so it is frozen out of those collections
+# (exit: 0.05 s). Reference counting still frees what module teardown releases, so open files
+# are flushed and closed as before (tests/test_shutdown.py); only garbage in reference cycles
+# is left to the operating system. atexit callbacks still run, in their usual order.
+atexit.register(gc.freeze)
 
 
 def __getattr__(name: str) -> Any:
