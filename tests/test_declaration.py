@@ -498,6 +498,7 @@ def test_the_readme_example_declaration_loads_trains_and_fingerprints(
     from lifecycle_pipeline.declaration import LoadedDeclaration
     from lifecycle_pipeline.lineage.fingerprint import fingerprint
     from lifecycle_pipeline.lineage.records import DataSnapshot, ResolvedVersion
+    from lifecycle_pipeline.resources.codecs import dump_model
     from lifecycle_pipeline.tasks import task_for
 
     monkeypatch.setenv("LOANS_REGISTRY_URL", "/nowhere")
@@ -528,7 +529,9 @@ def test_the_readme_example_declaration_loads_trains_and_fingerprints(
     snapshot = DataSnapshot(clean, ResolvedVersion("data-v1", "r", "p", "c", "m", 0))
     features = split(snapshot, FeaturesConfig(), contract)
     pipeline, _ = fit(features, TrainingConfig(), declared)
-    assert check_trusted_types(pipeline, model) == list(declared.estimator.trusted_types)
+    assert check_trusted_types(dump_model(pipeline), model) == list(
+        declared.estimator.trusted_types
+    )
     golden = golden_inputs(features, 16)
     outputs = task_for(contract.task).raw_outputs
     assert fingerprint(pipeline, golden, outputs) == fingerprint(pipeline, golden, outputs)

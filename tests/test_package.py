@@ -7,6 +7,7 @@ task's output and every feature type is proven out of process too.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -31,13 +32,13 @@ from lifecycle_pipeline.declaration import (
     load_declaration,
 )
 from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
-from lifecycle_pipeline.lineage.records import EvaluationReport, FeatureSet, TrainedModel
-from lifecycle_pipeline.package import runtime
+from lifecycle_pipeline.lineage.records import EvaluationReport, FeatureSet, FileTree, TrainedModel
+from lifecycle_pipeline.package import build, runtime
 from lifecycle_pipeline.package.build import differing_columns
 from lifecycle_pipeline.package.verify import verify_package
 from lifecycle_pipeline.resources.codecs import decode
 from lifecycle_pipeline.resources.signing import PackageSigner, ensure_dev_key, public_key_id
-from tests.conftest import PROJECT_ROOT, Registry, scratch_pipeline
+from tests.conftest import PROJECT_ROOT, Registry, restamped, scratch_pipeline
 from tests.reliability.cases import PREDICT_INPUTS, Fault, case
 
 # One worker: the module-scoped packages are built once, not once per xdist worker.
@@ -553,8 +554,8 @@ def build_direct(declaration: LoadedDeclaration, frame: pd.DataFrame, folder: Pa
     )
     from lifecycle_pipeline.contract import validate
     from lifecycle_pipeline.lineage.fingerprint import fingerprint
-    from lifecycle_pipeline.lineage.records import DataSnapshot, FileTree, ResolvedVersion
-    from lifecycle_pipeline.package import build
+    from lifecycle_pipeline.lineage.records import DataSnapshot, ResolvedVersion
+    from lifecycle_pipeline.resources.codecs import dump_model
     from lifecycle_pipeline.tasks import task_for
 
     declared = declaration.model
@@ -564,6 +565,7 @@ def build_direct(declaration: LoadedDeclaration, frame: pd.DataFrame, folder: Pa
     features = split(DataSnapshot(clean, version), FeaturesConfig(), declared.contract)
     config = TrainingConfig()
     pipeline, _ = fit(features, config, declared)
+    skops = dump_model(pipeline)
     golden = golden_inputs(features, config.golden_rows)
     prints = fingerprint(pipeline, golden, task.raw_outputs)
     lineage = {
@@ -573,27 +575,31 @@ def build_direct(declaration: LoadedDeclaration, frame: pd.DataFrame, folder: Pa
         "declaration": {"name": declaration.name, "sha256": declaration.sha256},
         "estimator": {
             "class": declared.estimator.class_,
-            "trusted_types": check_trusted_types(pipeline, declaration),
+            "trusted_types": check_trusted_types(skops, declaration),
         },
         "fingerprint": prints.to_dict(),
     }
-    model = TrainedModel(pipeline, golden, prints, lineage)
+    model = TrainedModel(pipeline, golden, prints, lineage, skops=skops)
     report = evaluate(model, features, declared, gates_for(declared.evaluation, {}, "test"), task)
-    documents = {"model_card.md": b"# card", "documentation.html": b"<html></html>"}
     signer = PackageSigner()
-    inputs = build.PackageInputs(
+    direct = Direct(folder, declaration, features, model, report)
+    build.write_folder(build.build_files(package_inputs(direct, signer)), folder)
+    signer.sign(folder)
+    return direct
+
+
+def package_inputs(direct: Direct, signer: PackageSigner) -> build.PackageInputs:
+    documents = {"model_card.md": b"# card", "documentation.html": b"<html></html>"}
+    return build.PackageInputs(
         partition="v1",
-        declaration=declaration,
-        model=model,
-        features=features,
-        evaluation=report,
+        declaration=direct.declaration,
+        model=direct.model,
+        features=direct.features,
+        evaluation=direct.report,
         documentation=FileTree(kind="documentation", files=documents),
         lock=b"# lock",
         public_key_id=public_key_id(signer.key_pair()[1]),
     )
-    build.write_folder(build.build_files(inputs), folder)
-    signer.sign(folder)
-    return Direct(folder, declaration, features, model, report)
 
 
 def iris_frame() -> pd.DataFrame:
@@ -623,6 +629,16 @@ def multiclass(tmp_path_factory: pytest.TempPathFactory) -> Direct:
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Direct:
     base = tmp_path_factory.mktemp("edge")
     return build_direct(declare(base / "edge_cases", EDGE), edge_frame(), base / "package")
+
+
+def test_the_package_carries_the_model_bytes_training_stored(multiclass: Direct) -> None:
+    """Not a re-dump: the package's model.skops is the trained artifact's, byte for byte
+    (restamped here, so a fresh dump, which skops dates now, could not match)."""
+    model = dataclasses.replace(multiclass.model, skops=restamped(multiclass.model.skops_bytes()))
+    files = build.build_files(package_inputs(multiclass._replace(model=model), PackageSigner()))
+    assert files["model.skops"] == model.skops
+    manifest = json.loads(files["manifest.json"])
+    assert manifest["files"]["model.skops"] == hashlib.sha256(model.skops).hexdigest()
 
 
 def test_edge_data_is_typed_as_declared_before_training(edge: Direct) -> None:

@@ -174,15 +174,16 @@ def golden_inputs(feature_set: FeatureSet, rows: int) -> pd.DataFrame:
     return frame.astype(train.dtypes.to_dict())
 
 
-def check_trusted_types(pipeline: Pipeline, model: LoadedDeclaration) -> list[str]:
+def check_trusted_types(skops: bytes, model: LoadedDeclaration) -> list[str]:
     """Every type skops will not load by default must be on the declaration's allowlist.
 
-    Checked on what the fitted model really contains, at training time, so an estimator whose
-    state production could not load safely is stopped here, not at deployment.
+    Checked on what the fitted model really contains (``skops``: its serialization), at
+    training time, so an estimator whose state production could not load safely is stopped
+    here, not at deployment.
     """
     import skops.io as sio
 
-    contained = sio.get_untrusted_types(data=dump_model(pipeline))
+    contained = sio.get_untrusted_types(data=skops)
     allowed = set(model.model.estimator.trusted_types)
     refused = sorted(set(contained) - allowed)
     if refused:
@@ -343,7 +344,8 @@ def build_trained_model(model: LoadedDeclaration) -> dg.AssetsDefinition:
         history = previous_versions(context)
         pipeline, fit_seconds = fit(features, config, declared)
         failpoint("training.fitted")
-        trusted = check_trusted_types(pipeline, model)
+        skops = dump_model(pipeline)  # stored as is: the artifact and the package carry it
+        trusted = check_trusted_types(skops, model)
         golden = golden_inputs(features, config.golden_rows)
         model_fingerprint = fingerprint(pipeline, golden, task.raw_outputs)
         code = code_state(Settings.from_env().project_root)
@@ -371,6 +373,7 @@ def build_trained_model(model: LoadedDeclaration) -> dg.AssetsDefinition:
                 golden_inputs=golden,
                 fingerprint=model_fingerprint,
                 lineage=lineage,
+                skops=skops,
             ),
             data_version=dg.DataVersion(model_fingerprint.combined[:32]),
             metadata={

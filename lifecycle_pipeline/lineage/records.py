@@ -145,6 +145,19 @@ class TrainedModel:
     fingerprint: ModelFingerprint
     lineage: dict[str, Any]
     source: ArtifactRef | None = field(default=None, compare=False)
+    # The pipeline's skops bytes, when already known: as training dumped it to check its types,
+    # or as the artifact store holds it. The artifact and the package then carry those very
+    # bytes instead of a fresh dump (skops stamps each dump's zip entries with the time, so a
+    # re-dump is never byte-identical anyway, and each cost ~0.3 s for the demo's forest).
+    skops: bytes | None = field(default=None, compare=False, repr=False)
+
+    def skops_bytes(self) -> bytes:
+        """The skops serialization of ``pipeline`` (dumped now only if none is known)."""
+        if self.skops is not None:
+            return self.skops
+        from lifecycle_pipeline.resources.codecs import dump_model
+
+        return dump_model(self.pipeline)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from lifecycle_pipeline.lineage.fingerprint import prediction_digest
 from lifecycle_pipeline.lineage.hashing import sha256_bytes
 from lifecycle_pipeline.lineage.records import EvaluationReport, FeatureSet, FileTree, TrainedModel
 from lifecycle_pipeline.package import runtime
-from lifecycle_pipeline.resources.codecs import dump_model, trusted_types
+from lifecycle_pipeline.resources.codecs import trusted_types
 from lifecycle_pipeline.tasks import task_for
 
 if TYPE_CHECKING:
@@ -200,7 +200,7 @@ def build_files(inputs: PackageInputs) -> dict[str, bytes]:
         )
     trusted = trusted_types(inputs.model.lineage)
     files = {
-        "model.skops": dump_model(pipeline),
+        "model.skops": inputs.model.skops_bytes(),
         "input_schema.json": _json(input_schema(inputs.features, inputs.declaration)),
         "output_schema.json": _json(outputs),
         "golden_inputs.parquet": _parquet(golden),

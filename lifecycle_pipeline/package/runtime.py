@@ -124,8 +124,13 @@ def trusted_types(manifest: dict[str, Any]) -> list[str]:
 
 
 def load_model(package: Path, manifest: dict[str, Any]) -> Any:
-    """Load the skops model with the manifest's trusted-type list; never trust everything."""
+    """Load the skops model with the manifest's trusted-type list; never trust everything.
+
+    ``loads`` audits every type against that list before it constructs anything; only a
+    refusal walks the file again (``get_untrusted_types``) to name the types it holds.
+    """
     import skops.io as sio
+    from skops.io.exceptions import UntrustedTypesFoundException
 
     path = package / "model.skops"
     data = read_file(package, "model.skops", manifest)
@@ -133,14 +138,15 @@ def load_model(package: Path, manifest: dict[str, Any]) -> Any:
         # A pickle (or anything else) is refused before any loader sees it.
         raise PackageError(f"{path}: not a skops file; refusing to load.")
     trusted = trusted_types(manifest)
-    untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in trusted]
-    if untrusted:
+    try:
+        return sio.loads(data, trusted=trusted)
+    except UntrustedTypesFoundException as exc:
+        untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in trusted]
         raise PackageError(
             f"{path}: untrusted type(s) {untrusted}; refusing to load. The package's reviewed "
             f"list (manifest.json model.trusted_types) is {trusted}; a model holding any other "
             "type was not the one trained and reviewed."
-        )
-    return sio.loads(data, trusted=trusted)
+        ) from exc
 
 
 # -- input validation -----------------------------------------------------------------------

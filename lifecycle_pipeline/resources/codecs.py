@@ -99,17 +99,23 @@ def dump_model(pipeline: Any) -> bytes:
 def load_model(
     data: bytes, *, source: str, trusted: tuple[str, ...] | list[str] = LEGACY_TRUSTED_TYPES
 ) -> Any:
-    """Load a skops model, refusing any type outside skops' defaults and ``trusted``."""
-    import skops.io as sio
+    """Load a skops model, refusing any type outside skops' defaults and ``trusted``.
 
-    untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in trusted]
-    if untrusted:
+    ``loads`` audits every type against that list before it constructs anything; only a
+    refusal pays for a second walk (``get_untrusted_types``) to name the types in the error.
+    """
+    import skops.io as sio
+    from skops.io.exceptions import UntrustedTypesFoundException
+
+    try:
+        return sio.loads(data, trusted=list(trusted))
+    except UntrustedTypesFoundException as exc:
+        untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in trusted]
         raise ArtifactFormatError(
             f"{source}: model contains untrusted type(s) {untrusted}; refusing to load. If the "
             "type is genuinely needed, review it and add it to the model declaration's "
             "estimator.trusted_types."
-        )
-    return sio.loads(data, trusted=list(trusted))
+        ) from exc
 
 
 def trusted_types(lineage: dict[str, Any]) -> list[str]:
@@ -166,22 +172,22 @@ def _model_parts(value: TrainedModel) -> dict[str, Part]:
     meta = {"fingerprint": value.fingerprint.to_dict(), "lineage": value.lineage}
     return {
         "model.json": _json_bytes(meta),
-        "model.skops": dump_model(value.pipeline),
+        "model.skops": value.skops_bytes(),
         "golden_inputs.parquet": FramePart(value.golden_inputs),
     }
 
 
 def _model(parts: dict[str, Buffer], source: str) -> TrainedModel:
     meta = json.loads(bytes(parts["model.json"]))
+    skops = bytes(parts["model.skops"])
     return TrainedModel(
         pipeline=load_model(
-            bytes(parts["model.skops"]),
-            source=f"{source}:model.skops",
-            trusted=trusted_types(meta["lineage"]),
+            skops, source=f"{source}:model.skops", trusted=trusted_types(meta["lineage"])
         ),
         golden_inputs=_frame(parts["golden_inputs.parquet"]),
         fingerprint=ModelFingerprint.from_dict(meta["fingerprint"]),
         lineage=meta["lineage"],
+        skops=skops,
     )
 
 
