@@ -42,7 +42,7 @@ def trained() -> TrainedModel:
     return TrainedModel(pipeline, golden, prints, lineage, skops=skops)
 
 
-def _stored_model_bytes(bundle: bytes) -> bytes:
+def _stored_model_bytes(bundle: codecs.Buffer) -> bytes:
     return zipfile.ZipFile(io.BytesIO(bundle)).read("model.skops")
 
 
