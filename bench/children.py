@@ -211,6 +211,92 @@ def dagster(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def noop_lifecycle_job() -> Any:
+    """The lifecycle job's graph with every step doing nothing: the same assets, partitions,
+    dependencies and checks (blocking as declared), each step only reporting its
+    materialization or a passed check. A reconstructable target (``floor`` runs it)."""
+    import dagster as dg
+
+    from lifecycle_pipeline.definitions import lifecycle_job_from_env
+
+    real = lifecycle_job_from_env()
+    selected = real.asset_layer.selected_asset_keys
+    assets: list[Any] = []
+    checks: list[Any] = []
+    for node in real.asset_layer.asset_graph.assets_defs:
+        specs = [
+            dg.AssetSpec(s.key, deps=s.deps, partitions_def=s.partitions_def)
+            for s in node.specs
+            if s.key in selected
+        ]
+        check_specs = [c for c in node.check_specs if c.asset_key in selected]
+        if specs:
+            assets.append(_noop_asset(node.node_def.name, specs, check_specs))
+        elif check_specs:
+            checks.append(_noop_checks(node.node_def.name, check_specs))
+    job = dg.define_asset_job("floor", executor_def=dg.in_process_executor)
+    defs = dg.Definitions(assets=assets, asset_checks=checks, jobs=[job])
+    return defs.resolve_job_def("floor")
+
+
+def _noop_asset(name: str, specs: list[Any], check_specs: list[Any]) -> Any:
+    import dagster as dg
+
+    @dg.multi_asset(name=name, specs=specs, check_specs=check_specs)
+    def _asset() -> Iterator[Any]:
+        for spec in specs:
+            yield dg.MaterializeResult(asset_key=spec.key)
+        for check in check_specs:
+            yield dg.AssetCheckResult(asset_key=check.asset_key, check_name=check.name, passed=True)
+
+    return _asset
+
+
+def _noop_checks(name: str, check_specs: list[Any]) -> Any:
+    import dagster as dg
+
+    @dg.multi_asset_check(name=name, specs=check_specs)
+    def _checks() -> Iterator[Any]:
+        for check in check_specs:
+            yield dg.AssetCheckResult(asset_key=check.asset_key, check_name=check.name, passed=True)
+
+    return _checks
+
+
+def floor(args: dict[str, Any]) -> dict[str, Any]:
+    """Dagster's own cost of one lifecycle run: ``noop_lifecycle_job`` for one partition,
+    timed like ``dagster`` (a fresh process and SQLite instance, ``execute_job`` in process)."""
+    import dagster as dg
+
+    from bench.plain import SAMPLE_MODEL
+
+    os.environ |= {
+        "LIFECYCLE_MODEL": SAMPLE_MODEL.name,
+        "LIFECYCLE_REGISTRY_URL": args["registry"],
+        "LIFECYCLE_EXECUTOR": "in_process",
+    }
+    job = noop_lifecycle_job()  # built once before the clock, as ``dagster`` builds its job
+    with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME: a fresh folder per measurement
+        instance.add_dynamic_partitions(SAMPLE_MODEL.scoped("data_versions"), ["data-v1"])
+        started = time.perf_counter()
+        result = dg.execute_job(
+            dg.reconstructable(noop_lifecycle_job),
+            instance=instance,
+            tags={"dagster/partition": "data-v1"},
+            raise_on_error=False,
+        )
+        seconds = time.perf_counter() - started
+        if not result.success:
+            raise RuntimeError(f"the no-op lifecycle run failed: {_failure(result)}")
+        steps = len(result.get_step_success_events())
+    return {
+        "seconds": seconds,
+        "assets": len(job.asset_layer.selected_asset_keys),
+        "checks": len(job.asset_layer.asset_graph.asset_check_keys),
+        "steps": steps,
+    }
+
+
 def _failure(result: Any) -> str:
     from lifecycle_pipeline.demo import failure_summary
 
@@ -338,6 +424,7 @@ def populate(args: dict[str, Any]) -> dict[str, Any]:
 CHILDREN: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "plain": plain,
     "dagster": dagster,
+    "floor": floor,
     "many_versions": many_versions,
     "populate": populate,
 }

@@ -24,8 +24,9 @@ import pytest
 from bench import data
 from bench.lifecycle import _merged
 from bench.measure import loglog_slope
-from bench.report import _size, render
-from tests.conftest import PROJECT_ROOT
+from bench.report import _room, _size, render
+from lifecycle_pipeline.definitions import build_definitions
+from tests.conftest import PROJECT_ROOT, SAMPLE_MODEL
 
 THREE_SHIFTED = ["mean_smoothness", "mean_texture", "worst_texture"]
 
@@ -118,6 +119,13 @@ def test_lifecycle_benchmark_writes_results_and_renders_markdown(tmp_path: Path)
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(out.read_text())
+    job = build_definitions(model=SAMPLE_MODEL).resolve_job_def(SAMPLE_MODEL.scoped("lifecycle"))
+    selected = job.asset_layer.selected_asset_keys
+    lifecycle_shape = (
+        len(selected),
+        len([c for c in job.asset_layer.asset_graph.asset_check_keys if c.asset_key in selected]),
+        len(job.nodes),  # one step per node: each asset, and the standalone check
+    )
     head = subprocess.run(
         ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
         capture_output=True, text=True, check=True,
@@ -148,6 +156,10 @@ def test_lifecycle_benchmark_writes_results_and_renders_markdown(tmp_path: Path)
             size["plain"]["seconds"]["values"],
         )
         assert size["fingerprints_equal"]  # both sides trained the same model
+        # Dagster's floor ran the lifecycle job's own graph (with no-op steps), each repetition.
+        floor = size["dagster_floor"]
+        assert_spread(floor["seconds"], 2)
+        assert (floor["assets"], floor["checks"], floor["steps"]) == lifecycle_shape
         # The dataset is what the seeded generator makes: same bytes, same in-memory size.
         csv = Path(size["dataset"]["path"])
         assert size["dataset"]["md5"] == hashlib.md5(csv.read_bytes()).hexdigest()
@@ -198,3 +210,34 @@ def test_merge_replaces_only_the_figures_run() -> None:
     assert remerged["runs"] == [merged["runs"][0], again]
     with pytest.raises(SystemExit, match="one repetition count"):
         _merged(previous, measured, run, argparse.Namespace(repetitions=1))
+
+
+def _entry(floor_seconds: float) -> dict[str, Any]:
+    """A 100k result as the harness writes it, with a given Dagster floor."""
+    return {
+        "rows": 100_000,
+        "plain": {"seconds": {"median": 4.0}},
+        "dagster_floor": {
+            "seconds": {"median": floor_seconds, "n": 3}, "assets": 6, "checks": 9, "steps": 7,
+        },
+    }  # fmt: skip
+
+
+def test_the_target_is_called_unreachable_only_when_the_guarantees_alone_exceed_it() -> None:
+    """At 100k (1.3x) the plain 4.0 s allows 1.2 s; the floor plus the profile's store and
+    registry frames (0.5 s here) decide whether the report may say it cannot be met."""
+    profile = {
+        "ArtifactStore.handle_output": 0.2,
+        "ArtifactStore.load_input": 0.2,
+        "parse_stream": 0.1,
+    }
+    over = " ".join(_room(_entry(0.9), profile))
+    assert "allows 1.20 s over the plain 4.00 s" in over
+    assert "6 assets, 9 checks, 7 steps" in over
+    assert "come to 1.40 s, more than the 1.20 s allowed: the target cannot be met" in over
+    under = " ".join(_room(_entry(0.5), profile))
+    assert "come to 1.00 s, within the 1.20 s allowed" in under
+    assert "cannot be met" not in under
+    # Without the profile's frames there is no basis for the claim, and none is made.
+    assert _room(_entry(0.9), {"parse_stream": 0.1}) == []
+    assert _room({k: v for k, v in _entry(0.9).items() if k != "dagster_floor"}, profile) == []
