@@ -210,6 +210,9 @@ def test_version_from_an_earlier_commit_is_reproduced_in_its_own_worktree_from_i
     # First in the commit's own environment, built from its uv.lock (what a commit whose lock
     # differs from today's gets); the same lock held by this environment is the next case.
     monkeypatch.setenv("LIFECYCLE_REPRODUCE_ENVIRONMENT", "own")
+    # As `make` exports it for the project's own .venv: it must not make uv compile every
+    # module of the worktree's environment (only what its runs import gets cached).
+    monkeypatch.setenv("UV_COMPILE_BYTECODE", "1")
     done = Project(project.repo, moved, project.state).lifecycle(
         trained_at_a, "reproduce", "data-v1"
     )
@@ -221,6 +224,11 @@ def test_version_from_an_earlier_commit_is_reproduced_in_its_own_worktree_from_i
     assert report["commit"] == commit_a
     assert Path(str(report["workdir"])).is_dir()
     assert report["verdict"] == "identical"  # identical to A's own record ...
+    site = next((Path(str(report["workdir"])) / ".venv" / "lib").glob("python3*/site-packages"))
+    assert (site / "dagster" / "__init__.py").is_file()
+    # The webserver is installed but no reproduction imports it: nothing compiled it.
+    assert (site / "dagster_webserver" / "__init__.py").is_file()
+    assert not list((site / "dagster_webserver").rglob("*.pyc"))
     elements = _elements(report)
     # Measured by the run inside the worktree: its checkout is A, not today's B.
     assert elements["code.commit"]["reproduced"] == commit_a
