@@ -234,7 +234,12 @@ def test_the_target_is_called_unreachable_only_when_the_guarantees_alone_exceed_
     over = " ".join(_room(_entry(0.9), profile))
     assert "allows 1.20 s over the plain 4.00 s" in over
     assert "6 assets, 9 checks, 7 steps" in over
-    assert "come to 1.40 s, more than the 1.20 s allowed: the target cannot be met" in over
+    assert "come to 1.40 s, more than the 1.20 s allowed: at the store's measured cost" in over
+    assert "the target cannot be met" in over
+    # 1.2 - 0.9 - 0.1 = 0.2 s would be left for the store's 0.4 s: it would need to be twice
+    # as fast; with a floor that leaves nothing, no store would do.
+    assert "a store that persists and reads back 2.0x faster than this one" in over
+    assert "no store, however fast" in " ".join(_room(_entry(1.15), profile))
     under = " ".join(_room(_entry(0.5), profile))
     assert "come to 1.00 s, within the 1.20 s allowed" in under
     assert "cannot be met" not in under
