@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,7 @@ import dagster as dg
 
 from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.errors import LifecycleError
-from lifecycle_pipeline.lineage.environment import UNKNOWN, code_state
+from lifecycle_pipeline.lineage.environment import UNKNOWN, code_state, model_files
 from lifecycle_pipeline.lineage.hashing import sha256_bytes
 from lifecycle_pipeline.lineage.query import latest, metadata_values
 from lifecycle_pipeline.lineage.trace import Materialization
@@ -304,6 +305,78 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+_FAILED_OP = re.compile(
+    r'executing op "(?P<op>[^"]+)"|STEP_FAILURE - (?:Execution of step )?"?(?P<step>[\w.]+)'
+)
+_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(?P<kind>\w*(?:Error|Exception)): (?P<message>.+)$")
+
+
+def run_failure(
+    model: LoadedDeclaration, version: str, output: str, folder: Path
+) -> ReproduceError:
+    """A failed reproduction run as a reproduction failure naming its stage and cause, the
+    full output kept in a log file beside the reports (never a bare Dagster traceback)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    log = folder / f"{model.name}-{version}-failed-{stamp}.log"
+    log.write_text(output, encoding="utf-8")
+    ops = {model.op(stage): stage for stage in STAGES}
+    stage = next(
+        (
+            ops[name]
+            for found in _FAILED_OP.finditer(output)
+            if (name := found.group("op") or found.group("step")) in ops
+        ),
+        None,
+    )
+    errors = [m for line in output.splitlines() if (m := _ERROR_LINE.match(line.strip()))]
+    cause = (
+        f"{errors[-1].group('kind')}: {errors[-1].group('message')}" if errors else "no error line"
+    )
+    where = f"at stage {stage}" if stage else "before any stage ran"
+    return ReproduceError(
+        f"the reproduction of {version} failed {where}: {cause[:500]}. The run's full output "
+        f"is in {log}."
+    )
+
+
+def _check_declaration_at(
+    root: Path, commit: str, model: LoadedDeclaration, lineage: dict[str, Any], version: str
+) -> None:
+    """Refuse before running when the recorded commit does not hold the declaration the
+    version was trained with (records made before untracked model files counted as dirty
+    say "clean" for a model whose folder was committed later): the run would otherwise fail
+    deep in Dagster, or train another model."""
+    try:
+        relative = Path(model.path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        raise ReproduceError(
+            f"{model.path} is outside the project checkout {root}, so no commit holds the "
+            f"declaration {version} was trained with: keep model folders under the project's "
+            "models/ and commit them."
+        ) from None
+    shown = subprocess.run(  # bytes: the recorded sha256 is of the file's exact bytes
+        ["git", "-C", str(root), "show", f"{commit}:{relative}"], capture_output=True, check=False
+    )
+    if shown.returncode != 0:
+        raise ReproduceError(
+            f"commit {commit[:12]}, which trained {version}, holds no {relative}: the model's "
+            "folder was not committed when it was trained, so that version cannot be "
+            f"reproduced. Train it again from a commit that holds it (`lifecycle --model "
+            f"{model.name} materialize {version}`)."
+        )
+    recorded = str((lineage.get("declaration") or {}).get("sha256", ""))
+    found = sha256_bytes(shown.stdout)
+    if recorded and found != recorded:
+        raise ReproduceError(
+            f"{relative} at commit {commit[:12]} (sha256 {found[:12]}) is not the declaration "
+            f"{version} was trained with (sha256 {recorded[:12]}): it was edited and not "
+            "committed before training, so that version cannot be reproduced. Train it again "
+            f"from a committed declaration (`lifecycle --model {model.name} materialize "
+            f"{version}`)."
+        )
+
+
 def _uv(root: Path) -> str:
     for candidate in (os.environ.get("LIFECYCLE_UV"), str(root / ".tools" / "bin" / "uv")):
         if candidate and Path(candidate).is_file():
@@ -448,8 +521,7 @@ def _materialize(
             [str(python), *args], cwd=workdir, env=env, capture_output=True, text=True, check=False
         )
         if done.returncode != 0:
-            tail = (done.stdout + done.stderr).strip()[-3000:]
-            raise ReproduceError(f"the reproduction run failed ({' '.join(args[:3])}):\n{tail}")
+            raise run_failure(model, version, done.stdout + done.stderr, scratch.parent)
         return done.stdout
 
     selection = " or ".join(f"key:{model.asset(stage)}" for stage in STAGES)
@@ -629,6 +701,16 @@ def reproduce(
             f"{version} run {recorded.run_id} was trained outside a git checkout (commit "
             "unknown): no commit holds its code, so it cannot be reproduced."
         )
+    uncommitted = [str(path) for path in code.get("uncommitted") or ()]
+    if code["dirty"] and uncommitted:
+        raise ReproduceError(
+            f"{version} run {recorded.run_id} was trained while {', '.join(uncommitted)} "
+            f"{'was' if len(uncommitted) == 1 else 'were'} not committed as used: commit "
+            f"{commit[:12]} does not hold this model as trained, so it cannot be reproduced. "
+            "Commit the model's files, then train this data version again "
+            f"(`lifecycle --model {model.name} materialize {version}`): that version is "
+            "reproducible."
+        )
     if code["dirty"]:
         raise ReproduceError(
             f"{version} run {recorded.run_id} was trained from uncommitted changes on "
@@ -643,9 +725,10 @@ def reproduce(
             f"commit {commit} that trained {version} is not reachable in {root}: fetch it "
             f"(`git fetch origin {commit}`) or restore the branch or tag that held it."
         )
+    _check_declaration_at(root, commit, model, recorded.lineage, version)
     data = _data_read(DataRegistry.for_model(model), recorded)
     pins = {version: str(data.recorded_commit)} if data.pinned else {}
-    today = code_state(root)
+    today = code_state(root, model_files(model))
     same = today.commit == commit and not today.dirty and today.lock_hash == code["lock_hash"]
     seconds: dict[str, float] = {}
     if same:

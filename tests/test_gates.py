@@ -7,6 +7,7 @@ from collections.abc import Callable
 import dagster as dg
 import pytest
 
+from lifecycle_pipeline.declaration import Contract, Evaluation
 from lifecycle_pipeline.definitions import model_assets
 from lifecycle_pipeline.lineage.query import check_results, latest
 from tests.conftest import FAST_TRAINING, SAMPLE, SAMPLE_MODEL, Pipeline, Registry
@@ -94,3 +95,53 @@ def test_a_slice_with_one_class_has_an_undefined_roc_auc_not_a_missing_field() -
     assert set(records[0]) == set(records[1])  # Dagster requires equal fields
     assert records[1]["roc_auc"] is None and records[1]["rows"] == 4
     assert records[0]["roc_auc"] == 1.0
+
+
+def _multiclass_contract() -> tuple[Contract, Evaluation]:
+    contract = Contract.model_validate(
+        {
+            "target": "kind",
+            "task": "multiclass",
+            "row": "one thing",
+            "classes": [{"value": v, "name": v} for v in ("a", "b", "c")],
+            "features": {"x": {"type": "numeric"}},
+        }
+    )
+    return contract, Evaluation.model_validate({"gates": {}})
+
+
+@pytest.mark.parametrize(
+    ("task", "truth", "undefined", "defined"),
+    [
+        # No positives: recall and F1 of the positive class are 0/0; precision is defined
+        # (0: every predicted positive is wrong), and so is accuracy.
+        ("binary", [0, 0, 0, 0], {"recall", "f1", "roc_auc"}, {"precision": 0.0, "accuracy": 0.5}),
+        # Positives, none predicted: precision is 0/0; recall and F1 are a true 0 (all missed).
+        ("binary-none-predicted", [1, 1, 0, 0], {"precision"}, {"recall": 0.0, "f1": 0.0}),
+        # One class present: recall of the absent classes and balanced accuracy are undefined.
+        ("multiclass", ["a", "a", "a", "a"], {"recall/b", "recall/c", "balanced_accuracy"}, {}),
+    ],
+)
+def test_a_metric_undefined_on_a_slice_is_none_in_every_task(
+    task: str, truth: list[object], undefined: set[str], defined: dict[str, float]
+) -> None:
+    """`Task.score` promises None where a metric is undefined, never a 0 that reads as a
+    measured failure in a slice table or a card."""
+    import numpy as np
+
+    from lifecycle_pipeline.tasks import task_for
+
+    if task.startswith("binary"):
+        contract, evaluation = SAMPLE_MODEL.model.contract, SAMPLE_MODEL.model.evaluation
+        proba = np.array([0.9, 0.2, 0.7, 0.1]) if task == "binary" else np.full(4, 0.1)
+        raw, classes = np.column_stack([1 - proba, proba]), [0, 1]
+        scores = task_for("binary").score(np.array(truth), raw, classes, contract, evaluation)
+    else:
+        contract, evaluation = _multiclass_contract()
+        raw = np.tile([0.2, 0.5, 0.3], (4, 1))
+        scores = task_for("multiclass").score(
+            np.array(truth), raw, ["a", "b", "c"], contract, evaluation
+        )
+    assert {name for name, value in scores.items() if value is None} == undefined
+    for name, value in defined.items():
+        assert scores[name] == pytest.approx(value)

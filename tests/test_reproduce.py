@@ -508,3 +508,31 @@ def test_dirty_and_unreachable_commits_are_refused_saying_what_is_missing(
     assert refused.returncode == 2
     assert f"commit {lost}" in refused.stderr and "not reachable" in refused.stderr
     assert "git fetch origin" in refused.stderr
+
+
+def test_a_model_trained_before_its_folder_was_committed_is_refused_naming_the_file(
+    project: Project, tmp_path: Path
+) -> None:
+    """The README says: train, then commit `models/<name>/`. Untracked files used to count as
+    clean, so the record named a commit without the model, and reproduce ended in Dagster's
+    "none of the assets are partitioned" traceback. Now the training is dirty, the record
+    names the files, and reproduce refuses before running anything."""
+    clone = _clone(project, tmp_path)
+    _git(clone.repo, "rm", "-r", "-q", "--cached", str(DECLARATION.parent))
+    _git(clone.repo, "commit", "-q", "-m", "E: the model folder not yet committed")
+    assert (clone.repo / DECLARATION).is_file()
+    home = tmp_path / "home"
+    clone.train(home)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        record = latest(instance, SAMPLE["trained_model"], "data-v1")
+        code = metadata_values(record)["lineage"]["code"]
+    assert code["dirty"] is True
+    assert code["uncommitted"] == [str(DECLARATION), str(DECLARATION.parent / "model_card.yaml")]
+
+    _commit(clone.repo, "F: commit the model folder afterwards, as the README says")
+    refused = clone.lifecycle(home, "reproduce", "data-v1")
+
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert str(DECLARATION) in refused.stderr and "not committed" in refused.stderr
+    assert "Traceback" not in refused.stderr and "CheckError" not in refused.stderr
+    assert f"lifecycle --model {MODEL} materialize data-v1" in refused.stderr

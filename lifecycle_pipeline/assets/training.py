@@ -30,6 +30,7 @@ from lifecycle_pipeline.lineage.environment import (
     code_state,
     library_versions,
     machine,
+    model_files,
 )
 from lifecycle_pipeline.lineage.fingerprint import fingerprint
 from lifecycle_pipeline.lineage.hashing import json_hash
@@ -348,7 +349,7 @@ def build_trained_model(model: LoadedDeclaration) -> dg.AssetsDefinition:
         trusted = check_trusted_types(skops, model)
         golden = golden_inputs(features, config.golden_rows)
         model_fingerprint = fingerprint(pipeline, golden, task.raw_outputs)
-        code = code_state(Settings.from_env().project_root)
+        code = code_state(Settings.from_env().project_root, model_files(model))
         resolved_config = config.model_dump()
         hyperparameters = {
             "estimator": declared.estimator.class_,

@@ -148,6 +148,20 @@ def _metric_notes(model: LoadedDeclaration) -> tuple[Row, ...]:
     )
 
 
+def _dirty(m: Materialization) -> Any:
+    """The dirty flag, naming the model's own files that were not committed: a new team
+    training before committing its folder learns why this version cannot be reproduced."""
+    lineage = m.metadata.get("lineage")
+    code = lineage.get("code", {}) if isinstance(lineage, dict) else {}
+    files = code.get("uncommitted") if isinstance(code, dict) else None
+    if not files:
+        return m.metadata.get("code/dirty")
+    return (
+        f"True: {', '.join(map(str, files))} not committed as used, so this version cannot "
+        "be reproduced from its commit"
+    )
+
+
 def _undefined_metrics(e: Materialization, model: LoadedDeclaration) -> tuple[Row, ...]:
     """Metrics of the task that the evaluation did not record (undefined on the held-out rows,
     e.g. a class absent from them): stated, never shown as a number."""
@@ -276,7 +290,7 @@ def model_card(
                     ),
                     *_declaration_rows(m, model),
                     fact("Code commit", m.metadata.get("code/commit"), m),
-                    fact("Uncommitted changes at training", m.metadata.get("code/dirty"), m),
+                    fact("Uncommitted changes at training", _dirty(m), m),
                     _spec_row(spec, "License", "model.license"),
                     _spec_row(spec, "Contact", "model.contact"),
                     _spec_row(spec, "Citation", "model.citation"),

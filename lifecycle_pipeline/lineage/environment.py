@@ -6,6 +6,7 @@ import hashlib
 import json
 import platform
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -29,14 +30,20 @@ class CodeState:
     dirty: bool
     source_digest: str
     lock_hash: str
+    # Files that make the model but are not committed as they are (a declaration, its card
+    # spec, a team's estimator module): named, so that a refusal can say which to commit.
+    uncommitted: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        state: dict[str, Any] = {
             "commit": self.commit,
             "dirty": self.dirty,
             "source_digest": self.source_digest,
             "lock_hash": self.lock_hash,
         }
+        if self.uncommitted:  # absent when clean: a clean record's lineage hash is unchanged
+            state["uncommitted"] = list(self.uncommitted)
+        return state
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -59,8 +66,15 @@ def source_digest(package_dir: Path = PACKAGE_DIR) -> str:
     return digest.hexdigest()
 
 
-def code_state(project_root: Path) -> CodeState:
+def code_state(project_root: Path, model_files: Sequence[Path] = ()) -> CodeState:
     """Commit and dirty flag of the project checkout or, in an image, of its build.
+
+    ``model_files`` are the files that make one model beyond the package (its folder, a
+    team's estimator module): an untracked or edited one makes the state dirty and is named
+    in ``uncommitted``, since the commit alone would not hold that model (a model trained
+    before its folder was first committed could otherwise never be reproduced, though its
+    record said "clean"). A model file outside the project's checkout cannot be tied to the
+    recorded commit, so it counts as uncommitted too.
 
     Outside git and without build information the commit is 'unknown' and the state counts as
     dirty: such a model cannot be reproduced from its record, and the record says so.
@@ -74,13 +88,58 @@ def code_state(project_root: Path) -> CodeState:
         # Sources edited inside a running container no longer match the commit's.
         dirty = built.get("source_digest") != digest or built.get("lock_hash") != lock_hash
         return CodeState(str(built.get("commit", UNKNOWN)), dirty, digest, lock_hash)
-    status = _git(project_root, "status", "--porcelain", "--", "lifecycle_pipeline", LOCK_FILE)
+    root = project_root.resolve()
+    inside: list[str] = []
+    outside: list[str] = []
+    for path in model_files:
+        resolved = path.resolve()
+        if resolved.is_relative_to(root):
+            inside.append(resolved.relative_to(root).as_posix())
+        else:
+            outside.append(str(resolved))
+    status = _git(
+        project_root,
+        "status",
+        "--porcelain",
+        "--untracked-files=all",  # a new model folder is listed file by file, never "dir/"
+        "--",
+        "lifecycle_pipeline",
+        LOCK_FILE,
+        *inside,
+    )
+    if status is None:
+        return CodeState(commit or UNKNOWN, True, digest, lock_hash, tuple(outside))
+    changed = [line[3:] for line in status.splitlines() if line[3:]]
+    ours = {p for p in changed if any(_covers(m, p) for m in inside)} | set(outside)
     return CodeState(
         commit=commit or UNKNOWN,
-        dirty=bool(status) if status is not None else True,
+        dirty=bool(status) or bool(outside),
         source_digest=digest,
         lock_hash=lock_hash,
+        uncommitted=tuple(sorted(ours)),
     )
+
+
+def _covers(spec: str, path: str) -> bool:
+    """Whether a pathspec given to git status (a file or a folder) covers ``path``."""
+    return path == spec or path.startswith(spec.rstrip("/") + "/")
+
+
+def model_files(model: Any) -> list[Path]:
+    """What makes one declared model besides this package: its folder (declaration, card
+    spec, anything beside them) and, when the estimator is a team's own class, the file of
+    its module. Library estimators are pinned by the lock instead."""
+    import importlib.util
+
+    files = [Path(model.path).parent]
+    module = str(model.model.estimator.class_).rpartition(".")[0]
+    try:
+        spec = importlib.util.find_spec(module) if module else None
+    except (ImportError, ValueError):
+        spec = None  # the declaration's own validation names an estimator that does not import
+    if spec is not None and spec.origin and "site-packages" not in Path(spec.origin).parts:
+        files.append(Path(spec.origin))
+    return files
 
 
 def write_build_info(project_root: Path, commit: str) -> Path:

@@ -109,24 +109,44 @@ def previous_model_version(
 ) -> Materialization | None:
     """The latest evaluated model before ``current`` whose fingerprint differs from it.
 
+    Read from the model's own history (its asset's materializations, newest first): first
+    ``current`` is found there by its run, then the next older record with another
+    fingerprint. ``current.storage_id`` is not used: read from a run's own records it is
+    ordered only within that run (SQLite keeps one database per run), so comparing it with
+    the instance-wide index answered "first model version" for every model but the first.
+
     None only when every earlier materialization was read (page by page) and none differs:
     a documentation bundle states "first model version" on that answer, so it is never a
-    guess from a truncated page.
+    guess from a truncated page. A ``current`` the history does not hold is an error.
     """
     fingerprint = current.metadata.get("model/fingerprint")
+    sha256 = current.metadata.get(SHA_KEY)
     cursor: str | None = None
+    seen_current = False
     while True:
         page = instance.fetch_materializations(
-            dg.AssetRecordsFilter(
-                asset_key=asset_key(current.asset), before_storage_id=current.storage_id
-            ),
+            dg.AssetRecordsFilter(asset_key=asset_key(current.asset)),
             limit=limit,
             cursor=cursor,
+            ascending=False,
         )
         for record in page.records:
             candidate = Materialization.from_record(record)
+            if not seen_current:
+                seen_current = (
+                    candidate.run_id == current.run_id
+                    and candidate.partition == current.partition
+                    and candidate.metadata.get(SHA_KEY) == sha256
+                )
+                continue
             if candidate.metadata.get("model/fingerprint") != fingerprint:
                 return candidate
         if not page.has_more:
-            return None
+            break
         cursor = page.cursor
+    if not seen_current:
+        raise LineageError(
+            f"{current.cite()} is not in the instance's history of {current.asset}; its event "
+            "index may be damaged: run `lifecycle doctor`."
+        )
+    return None

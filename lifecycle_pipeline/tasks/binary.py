@@ -88,13 +88,17 @@ class Binary(Classification):
         truth = (y_true == contract.positive.value).astype("int64")
         labels = (proba >= evaluation.decision_threshold).astype("int64")
         both_classes = len(np.unique(truth)) == 2
+        positives, predicted = int(truth.sum()), int(labels.sum())
+        # Undefined is None, as `Task.score` promises: precision with nothing predicted
+        # positive, recall and F1 (of the positive class) on rows with no positives. A slice
+        # of benign cases only must not read as a model that finds no cancer.
         return {
             "rows": len(truth),
-            "positives": int(truth.sum()),
+            "positives": positives,
             "accuracy": float(skm.accuracy_score(truth, labels)),
-            "precision": float(skm.precision_score(truth, labels, zero_division=0)),
-            "recall": float(skm.recall_score(truth, labels, zero_division=0)),
-            "f1": float(skm.f1_score(truth, labels, zero_division=0)),
+            "precision": float(skm.precision_score(truth, labels)) if predicted else None,
+            "recall": float(skm.recall_score(truth, labels)) if positives else None,
+            "f1": float(skm.f1_score(truth, labels)) if positives else None,
             "roc_auc": float(skm.roc_auc_score(truth, proba)) if both_classes else None,
             "brier": float(skm.brier_score_loss(truth, proba)),
             "ece": expected_calibration_error(truth, proba, evaluation.calibration_bins),
