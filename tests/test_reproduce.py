@@ -536,3 +536,36 @@ def test_a_model_trained_before_its_folder_was_committed_is_refused_naming_the_f
     assert str(DECLARATION) in refused.stderr and "not committed" in refused.stderr
     assert "Traceback" not in refused.stderr and "CheckError" not in refused.stderr
     assert f"lifecycle --model {MODEL} materialize data-v1" in refused.stderr
+
+
+def test_a_commit_without_the_trained_declaration_is_refused_before_running(
+    tmp_path: Path,
+) -> None:
+    """Records made before model files counted as dirty say "clean" for a model whose folder
+    was committed later, or edited before training: the commit is checked for the declaration
+    with the recorded sha256 first, instead of failing deep in Dagster (or training another
+    model)."""
+    from types import SimpleNamespace
+
+    from lifecycle_pipeline.reproduce import ReproduceError, _check_declaration_at
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "README").write_text("x\n", encoding="utf-8")
+    empty = _commit(repo, "no model yet")
+    declaration = repo / "models" / "m" / "defs.yaml"
+    declaration.parent.mkdir(parents=True)
+    declaration.write_bytes(b"as trained\n")
+    trained = {"declaration": {"sha256": hashlib.sha256(b"as trained\n").hexdigest()}}
+    model = SimpleNamespace(path=declaration, name="m")
+
+    with pytest.raises(ReproduceError, match=r"holds no models/m/defs\.yaml"):
+        _check_declaration_at(repo, empty, model, trained, "m-v1")  # type: ignore[arg-type]
+    declaration.write_bytes(b"edited before it was committed\n")
+    edited = _commit(repo, "the model, edited")
+    with pytest.raises(ReproduceError, match="is not the declaration m-v1 was trained with"):
+        _check_declaration_at(repo, edited, model, trained, "m-v1")  # type: ignore[arg-type]
+    declaration.write_bytes(b"as trained\n")
+    same = _commit(repo, "the model as trained")
+    _check_declaration_at(repo, same, model, trained, "m-v1")  # type: ignore[arg-type]
