@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+import tomllib
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -153,7 +154,62 @@ def _verify_folder(folder: Path, public_key: Path, label: str) -> VerificationRe
         report.passed.append(f"golden inputs reproduce prediction digest {recorded[:16]}")
     if manifest.get("format") != LEGACY_FORMAT:
         _verify_golden_outputs(folder, manifest, model, schema, report)
+    _verify_requirements(folder, manifest, report)
     return report
+
+
+def _requirement_hashes(text: str) -> dict[str, tuple[str, set[str]]]:
+    """name -> (version, hashes) of a requirements file in the form the build writes."""
+    found: dict[str, tuple[str, set[str]]] = {}
+    for line in text.replace("\\\n", " ").splitlines():
+        tokens = line.split("#", 1)[0].split()
+        if tokens:
+            name, _, version = tokens[0].partition("==")
+            hashes = {t.removeprefix("--hash=") for t in tokens[1:] if t.startswith("--hash=")}
+            found[name.lower()] = (version, hashes)
+    return found
+
+
+def _verify_requirements(
+    folder: Path, manifest: dict[str, Any], report: VerificationReport
+) -> None:
+    """requirements.txt pins what the manifest records, each at a version and with artifact
+    hashes the package's own uv.lock holds, so what a user installs is the lineage's lock.
+    Packages before format 3 carry no requirements and are not held to this."""
+    recorded = (manifest.get("environment") or {}).get("requirements")
+    if recorded is None:
+        return
+    path = folder / runtime.REQUIREMENTS_FILE
+    pinned = _requirement_hashes(runtime.read_file(folder, path.name, manifest).decode("utf-8"))
+    versions = {n: v for n, (v, _) in pinned.items()}
+    if versions != recorded:
+        differing = sorted(
+            f"{n}: {versions.get(n, 'absent')} (manifest.json: {recorded.get(n, 'absent')})"
+            for n in set(versions) | set(recorded)
+            if versions.get(n) != recorded.get(n)
+        )
+        report.problems.append(
+            f"{path}: pins differ from manifest.json's environment.requirements: {differing}"
+        )
+        return
+    lock = tomllib.loads(runtime.read_file(folder, "uv.lock", manifest).decode("utf-8"))
+    locked: dict[tuple[str, str], set[str]] = {}
+    for entry in lock.get("package", []):
+        artifacts = [*entry.get("wheels", []), *([entry["sdist"]] if "sdist" in entry else [])]
+        locked[(entry["name"], entry["version"])] = {a["hash"] for a in artifacts if "hash" in a}
+    wrong = [
+        f"{name}=={version}"
+        for name, (version, hashes) in sorted(pinned.items())
+        if not hashes or not hashes <= locked.get((name, version), set())
+    ]
+    if wrong:
+        report.problems.append(
+            f"{path}: {wrong} are not pinned with hashes of the package's uv.lock"
+        )
+    else:
+        report.passed.append(
+            f"{path.name}: {len(pinned)} pins, each at uv.lock's version with its artifact hashes"
+        )
 
 
 def _legacy(manifest: dict[str, Any]) -> dict[str, Any]:
