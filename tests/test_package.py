@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -1174,6 +1175,14 @@ def test_the_readme_names_this_package_and_commands_that_work(packaged: Packaged
     assert "/bin/pip install --require-hashes -r requirements.txt" in readme
     assert "/bin/python predict.py --verify" in readme
     assert "/bin/python predict.py input.csv predictions.csv" in readme
+    # The signature check it gives for a machine without the project works as written.
+    command = next(line for line in readme.splitlines() if line.startswith("model_signing "))
+    args = shlex.split(command.replace("KEY.pub", str(packaged.public_key)))
+    tool = Path(sys.executable).parent / args[0]
+    done = subprocess.run(
+        [tool, *args[1:]], cwd=package, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and "Verification succeeded" in done.stdout + done.stderr, done
 
 
 @pytest.mark.slow

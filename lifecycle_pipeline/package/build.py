@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -262,6 +263,7 @@ def build_files(inputs: PackageInputs) -> dict[str, bytes]:
         "signing": {
             "scheme": "model-signing (OpenSSF), elliptic-curve key",
             "public_key_id": inputs.public_key_id,
+            "tool": f"model-signing=={metadata.version('model-signing')}",
         },
         "entry_point": ENTRY_USAGE,
         "files": {},

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import platform
 import re
+import sys
 import sysconfig
 import tomllib
 from collections.abc import Iterable
@@ -60,7 +61,7 @@ def model_distributions(type_names: Iterable[str]) -> tuple[list[str], list[str]
     unprovided: set[str] = set()
     for type_name in type_names:
         top = type_name.split(".", 1)[0]
-        if top in ("builtins", "collections", "functools", "operator"):
+        if top in sys.stdlib_module_names:
             continue
         names = providers.get(top)
         if names:

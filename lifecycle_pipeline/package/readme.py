@@ -88,7 +88,13 @@ def render(manifest: dict[str, Any], files: dict[str, bytes]) -> bytes:
         f"`{requirements}`, that the model loads with its reviewed types only, and that the "
         "golden inputs reproduce the prediction digest above and `golden_outputs.parquet` bit "
         "for bit. The signature needs the signer's public key: `lifecycle verify PACKAGE "
-        "--public-key KEY.pub` where the project is installed.",
+        "--public-key KEY.pub` where the project is installed; without it, with "
+        f"`{manifest['signing']['tool']}` installed in another environment:",
+        "",
+        "```sh",
+        "model_signing verify key . --signature model.sig --public_key KEY.pub "
+        "--ignore-paths model.sig",
+        "```",
         "",
         "## Predict",
         "",
