@@ -1080,7 +1080,8 @@ def test_a_changed_requirement_fails_verification_naming_the_file(
 ) -> None:
     """requirements.txt is listed and signed like every file; a pin edited to another locked
     version (the lock's numpy for another Python) is refused by digest, by signature, and,
-    with the manifest's digest forged too, as a pin the manifest does not record."""
+    with the manifest's digest forged too, as a pin the manifest does not record; a forged
+    artifact hash as one the package's uv.lock does not hold."""
     package, public, _, _ = packaged
     copy = copy_of(package, tmp_path)
     requirements = copy / runtime.REQUIREMENTS_FILE
@@ -1101,6 +1102,17 @@ def test_a_changed_requirement_fails_verification_naming_the_file(
     assert not report.ok
     assert any(
         f"numpy: {other} (manifest.json: {pinned['numpy']})" in p for p in report.problems
+    ), report.render()
+    # Same versions, one artifact hash swapped for another's: not the lock's artifact.
+    original = (package / runtime.REQUIREMENTS_FILE).read_text(encoding="utf-8")
+    first = original.index("--hash=sha256:") + len("--hash=sha256:")
+    swapped = original[:first] + "0" * 64 + original[first + 64 :]
+    requirements.write_text(swapped, encoding="utf-8")
+    manifest["files"]["requirements.txt"] = hashlib.sha256(swapped.encode()).hexdigest()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    report = verify_package(copy, public)
+    assert any(
+        "are not pinned with hashes of the package's uv.lock" in p for p in report.problems
     ), report.render()
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import tempfile
-import tomllib
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from lifecycle_pipeline.package import runtime
+from lifecycle_pipeline.package import environment, runtime
 from lifecycle_pipeline.resources.codecs import LEGACY_TRUSTED_TYPES
 from lifecycle_pipeline.resources.signing import SIGNATURE_FILE, SignatureError, verify_signature
 
@@ -192,11 +191,12 @@ def _verify_requirements(
             f"{path}: pins differ from manifest.json's environment.requirements: {differing}"
         )
         return
-    lock = tomllib.loads(runtime.read_file(folder, "uv.lock", manifest).decode("utf-8"))
-    locked: dict[tuple[str, str], set[str]] = {}
-    for entry in lock.get("package", []):
-        artifacts = [*entry.get("wheels", []), *([entry["sdist"]] if "sdist" in entry else [])]
-        locked[(entry["name"], entry["version"])] = {a["hash"] for a in artifacts if "hash" in a}
+    try:
+        entries = environment.locked_packages(runtime.read_file(folder, "uv.lock", manifest))
+    except environment.LockError as exc:
+        report.problems.append(f"{folder / 'uv.lock'}: {exc}")
+        return
+    locked = {(e["name"], e["version"]): environment.artifact_hashes(e) for e in entries}
     wrong = [
         f"{name}=={version}"
         for name, (version, hashes) in sorted(pinned.items())
