@@ -1212,12 +1212,18 @@ def test_a_clean_environment_built_from_the_package_alone_scores_golden_rows_bit
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     venv = tmp_path / "env"
     subprocess.run([python, "-m", "venv", str(venv)], check=True, env=env, cwd=tmp_path)
+    report = tmp_path / "pip-report.json"
     installed = subprocess.run(
-        [venv / "bin" / "pip", "install", "--quiet", "--require-hashes", "-r",
-         alone / runtime.REQUIREMENTS_FILE],
+        [venv / "bin" / "pip", "install", "--quiet", "--require-hashes", "--report", report,
+         "-r", alone / runtime.REQUIREMENTS_FILE],
         env=env, cwd=tmp_path, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stdout + installed.stderr
+    chosen = {  # the artifacts pip chose are the wheels the manifest names
+        item["metadata"]["name"].lower(): item["download_info"]["url"].rsplit("/", 1)[-1]
+        for item in json.loads(report.read_text())["install"]
+    }
+    assert chosen == manifest["environment"]["wheels"]
     frozen = subprocess.run(
         [venv / "bin" / "pip", "list", "--format=json", "--exclude", "pip", "--exclude",
          "setuptools"], env=env, capture_output=True, text=True, check=True,
