@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -107,6 +108,8 @@ def test_fresh_package_verifies_as_folder_and_archive(packaged: Packaged) -> Non
             "model_card.md",
             "output_schema.json",
             "predict.py",
+            "README.md",
+            "requirements.txt",
             "uv.lock",
         ]
     )
@@ -597,7 +600,7 @@ def package_inputs(direct: Direct, signer: PackageSigner) -> build.PackageInputs
         features=direct.features,
         evaluation=direct.report,
         documentation=FileTree(kind="documentation", files=documents),
-        lock=b"# lock",
+        lock=(PROJECT_ROOT / "uv.lock").read_bytes(),
         public_key_id=public_key_id(signer.key_pair()[1]),
     )
 
@@ -976,3 +979,268 @@ def test_an_interpreter_never_given_a_package_is_stopped(tmp_path: Path) -> None
     ):
         raise RuntimeError("build failed")
     assert interpreter.process.returncode is not None  # killed and reaped, not left waiting
+
+
+# -- the package's own environment ---------------------------------------------------------
+
+# Project tools the runtime must never pull in: a package that needs them is not self-contained.
+PROJECT_ONLY = {"dagster", "dagster-webserver", "dvc", "evidently", "model-signing", "uv"}
+
+# predict.py scores the golden inputs where only the distributions named in argv[3] (and the
+# standard library) can be imported: every other distribution of the project's environment is
+# refused as if absent, so optional imports (scikit-learn tries pytest, joblib tries dask) fail as
+# they would in a clean environment. Prints the distributions the run loaded.
+ONLY_PINNED = """
+import json, runpy, sys
+from importlib import metadata
+allowed = set(json.loads(sys.argv[3]))
+providers = metadata.packages_distributions()
+norm = lambda name: name.lower().replace("_", "-").replace(".", "-")
+blocked = {top for top, dists in providers.items()
+           if not allowed & {norm(d) for d in dists} and top not in sys.modules}
+
+class Absent:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.partition(".")[0] in blocked:
+            raise ModuleNotFoundError(f"{name} is not in requirements.txt", name=name)
+        return None
+
+sys.meta_path.insert(0, Absent)
+sys.modules["lifecycle_pipeline"] = None
+sys.argv = ["predict.py", sys.argv[1], sys.argv[2]]
+try:
+    runpy.run_path("predict.py", run_name="__main__")
+except SystemExit as done:
+    assert not done.code, done.code
+tops = {name.split(".")[0] for name, module in list(sys.modules.items()) if module is not None}
+print(json.dumps(sorted({norm(d) for top in tops for d in providers.get(top, [])})))
+"""
+
+
+def _locked() -> dict[tuple[str, str], set[str]]:
+    """(name, version) -> artifact hashes of every entry of the project's uv.lock."""
+    import tomllib
+
+    lock = tomllib.loads((PROJECT_ROOT / "uv.lock").read_text(encoding="utf-8"))
+    return {
+        (entry["name"], entry["version"]): {
+            a["hash"] for a in [*entry.get("wheels", []), entry.get("sdist", {})] if "hash" in a
+        }
+        for entry in lock["package"]
+    }
+
+
+def test_requirements_pin_what_the_runtime_imports_at_the_locks_versions_and_nothing_else(
+    multiclass: Direct, tmp_path: Path
+) -> None:
+    """Measured, not listed by hand: with every other distribution of this environment made
+    unimportable, predict.py scores the golden rows exactly; every pin is a distribution the
+    run loaded or a locked dependency of one, at a version and with hashes uv.lock holds; no
+    project tool is among them."""
+    from lifecycle_pipeline.package import environment
+
+    text = (multiclass.package / runtime.REQUIREMENTS_FILE).read_text(encoding="utf-8")
+    pinned = runtime.parse_requirements(text)
+    source, target = tmp_path / "golden.parquet", tmp_path / "out.parquet"
+    shutil.copy(multiclass.package / "golden_inputs.parquet", source)
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", ONLY_PINNED, str(source), str(target),
+         json.dumps(sorted(pinned))],
+        cwd=multiclass.package, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    expected = pd.read_parquet(multiclass.package / "golden_outputs.parquet")
+    produced = pd.read_parquet(target)[list(expected.columns)]
+    assert differing_columns(expected, produced) == []
+    loaded = {environment.normalized(n) for n in json.loads(done.stdout)} - {"setuptools"}
+    assert loaded <= set(pinned)
+    lock = (PROJECT_ROOT / "uv.lock").read_bytes()
+    needed = {pin.name for pin in environment.pins(lock, loaded)}
+    assert set(pinned) == needed, set(pinned) ^ needed
+    assert not PROJECT_ONLY & set(pinned)
+    locked = _locked()
+    for block in text.replace("\\\n", " ").splitlines():
+        if block.startswith("#"):
+            continue
+        requirement, *options = block.split()
+        name, version = requirement.split("==")
+        hashes = {o.removeprefix("--hash=") for o in options}
+        assert hashes and hashes <= locked[(name, version)], requirement
+    manifest = json.loads((multiclass.package / "manifest.json").read_text())
+    assert manifest["environment"]["requirements"] == pinned
+    assert (
+        manifest["environment"]["python_requires"]
+        == f"=={sys.version_info.major}.{sys.version_info.minor}.*"
+    )
+
+
+def test_a_changed_requirement_fails_verification_naming_the_file(
+    packaged: Packaged, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """requirements.txt is listed and signed like every file; a pin edited to another locked
+    version (the lock's numpy for another Python) is refused by digest, by signature, and,
+    with the manifest's digest forged too, as a pin the manifest does not record; a forged
+    artifact hash as one the package's uv.lock does not hold."""
+    package, public, _, _ = packaged
+    copy = copy_of(package, tmp_path)
+    requirements = copy / runtime.REQUIREMENTS_FILE
+    pinned = runtime.parse_requirements(requirements.read_text(encoding="utf-8"))
+    other = next(v for (n, v) in _locked() if n == "numpy" and v != pinned["numpy"])
+    edited = requirements.read_text(encoding="utf-8").replace(
+        f"numpy=={pinned['numpy']}", f"numpy=={other}"
+    )
+    requirements.write_text(edited, encoding="utf-8")
+    code, _, err = verify_cli(copy, public, capsys)
+    assert code == 1, err
+    assert f"{requirements}: sha256 " in err
+    assert "the signed digest differs for requirements.txt" in err
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["requirements.txt"] = hashlib.sha256(edited.encode()).hexdigest()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    report = verify_package(copy, public)
+    assert not report.ok
+    assert any(
+        f"numpy: {other} (manifest.json: {pinned['numpy']})" in p for p in report.problems
+    ), report.render()
+    # Same versions, one artifact hash swapped for another's: not the lock's artifact.
+    original = (package / runtime.REQUIREMENTS_FILE).read_text(encoding="utf-8")
+    first = original.index("--hash=sha256:") + len("--hash=sha256:")
+    swapped = original[:first] + "0" * 64 + original[first + 64 :]
+    requirements.write_text(swapped, encoding="utf-8")
+    manifest["files"]["requirements.txt"] = hashlib.sha256(swapped.encode()).hexdigest()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    report = verify_package(copy, public)
+    assert any(
+        "are not pinned with hashes of the package's uv.lock" in p for p in report.problems
+    ), report.render()
+
+
+def test_predict_py_verifies_its_own_package_without_the_project(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    """`python predict.py --verify`: digests, environment and golden outputs, standalone; an
+    edited file or an interpreter the package was not built for is named."""
+    alone = copy_of(packaged.package, tmp_path)
+    blocker = (
+        "import runpy, sys; sys.modules['lifecycle_pipeline'] = None; "
+        "sys.argv = ['predict.py', '--verify']; runpy.run_path('predict.py', run_name='__main__')"
+    )
+
+    def verify() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-I", "-c", blocker],
+            cwd=alone, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+
+    done = verify()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("verified")
+    assert "distributions match requirements.txt" in done.stdout
+    assert "golden rows reproduce golden_outputs.parquet bit for bit" in done.stdout
+    manifest = json.loads((alone / "manifest.json").read_text())
+    manifest["environment"]["python_requires"] = "==3.99.*"
+    (alone / "manifest.json").write_text(json.dumps(manifest))
+    done = verify()
+    assert done.returncode == 1
+    assert "create the environment with python3.99" in done.stdout
+    (alone / runtime.REQUIREMENTS_FILE).write_text("numpy==1.0\n", encoding="utf-8")
+    done = verify()
+    assert done.returncode == 1
+    assert f"{alone / runtime.REQUIREMENTS_FILE}: sha256 " in done.stdout
+
+
+def test_a_package_of_format_2_without_requirements_still_verifies(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    """Older packages (a rollback target) carry uv.lock only: verification holds them to what
+    their format promised, not to requirements they predate."""
+    old = copy_of(packaged.package, tmp_path)
+    for name in (runtime.REQUIREMENTS_FILE, "README.md", "model.sig"):
+        (old / name).unlink()
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["format"] = "lifecycle-package/2"
+    manifest["environment"] = {"lock_sha256": manifest["environment"]["lock_sha256"]}
+    del manifest["files"][runtime.REQUIREMENTS_FILE], manifest["files"]["README.md"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    PackageSigner().sign(old)
+    report = verify_package(old, packaged.public_key)
+    assert report.ok, report.render()
+    assert not any("requirements" in p for p in report.passed)
+
+
+def test_the_readme_names_this_package_and_commands_that_work(packaged: Packaged) -> None:
+    package = packaged.package
+    manifest = json.loads((package / "manifest.json").read_text())
+    readme = (package / "README.md").read_text(encoding="utf-8")
+    assert manifest["files"]["README.md"] == hashlib.sha256(readme.encode()).hexdigest()
+    for value in (
+        manifest["model"]["fingerprint"],
+        manifest["golden"]["prediction_digest"],
+        manifest["files"]["model.skops"],
+        manifest["partition"],
+        manifest["environment"]["python"],
+    ):
+        assert value in readme
+    python = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    assert f"{python} -m venv " in readme
+    assert "/bin/pip install --require-hashes -r requirements.txt" in readme
+    assert "/bin/python predict.py --verify" in readme
+    assert "/bin/python predict.py input.csv predictions.csv" in readme
+    # The signature check it gives for a machine without the project works as written.
+    command = next(line for line in readme.splitlines() if line.startswith("model_signing "))
+    args = shlex.split(command.replace("KEY.pub", str(packaged.public_key)))
+    tool = Path(sys.executable).parent / args[0]
+    done = subprocess.run(
+        [tool, *args[1:]], cwd=package, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and "Verification succeeded" in done.stdout + done.stderr, done
+
+
+@pytest.mark.slow
+def test_a_clean_environment_built_from_the_package_alone_scores_golden_rows_bitwise(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    """Production's first step, with nothing of the project: a venv of the Python the package
+    names, pip in hash-checking mode from PyPI with only requirements.txt, then predict.py.
+    The golden rows must come out bit for bit as evaluation recorded them, and --verify must
+    pass (it recomputes the raw prediction digest against the manifest)."""
+    alone = copy_of(packaged.package, tmp_path)
+    manifest = json.loads((alone / "manifest.json").read_text())
+    python = shutil.which("python" + manifest["environment"]["python_requires"][2:-2])
+    assert python is not None, f"no {manifest['environment']['python_requires']} Python on PATH"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    venv = tmp_path / "env"
+    subprocess.run([python, "-m", "venv", str(venv)], check=True, env=env, cwd=tmp_path)
+    report = tmp_path / "pip-report.json"
+    installed = subprocess.run(
+        [venv / "bin" / "pip", "install", "--quiet", "--require-hashes", "--report", report,
+         "-r", alone / runtime.REQUIREMENTS_FILE],
+        env=env, cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    chosen = {  # the artifacts pip chose are the wheels the manifest names
+        item["metadata"]["name"].lower(): item["download_info"]["url"].rsplit("/", 1)[-1]
+        for item in json.loads(report.read_text())["install"]
+    }
+    assert chosen == manifest["environment"]["wheels"]
+    frozen = subprocess.run(
+        [venv / "bin" / "pip", "list", "--format=json", "--exclude", "pip", "--exclude",
+         "setuptools"], env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert {p["name"].lower(): p["version"] for p in json.loads(frozen.stdout)} == (
+        manifest["environment"]["requirements"]
+    )
+    source, target = tmp_path / "golden.parquet", tmp_path / "predictions.parquet"
+    shutil.copy(alone / "golden_inputs.parquet", source)
+    for args in ([source, target], ["--verify"]):
+        done = subprocess.run(
+            [venv / "bin" / "python", "predict.py", *args],
+            env=env, cwd=alone, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("verified"), done.stdout
+    produced = pd.read_parquet(target)
+    expected = pd.read_parquet(alone / "golden_outputs.parquet")
+    assert differing_columns(expected, produced[list(expected.columns)]) == []
+    assert verify_package(alone, packaged.public_key).ok  # nothing was written into it

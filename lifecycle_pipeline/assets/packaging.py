@@ -28,6 +28,8 @@ from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.lineage.hashing import sha256_bytes
 from lifecycle_pipeline.lineage.records import EvaluationReport, FeatureSet, FileTree, TrainedModel
 from lifecycle_pipeline.package import build as build_module
+from lifecycle_pipeline.package import environment as environment_module
+from lifecycle_pipeline.package import readme as readme_module
 from lifecycle_pipeline.package import runtime as runtime_module
 from lifecycle_pipeline.package import verify as verify_module
 from lifecycle_pipeline.package.build import (
@@ -206,7 +208,13 @@ def build_deployment_package(model: LoadedDeclaration) -> dg.AssetsDefinition:
         tags={"lifecycle/stage": "6-deployment"},
         io_manager_key=IO_MANAGER_KEY,
         code_version=code_version(
-            sys.modules[__name__], build_module, runtime_module, verify_module, declaration=model
+            sys.modules[__name__],
+            build_module,
+            environment_module,
+            readme_module,
+            runtime_module,
+            verify_module,
+            declaration=model,
         ),
         # No automation condition on purpose: eager would package a model whose gates failed
         # (the evaluation materialization is recorded before its blocking checks run), and
@@ -231,7 +239,8 @@ def build_deployment_package(model: LoadedDeclaration) -> dg.AssetsDefinition:
         features: FeatureSet,
         model_card: FileTree,
     ) -> Iterator[dg.Output[FileTree] | dg.AssetCheckResult]:
-        """Signed, self-contained handoff: model, schemas, lock, docs, golden I/O, entry point."""
+        """Signed, self-contained handoff: model, schemas, pinned requirements, lock, docs,
+        golden I/O, entry point, README."""
         check_packageable(context.partition_key, trained_model, evaluation)
         lock_path = Settings.from_env().project_root / "uv.lock"
         if not lock_path.is_file():

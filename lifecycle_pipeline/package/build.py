@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.lineage.fingerprint import prediction_digest
 from lifecycle_pipeline.lineage.hashing import sha256_bytes
 from lifecycle_pipeline.lineage.records import EvaluationReport, FeatureSet, FileTree, TrainedModel
-from lifecycle_pipeline.package import runtime
+from lifecycle_pipeline.package import environment, readme, runtime
 from lifecycle_pipeline.resources.codecs import trusted_types
 from lifecycle_pipeline.tasks import task_for
 
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
     from lifecycle_pipeline.declaration import LoadedDeclaration
 
 # 2: schemas from the declaration, per-task outputs, trusted types in the manifest.
-FORMAT = "lifecycle-package/2"
+# 3: requirements.txt (the runtime's pins from uv.lock, hashed), README.md, the Python and
+#    platform in the manifest, predict.py --verify.
+FORMAT = "lifecycle-package/3"
 PACKAGE_KIND = "deployment_package"
 ENTRY_POINT = "predict.py"
 ENTRY_USAGE = f"python {ENTRY_POINT} INPUT OUTPUT [--out-of-range flag|reject]"
@@ -199,6 +202,17 @@ def build_files(inputs: PackageInputs) -> dict[str, bytes]:
             "inputs; package/runtime.py must mirror tasks/ exactly."
         )
     trusted = trusted_types(inputs.model.lineage)
+    estimator_class = (inputs.model.lineage.get("estimator") or {}).get("class")
+    model_roots, outside = environment.model_distributions(
+        [*trusted, *([estimator_class] if estimator_class else [])]
+    )
+    try:
+        pins = environment.pins(inputs.lock, [*runtime.DISTRIBUTIONS, *model_roots])
+        environment.check_installed(pins)
+    except environment.LockError as exc:
+        raise PackageBuildError(f"The package's requirements: {exc}") from exc
+    python = environment.interpreter()
+    lock_sha256 = sha256_bytes(inputs.lock)
     files = {
         "model.skops": inputs.model.skops_bytes(),
         "input_schema.json": _json(input_schema(inputs.features, inputs.declaration)),
@@ -209,6 +223,7 @@ def build_files(inputs: PackageInputs) -> dict[str, bytes]:
         "model_card.md": documentation["model_card.md"],
         "documentation.html": documentation["documentation.html"],
         ENTRY_POINT: Path(runtime.__file__).read_bytes(),
+        runtime.REQUIREMENTS_FILE: environment.requirements_text(pins, lock_sha256, python),
     }
     lineage = inputs.model.lineage
     manifest = {
@@ -228,7 +243,14 @@ def build_files(inputs: PackageInputs) -> dict[str, bytes]:
             "config_hash": lineage["config_hash"],
             "fingerprint": lineage["fingerprint"],
         },
-        "environment": {"lock_sha256": sha256_bytes(inputs.lock)},
+        "environment": {
+            "lock_sha256": lock_sha256,
+            **python,
+            "wheel_platforms": environment.wheel_platforms(pins),
+            "requirements": {pin.name: pin.version for pin in pins},
+            "wheels": {pin.name: pin.wheel for pin in pins},
+            "modules_outside_requirements": outside,
+        },
         "golden": {
             "rows": len(golden),
             "prediction_digest": inputs.model.fingerprint.predictions,
@@ -241,10 +263,13 @@ def build_files(inputs: PackageInputs) -> dict[str, bytes]:
         "signing": {
             "scheme": "model-signing (OpenSSF), elliptic-curve key",
             "public_key_id": inputs.public_key_id,
+            "tool": f"model-signing=={metadata.version('model-signing')}",
         },
         "entry_point": ENTRY_USAGE,
-        "files": {name: sha256_bytes(data) for name, data in sorted(files.items())},
+        "files": {},
     }
+    files[readme.README_FILE] = readme.render(manifest, files)
+    manifest["files"] = {name: sha256_bytes(data) for name, data in sorted(files.items())}
     return {**files, "manifest.json": _json(manifest)}
 
 

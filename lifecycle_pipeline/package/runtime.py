@@ -1,15 +1,16 @@
 """Standalone loader and predictor shipped inside every deployment package as ``predict.py``.
 
 It imports nothing from lifecycle_pipeline: production runs it with only the package's own
-files and the libraries pinned by the package's ``uv.lock`` (numpy, pandas, pyarrow,
-scikit-learn, skops, threadpoolctl). The pipeline's parity check and ``lifecycle predict``
-run this very file, so development and production share one code path.
+files and the libraries pinned by the package's ``requirements.txt`` (``DISTRIBUTIONS`` and
+their dependencies, as the project's uv.lock resolves them). The pipeline's parity check and
+``lifecycle predict`` run this very file, so development and production share one code path.
 
 Everything model-specific comes from the package's files: the features, their declared types,
 domains and training ranges from ``input_schema.json``; the task and its output columns from
 ``output_schema.json``; the reviewed types the model may contain from ``manifest.json``.
 
     python predict.py INPUT OUTPUT [--out-of-range flag|reject]
+    python predict.py --verify
 
 Values outside a feature's declared domain (or not among its declared categories) are always
 refused. Values inside the domain but outside what the model saw in training are scored and
@@ -23,6 +24,8 @@ import argparse
 import hashlib
 import io
 import json
+import platform
+import re
 import sys
 import warnings
 import zipfile
@@ -34,6 +37,10 @@ import numpy as np
 import pandas as pd
 
 POLICIES = ("flag", "reject")
+# What this file imports, directly or by loading the model (skops.io imports scikit-learn,
+# pandas' Parquet engine is pyarrow): the roots of the package's requirements.txt.
+DISTRIBUTIONS = ("numpy", "pandas", "pyarrow", "scikit-learn", "skops", "threadpoolctl")
+REQUIREMENTS_FILE = "requirements.txt"
 FLAG_COLUMN = "out_of_training_range"
 # How many offending rows a message names per column; the count says how many there are.
 SHOWN = 5
@@ -601,10 +608,161 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
+# -- standalone verification ---------------------------------------------------------------
+
+
+def parse_requirements(text: str) -> dict[str, str]:
+    """Distribution -> pinned version of every ``name==version`` line of a requirements file."""
+    pinned: dict[str, str] = {}
+    for line in text.replace("\\\n", " ").splitlines():
+        requirement = re.split(r"\s+--|#", line, maxsplit=1)[0].strip()
+        if not requirement:
+            continue
+        name, pinned_to, version = requirement.partition("==")
+        if not pinned_to:
+            raise PackageError(
+                f"{REQUIREMENTS_FILE}: {requirement!r} is not pinned as name==version."
+            )
+        pinned[name.strip().lower()] = version.strip()
+    return pinned
+
+
+def _same(left: pd.Series, right: pd.Series) -> bool:
+    """Equal values, floats compared bit for bit (a one-ulp difference is a difference)."""
+    a, b = left.to_numpy(), right.to_numpy()
+    if a.dtype.kind == "f" or b.dtype.kind == "f":
+        return a.dtype.kind == b.dtype.kind and (
+            np.ascontiguousarray(a, "<f8").tobytes() == np.ascontiguousarray(b, "<f8").tobytes()
+        )
+    return bool(a.tolist() == b.tolist())
+
+
+def _environment(package: Path, manifest: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(passed, problems): this interpreter and its distributions against requirements.txt."""
+    from importlib import metadata
+
+    passed: list[str] = []
+    problems: list[str] = []
+    recorded = manifest.get("environment") or {}
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    wanted = str(recorded.get("python_requires", f"=={running}.*"))
+    if wanted != f"=={running}.*":
+        problems.append(
+            f"this is Python {platform.python_version()}, but the package's golden outputs were "
+            f"reproduced on Python {recorded.get('python')} and {REQUIREMENTS_FILE} pins that "
+            f"Python's versions; create the environment with python{wanted[2:-2]}"
+        )
+    pinned = parse_requirements(read_file(package, REQUIREMENTS_FILE, manifest).decode("utf-8"))
+    differing = []
+    for name, version in sorted(pinned.items()):
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            installed = "not installed"
+        if installed != version:
+            differing.append(f"{name} {installed} ({REQUIREMENTS_FILE}: {version})")
+    if differing:
+        problems.append(
+            f"this environment holds {', '.join(differing)}; create a fresh one and install "
+            f"the package's own: pip install --require-hashes -r {REQUIREMENTS_FILE}"
+        )
+    elif not problems:
+        passed.append(
+            f"Python {platform.python_version()} and all {len(pinned)} distributions match "
+            f"{REQUIREMENTS_FILE}"
+        )
+    return passed, problems
+
+
+def verify(package: Path) -> tuple[list[str], list[str]]:
+    """(passed, problems): what a package proves about itself where the project is absent.
+
+    Every file against manifest.json, the running environment against requirements.txt, the
+    model loaded with its reviewed types only, and the golden inputs scored to the recorded
+    prediction digest and to golden_outputs.parquet bit for bit. The signature (model.sig)
+    needs the signer's public key and model-signing: README.md says how to check it.
+    """
+    package = Path(package)
+    manifest = load_manifest(package)
+    listed = manifest["files"]
+    passed: list[str] = []
+    problems = [
+        f"{package / name}: not listed in manifest.json (the signature covers every file in "
+        "this folder: keep environments and predictions outside it)"
+        for name in sorted({p.name for p in package.iterdir() if p.is_file()} - set(listed))
+        if name not in ("manifest.json", "model.sig")
+    ]
+    for name in sorted(listed):
+        try:
+            read_file(package, name, manifest)
+        except PackageError as exc:
+            problems.append(str(exc))
+    if problems:
+        return passed, problems
+    passed.append(f"{len(listed)} file digests match manifest.json")
+    found, wrong = _environment(package, manifest)
+    passed += found
+    problems += wrong
+    try:
+        model = load_model(package, manifest)
+    except PackageError as exc:
+        return passed, [*problems, str(exc)]
+    passed.append(f"model.skops loads with exactly the reviewed types {trusted_types(manifest)}")
+    recorded, recomputed = golden_digest(package, manifest, model)
+    if recorded != recomputed:
+        problems.append(
+            f"golden inputs give prediction digest {recomputed[:16]}, not the recorded "
+            f"{recorded[:16]}: this environment does not reproduce training"
+        )
+    else:
+        passed.append(f"golden inputs reproduce prediction digest {recorded[:16]}")
+    golden = pd.read_parquet(io.BytesIO(read_file(package, "golden_inputs.parquet", manifest)))
+    expected = pd.read_parquet(io.BytesIO(read_file(package, "golden_outputs.parquet", manifest)))
+    schema = read_json(package, "input_schema.json", manifest)
+    output = read_json(package, "output_schema.json", manifest)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OutOfRangeWarning)
+        scored = score(model, schema, output, golden, "flag")
+    differing = [
+        c for c in expected.columns if c not in scored or not _same(expected[c], scored[c])
+    ]
+    if differing:
+        problems.append(
+            f"golden_outputs.parquet: {differing} differ from what this package computes"
+        )
+    else:
+        passed.append(f"all {len(golden)} golden rows reproduce golden_outputs.parquet bit for bit")
+    return passed, problems
+
+
+def _verify_main(package: Path) -> int:
+    try:
+        passed, problems = verify(package)
+    except (PackageError, InputError) as exc:
+        print(f"{package}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    for line in passed:
+        print(f"  ok    {line}")
+    for line in problems:
+        print(f"  FAIL  {line}")
+    print("verified" if not problems else f"NOT VERIFIED: {len(problems)} problem(s)")
+    return 0 if not problems else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Score rows with this deployment package.")
-    parser.add_argument("input", type=Path, help="CSV or Parquet with the input schema's columns")
-    parser.add_argument("output", type=Path, help="CSV or Parquet to write predictions to")
+    parser.add_argument(
+        "input", type=Path, nargs="?", help="CSV or Parquet with the input schema's columns"
+    )
+    parser.add_argument(
+        "output", type=Path, nargs="?", help="CSV or Parquet to write predictions to"
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the package's files, this environment against requirements.txt, and that "
+        "the golden inputs reproduce the recorded outputs bit for bit; score nothing",
+    )
     parser.add_argument(
         "--out-of-range",
         choices=POLICIES,
@@ -615,6 +773,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--package", type=Path, default=Path(__file__).resolve().parent)
     args = parser.parse_args(argv)
+    if args.verify:
+        return _verify_main(args.package)
+    if args.input is None or args.output is None:
+        parser.error("INPUT and OUTPUT are required (or --verify, to check the package)")
     try:
         manifest = load_manifest(args.package)
         schema = read_json(args.package, "input_schema.json", manifest)

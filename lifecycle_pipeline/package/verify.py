@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from lifecycle_pipeline.package import runtime
+from lifecycle_pipeline.package import environment, runtime
 from lifecycle_pipeline.resources.codecs import LEGACY_TRUSTED_TYPES
 from lifecycle_pipeline.resources.signing import SIGNATURE_FILE, SignatureError, verify_signature
 
@@ -153,7 +153,63 @@ def _verify_folder(folder: Path, public_key: Path, label: str) -> VerificationRe
         report.passed.append(f"golden inputs reproduce prediction digest {recorded[:16]}")
     if manifest.get("format") != LEGACY_FORMAT:
         _verify_golden_outputs(folder, manifest, model, schema, report)
+    _verify_requirements(folder, manifest, report)
     return report
+
+
+def _requirement_hashes(text: str) -> dict[str, tuple[str, set[str]]]:
+    """name -> (version, hashes) of a requirements file in the form the build writes."""
+    found: dict[str, tuple[str, set[str]]] = {}
+    for line in text.replace("\\\n", " ").splitlines():
+        tokens = line.split("#", 1)[0].split()
+        if tokens:
+            name, _, version = tokens[0].partition("==")
+            hashes = {t.removeprefix("--hash=") for t in tokens[1:] if t.startswith("--hash=")}
+            found[name.lower()] = (version, hashes)
+    return found
+
+
+def _verify_requirements(
+    folder: Path, manifest: dict[str, Any], report: VerificationReport
+) -> None:
+    """requirements.txt pins what the manifest records, each at a version and with artifact
+    hashes the package's own uv.lock holds, so what a user installs is the lineage's lock.
+    Packages before format 3 carry no requirements and are not held to this."""
+    recorded = (manifest.get("environment") or {}).get("requirements")
+    if recorded is None:
+        return
+    path = folder / runtime.REQUIREMENTS_FILE
+    pinned = _requirement_hashes(runtime.read_file(folder, path.name, manifest).decode("utf-8"))
+    versions = {n: v for n, (v, _) in pinned.items()}
+    if versions != recorded:
+        differing = sorted(
+            f"{n}: {versions.get(n, 'absent')} (manifest.json: {recorded.get(n, 'absent')})"
+            for n in set(versions) | set(recorded)
+            if versions.get(n) != recorded.get(n)
+        )
+        report.problems.append(
+            f"{path}: pins differ from manifest.json's environment.requirements: {differing}"
+        )
+        return
+    try:
+        entries = environment.locked_packages(runtime.read_file(folder, "uv.lock", manifest))
+    except environment.LockError as exc:
+        report.problems.append(f"{folder / 'uv.lock'}: {exc}")
+        return
+    locked = {(e["name"], e["version"]): environment.artifact_hashes(e) for e in entries}
+    wrong = [
+        f"{name}=={version}"
+        for name, (version, hashes) in sorted(pinned.items())
+        if not hashes or not hashes <= locked.get((name, version), set())
+    ]
+    if wrong:
+        report.problems.append(
+            f"{path}: {wrong} are not pinned with hashes of the package's uv.lock"
+        )
+    else:
+        report.passed.append(
+            f"{path.name}: {len(pinned)} pins, each at uv.lock's version with its artifact hashes"
+        )
 
 
 def _legacy(manifest: dict[str, Any]) -> dict[str, Any]:
