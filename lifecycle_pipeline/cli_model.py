@@ -230,7 +230,12 @@ def _check(args: argparse.Namespace) -> int:
         f"sha256 {model.sha256[:12]})"
     )
     if args.data:
-        frame = read_local(Path(args.data), model.model.data.format, model.model.contract)
+        frame = read_local(
+            Path(args.data),
+            model.model.data.format,
+            model.model.contract,
+            model.model.data.missing,
+        )
         problems = check_against_data(model, frame, args.data)
         if problems:
             raise CheckError("\n".join(problems))

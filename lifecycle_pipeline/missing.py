@@ -67,3 +67,8 @@ class MissingValues:
                 out = values.copy()
                 out[hit] = None
                 frame[name] = out
+
+
+# The rule for a file no declaration describes yet (`lifecycle contract infer`, `new-model`):
+# only the empty field is missing.
+EMPTY_ONLY = MissingValues()

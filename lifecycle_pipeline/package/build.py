@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from lifecycle_pipeline.declaration import LoadedDeclaration
 
 # 2: schemas from the declaration, per-task outputs, trusted types in the manifest.
-FORMAT = "lifecycle-package/2"
+# 3: input_schema.json carries the reading rule for missing values (missing_values).
+FORMAT = "lifecycle-package/3"
 PACKAGE_KIND = "deployment_package"
 ENTRY_POINT = "predict.py"
 ENTRY_USAGE = f"python {ENTRY_POINT} INPUT OUTPUT [--out-of-range flag|reject]"
@@ -94,6 +95,8 @@ def input_schema(features: FeatureSet, model: LoadedDeclaration) -> dict[str, An
         columns.append(entry)
     return {
         "columns": columns,
+        # predict.py reads a field as missing exactly when training's reader did.
+        **model.model.data.missing.to_schema(),
         "row": contract.row,
         "row_key": ROW_KEY,
         "out_of_range": model.model.out_of_range,
