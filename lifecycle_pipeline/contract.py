@@ -529,7 +529,10 @@ def validate(
             problems.append(
                 ColumnProblem(
                     contract.target,
-                    f"{int(target.isna().sum())} missing label(s), first at row {first}",
+                    f"{int(target.isna().sum())} missing label(s), first at row {first} (an "
+                    "empty field or a data.missing_values marker); a row without its label "
+                    "can be neither trained nor evaluated: label it, or remove it from the "
+                    "data version",
                 )
             )
         else:

@@ -43,7 +43,7 @@ from lifecycle_pipeline.package import runtime
 from lifecycle_pipeline.package.build import differing_columns
 from lifecycle_pipeline.registry_demo import Publication, init_registry, publish
 from lifecycle_pipeline.resources.codecs import decode
-from tests.conftest import Registry, scratch_pipeline
+from tests.conftest import Registry, lifecycle_cli, scratch_pipeline
 
 MARKERS = ("NA", "?")
 
@@ -267,6 +267,29 @@ def test_inference_reads_the_markers_it_is_given(tmp_path: Path) -> None:
     assert proposed["features"]["income"] == {"type": "numeric", "nullable": True}
 
 
+def test_contract_infer_declares_the_markers_it_is_given_and_points_out_lookalikes(
+    tmp_path: Path,
+) -> None:
+    """`contract infer --missing-values NA,?` reads with those markers and declares them, so
+    the proposal loads and its readers agree; without them, 'NA' is a category, and the
+    proposal says which columns hold such look-alikes."""
+    data = tmp_path / "people.csv"
+    data.write_bytes(to_csv_bytes(people(80)))
+    proposal = tmp_path / "with" / DECLARATION_FILE
+    args = ["contract", "infer", "--data", str(data), "--target", "outcome", "--name", "gappy"]
+    assert lifecycle_cli(*args, "--output", str(proposal), "--missing-values", "NA,?") == 0
+    loaded = load_declaration(proposal)
+    assert loaded.model.data.missing_values == MARKERS
+    sex = loaded.model.contract.features["sex"]
+    assert (sex.categories, sex.nullable) == (("female", "male"), True)
+    assert "look" not in proposal.read_text() and "holds 'NA'" not in proposal.read_text()
+    bare = tmp_path / "without" / DECLARATION_FILE
+    assert lifecycle_cli(*args, "--output", str(bare)) == 0
+    text = bare.read_text()
+    assert "# - column 'sex' holds 'NA', '?': if that means missing" in text
+    assert "missing_values" not in yaml.safe_load(text)["attributes"]["data"]
+
+
 def test_missing_values_are_validated_where_declared(tmp_path: Path) -> None:
     for value, expected in [
         ("[-999]", r"data.missing_values.0: -999 is not text .*quote it"),
@@ -307,6 +330,7 @@ class Trained(NamedTuple):
     snapshot: dict[str, Any]
     card: str
     frame: pd.DataFrame
+    drift: dict[str, Any]
 
 
 @pytest.fixture(scope="module")
@@ -320,6 +344,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
     registry = Registry(repo=base / "registry", remote=base / "remote")
     init_registry(registry.repo, registry.remote)
     publish(registry.repo, Publication("data-v1", upload, "data/people.csv", "v1"))
+    batch = base / "batch.csv"  # the same population, gaps written the same three ways
+    batch.write_bytes(to_csv_bytes(people(200, seed=9).drop(columns=["outcome"])))
+    publish(registry.repo, Publication("batch-001", batch, "batches/batch-001.csv", "batch"))
     (base / "run").mkdir()
     with scratch_pipeline(registry, base / "run", model=declaration) as pipeline:
         result = pipeline.run("data-v1")
@@ -332,6 +359,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
         features = metadata_values(latest(instance, pipeline.key("features"), "data-v1"))
         package = metadata_values(latest(instance, pipeline.key("deployment_package"), "data-v1"))
         card = metadata_values(latest(instance, pipeline.key("model_card"), "data-v1"))
+        drift = pipeline.drift("batch-001")
+        assert drift.success
+        monitor = metadata_values(latest(instance, pipeline.key("drift_monitor"), "batch-001"))
     report = decode(Path(evaluation["artifact/uri"]).read_bytes(), source="evaluation")
     feature_set = decode(Path(features["artifact/uri"]).read_bytes(), source="features")
     yield Trained(
@@ -341,6 +371,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
         snapshot=snapshot,
         card=str(card["datasheet"]),
         frame=frame,
+        drift=monitor,
     )
 
 
@@ -356,6 +387,25 @@ def test_the_datasheet_reports_the_missing_values(trained: Trained) -> None:
     counts = markers_mask(trained.frame).sum()
     assert "Missing values per column" in trained.card
     assert f'"sex": {int(counts["sex"])}' in trained.card
+
+
+def test_production_batches_are_read_with_the_declared_markers(tmp_path: Path) -> None:
+    from lifecycle_pipeline.assets.monitoring import read_batch
+
+    declaration = declare(tmp_path / "gappy", GAPPY)
+    frame = people(60).drop(columns=["outcome"])
+    current = read_batch(declaration, to_csv_bytes(frame), source="batch.csv")
+    expected = markers_mask(frame)
+    for column in frame.columns:
+        assert current[column].isna().tolist() == expected[column].tolist(), column
+
+
+def test_drift_of_a_calm_batch_with_gaps_sees_no_new_category(trained: Trained) -> None:
+    """The batch's gaps read as the training data's did: the categorical's missing share is
+    the same population's, not a new '' category."""
+    assert "sex" not in trained.drift["drift/drifted_columns"], trained.drift
+    scored = {record.data["column"] for record in trained.drift["drift/columns"].records}
+    assert {"age", "income", "sex", "smoker"} <= scored
 
 
 def test_the_package_schema_carries_the_rule(trained: Trained) -> None:
