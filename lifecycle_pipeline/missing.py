@@ -12,6 +12,10 @@ a dozen more as missing anywhere. A marker is matched against the whole field, c
 spaces included, after CSV unquoting, in every column whatever its declared type: a category
 called ``NA`` and a declared marker ``NA`` cannot both exist.
 
+predict.py carries its own copy of the pandas side and of ``blank_text`` (it imports nothing
+from here); tests/test_missing_values.py proves on generated tables that both readers mark the
+same fields missing.
+
 In Parquet a null is missing; a text value that is empty or a declared marker is missing too,
 so a file converted between CSV and Parquet means the same. Markers are text: a numeric
 sentinel stored as a number in Parquet (-999) is a number, not a missing value.
