@@ -290,6 +290,16 @@ def test_contract_infer_declares_the_markers_it_is_given_and_points_out_lookalik
     assert "missing_values" not in yaml.safe_load(text)["attributes"]["data"]
 
 
+def test_lifecycle_check_reads_a_file_with_the_declared_markers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    declaration = declare(tmp_path / "gappy", GAPPY)
+    data = tmp_path / "people.csv"
+    data.write_bytes(to_csv_bytes(people(80)))
+    assert lifecycle_cli("check", str(declaration.path), "--data", str(data)) == 0
+    assert "satisfies the contract (80 rows)" in capsys.readouterr().out
+
+
 def test_missing_values_are_validated_where_declared(tmp_path: Path) -> None:
     for value, expected in [
         ("[-999]", r"data.missing_values.0: -999 is not text .*quote it"),
@@ -414,6 +424,28 @@ def test_the_package_schema_carries_the_rule(trained: Trained) -> None:
     columns = {c["name"]: c for c in schema["columns"]}
     assert columns["sex"]["nullable"] is True
     assert columns["sex"]["train_categories"] == ["female", "male"]
+    assert columns["sex"]["train_missing"] is True
+
+
+@pytest.mark.parametrize("unseen", ["ignore", "error"])
+def test_a_gap_training_never_saw_is_an_unseen_category(unseen: str) -> None:
+    """The encoder learns a gap as a category only when training had one: otherwise a gap
+    is flagged like any unseen category, or refused by name when the model refuses them
+    (instead of the encoder's bare ValueError)."""
+    column = {"name": "sex", "type": "categorical", "nullable": True,
+              "categories": ["female", "male"], "train_categories": ["female", "male"]}  # fmt: skip
+    schema = {"columns": [column], "out_of_range": "flag", "unseen_categories": unseen}
+    frame = pd.DataFrame({"sex": ["female", None, "male"]})
+    assert runtime.validate_input(frame, schema).flags.tolist() == [0, 0, 0]  # older schema
+    strict = {**schema, "columns": [{**column, "train_missing": False}]}
+    expected = "row 1, column 'sex': a missing value was never seen in training"
+    if unseen == "error":
+        with pytest.raises(runtime.InputError, match=expected + " and this model refuses"):
+            runtime.validate_input(frame, strict)
+    else:
+        checked = runtime.validate_input(frame, strict)
+        assert checked.flags.tolist() == [0, 1, 0]
+        assert checked.notes[0].startswith(expected)
 
 
 def test_rows_with_missing_values_score_in_predict_py_as_in_evaluation(

@@ -92,6 +92,8 @@ def input_schema(features: FeatureSet, model: LoadedDeclaration) -> dict[str, An
             entry["train_max"] = _plain(values.max()) if len(values) else None
         elif feature.type == "categorical":
             entry["train_categories"] = sorted({str(v) for v in values.unique()})
+            # The encoder learns a gap as a category only if training had one.
+            entry["train_missing"] = bool(train[name].isna().any())
         columns.append(entry)
     return {
         "columns": columns,

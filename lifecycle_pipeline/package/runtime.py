@@ -354,12 +354,20 @@ def _training_flags(
     elif spec["type"] == "categorical" and spec.get("train_categories") is not None:
         seen = spec["train_categories"]
         flagged = (values.notna() & ~values.isin(seen)).to_numpy()
+        # A gap is a category of its own to the encoder: one training never saw is unseen
+        # too (schemas written before train_missing was recorded are judged as they were).
+        if not spec.get("train_missing", True):
+            flagged |= values.isna().to_numpy()
+
+        def shown(i: int) -> str:
+            return "a missing value" if pd.isna(values.iloc[i]) else repr(values.iloc[i])
+
         if unseen == "error":
             _name_rows(
                 values.index,
                 flagged,
                 lambda i: (
-                    f"{values.iloc[i]!r} was never seen in training and this model "
+                    f"{shown(i)} was never seen in training and this model "
                     "refuses unseen categories (estimator.unseen_categories: error)"
                 ),
                 name,
@@ -369,7 +377,7 @@ def _training_flags(
         _name_rows(
             values.index,
             flagged,
-            lambda i: f"{values.iloc[i]!r} was never seen in training (seen: {_listing(seen)})",
+            lambda i: f"{shown(i)} was never seen in training (seen: {_listing(seen)})",
             name,
             notes,
         )
