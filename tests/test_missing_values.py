@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -230,14 +231,11 @@ def test_property_both_readers_agree_on_every_missing_field(table: TextTable) ->
     ours = parse_csv(
         raw, source="generated.csv", text_columns=text, number_columns=numbers, missing=missing
     )
-    folder = Path(os.environ.get("TMPDIR", "/tmp"))
-    path = folder / f"missing-property-{os.getpid()}.csv"
-    path.write_bytes(raw)
-    try:
+    with tempfile.TemporaryDirectory() as folder:  # per example: hypothesis reruns the body
+        path = Path(folder) / "generated.csv"
+        path.write_bytes(raw)
         columns = [{"name": name, "type": "categorical"} for name in text]
         theirs = runtime.read_table(path, {"columns": columns, **missing.to_schema()})
-    finally:
-        path.unlink()
     expected = pd.DataFrame(rows, columns=[f"c{i}" for i in range(width)]).isin(["", *tokens])
     for column in expected.columns:
         assert ours[column].isna().tolist() == expected[column].tolist(), (column, rows)
