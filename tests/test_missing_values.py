@@ -242,6 +242,31 @@ def test_property_both_readers_agree_on_every_missing_field(table: TextTable) ->
         assert theirs[column].isna().tolist() == expected[column].tolist(), (column, rows)
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.lists(st.none() | CELLS, min_size=2, max_size=2), min_size=1, max_size=8),
+    st.lists(st.sampled_from(["NA", "?", "None", "n/a"]), unique=True),
+)
+def test_property_parquet_text_means_what_the_same_csv_field_means(
+    rows: list[list[str | None]], tokens: list[str]
+) -> None:
+    """Parquet text columns: a null, an empty value and a declared marker are missing to both
+    readers, and nothing else is."""
+    frame = pd.DataFrame(rows, columns=["c0", "c1"], dtype=object)
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    missing = MissingValues(tuple(tokens))
+    ours = parse(buffer.getvalue(), source="generated.parquet", fmt="parquet", missing=missing)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "generated.parquet"
+        path.write_bytes(buffer.getvalue())
+        theirs = runtime.read_table(path, {"columns": [], **missing.to_schema()})
+    expected = frame.isna() | frame.isin(["", *tokens])
+    for column in frame.columns:
+        assert ours[column].isna().tolist() == expected[column].tolist(), (column, rows)
+        assert theirs[column].isna().tolist() == expected[column].tolist(), (column, rows)
+
+
 # -- inference and the declaration ----------------------------------------------------------
 
 
