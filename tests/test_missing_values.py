@@ -499,3 +499,19 @@ def test_rows_with_missing_values_score_in_predict_py_as_in_evaluation(
     produced = pd.read_parquet(target)
     columns = [c for c in trained.predictions.columns if c != "row_id"]
     assert differing_columns(trained.predictions[columns], produced[columns]) == []
+
+
+def test_lifecycle_predict_scores_rows_with_missing_values_as_evaluation(
+    trained: Trained, tmp_path: Path
+) -> None:
+    """`lifecycle predict` reads the rows with the package's own reader: the same scores."""
+    from lifecycle_pipeline.resources.signing import PackageSigner
+
+    source, target = tmp_path / "rows.csv", tmp_path / "out.parquet"
+    trained.test_rows.to_csv(source, index=False, na_rep="?")
+    public = PackageSigner().key_pair()[1]
+    args = [str(trained.package), str(source), "--output", str(target), "--public-key", str(public)]
+    assert lifecycle_cli("predict", *args) == 0
+    produced = pd.read_parquet(target)
+    columns = [c for c in trained.predictions.columns if c != "row_id"]
+    assert differing_columns(trained.predictions[columns], produced[columns]) == []
