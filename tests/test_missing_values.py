@@ -420,6 +420,7 @@ def test_the_datasheet_reports_the_missing_values(trained: Trained) -> None:
     counts = markers_mask(trained.frame).sum()
     assert "Missing values per column" in trained.card
     assert f'"sex": {int(counts["sex"])}' in trained.card
+    assert "Read as missing (declared)" in trained.card and "'?'" in trained.card
 
 
 def test_production_batches_are_read_with_the_declared_markers(tmp_path: Path) -> None:
