@@ -41,11 +41,37 @@ def chance_gates(contract: dict[str, Any]) -> dict[str, dict[str, float]]:
     return {"r2": {"min": 0.0}}
 
 
-def proposed_declaration(frame: Any, data_file: Path, target: str | None, name: str) -> str:
+# Spellings that often mean "missing" in exported files. None of them is missing unless the
+# declaration lists it (lifecycle_pipeline/missing.py); inference only points them out.
+MARKER_LOOKALIKES = ("NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "?", "-", ".")
+
+
+def marker_lookalikes(frame: Any, declared: tuple[str, ...]) -> dict[str, list[str]]:
+    """Per text column, the undeclared values that look like missing-value markers."""
+    found: dict[str, list[str]] = {}
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype != object:
+            continue
+        present = set(values.dropna().astype(str))
+        hits = [m for m in MARKER_LOOKALIKES if m in present and m not in declared]
+        if hits:
+            found[str(column)] = hits
+    return found
+
+
+def proposed_declaration(
+    frame: Any,
+    data_file: Path,
+    target: str | None,
+    name: str,
+    missing_values: tuple[str, ...] = (),
+) -> str:
     """A model folder's defs.yaml to review: the inferred contract, a default estimator for the
     task, chance-level gates (floors the team replaces) and TODO markers where only people
     know the answer. Tags default to ``<name>-v*`` / ``<name>-batch-*``, so models sharing a
-    registry never read each other's versions."""
+    registry never read each other's versions. ``frame`` was read with ``missing_values`` (the
+    markers the team named), which the proposal declares so every later reader uses them."""
     from lifecycle_pipeline.contract import infer_contract
 
     contract = infer_contract(frame, target=target)
@@ -65,6 +91,7 @@ def proposed_declaration(frame: Any, data_file: Path, target: str | None, name: 
             "versions": f"{name}-v*",
             "batches": f"{name}-batch-*",
             "batch_path": "batches/{key}." + fmt,
+            **({"missing_values": list(missing_values)} if missing_values else {}),
         },
         "contract": contract,
         "estimator": {
@@ -84,6 +111,12 @@ def proposed_declaration(frame: Any, data_file: Path, target: str | None, name: 
         "#   1/classes, ROC AUC >= 0.5): set the thresholds your use needs;\n"
         "# - write the description and what a row is.\n"
     )
+    for column, hits in marker_lookalikes(frame, missing_values).items():
+        header += (
+            f"# - column {column!r} holds {', '.join(repr(h) for h in hits)}: if that means "
+            "missing, list it under data.missing_values\n#   (or pass --missing-values) and "
+            "propose again; as is, it is a value.\n"
+        )
     component = {"type": COMPONENT_TYPE, "attributes": document}
     return header + yaml.safe_dump(component, sort_keys=False, allow_unicode=True, width=100)
 
@@ -134,11 +167,19 @@ governance:
 """
 
 
-def scaffold_model(folder: Path, data: Path, target: str | None, force: bool = False) -> Path:
-    """Write a new model folder (defs.yaml with the contract inferred from ``data``, and a
-    model-card spec of TODOs); refuses to overwrite an existing one without ``force``."""
+def scaffold_model(
+    folder: Path,
+    data: Path,
+    target: str | None,
+    force: bool = False,
+    missing_values: tuple[str, ...] = (),
+) -> Path:
+    """Write a new model folder (defs.yaml with the contract inferred from ``data``, read with
+    ``missing_values`` as markers, and a model-card spec of TODOs); refuses to overwrite an
+    existing one without ``force``."""
     from lifecycle_pipeline.contract import read_local
     from lifecycle_pipeline.declaration import _NAME
+    from lifecycle_pipeline.missing import MissingValues
 
     name = folder.name
     if not _NAME.fullmatch(name):
@@ -150,9 +191,9 @@ def scaffold_model(folder: Path, data: Path, target: str | None, force: bool = F
     for existing in (declaration, folder / "model_card.yaml"):
         if existing.exists() and not force:
             raise CheckError(f"{existing} exists; review it, or pass --force to replace it.")
-    frame = read_local(data)
+    frame = read_local(data, missing=MissingValues(missing_values))
     files = {
-        declaration: proposed_declaration(frame, data, target, name),
+        declaration: proposed_declaration(frame, data, target, name, missing_values),
         folder / "model_card.yaml": CARD_SPEC_TEMPLATE.format(name=name),
     }
     folder.mkdir(parents=True, exist_ok=True)
@@ -167,7 +208,9 @@ def _new_model(args: argparse.Namespace) -> int:
     from lifecycle_pipeline.declaration import models_dir
 
     folder = models_dir() / args.name
-    declaration = scaffold_model(folder, Path(args.data), args.target, args.force)
+    declaration = scaffold_model(
+        folder, Path(args.data), args.target, args.force, _markers(args.missing_values)
+    )
     data = Path(args.data)
     print(
         f"""created {folder}/
@@ -188,15 +231,30 @@ next steps:
     return ExitCode.OK
 
 
+def _markers(given: str | None) -> tuple[str, ...]:
+    """``--missing-values NA,?``: the markers, checked as the declaration will check them."""
+    if not given:
+        return ()
+    markers = tuple(given.split(","))
+    if "" in markers or len(set(markers)) != len(markers):
+        raise CheckError(
+            f"--missing-values {given!r}: give distinct, non-empty markers separated by commas "
+            "(the empty field is always missing), e.g. --missing-values NA,?"
+        )
+    return markers
+
+
 def _infer(args: argparse.Namespace) -> int:
     from lifecycle_pipeline.contract import read_local
+    from lifecycle_pipeline.missing import MissingValues
 
     data = Path(args.data)
-    frame = read_local(data)
+    markers = _markers(args.missing_values)
+    frame = read_local(data, missing=MissingValues(markers))
     output = Path(args.output)
     if output.exists() and not args.force:
         raise CheckError(f"{output} exists; review it, or pass --force to replace it.")
-    text = proposed_declaration(frame, data, args.target, args.name)
+    text = proposed_declaration(frame, data, args.target, args.name, markers)
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = output.with_name(f".{output.name}.tmp")
     temporary.write_text(text, encoding="utf-8")
@@ -230,7 +288,12 @@ def _check(args: argparse.Namespace) -> int:
         f"sha256 {model.sha256[:12]})"
     )
     if args.data:
-        frame = read_local(Path(args.data), model.model.data.format, model.model.contract)
+        frame = read_local(
+            Path(args.data),
+            model.model.data.format,
+            model.model.contract,
+            model.model.data.missing,
+        )
         problems = check_against_data(model, frame, args.data)
         if problems:
             raise CheckError("\n".join(problems))
@@ -253,6 +316,12 @@ def _check_every_model() -> int:
     return ExitCode.NEGATIVE if broken else ExitCode.OK
 
 
+_MISSING_HELP = (
+    "comma-separated field values that mean missing besides the empty field, e.g. 'NA,?' "
+    "(declared as data.missing_values)"
+)
+
+
 def register(commands: Any) -> None:
     new = commands.add_parser(
         "new-model",
@@ -263,6 +332,7 @@ def register(commands: Any) -> None:
     new.add_argument("--data", required=True, help="a CSV or Parquet sample of the training data")
     new.add_argument("--target", help="the label or target column (default: the last column)")
     new.add_argument("--force", action="store_true", help="replace an existing declaration")
+    new.add_argument("--missing-values", help=_MISSING_HELP)
     new.set_defaults(handler=_new_model)
     contract = commands.add_parser("contract", help="Work with a model's data contract.")
     actions = contract.add_subparsers(dest="action", required=True)
@@ -274,6 +344,7 @@ def register(commands: Any) -> None:
     infer.add_argument("--name", default="my_model", help="model name (lower case, digits, _)")
     infer.add_argument("--output", default=DECLARATION_FILE, help="where to write the proposal")
     infer.add_argument("--force", action="store_true", help="replace an existing file")
+    infer.add_argument("--missing-values", help=_MISSING_HELP)
     infer.set_defaults(handler=_infer)
     check = commands.add_parser(
         "check", help="Validate a model declaration (and optionally a data file against it)."

@@ -19,6 +19,7 @@ import pandas as pd
 
 from lifecycle_pipeline.arrow_memory import use_system_allocator
 from lifecycle_pipeline.errors import LifecycleError
+from lifecycle_pipeline.missing import EMPTY_ONLY, MissingValues
 
 use_system_allocator()
 
@@ -120,6 +121,7 @@ def parse_csv_stream(
     source: str,
     text_columns: tuple[str, ...] = (),
     number_columns: tuple[str, ...] = (),
+    missing: MissingValues = EMPTY_ONLY,
 ) -> pd.DataFrame:
     """Parse CSV strictly as it is read, so that encoding and shape errors name the source.
 
@@ -134,7 +136,9 @@ def parse_csv_stream(
     inferring each column's type made Arrow's reader 2.5x slower (1M rows: 2.0 s against
     0.8 s); a value there that is not a number raises ``DeclaredTypeMismatchError``. The stream
     is read to its end whatever happens, so a caller that verifies its digest sees every
-    byte.
+    byte. A field is missing exactly when ``missing`` (the model's reading rule) says so, in
+    every column: Arrow's own defaults would keep an empty text field as ``''`` and take
+    ``NA`` or ``null`` in a number column for missing, which predict.py would not.
     """
     import pyarrow as pa
     import pyarrow.csv as arrow_csv
@@ -148,7 +152,8 @@ def parse_csv_stream(
             parse_options=arrow_csv.ParseOptions(newlines_in_values=False),
             convert_options=arrow_csv.ConvertOptions(
                 column_types=dict.fromkeys(number_columns, pa.float64())
-                | dict.fromkeys(text_columns, pa.string())
+                | dict.fromkeys(text_columns, pa.string()),
+                **missing.arrow_csv_options(),
             ),
         )
         table = reader.read_all()
@@ -166,7 +171,27 @@ def parse_csv_stream(
             f"{source}: cannot be parsed as CSV ({detail}); a row with fewer or more fields "
             "than the header usually means a truncated or hand-edited file."
         ) from failure
-    return _to_pandas(table, source)
+    return _to_pandas(_nan_text_as_text(table), source)
+
+
+def _nan_text_as_text(table: Any) -> Any:
+    """Number columns in which Arrow parsed a field such as ``nan`` or ``NaN`` as a float NaN,
+    as text: such a field is not a number, and it is missing only when the declaration lists
+    it (then it is already null here). predict.py's reader keeps it as text too, so both
+    refuse it by name instead of one scoring it as a gap."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for i, field in enumerate(table.schema):
+        if not pa.types.is_floating(field.type):
+            continue
+        column = table.column(i)
+        nan = pc.is_nan(column)
+        if not pc.any(nan).as_py():
+            continue
+        text = pc.if_else(nan, pa.scalar("nan"), pc.cast(column, pa.string()))
+        table = table.set_column(i, pa.field(field.name, pa.string()), text)
+    return table
 
 
 def parse_csv(
@@ -175,19 +200,29 @@ def parse_csv(
     source: str,
     text_columns: tuple[str, ...] = (),
     number_columns: tuple[str, ...] = (),
+    missing: MissingValues = EMPTY_ONLY,
 ) -> pd.DataFrame:
     """``parse_csv_stream`` over bytes already in memory (a local file, a production batch),
     read again without declared types when a numeric column holds a non-number."""
     try:
         return parse_csv_stream(
-            io.BytesIO(raw), source=source, text_columns=text_columns, number_columns=number_columns
+            io.BytesIO(raw),
+            source=source,
+            text_columns=text_columns,
+            number_columns=number_columns,
+            missing=missing,
         )
     except DeclaredTypeMismatchError:
-        return parse_csv_stream(io.BytesIO(raw), source=source, text_columns=text_columns)
+        return parse_csv_stream(
+            io.BytesIO(raw), source=source, text_columns=text_columns, missing=missing
+        )
 
 
-def parse_parquet(raw: bytes, *, source: str) -> pd.DataFrame:
-    """Read Parquet bytes straight into Arrow (no CSV detour); a damaged file is named."""
+def parse_parquet(raw: bytes, *, source: str, missing: MissingValues = EMPTY_ONLY) -> pd.DataFrame:
+    """Read Parquet bytes straight into Arrow (no CSV detour); a damaged file is named.
+
+    Nulls are missing, and so is a text value that is empty or a declared marker: the same
+    rule as CSV, so converting a file between the formats changes nothing it means."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -200,30 +235,50 @@ def parse_parquet(raw: bytes, *, source: str) -> pd.DataFrame:
             f"{source}: not a readable Parquet file ({exc}); declare `data.format: csv` if it "
             "is CSV."
         ) from exc
-    return _to_pandas(table, source)
+    frame = _to_pandas(table, source)
+    missing.blank_text(frame)
+    return frame
 
 
-def parse(raw: bytes, *, source: str, fmt: str, contract: Contract | None = None) -> pd.DataFrame:
-    """A data file in its declared format; with ``contract``, categoricals are read as text."""
+def parse(
+    raw: bytes,
+    *,
+    source: str,
+    fmt: str,
+    contract: Contract | None = None,
+    missing: MissingValues = EMPTY_ONLY,
+) -> pd.DataFrame:
+    """A data file in its declared format; with ``contract``, categoricals are read as text.
+
+    ``missing``: the model's reading rule (``DataSource.missing``); the default, for a file
+    no declaration describes yet, reads only the empty field as missing."""
     if fmt == "parquet":
-        return parse_parquet(raw, source=source)
+        return parse_parquet(raw, source=source, missing=missing)
     text = contract.of_type("categorical") if contract is not None else ()
     numbers = contract.of_type("numeric") if contract is not None else ()
-    return parse_csv(raw, source=source, text_columns=text, number_columns=numbers)
+    return parse_csv(raw, source=source, text_columns=text, number_columns=numbers, missing=missing)
 
 
 def parse_stream(
-    stream: Any, *, source: str, fmt: str, contract: Contract | None = None, typed: bool = True
+    stream: Any,
+    *,
+    source: str,
+    fmt: str,
+    contract: Contract | None = None,
+    typed: bool = True,
+    missing: MissingValues = EMPTY_ONLY,
 ) -> pd.DataFrame:
     """``parse`` for a file read as a stream (a registry version): CSV is parsed as it is
     read; Parquet, compressed and read by its footer, is read whole first. A stream cannot
     be read twice: on ``DeclaredTypeMismatchError`` the caller opens it again and passes
     ``typed=False``."""
     if fmt == "parquet":
-        return parse_parquet(stream.read(), source=source)
+        return parse_parquet(stream.read(), source=source, missing=missing)
     text = contract.of_type("categorical") if contract is not None else ()
     numbers = contract.of_type("numeric") if contract is not None and typed else ()
-    return parse_csv_stream(stream, source=source, text_columns=text, number_columns=numbers)
+    return parse_csv_stream(
+        stream, source=source, text_columns=text, number_columns=numbers, missing=missing
+    )
 
 
 def _to_pandas(table: Any, source: str) -> pd.DataFrame:
@@ -474,7 +529,10 @@ def validate(
             problems.append(
                 ColumnProblem(
                     contract.target,
-                    f"{int(target.isna().sum())} missing label(s), first at row {first}",
+                    f"{int(target.isna().sum())} missing label(s), first at row {first} (an "
+                    "empty field or a data.missing_values marker); a row without its label "
+                    "can be neither trained nor evaluated: label it, or remove it from the "
+                    "data version",
                 )
             )
         else:
@@ -511,7 +569,9 @@ def infer_contract(frame: pd.DataFrame, *, target: str | None = None) -> dict[st
 
     Types come from the parsed columns; observed ranges are NOT proposed as domain bounds
     (the data shows what occurred, not what is possible: a reviewer adds bounds they know).
-    Categories are listed when a text column has at most 50 distinct values.
+    Categories are listed when a text column has at most 50 distinct values. A column with a
+    missing value, as the frame was read (``read_local`` with the rule the declaration will
+    state), is proposed nullable; a missing value is never proposed as a category.
     """
     columns = list(frame.columns)
     if target is None:
@@ -523,8 +583,12 @@ def infer_contract(frame: pd.DataFrame, *, target: str | None = None) -> dict[st
         if name == target:
             continue
         values = frame[name]
+        present = values.dropna()
         entry: dict[str, Any]
-        if pd.api.types.is_bool_dtype(values):
+        if pd.api.types.is_bool_dtype(values) or (
+            # true/false with gaps: Arrow gives objects (True, False, None), not a bool dtype
+            len(present) and all(isinstance(v, bool | np.bool_) for v in present)
+        ):
             entry = {"type": "boolean"}
         elif pd.api.types.is_integer_dtype(values):
             entry = {"type": "integer"}
@@ -566,15 +630,19 @@ def _plain(value: Any) -> Any:
 
 
 def read_local(
-    path: Path, fmt: str | None = None, contract: Contract | None = None
+    path: Path,
+    fmt: str | None = None,
+    contract: Contract | None = None,
+    missing: MissingValues = EMPTY_ONLY,
 ) -> pd.DataFrame:
-    """A local data file (for `lifecycle contract infer` and `lifecycle check`)."""
+    """A local data file (for `lifecycle contract infer` and `lifecycle check`), read under
+    the model's reading rule for missing values (``missing``)."""
     fmt = fmt or ("parquet" if path.suffix in (".parquet", ".pq") else "csv")
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise DataValidationError(f"{path}: cannot be read ({exc.strerror or exc}).") from exc
-    return parse(raw, source=str(path), fmt=fmt, contract=contract)
+    return parse(raw, source=str(path), fmt=fmt, contract=contract, missing=missing)
 
 
 def to_parquet_bytes(frame: pd.DataFrame) -> bytes:

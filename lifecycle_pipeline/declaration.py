@@ -40,6 +40,7 @@ from pydantic import (
 )
 
 from lifecycle_pipeline.errors import LifecycleError
+from lifecycle_pipeline.missing import MissingValues
 from lifecycle_pipeline.settings import PACKAGE_DIR
 
 if TYPE_CHECKING:
@@ -93,6 +94,12 @@ class DataSource(_Strict):
         description="A batch's file in the registry; {key} = its tag (default: batches/{key}."
         "csv or .parquet, by format).",
     )
+    missing_values: tuple[str, ...] = Field(
+        default=(),
+        description="Field values that mean 'missing' besides the empty field, e.g. "
+        "['NA', '?']; matched as whole text in every column, in training data, production "
+        "batches and the package's predict.py alike (lifecycle_pipeline/missing.py).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -107,6 +114,35 @@ class DataSource(_Strict):
         if "{key}" not in value:
             raise ValueError("must contain {key} (the batch tag), e.g. 'batches/{key}.csv'")
         return value
+
+    @field_validator("missing_values", mode="before")
+    @classmethod
+    def _markers(cls, value: Any) -> Any:
+        """Markers are text matched against whole fields: a YAML number, boolean or null
+        would match nothing a reader sees, so it is refused rather than converted."""
+        if not isinstance(value, list | tuple):
+            return value
+        seen: set[str] = set()
+        for i, marker in enumerate(value):
+            if not isinstance(marker, str):
+                raise FieldError(
+                    (i,),
+                    f"{marker!r} is not text (YAML read it as {type(marker).__name__}); a "
+                    f"marker is matched as the field's text, so quote it: '{marker}'",
+                )
+            if marker == "":
+                raise FieldError(
+                    (i,), "the empty field is always missing; list only the other markers"
+                )
+            if marker in seen:
+                raise FieldError((i,), f"{marker!r} is listed twice")
+            seen.add(marker)
+        return value
+
+    @property
+    def missing(self) -> MissingValues:
+        """The reading rule for this model's data files (``lifecycle_pipeline.missing``)."""
+        return MissingValues(self.missing_values)
 
     def registry_url(self) -> str | None:
         """The configured registry, with a '$NAME' reference resolved now (not at load)."""
@@ -479,6 +515,22 @@ class ModelDeclaration(_Strict):
             except DriftError as exc:
                 message = str(exc).split(": ", 1)[1]
                 raise FieldError(("drift", field, "method"), message) from exc
+        markers = set(self.data.missing_values)
+        for name, feature in features.items():
+            clash = [c for c in feature.categories or () if c in markers]
+            if clash:
+                raise FieldError(
+                    ("contract", "features", name, "categories"),
+                    f"{clash[0]!r} is declared a category of {name!r} and a missing value "
+                    "(data.missing_values): a field cannot be both; remove it from one list",
+                )
+        for i, label in enumerate(self.contract.classes or ()):
+            if not isinstance(label.value, bool) and str(label.value) in markers:
+                raise FieldError(
+                    ("contract", "classes", i, "value"),
+                    f"class value {label.value!r} is also declared a missing value "
+                    "(data.missing_values): every such label would read as missing",
+                )
         unknown = sorted(set(self.drift.columns or ()) - set(features))
         if unknown:
             raise FieldError(("drift", "columns"), f"{unknown} are not declared features")

@@ -173,6 +173,7 @@ def build_data_snapshot(model: LoadedDeclaration) -> dg.AssetsDefinition:
                         fmt=declared.data.format,
                         contract=declared.contract,
                         typed=typed,
+                        missing=declared.data.missing,
                     )
                 finally:  # bytes other than the recorded ones are the cause to report, first
                     stream.verify()

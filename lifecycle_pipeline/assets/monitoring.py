@@ -122,7 +122,13 @@ def read_batch(
     """
     model = declaration.model
     frame = (
-        contract_module.parse(batch, source=source, fmt=model.data.format, contract=model.contract)
+        contract_module.parse(
+            batch,
+            source=source,
+            fmt=model.data.format,
+            contract=model.contract,
+            missing=model.data.missing,
+        )
         if isinstance(batch, bytes)
         else batch
     )

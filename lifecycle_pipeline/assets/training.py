@@ -2,10 +2,11 @@
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from joblib import parallel_config
 from pydantic import Field
@@ -150,22 +151,33 @@ def build_pipeline(model: ModelDeclaration, config: TrainingConfig) -> Pipeline:
     return Pipeline(steps)
 
 
-def golden_inputs(feature_set: FeatureSet, rows: int) -> pd.DataFrame:
+def golden_inputs(
+    feature_set: FeatureSet, rows: int, types: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """Fixed inputs whose predictions identify the model: held-out rows plus range extremes.
 
     The extremes (column-wise min, median and max of the training data; the most frequent
     value for categorical and boolean features) probe behaviour at the edges of the training
-    range, where a changed model is most likely to differ.
+    range, where a changed model is most likely to differ. ``types``: each feature's declared
+    type. Missing values make an integer or boolean column float (NaN, 1.0, 0.0); its middle
+    value stays a whole number, and a boolean's is its most frequent value, not a median of
+    0.5, which the package would refuse as no boolean.
     """
+    types = types or {}
     columns = list(feature_set.feature_columns)
     train = feature_set.train[columns]
     held_out = feature_set.test[columns].head(rows)
     edges: dict[str, list[Any]] = {}
     for name in columns:
         values = train[name]
-        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        if (
+            pd.api.types.is_numeric_dtype(values)
+            and not pd.api.types.is_bool_dtype(values)
+            and types.get(name) != "boolean"
+        ):
             middle = values.median()
-            if pd.api.types.is_integer_dtype(values):
+            integer = types.get(name) == "integer" and not np.isnan(middle)
+            if pd.api.types.is_integer_dtype(values) or integer:
                 middle = round(middle)
             edges[name] = [values.min(), middle, values.max()]
         else:
@@ -347,7 +359,11 @@ def build_trained_model(model: LoadedDeclaration) -> dg.AssetsDefinition:
         failpoint("training.fitted")
         skops = dump_model(pipeline)  # stored as is: the artifact and the package carry it
         trusted = check_trusted_types(skops, model)
-        golden = golden_inputs(features, config.golden_rows)
+        golden = golden_inputs(
+            features,
+            config.golden_rows,
+            {name: f.type for name, f in declared.contract.features.items()},
+        )
         model_fingerprint = fingerprint(pipeline, golden, task.raw_outputs)
         code = code_state(Settings.from_env().project_root, model_files(model))
         resolved_config = config.model_dump()

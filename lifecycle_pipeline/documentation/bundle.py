@@ -426,6 +426,12 @@ def datasheet(lineage: Lineage, spec: LoadedSpec, model: LoadedDeclaration) -> D
                     *_balance_rows(s, model),
                     fact("Missing values per column", s.metadata.get("null_counts"), s),
                     declared(
+                        "Read as missing (declared)",
+                        ["(empty field)", *(repr(m) for m in model.model.data.missing_values)],
+                        origin,
+                        "data.missing_values",
+                    ),
+                    declared(
                         "Nullable features (declared)",
                         [n for n, feat in contract.features.items() if feat.nullable] or "none",
                         origin,

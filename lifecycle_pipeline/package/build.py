@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 # 2: schemas from the declaration, per-task outputs, trusted types in the manifest.
 # 3: requirements.txt (the runtime's pins from uv.lock, hashed), README.md, the Python and
-#    platform in the manifest, predict.py --verify.
+#    platform in the manifest, predict.py --verify; input_schema.json carries the reading
+#    rule for missing values (missing_values).
 FORMAT = "lifecycle-package/3"
 PACKAGE_KIND = "deployment_package"
 ENTRY_POINT = "predict.py"
@@ -94,9 +95,13 @@ def input_schema(features: FeatureSet, model: LoadedDeclaration) -> dict[str, An
             entry["train_max"] = _plain(values.max()) if len(values) else None
         elif feature.type == "categorical":
             entry["train_categories"] = sorted({str(v) for v in values.unique()})
+            # The encoder learns a gap as a category only if training had one.
+            entry["train_missing"] = bool(train[name].isna().any())
         columns.append(entry)
     return {
         "columns": columns,
+        # predict.py reads a field as missing exactly when training's reader did.
+        **model.model.data.missing.to_schema(),
         "row": contract.row,
         "row_key": ROW_KEY,
         "out_of_range": model.model.out_of_range,

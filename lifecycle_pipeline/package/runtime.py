@@ -361,12 +361,20 @@ def _training_flags(
     elif spec["type"] == "categorical" and spec.get("train_categories") is not None:
         seen = spec["train_categories"]
         flagged = (values.notna() & ~values.isin(seen)).to_numpy()
+        # A gap is a category of its own to the encoder: one training never saw is unseen
+        # too (schemas written before train_missing was recorded are judged as they were).
+        if not spec.get("train_missing", True):
+            flagged |= values.isna().to_numpy()
+
+        def shown(i: int) -> str:
+            return "a missing value" if pd.isna(values.iloc[i]) else repr(values.iloc[i])
+
         if unseen == "error":
             _name_rows(
                 values.index,
                 flagged,
                 lambda i: (
-                    f"{values.iloc[i]!r} was never seen in training and this model "
+                    f"{shown(i)} was never seen in training and this model "
                     "refuses unseen categories (estimator.unseen_categories: error)"
                 ),
                 name,
@@ -376,7 +384,7 @@ def _training_flags(
         _name_rows(
             values.index,
             flagged,
-            lambda i: f"{values.iloc[i]!r} was never seen in training (seen: {_listing(seen)})",
+            lambda i: f"{shown(i)} was never seen in training (seen: {_listing(seen)})",
             name,
             notes,
         )
@@ -563,17 +571,52 @@ def golden_digest(
 # -- files ----------------------------------------------------------------------------------
 
 
+def missing_markers(schema: dict[str, Any] | None) -> list[str] | None:
+    """The field values the model's declaration reads as missing (``input_schema.json``
+    ``missing_values``: the empty field and the declared markers), or None for a schema
+    written before packages carried the rule, whose rows pandas' defaults read."""
+    markers = (schema or {}).get("missing_values")
+    if markers is None:
+        return None
+    if not isinstance(markers, list) or not all(isinstance(m, str) for m in markers):
+        raise PackageError(
+            f"input_schema.json: missing_values is {markers!r}, not a list of text markers; "
+            "the package is damaged, rebuild it."
+        )
+    return markers
+
+
+def _blank_text(frame: pd.DataFrame, markers: list[str]) -> pd.DataFrame:
+    """Parquet: text values that are missing markers become None (nulls already are)."""
+    chosen = set(markers)
+    for name in frame.columns:
+        values = frame[name]
+        if values.dtype != object:
+            continue
+        hit = values.map(lambda v: isinstance(v, str) and v in chosen).to_numpy(dtype=bool)
+        if hit.any():
+            out = values.copy()
+            out[hit] = None
+            frame[name] = out
+    return frame
+
+
 def read_table(path: Path, schema: dict[str, Any] | None = None) -> pd.DataFrame:
     """Read input rows, turning every way a file can be unreadable into a named InputError.
 
     With the input schema, a CSV's categorical columns are read as text, so codes such as
-    '007' keep their leading zeros instead of becoming the number 7.
+    '007' keep their leading zeros instead of becoming the number 7, and a field is missing
+    exactly when training's reader took it for missing: empty, or one of the declared
+    markers (``missing_values``), never pandas' own list ('None', 'NA', 'null', ...) unless
+    the declaration lists it.
     """
+    markers = missing_markers(schema)
     if path.suffix == ".parquet":
         try:
-            return pd.read_parquet(path)
+            frame = pd.read_parquet(path)
         except (OSError, ValueError) as exc:
             raise InputError(f"not a readable Parquet file ({exc})") from exc
+        return frame if markers is None else _blank_text(frame, markers)
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -589,8 +632,13 @@ def read_table(path: Path, schema: dict[str, Any] | None = None) -> pd.DataFrame
     as_text = {
         c["name"]: "str" for c in (schema or {}).get("columns", []) if c["type"] == "categorical"
     }
+    rule: dict[str, Any] = (
+        {} if markers is None else {"keep_default_na": False, "na_values": markers}
+    )
     try:
-        return pd.read_csv(io.StringIO(text), float_precision="round_trip", dtype=as_text or None)
+        return pd.read_csv(
+            io.StringIO(text), float_precision="round_trip", dtype=as_text or None, **rule
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputError(f"cannot be parsed as CSV ({exc})") from exc
 
