@@ -128,6 +128,25 @@ def measure(
     )
 
 
+SHIFT_BATCHES = 20
+WEAK_DETECTION = 0.8
+
+
+def with_methods(drift: Drift, methods: dict[str, str | None]) -> Drift:
+    """``drift`` with other tests (``--numeric``, ...) to calibrate; their thresholds are
+    placeholders until calibrated. A test that does not apply to its kind is refused."""
+    from lifecycle_pipeline.monitoring.drift import check_applies
+
+    values = drift.model_dump()
+    for kind, method in methods.items():
+        if method is None:
+            continue
+        if kind != "prediction":  # the output's kind is the task's; the scorer checks it
+            check_applies(method, kind, f"--{kind}")  # type: ignore[arg-type]
+        values[kind] = {"method": method, "threshold": 0.5}
+    return type(drift).model_validate(values)
+
+
 def _rate(value: float) -> str:
     return f"{value:.3f}"
 
@@ -152,6 +171,21 @@ def proposal_text(declaration: LoadedDeclaration, result: Calibration, descripti
             f"#   one {kind} column{' ' * (29 - len(kind))}"
             f"{_rate(declared.per_kind[kind]):>12}   {_rate(proposed.per_kind[kind]):>8}"
         )
+    if result.detected:
+        weakest = min(result.detected, key=result.detected.__getitem__)
+        caught = result.detected[weakest]
+        lines.append(
+            f"# One numeric feature moved by 1 SD: flagged in {_rate(caught)} of "
+            f"{result.shift_batches} held-out batches for the weakest ({weakest}), "
+            f"{_rate(sorted(result.detected.values())[len(result.detected) // 2])} for the median."
+        )
+        if caught < WEAK_DETECTION:
+            method = result.thresholds["numeric"][0]
+            lines.append(
+                f"# At {calm.batch_size} rows, {method} misses such shifts: compare another "
+                "test, e.g. --numeric wasserstein or --numeric ks, and keep the one that "
+                "catches more at the same false-alarm rate."
+            )
     lines.append(
         "# Paste these keys under `drift:` in "
         f"{declaration.path} (methods and other keys unchanged):"
@@ -162,7 +196,7 @@ def proposal_text(declaration: LoadedDeclaration, result: Calibration, descripti
 
 def _calibrate(args: argparse.Namespace) -> int:
     from lifecycle_pipeline.declaration import current_declaration
-    from lifecycle_pipeline.monitoring.calibration import calibrate
+    from lifecycle_pipeline.monitoring.calibration import BatchScorer, calibrate, shift_detection
 
     declaration = current_declaration()
     drift = declaration.model.drift
@@ -186,8 +220,23 @@ def _calibrate(args: argparse.Namespace) -> int:
         if args.data
         else inputs_from_version(declaration, args.version)
     )
-    calm = measure(declaration, inputs, batch_size=batch_size, draws=args.draws, seed=args.seed)
-    result = calibrate(calm, drift, false_alarm_rate=rate, min_drifted=args.min_drifted)
+    settings = with_methods(
+        drift,
+        {"numeric": args.numeric, "categorical": args.categorical, "prediction": args.prediction},
+    )
+    scorer = BatchScorer(inputs.reference, declaration.model, inputs.estimator, settings)
+    calm = scorer.calm(inputs.pool, batch_size=batch_size, draws=args.draws, seed=args.seed)
+    result = calibrate(calm, settings, false_alarm_rate=rate, min_drifted=args.min_drifted)
+    if any(t.kind == "numeric" for t in calm.tests[: calm.features]):
+        detected = shift_detection(
+            scorer,
+            inputs.pool,
+            result.settings,
+            batch_size=batch_size,
+            batches=SHIFT_BATCHES,
+            seed=args.seed + 1,
+        )
+        result = result.with_detection(detected, SHIFT_BATCHES)
     print(proposal_text(declaration, result, inputs.description), end="")
     return ExitCode.OK
 
@@ -231,4 +280,10 @@ def register(drift: argparse.ArgumentParser) -> None:
         default=1,
         help="drifted features that make a batch drift (default 1: one shifted feature alarms)",
     )
+    for kind in ("numeric", "categorical", "prediction"):
+        calibrate.add_argument(
+            f"--{kind}",
+            metavar="METHOD",
+            help=f"calibrate another test than drift.{kind}'s (e.g. wasserstein, ks)",
+        )
     calibrate.set_defaults(handler=_calibrate)

@@ -378,11 +378,22 @@ class MeasuredTest(_Strict):
     column_rate: float = Field(ge=0.0, le=1.0)
 
 
+class ShiftDetected(_Strict):
+    """How often a batch with one numeric feature moved by one standard deviation of the
+    reference was flagged under the calibrated thresholds (over every numeric feature)."""
+
+    batches: int = Field(ge=1, description="Shifted batches per feature.")
+    min: float = Field(ge=0.0, le=1.0)
+    median: float = Field(ge=0.0, le=1.0)
+    weakest: str = Field(description="The feature whose shift was caught least often.")
+
+
 class DriftMeasured(_Strict):
     verdict: float = Field(ge=0.0, le=1.0, description="Calm batches that raised the verdict.")
     numeric: MeasuredTest | None = None
     categorical: MeasuredTest | None = None
     prediction: MeasuredTest | None = None
+    one_sd_shift: ShiftDetected | None = None
 
 
 class DriftCalibration(_Strict):

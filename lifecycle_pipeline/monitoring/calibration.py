@@ -34,6 +34,7 @@ verdict (it is reported apart), so it is calibrated on its own at the target rat
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from collections.abc import Sequence
@@ -228,9 +229,9 @@ class BatchScorer:
             )
         self.tests = tuple(tests)
 
-    def _with_output(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def _with_output(self, frame: pd.DataFrame, output: bool = True) -> pd.DataFrame:
         picked = frame[self.features].reset_index(drop=True)
-        if self.estimator is not None:
+        if self.estimator is not None and output:
             raw = self.task.raw_outputs(self.estimator, picked)
             values, numeric = self.task.monitored_output(raw, self.classes, self.model.contract)
             picked[self.output] = np.asarray(values)
@@ -239,9 +240,13 @@ class BatchScorer:
 
     def score(self, batch: pd.DataFrame, only: Sequence[int] | None = None) -> np.ndarray:
         """Every test's score on ``batch`` (NaN for tests not in ``only``, when given)."""
-        current = self._with_output(sample(batch, self.settings.sample_cap, self.settings.seed + 1))
+        wanted = range(len(self.tests)) if only is None else only
+        current = self._with_output(
+            sample(batch, self.settings.sample_cap, self.settings.seed + 1),
+            output=any(j >= self.feature_count for j in wanted),
+        )
         scores = np.full(len(self.tests), np.nan)
-        for j in range(len(self.tests)) if only is None else only:
+        for j in wanted:
             test = self.tests[j]
             scores[j] = column_score(test, self.reference[test.column], current[test.column])
         return scores
@@ -281,6 +286,48 @@ def calm_scores(
     ``estimator`` (the model fitted on ``reference``) is given."""
     scorer = BatchScorer(reference, model, estimator, settings)
     return scorer.calm(pool, batch_size=batch_size, draws=draws, seed=seed)
+
+
+def shift_detection(
+    scorer: BatchScorer,
+    pool: pd.DataFrame,
+    settings: Drift,
+    *,
+    batch_size: int,
+    batches: int,
+    seed: int,
+    shift_sd: float = 1.0,
+) -> dict[str, float]:
+    """Per numeric feature, the share of held-out batches whose verdict is drift once that
+    one feature is moved by ``shift_sd`` standard deviations of the reference: what a
+    threshold that keeps calm batches quiet still catches. Only the moved column is scored
+    again (the verdict is the features'; the other columns keep their calm scores)."""
+    held = pool[scorer.features].reset_index(drop=True)
+    picks = calm_batches(len(held), batch_size, batches, seed)
+    calm_rows = [held.iloc[rows].reset_index(drop=True) for rows in picks]
+    features = list(range(scorer.feature_count))
+    base = np.vstack([scorer.score(batch, only=features) for batch in calm_rows])
+    detected: dict[str, float] = {}
+    for j, test in enumerate(scorer.tests[: scorer.feature_count]):
+        if test.kind != "numeric":
+            continue
+        sd = float(scorer.reference[test.column].astype("float64").std(ddof=0))
+        scores = base.copy()
+        for d, batch in enumerate(calm_rows):
+            moved = batch.copy()
+            moved[test.column] = moved[test.column].astype("float64") + shift_sd * sd
+            scores[d, j] = scorer.score(moved, only=[j])[j]
+        shifted = CalmScores(
+            tests=scorer.tests[: scorer.feature_count],
+            features=scorer.feature_count,
+            scores=scores,
+            batch_size=batch_size,
+            seed=seed,
+            reference_rows=len(scorer.reference),
+            pool_rows=len(held),
+        )
+        detected[test.column] = shifted.rates(settings).verdict
+    return detected
 
 
 def threshold_beyond(method: str, score: float) -> float:
@@ -337,6 +384,12 @@ class Calibration:
     false_alarm_rate: float
     rates: Rates
     calm: CalmScores
+    settings: Drift  # the declared settings with the proposed thresholds
+    detected: dict[str, float] | None = None  # shift_detection of ``settings``, when measured
+    shift_batches: int = 0
+
+    def with_detection(self, detected: dict[str, float], batches: int) -> Calibration:
+        return dataclasses.replace(self, detected=detected, shift_batches=batches)
 
     def declaration(self, reference: str) -> dict[str, Any]:
         """The ``drift:`` keys to paste into the declaration, with the calibration record."""
@@ -347,6 +400,14 @@ class Calibration:
                 "method": method,
                 "threshold": threshold,
                 "column_rate": round(self.rates.per_kind[kind], 5),
+            }
+        if self.detected:
+            weakest = min(self.detected, key=lambda c: self.detected[c] if self.detected else 0)
+            measured["one_sd_shift"] = {
+                "batches": self.shift_batches,
+                "min": round(self.detected[weakest], 4),
+                "median": round(float(np.median(list(self.detected.values()))), 4),
+                "weakest": weakest,
             }
         return {
             **tests,
@@ -378,10 +439,10 @@ def calibrate(
     """
     if not 0.0 < false_alarm_rate < 1.0:
         raise CalibrationError(f"false-alarm rate {false_alarm_rate}: must lie in (0, 1).")
+    allowed = _allowed(false_alarm_rate, calm.draws)
     n = calm.features
     if not 1 <= min_drifted <= n:
         raise CalibrationError(f"min_drifted {min_drifted}: must lie in [1, {n}] (the columns).")
-    allowed = _allowed(false_alarm_rate, calm.draws)
     share = float(f"{(min_drifted - 0.5) / n:.4g}")  # min_drifted - 1 columns stay calm
     kinds = {
         kind: [j for j in range(n) if calm.tests[j].kind == kind]
@@ -434,6 +495,7 @@ def calibrate(
         false_alarm_rate=false_alarm_rate,
         rates=rates,
         calm=calm,
+        settings=calibrated,
     )
 
 
