@@ -278,3 +278,39 @@ def test_lifecycle_drift_keeps_its_batch_check_beside_calibrate(
     code = main(["--model", str(declaration), "drift", "calibrate", "--data", str(data)])
     assert code == ExitCode.REFUSED
     assert "drift.batch_size" in capsys.readouterr().err
+
+
+def test_the_calibration_record_is_shown_by_the_monitor_and_the_card(
+    generated: dict[str, Any], tmp_path: Path
+) -> None:
+    from lifecycle_pipeline.assets.monitoring import calibration_metadata
+    from lifecycle_pipeline.declaration import load_declaration
+    from lifecycle_pipeline.documentation.bundle import _drift_rows
+
+    proposed = generated["result"].declaration("generated rows")
+    document = yaml.safe_load(_declaration())
+    document["attributes"]["drift"].update(proposed)
+    path = tmp_path / "sensors" / "defs.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    loaded = load_declaration(path)
+    drift = loaded.model.drift
+    assert drift.calibration is not None and drift.calibration_mismatches(6) == []
+
+    recorded = calibration_metadata(drift, 6)
+    assert recorded["drift/calibration"].data["describes_declared_settings"] is True
+    assert recorded["drift/calibration"].data["draws"] == 100
+    tests, calibration = (row.value for row in _drift_rows(loaded))
+    assert "wasserstein, drifts when score >= " in str(tests)
+    assert "of its 6 features drift" in str(tests)
+    assert "measured at 60-row batches on 100 calm draws (seed 0) from generated rows" in str(
+        calibration
+    )
+
+    # A threshold edited after calibration: the record no longer speaks for it, and says so.
+    document["attributes"]["drift"]["numeric"]["threshold"] = 0.2
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    edited = load_declaration(path)
+    recorded = calibration_metadata(edited.model.drift, 6)
+    assert recorded["drift/calibration"].data["describes_declared_settings"] is False
+    assert "drift.numeric is wasserstein 0.2, calibrated was" in str(_drift_rows(edited)[1].value)
