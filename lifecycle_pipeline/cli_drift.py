@@ -22,10 +22,13 @@ import yaml
 from lifecycle_pipeline.errors import ExitCode, LifecycleError
 
 if TYPE_CHECKING:
+    import dagster as dg
     import pandas as pd
 
     from lifecycle_pipeline.declaration import Drift, LoadedDeclaration
     from lifecycle_pipeline.monitoring.calibration import Calibration, CalmScores
+    from lifecycle_pipeline.resources.artifact_store import ArtifactStore
+    from lifecycle_pipeline.resources.registry import DataRegistry
 
 
 class CalibrateError(LifecycleError, ValueError):
@@ -76,23 +79,20 @@ def inputs_from_data(declaration: LoadedDeclaration, path: Path) -> CalibrationI
     )
 
 
-def inputs_from_version(declaration: LoadedDeclaration, version: str | None) -> CalibrationInputs:
-    """A materialized data version's training split and model, as ``drift_monitor`` loads them."""
-    import dagster as dg
-
+def inputs_from_instance(
+    instance: dg.DagsterInstance,
+    store: ArtifactStore,
+    declaration: LoadedDeclaration,
+    registry: DataRegistry,
+    version: str | None,
+) -> CalibrationInputs:
+    """A materialized data version's training split and model, chosen and loaded as
+    ``drift_monitor`` does (``version`` None: the newest data version with a trained model)."""
     from lifecycle_pipeline.assets.monitoring import load_stage, reference_version
-    from lifecycle_pipeline.demo import prepare_environment
-    from lifecycle_pipeline.resources.artifact_store import ArtifactStore
-    from lifecycle_pipeline.resources.registry import DataRegistry
-    from lifecycle_pipeline.settings import Settings
 
-    prepare_environment(Settings.from_env())
-    store = ArtifactStore()
-    with dg.DagsterInstance.get() as instance:
-        registry = DataRegistry.for_model(declaration)
-        chosen = reference_version(instance, declaration, registry, version)
-        features, _ = load_stage(instance, store, declaration.key("features"), chosen)
-        trained, _ = load_stage(instance, store, declaration.key("trained_model"), chosen)
+    chosen = reference_version(instance, declaration, registry, version)
+    features, _ = load_stage(instance, store, declaration.key("features"), chosen)
+    trained, _ = load_stage(instance, store, declaration.key("trained_model"), chosen)
     return CalibrationInputs(
         reference=features.train,
         pool=features.test,
@@ -102,6 +102,21 @@ def inputs_from_version(declaration: LoadedDeclaration, version: str | None) -> 
             f"batches resampled from its held-out split ({len(features.test)} rows)"
         ),
     )
+
+
+def inputs_from_version(declaration: LoadedDeclaration, version: str | None) -> CalibrationInputs:
+    """``inputs_from_instance`` on this process's instance, artifact store and registry."""
+    import dagster as dg
+
+    from lifecycle_pipeline.demo import prepare_environment
+    from lifecycle_pipeline.resources.artifact_store import ArtifactStore
+    from lifecycle_pipeline.resources.registry import DataRegistry
+    from lifecycle_pipeline.settings import Settings
+
+    prepare_environment(Settings.from_env())
+    with dg.DagsterInstance.get() as instance:
+        registry = DataRegistry.for_model(declaration)
+        return inputs_from_instance(instance, ArtifactStore(), declaration, registry, version)
 
 
 def measure(
