@@ -169,22 +169,27 @@ def _rate(value: float) -> str:
 def proposal_text(declaration: LoadedDeclaration, result: Calibration, description: str) -> str:
     """The YAML to paste under the declaration's ``drift:``, with the measured rates beside it
     (as comments) for the thresholds declared now and for the proposed ones."""
-    declared = result.calm.rates(declaration.model.drift)
-    proposed = result.rates
     calm = result.calm
+    # Declared tests other than those calibrated (--numeric ...) cannot be judged on these draws.
+    declared = (
+        calm.rates(declaration.model.drift) if calm.scored_with(declaration.model.drift) else None
+    )
+    proposed = result.rates
     lines = [
         f"# {declaration.name}: {calm.draws} calm batches of {calm.batch_size} rows "
         f"(seed {calm.seed}) from {description}.",
         f"# Target: at most {result.false_alarm_rate:g} of calm batches raise the verdict "
         f"(drift when {result.min_drifted} or more of {calm.features} features drift).",
         "# False-alarm rate on these calm batches   declared now   proposed",
-        f"#   batch verdict                         {_rate(declared.verdict):>12}"
+        f"#   batch verdict                         "
+        f"{_rate(declared.verdict) if declared else 'other test':>12}"
         f"   {_rate(proposed.verdict):>8}",
     ]
     for kind in proposed.per_kind:
         lines.append(
             f"#   one {kind} column{' ' * (29 - len(kind))}"
-            f"{_rate(declared.per_kind[kind]):>12}   {_rate(proposed.per_kind[kind]):>8}"
+            f"{_rate(declared.per_kind[kind]) if declared else 'other test':>12}"
+            f"   {_rate(proposed.per_kind[kind]):>8}"
         )
     if result.detected:
         weakest = min(result.detected, key=result.detected.__getitem__)

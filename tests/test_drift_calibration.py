@@ -234,6 +234,17 @@ def test_lifecycle_drift_calibrate_prints_a_declaration_that_loads_and_check_acc
     assert proposed["calibration"]["draws"] == 60 and proposed["batch_size"] == 60
     assert proposed["calibration"]["measured"]["one_sd_shift"]["batches"] == 20
 
+    # Another test for the numeric features: calibrated on its own draws, nothing to compare.
+    code = main(
+        [
+            "--model", str(declaration), "drift", "calibrate", "--data", str(data),
+            "--batch-size", "60", "--false-alarm-rate", "0.05", "--draws", "40", "--numeric", "ks",
+        ]
+    )  # fmt: skip
+    other = capsys.readouterr().out
+    assert code == ExitCode.OK and "other test" in other
+    assert yaml.safe_load(other)["drift"]["numeric"]["method"] == "ks"
+
     # Pasted under drift:, it loads, and check measures it at the declared size: no warning.
     text = declaration.read_text(encoding="utf-8")
     document = yaml.safe_load(text)

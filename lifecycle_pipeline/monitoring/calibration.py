@@ -138,6 +138,16 @@ class CalmScores:
             flags[:, j] = rule(self.scores[:, j], threshold)
         return flags
 
+    def scored_with(self, settings: Drift) -> bool:
+        """Whether ``settings`` declare the tests these draws were scored with (only then can
+        these scores judge its thresholds)."""
+        try:
+            for j, test in enumerate(self.tests):
+                _declared_threshold(test, settings, prediction=j == self.features)
+        except CalibrationError:
+            return False
+        return True
+
     def rates(self, settings: Drift) -> Rates:
         """The false-alarm rates of ``settings``' thresholds on these calm draws."""
         thresholds = [
