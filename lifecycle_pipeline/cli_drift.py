@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -197,7 +198,7 @@ def proposal_text(declaration: LoadedDeclaration, result: Calibration, descripti
         lines.append(
             f"# One numeric feature moved by 1 SD: flagged in {_rate(caught)} of "
             f"{result.shift_batches} held-out batches for the weakest ({weakest}), "
-            f"{_rate(sorted(result.detected.values())[len(result.detected) // 2])} for the median."
+            f"{_rate(statistics.median(result.detected.values()))} for the median."
         )
         if caught < WEAK_DETECTION:
             method = result.thresholds["numeric"][0]
