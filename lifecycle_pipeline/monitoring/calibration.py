@@ -15,8 +15,8 @@ How calm batches are drawn, and why:
   held-out rows without replacement makes every batch half of the same pool, with about half
   the variance of batches drawn from the population (finite-population correction); the
   bootstrap mimics draws from the population. The pool is itself a sample, so the calm scores
-  also carry its own distance to the reference: the estimated rate errs on the high side, and
-  the proposed thresholds on the side of fewer alarms.
+  also carry its own distance to the reference: the estimated rate tends to err on the high
+  side, and the proposed thresholds on the side of fewer alarms (and less sensitivity).
 - Each test is scored with Evidently's own statistical test, on the same cleaned values
   (``column_score``; ``tests/test_drift_calibration.py`` checks it equals the monitor's
   Evidently report), and a batch larger than ``sample_cap`` is sampled as the monitor does.
@@ -364,7 +364,8 @@ def threshold_beyond(method: str, score: float) -> float:
             threshold -= unit
         if threshold <= 0:
             raise CalibrationError(f"{method}: no positive threshold below p-value {score:g}.")
-    return float(f"{threshold:.{_SIGNIFICANT + 1}g}")
+    shown = float(f"{threshold:.{_SIGNIFICANT + 1}g}")  # without the float arithmetic's noise
+    return threshold if rule(score, shown) else shown
 
 
 def _allowed(false_alarm_rate: float, draws: int) -> int:
@@ -411,12 +412,13 @@ class Calibration:
                 "threshold": threshold,
                 "column_rate": round(self.rates.per_kind[kind], 5),
             }
-        if self.detected:
-            weakest = min(self.detected, key=lambda c: self.detected[c] if self.detected else 0)
+        detected = self.detected
+        if detected:
+            weakest = min(detected, key=detected.__getitem__)
             measured["one_sd_shift"] = {
                 "batches": self.shift_batches,
-                "min": round(self.detected[weakest], 4),
-                "median": round(float(np.median(list(self.detected.values()))), 4),
+                "min": round(detected[weakest], 4),
+                "median": round(float(np.median(list(detected.values()))), 4),
                 "weakest": weakest,
             }
         return {
