@@ -217,12 +217,17 @@ def proposal_text(declaration: LoadedDeclaration, result: Calibration, descripti
 
 def _calibrate(args: argparse.Namespace) -> int:
     from lifecycle_pipeline.declaration import current_declaration
-    from lifecycle_pipeline.monitoring.calibration import BatchScorer, calibrate, shift_detection
+    from lifecycle_pipeline.monitoring.calibration import (
+        BatchScorer,
+        calibrate,
+        check_request,
+        shift_detection,
+    )
 
     declaration = current_declaration()
     drift = declaration.model.drift
-    batch_size = args.batch_size or drift.batch_size
-    rate = args.false_alarm_rate or drift.false_alarm_rate
+    batch_size = drift.batch_size if args.batch_size is None else args.batch_size
+    rate = drift.false_alarm_rate if args.false_alarm_rate is None else args.false_alarm_rate
     if batch_size is None or rate is None:
         missing = [
             f"{option} (or drift.{key} in {declaration.path})"
@@ -236,6 +241,7 @@ def _calibrate(args: argparse.Namespace) -> int:
             "calibration needs the batch size production sends and the false-alarm rate the "
             f"team accepts: give {' and '.join(missing)}."
         )
+    check_request(batch_size, rate, args.draws)
     inputs = (
         inputs_from_data(declaration, Path(args.data))
         if args.data
@@ -269,6 +275,7 @@ def register(drift: argparse.ArgumentParser) -> None:
     actions = drift.add_subparsers(dest="action", metavar="{calibrate}")
     calibrate = actions.add_parser(
         "calibrate",
+        prog="lifecycle [--model NAME] drift calibrate",
         help="Propose drift thresholds for the team's batch size and false-alarm rate.",
         description="Draw calm batches of the declared batch size from a reference's held-out "
         "rows, score them with the declared tests as the monitor does, and print thresholds "
@@ -301,10 +308,14 @@ def register(drift: argparse.ArgumentParser) -> None:
         default=1,
         help="drifted features that make a batch drift (default 1: one shifted feature alarms)",
     )
-    for kind in ("numeric", "categorical", "prediction"):
+    for kind, examples in (
+        ("numeric", "wasserstein, ks"),
+        ("categorical", "psi, chisquare"),
+        ("prediction", "ks, wasserstein"),
+    ):
         calibrate.add_argument(
             f"--{kind}",
             metavar="METHOD",
-            help=f"calibrate another test than drift.{kind}'s (e.g. wasserstein, ks)",
+            help=f"calibrate another test than drift.{kind}'s (e.g. {examples})",
         )
     calibrate.set_defaults(handler=_calibrate)

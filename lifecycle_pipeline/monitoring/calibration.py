@@ -368,6 +368,15 @@ def threshold_beyond(method: str, score: float) -> float:
     return threshold if rule(score, shown) else shown
 
 
+def check_request(batch_size: int, false_alarm_rate: float, draws: int) -> None:
+    """Refuse a calibration that cannot succeed before any data is read or model fitted."""
+    if batch_size < 2:
+        raise CalibrationError(f"batch size {batch_size}: a drift test needs at least 2 rows.")
+    if not 0.0 < false_alarm_rate < 1.0:
+        raise CalibrationError(f"false-alarm rate {false_alarm_rate}: must lie in (0, 1).")
+    _allowed(false_alarm_rate, draws)
+
+
 def _allowed(false_alarm_rate: float, draws: int) -> int:
     """Calm draws that may alarm: ``floor(rate * (draws + 1)) - 1`` (split-conformal)."""
     allowed = math.floor(false_alarm_rate * (draws + 1) + 1e-9) - 1
