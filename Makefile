@@ -18,7 +18,7 @@ unexport VIRTUAL_ENV
 export DVC_NO_ANALYTICS := 1
 export DAGSTER_HOME ?= $(CURDIR)/.lifecycle/dagster_home
 
-.PHONY: install demo test lint ui summary clean bench-drift bench bench-large bench-quick bench-models
+.PHONY: install demo test lint ui summary clean bench-drift bench bench-large bench-quick bench-models bench-calibrate
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -55,6 +55,10 @@ ui: install
 bench-drift: install
 	$(RUN) dvc repro
 	$(RUN) python bench/drift_monitor.py
+
+## bench-calibrate: drift thresholds before/after `lifecycle drift calibrate` at 60-row batches, both demo models -> bench/results/drift_calibration.json, BENCHMARKS.md (minutes)
+bench-calibrate: install
+	$(RUN) python -m bench.drift_calibration
 
 ## bench: lifecycle benchmarks at 10k, 100k, 1M (5M is bench-large) -> BENCHMARKS.md (~30 min)
 bench: install

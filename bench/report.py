@@ -33,6 +33,7 @@ LARGE = RESULTS / "lifecycle-large.json"
 MANY_MODELS = RESULTS / "many_models.json"
 BEFORE_ROUND_TWO = RESULTS / "before-round-two.json"
 BEFORE_ROUND_TWO_MODELS = RESULTS / "before-round-two-many-models.json"
+DRIFT_CALIBRATION = RESULTS / "drift_calibration.json"
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -55,6 +56,7 @@ class Supplements:
     many_models: dict[str, Any] | None = None
     before: dict[str, Any] | None = None
     before_many_models: dict[str, Any] | None = None
+    drift_calibration: dict[str, Any] | None = None  # ``make bench-calibrate``
 
     @classmethod
     def load(
@@ -63,9 +65,16 @@ class Supplements:
         many_models: Path = MANY_MODELS,
         before: Path = BEFORE_ROUND_TWO,
         before_many_models: Path = BEFORE_ROUND_TWO_MODELS,
+        drift_calibration: Path = DRIFT_CALIBRATION,
     ) -> Supplements:
         """The files as ``bench/results`` holds them (any of them may be missing)."""
-        return cls(_read(large), _read(many_models), _read(before), _read(before_many_models))
+        return cls(
+            _read(large),
+            _read(many_models),
+            _read(before),
+            _read(before_many_models),
+            _read(drift_calibration),
+        )
 
 
 def _s(value: dict[str, Any] | None, unit: str = "s", digits: int = 2) -> str:
@@ -469,6 +478,9 @@ def render(results: dict[str, Any], supplements: Supplements | None = None) -> s
     out += _figure_6(extra.many_models)
     out += _round_two(results, extra)
     out += _before_after(results)
+    from bench.drift_calibration import section
+
+    out += section(extra.drift_calibration)
     out += [
         "## Profile findings",
         "",

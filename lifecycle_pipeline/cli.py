@@ -205,6 +205,11 @@ def _drift(args: argparse.Namespace) -> int:
         prepare_environment,
     )
 
+    if args.batch is None:
+        raise SettingError(
+            "lifecycle drift: give --batch BATCH (a registry tag or a local file) to check a "
+            "batch, or the action `calibrate` to calibrate the thresholds."
+        )
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     prepare_environment(Settings.from_env())
     path = Path(args.batch)
@@ -334,14 +339,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--public-key", help="trusted PEM public key (default: the configured one)"
     )
     predict.set_defaults(handler=_predict)
-    drift = commands.add_parser("drift", help="Check a production batch for drift.")
+    drift = commands.add_parser(
+        "drift",
+        help="Check a production batch for drift (--batch), or calibrate the thresholds.",
+        usage="lifecycle drift --batch BATCH [--version VERSION]\n"
+        "       lifecycle drift calibrate [--batch-size N] [--false-alarm-rate R] "
+        "[--data FILE | --version VERSION] ...",
+    )
     drift.add_argument(
         "--batch",
-        required=True,
-        help="a batch tag in the registry, or a local file in the declared data format",
+        help="a batch tag in the registry, or a local file in the declared data format "
+        "(required unless the action is calibrate)",
     )
     drift.add_argument("--version", help="reference data version (default: newest with a model)")
     drift.set_defaults(handler=_drift)
+    from lifecycle_pipeline import cli_drift
+
+    cli_drift.register(drift)
     info = commands.add_parser(
         "build-info", help="Record the commit an image is built from (container builds)."
     )

@@ -298,7 +298,64 @@ def _check(args: argparse.Namespace) -> int:
         if problems:
             raise CheckError("\n".join(problems))
         print(f"{args.data}: satisfies the contract ({len(frame)} rows)")
+    for warning in drift_warnings(model, Path(args.data) if args.data else None):
+        print(f"warning: {warning}", file=sys.stderr)
     return ExitCode.OK
+
+
+def drift_warnings(model: Any, data: Path | None) -> list[str]:
+    """Drift thresholds that do not hold at the declared batch size: warned, not failed (a
+    noisy monitor is a cost, not a broken declaration). Measuring needs reference rows, so
+    without ``data`` only the calibration record is compared with the declared thresholds."""
+    drift = model.model.drift
+    command = f"lifecycle --model {model.name} drift calibrate"
+    found = [
+        f"{mismatch}: the calibration record describes other settings; run `{command}` again"
+        for mismatch in drift.calibration_mismatches(len(model.model.drift_columns))
+    ]
+    if drift.batch_size is None or drift.false_alarm_rate is None:
+        # Informational, on stdout: nothing declared is contradicted, but nothing is known.
+        print(
+            "drift: thresholds not calibrated to a batch size; declare drift.batch_size and "
+            f"drift.false_alarm_rate, and run `{command}`"
+        )
+        return found
+    if data is None:
+        print(
+            f"drift: thresholds not measured at batch size {drift.batch_size} "
+            "(give --data FILE to measure their false-alarm rates)"
+        )
+        return found
+    from lifecycle_pipeline.cli_drift import inputs_from_data, measure
+    from lifecycle_pipeline.monitoring.calibration import DEFAULT_DRAWS, DEFAULT_SEED
+
+    record = drift.calibration
+    draws = record.draws if record else DEFAULT_DRAWS
+    seed = record.seed if record else DEFAULT_SEED
+    calm = measure(
+        model, inputs_from_data(model, data), batch_size=drift.batch_size, draws=draws, seed=seed
+    )
+    rates = calm.rates(drift)
+    target = drift.false_alarm_rate
+    print(
+        f"drift: at batch size {drift.batch_size}, the declared thresholds raised the verdict "
+        f"on {rates.verdict:.3f} of {draws} calm batches (target {target:g})"
+    )
+    if rates.verdict > target:
+        kinds = ", ".join(f"one {kind} column {rate:.3f}" for kind, rate in rates.per_kind.items())
+        found.append(
+            f"drift: the declared thresholds raise the verdict on {rates.verdict:.3f} of calm "
+            f"{drift.batch_size}-row batches, above drift.false_alarm_rate {target:g} "
+            f"({kinds}); run `{command} --data {data}` for thresholds that hold"
+        )
+    prediction = rates.per_kind.get("prediction")
+    if prediction is not None and prediction > target:
+        found.append(
+            f"drift: the prediction test drifts on {prediction:.3f} of calm "
+            f"{drift.batch_size}-row batches, above {target:g} (reported apart from the "
+            f"verdict); `{command}` proposes a threshold for it"
+        )
+    return found
 
 
 def _check_every_model() -> int:

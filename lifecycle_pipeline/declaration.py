@@ -405,6 +405,48 @@ class DriftTest(_Strict):
     threshold: float = Field(gt=0.0, le=10.0)
 
 
+class MeasuredTest(_Strict):
+    """One calibrated test: its method and threshold, and the chance that one column judged by
+    it drifted on a calm batch."""
+
+    method: str
+    threshold: float
+    column_rate: float = Field(ge=0.0, le=1.0)
+
+
+class ShiftDetected(_Strict):
+    """How often a batch with one numeric feature moved by one standard deviation of the
+    reference was flagged under the calibrated thresholds (over every numeric feature)."""
+
+    batches: int = Field(ge=1, description="Shifted batches per feature.")
+    min: float = Field(ge=0.0, le=1.0)
+    median: float = Field(ge=0.0, le=1.0)
+    weakest: str = Field(description="The feature whose shift was caught least often.")
+
+
+class DriftMeasured(_Strict):
+    verdict: float = Field(ge=0.0, le=1.0, description="Calm batches that raised the verdict.")
+    numeric: MeasuredTest | None = None
+    categorical: MeasuredTest | None = None
+    prediction: MeasuredTest | None = None
+    one_sd_shift: ShiftDetected | None = None
+
+
+class DriftCalibration(_Strict):
+    """What `lifecycle drift calibrate` measured, pasted from its output: the thresholds mean
+    something only with the batch size and false-alarm rate they were measured at."""
+
+    batch_size: int = Field(ge=2)
+    false_alarm_rate: float = Field(gt=0.0, lt=1.0)
+    draws: int = Field(ge=1)
+    seed: int = Field(ge=0, le=2**32 - 1)
+    min_drifted: int = Field(default=1, ge=1)
+    columns: int = Field(ge=1, description="Features judged (the verdict's denominator).")
+    share_threshold: float = Field(ge=0.0, le=1.0)
+    reference: str = Field(description="Where the reference and the calm batches came from.")
+    measured: DriftMeasured
+
+
 class Drift(_Strict):
     columns: tuple[str, ...] | None = Field(default=None, description="Default: every feature.")
     numeric: DriftTest = DriftTest(method="psi", threshold=0.2)
@@ -415,6 +457,58 @@ class Drift(_Strict):
     share_threshold: float = Field(default=0.05, ge=0.0, le=1.0)
     sample_cap: int = Field(default=100_000, ge=100, le=10_000_000)
     seed: int = Field(default=20241122, ge=0, le=2**32 - 1)
+    batch_size: int | None = Field(
+        default=None,
+        ge=2,
+        description="Rows in a typical production batch: the size thresholds are calibrated at.",
+    )
+    false_alarm_rate: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description="Share of calm batches the team accepts being flagged (e.g. 0.01).",
+    )
+    calibration: DriftCalibration | None = Field(
+        default=None, description="The record `lifecycle drift calibrate` printed."
+    )
+
+    def calibration_mismatches(self, columns: int) -> list[str]:
+        """How the declared settings differ from those the calibration record measured (empty
+        when they agree): a record of other thresholds says nothing about these ones."""
+        record = self.calibration
+        if record is None:
+            return []
+        found = []
+        declared: dict[str, DriftTest | None] = {
+            "numeric": self.numeric,
+            "categorical": self.categorical,
+            "prediction": self.prediction,
+        }
+        measured = record.measured
+        for kind, test in declared.items():
+            calibrated = getattr(measured, kind)
+            if calibrated is None:
+                continue
+            test = test or (self.numeric if kind == "prediction" else None)
+            if test is None or (test.method, test.threshold) != (
+                calibrated.method,
+                calibrated.threshold,
+            ):
+                now = f"{test.method} {test.threshold:g}" if test else "none"
+                found.append(
+                    f"drift.{kind} is {now}, calibrated was "
+                    f"{calibrated.method} {calibrated.threshold:g}"
+                )
+        pairs = (
+            ("share_threshold", self.share_threshold, record.share_threshold),
+            ("batch_size", self.batch_size, record.batch_size),
+            ("false_alarm_rate", self.false_alarm_rate, record.false_alarm_rate),
+            ("columns (features monitored)", columns, record.columns),
+        )
+        for name, now_value, then in pairs:
+            if now_value is not None and now_value != then:
+                found.append(f"drift.{name} is {now_value}, calibrated at {then}")
+        return found
 
     @field_validator("numeric", "categorical", "prediction")
     @classmethod

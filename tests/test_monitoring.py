@@ -586,3 +586,30 @@ def test_retraining_for_drift_puts_the_reason_in_the_next_model_card(monitored: 
     ]
     assert isinstance(card, str)
     assert "drift on production batch batch-002: share 0.100 > 0.05" in card
+
+
+def test_drift_calibration_draws_against_the_reference_the_monitor_used(
+    monitored: Pipeline, demo_registry: Registry
+) -> None:
+    """`lifecycle drift calibrate` without --data: the version, training split and model the
+    monitor chose, and calm batches from held-out rows only (never the reference's own)."""
+    from lifecycle_pipeline.assets.features import ROW_ID
+    from lifecycle_pipeline.cli_drift import inputs_from_instance
+    from lifecycle_pipeline.monitoring.calibration import calibrate, calm_scores
+    from lifecycle_pipeline.resources.registry import DataRegistry
+
+    registry = DataRegistry.for_model(SAMPLE_MODEL, DataRegistry(url=str(demo_registry.repo)))
+    store = ArtifactStore(root=str(monitored.artifacts))
+    inputs = inputs_from_instance(monitored.instance, store, SAMPLE_MODEL, registry, None)
+    meta = drift_metadata(monitored, "batch-001")
+    assert inputs.description.startswith(f"{meta['reference/version']}: ")
+    assert len(inputs.reference) == meta["sample/reference_rows"]
+    assert set(inputs.reference[ROW_ID]).isdisjoint(inputs.pool[ROW_ID])
+
+    declared = SAMPLE_MODEL.model.drift
+    calm = calm_scores(
+        inputs.reference, inputs.pool, SAMPLE_MODEL.model, inputs.estimator, declared,
+        batch_size=60, draws=40, seed=0,
+    )  # fmt: skip
+    assert calm.rates(declared).verdict > 0.5  # the sample's 300-row thresholds at 60 rows
+    assert calibrate(calm, declared, false_alarm_rate=0.05).rates.verdict <= 0.05

@@ -245,6 +245,7 @@ def drift_metadata(summary: DriftSummary) -> dict[str, Any]:
         "outside_training/columns": dg.MetadataValue.json(
             {"out_of_range": outside.out_of_range, "unseen_categories": outside.unseen_categories}
         ),
+        **calibration_metadata(settings, len(summary.columns)),
         "sample/seed": setting(settings.seed),
         "sample/cap": setting(settings.sample_cap),
         "sample/reference_rows": dg.MetadataValue.int(summary.sampled_reference_rows),
@@ -252,6 +253,27 @@ def drift_metadata(summary: DriftSummary) -> dict[str, Any]:
         "batch/rows": dg.MetadataValue.int(summary.current_rows),
         "reference/version": dg.MetadataValue.text(summary.reference_version),
     }
+
+
+def calibration_metadata(settings: Drift, columns: int) -> dict[str, Any]:
+    """The declared batch size and calibration record beside each verdict, and whether the
+    record still describes the declared thresholds: an alarm is trusted for its measured
+    false-alarm rate, which holds only for the settings that were measured."""
+    metadata: dict[str, Any] = {}
+    if settings.batch_size is not None:
+        metadata["drift/batch_size"] = setting(settings.batch_size)
+    if settings.false_alarm_rate is not None:
+        metadata["drift/false_alarm_rate"] = setting(settings.false_alarm_rate)
+    if settings.calibration is not None:
+        mismatches = settings.calibration_mismatches(columns)
+        metadata["drift/calibration"] = dg.MetadataValue.json(
+            {
+                **settings.calibration.model_dump(mode="json"),
+                "describes_declared_settings": not mismatches,
+                "differences": mismatches,
+            }
+        )
+    return metadata
 
 
 def build_drift_monitor(model: LoadedDeclaration) -> dg.AssetsDefinition:

@@ -238,6 +238,61 @@ def _estimator_rows(m: Materialization, model: LoadedDeclaration) -> tuple[Row, 
     )
 
 
+def _drift_rows(model: LoadedDeclaration) -> tuple[Row, ...]:
+    """The declared drift tests, and what their calibration measured at the team's batch size
+    (or that they were never measured there: a threshold without its batch size is a guess)."""
+    from lifecycle_pipeline.monitoring.drift import drifts_when
+
+    origin = declaration_source(model)
+    drift = model.model.drift
+    columns = len(model.model.drift_columns)
+    kinds = {
+        t.type for n, t in model.model.contract.features.items() if n in model.model.drift_columns
+    }
+    shown = [("numeric", drift.numeric)] if kinds & {"numeric", "integer"} else []
+    shown += [("categorical", drift.categorical)] if kinds & {"categorical", "boolean"} else []
+    shown += [("prediction", drift.prediction)] if drift.prediction else []
+    tests = "; ".join(
+        f"{kind}: {test.method}, drifts when "
+        + drifts_when(test.method).replace("threshold", f"{test.threshold:g}")
+        for kind, test in shown
+    )
+    verdict = (
+        f"a batch drifts when more than {drift.share_threshold:g} of its {columns} features drift"
+    )
+    record = drift.calibration
+    if record is None:
+        calibrated = (
+            "not calibrated: the thresholds were not measured at the batch size production "
+            f"sends (`lifecycle --model {model.name} drift calibrate`)"
+        )
+    else:
+        measured = record.measured
+        calibrated = (
+            f"measured at {record.batch_size}-row batches on {record.draws} calm draws "
+            f"(seed {record.seed}) from {record.reference}: the verdict was raised on "
+            f"{measured.verdict:g} of them (target {record.false_alarm_rate:g})"
+        )
+        if measured.one_sd_shift is not None:
+            shift = measured.one_sd_shift
+            calibrated += (
+                f"; one numeric feature moved by one standard deviation was flagged in "
+                f"{shift.min:g} of {shift.batches} batches for the weakest ({shift.weakest}), "
+                f"{shift.median:g} for the median feature"
+            )
+        mismatches = drift.calibration_mismatches(columns)
+        if mismatches:
+            calibrated += (
+                ". The record describes other settings than those declared ("
+                + "; ".join(mismatches)
+                + "): its rates do not apply to them"
+            )
+    return (
+        declared("Drift tests (declared)", f"{tests}; {verdict}", origin, "drift"),
+        declared("Drift thresholds calibration", calibrated, origin, "drift.calibration"),
+    )
+
+
 def _contract_table(model: LoadedDeclaration) -> Table:
     return declared_table(
         wording.CONTRACT_COLUMNS,
@@ -382,6 +437,7 @@ def model_card(
                 "Caveats and recommendations",
                 rows=(
                     _spec_row(spec, "Caveats and recommendations", "caveats_and_recommendations"),
+                    *_drift_rows(model),
                 ),
             ),
             changes,
@@ -596,6 +652,7 @@ def technical_documentation(
                 "7. Post-market monitoring plan",
                 rows=(
                     _spec_row(spec, "Monitoring plan", "governance.monitoring_plan"),
+                    *_drift_rows(model),
                     _spec_row(spec, "Retraining protocol", "governance.retraining_protocol"),
                 ),
             ),
