@@ -57,7 +57,7 @@ def inputs_from_data(declaration: LoadedDeclaration, path: Path) -> CalibrationI
     model = declaration.model
     raw = path.read_bytes()
     frame = validate(
-        read_local(path, model.data.format, model.contract),
+        read_local(path, model.data.format, model.contract, model.data.missing),
         model.contract,
         source=str(path),
         declaration=str(declaration.path),
