@@ -41,14 +41,44 @@ def chance_gates(contract: dict[str, Any]) -> dict[str, dict[str, float]]:
     return {"r2": {"min": 0.0}}
 
 
+def suspicious_columns(frame: Any, target: str | None) -> dict[str, str]:
+    """Columns a model should not learn from, by what the sample shows: an identifier (every
+    text value different, or integers counting up one per row) lets a forest memorise rows, and
+    a constant carries nothing. Each name maps to the reason a reviewer reads."""
+    import pandas as pd
+
+    target = frame.columns[-1] if target is None else target
+    found: dict[str, str] = {}
+    for name in frame.columns:
+        if name == target:
+            continue
+        values = frame[name]
+        distinct = values.nunique(dropna=False)
+        if distinct <= 1:
+            found[str(name)] = f"constant (one value, {values.iloc[0]!r}, in {len(frame)} rows)"
+        elif len(frame) > 1 and distinct == len(frame) and not values.isna().any():
+            if pd.api.types.is_integer_dtype(values) and values.is_monotonic_increasing:
+                found[str(name)] = "id-like (a different integer on every row, counting up)"
+            elif not pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(
+                values
+            ):
+                found[str(name)] = "id-like (a different value on every row)"
+    return found
+
+
 def proposed_declaration(frame: Any, data_file: Path, target: str | None, name: str) -> str:
     """A model folder's defs.yaml to review: the inferred contract, a default estimator for the
     task, chance-level gates (floors the team replaces) and TODO markers where only people
     know the answer. Tags default to ``<name>-v*`` / ``<name>-batch-*``, so models sharing a
-    registry never read each other's versions."""
+    registry never read each other's versions. Id-like and constant columns are proposed
+    under ``drop`` (allowed in the data, never features), each named in the header."""
     from lifecycle_pipeline.contract import infer_contract
 
     contract = infer_contract(frame, target=target)
+    dropped = suspicious_columns(frame, contract["target"])
+    if dropped:
+        contract["features"] = {k: v for k, v in contract["features"].items() if k not in dropped}
+        contract["drop"] = list(dropped)
     task = contract["task"]
     estimator = (
         "sklearn.ensemble.RandomForestRegressor"
@@ -83,6 +113,10 @@ def proposed_declaration(frame: Any, data_file: Path, target: str | None, name: 
         "# - the proposed gates only require beating chance (r2 >= 0, balanced accuracy >=\n"
         "#   1/classes, ROC AUC >= 0.5): set the thresholds your use needs;\n"
         "# - write the description and what a row is.\n"
+        + "".join(
+            f"# - proposed under `drop`, not as a feature: {column!r} is {reason}\n"
+            for column, reason in dropped.items()
+        )
     )
     component = {"type": COMPONENT_TYPE, "attributes": document}
     return header + yaml.safe_dump(component, sort_keys=False, allow_unicode=True, width=100)
