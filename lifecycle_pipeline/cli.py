@@ -464,6 +464,8 @@ def validate_arguments(args: argparse.Namespace) -> None:
         existing_file(checkpoint, "--checkpoint")
     if given.get("data"):
         existing_file(given["data"], "--data")
+    if args.command == "check" and given.get("batch"):
+        existing_file(given["batch"], "--batch")
     if args.command in ("replay", "predict") and given.get("input"):
         existing_file(given["input"], "input" if args.command == "predict" else "--input")
     if given.get("output"):

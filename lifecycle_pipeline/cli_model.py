@@ -250,13 +250,71 @@ def check_against_data(model: Any, frame: Any, source: str) -> list[str]:
     return []
 
 
+def _registry_tags(url: str) -> list[str]:
+    """The registry's tag names, asked of git itself (``git ls-remote``), which answers for a
+    local folder and a remote URL alike: reachable and a git repository, or a CheckError."""
+    import subprocess
+
+    try:
+        listed = subprocess.run(
+            ["git", "ls-remote", "--tags", "--", url],
+            capture_output=True, text=True, timeout=60, check=False,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CheckError(f"data.registry {url!r} cannot be asked for its tags: {exc}") from exc
+    if listed.returncode != 0:
+        said = listed.stderr.strip().splitlines()
+        raise CheckError(
+            f"data.registry {url!r} is not a reachable git repository "
+            f"({said[-1] if said else f'git ls-remote exit {listed.returncode}'}); set it to the "
+            "git URL or path of the model's git + DVC data registry."
+        )
+    refs = (line.split("\t", 1)[-1] for line in listed.stdout.splitlines())
+    return sorted({r.removeprefix("refs/tags/").removesuffix("^{}") for r in refs})
+
+
+def check_registry(model: Any) -> list[str]:
+    """What `lifecycle check` can say about the model's registry before any run: it is set and
+    reachable and a git repository, which tags match ``data.versions`` and ``data.batches``,
+    and the newest data version holds ``data.path`` tracked by DVC. Each problem names the
+    declaration key to fix (a CheckError, a RegistryError or a DeclarationError)."""
+    import fnmatch
+
+    from lifecycle_pipeline.resources.registry import DataRegistry
+
+    registry = DataRegistry.for_model(model)
+    url = registry.resolved_url()
+    tags = _registry_tags(url)
+    data = model.model.data
+    versions = [t for t in tags if fnmatch.fnmatchcase(t, data.versions)]
+    batches = [t for t in tags if fnmatch.fnmatchcase(t, data.batches)]
+    if not versions:
+        raise CheckError(
+            f"no tag matches data.versions {data.versions!r} in registry {url!r} (its tags: "
+            f"{', '.join(tags) or 'none'}); publish a data version under a matching tag, or "
+            "correct the pattern."
+        )
+    if Path(url).is_dir():  # a local clone orders tags by commit, as the sensors do
+        versions = [v for v in registry.versions() if v in versions] or versions
+    newest = versions[-1]
+    resolved = registry.resolve(newest)
+    return [
+        f"registry {url}: a git repository with {len(tags)} tag(s)",
+        f"data.versions {data.versions!r} matches {', '.join(versions)}",
+        f"data.batches {data.batches!r} matches {', '.join(batches) or 'none yet'}",
+        f"data.path {data.path!r} at {newest} (newest): tracked by DVC, md5 {resolved.md5}, "
+        f"{resolved.size} bytes",
+    ]
+
+
 def _check(args: argparse.Namespace) -> int:
     from lifecycle_pipeline.contract import read_local
     from lifecycle_pipeline.declaration import declaration_path, load_declaration
 
     if not args.declaration and not os.environ.get("LIFECYCLE_MODEL"):
-        if args.data:
-            raise CheckError("--data checks one model: name it with --model NAME.")
+        if args.data or args.batch:
+            raise CheckError("--data and --batch check one model: name it with --model NAME.")
         return _check_every_model()
     model = load_declaration(Path(args.declaration) if args.declaration else declaration_path())
     print(
@@ -269,6 +327,20 @@ def _check(args: argparse.Namespace) -> int:
         if problems:
             raise CheckError("\n".join(problems))
         print(f"{args.data}: satisfies the contract ({len(frame)} rows)")
+    if args.batch:
+        from lifecycle_pipeline.assets.monitoring import read_batch
+
+        raw = Path(args.batch).read_bytes()
+        batch = read_batch(model, raw, source=args.batch)  # the drift monitor's own rules
+        print(
+            f"{args.batch}: a production batch that satisfies the contract ({len(batch)} rows; "
+            "the target is not required, extra columns are ignored)"
+        )
+    if args.offline:
+        print("registry not checked (--offline)")
+    else:
+        for line in check_registry(model):
+            print(line)
     return ExitCode.OK
 
 
@@ -318,4 +390,14 @@ def register(commands: Any) -> None:
         help="a defs.yaml or model folder (default: --model, else every model)",
     )
     check.add_argument("--data", help="a local data file to check against the contract")
+    check.add_argument(
+        "--batch",
+        help="a local production batch to check against the contract (no target needed)",
+    )
+    check.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not reach the registry (by default a single model's registry, tag patterns "
+        "and data.path at the newest data version are checked)",
+    )
     check.set_defaults(handler=_check)

@@ -175,3 +175,94 @@ def test_a_dropped_column_is_allowed_in_the_data_and_never_a_feature(
 def test_errors_here_are_refusals() -> None:
     assert issubclass(RegistryError, LifecycleError)
     assert issubclass(DeclarationError, LifecycleError)
+
+
+# -- lifecycle check: registry, tags, path, production batch -------------------------------
+
+
+def _check(
+    capsys: pytest.CaptureFixture[str], models: Path, monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[int, str, str]:
+    from lifecycle_pipeline.cli import main
+
+    monkeypatch.setenv("LIFECYCLE_MODELS_DIR", str(models))
+    capsys.readouterr()
+    code = main(["--model", "loans", "check", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_check_verifies_the_registry_the_tag_patterns_and_the_path_at_the_newest_tag(
+    tmp_path: Path,
+    demo_registry: Registry,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _declaration(tmp_path, {"registry": str(demo_registry.repo)})
+    code, out, err = _check(capsys, tmp_path / "models", monkeypatch)
+    assert code == 0, err
+    assert "data.versions 'data-v*' matches data-v1, data-v2" in out, out
+    assert "data.batches 'batch-*' matches batch-001, batch-002" in out, out
+    assert "data.path 'data/breast_cancer.csv' at data-v2" in out, out
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        ({"path": "data/loans.csv"}, "data.path is 'data/loans.csv'"),
+        ({"versions": "loans-v*"}, "no tag matches data.versions 'loans-v*'"),
+        ({"registry": "NOT_A_REPO"}, "data.registry"),
+    ],
+    ids=["path", "versions", "registry"],
+)
+def test_check_names_the_key_a_registry_problem_comes_from(
+    edit: dict[str, object],
+    named: str,
+    tmp_path: Path,
+    demo_registry: Registry,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if edit.get("registry") == "NOT_A_REPO":
+        (tmp_path / "plain").mkdir()
+        edit = {"registry": str(tmp_path / "plain")}
+    _declaration(tmp_path, {"registry": str(demo_registry.repo), **edit})
+    code, out, err = _check(capsys, tmp_path / "models", monkeypatch)
+    assert code == 2, out
+    assert named in err, err
+
+
+def test_check_without_a_registry_names_the_key_and_offline_skips_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LIFECYCLE_REGISTRY_URL", raising=False)
+    _declaration(tmp_path, {"registry": None})
+    code, _, err = _check(capsys, tmp_path / "models", monkeypatch)
+    assert code == 2 and "data.registry is not set" in err, err
+    code, out, err = _check(capsys, tmp_path / "models", monkeypatch, "--offline")
+    assert code == 0 and "registry not checked (--offline)" in out, err
+
+
+def test_check_batch_checks_a_production_batch_without_the_target(
+    tmp_path: Path,
+    sample_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _declaration(tmp_path, {"registry": "demo"})
+    batch = pd.read_csv(sample_dir / "batches" / "batch-001.csv")
+    batch = batch.drop(columns=["diagnosis"], errors="ignore")
+    batch["request_id"] = range(len(batch))  # production carries ids the contract never reads
+    good = tmp_path / "batch.csv"
+    batch.to_csv(good, index=False)
+    code, out, err = _check(
+        capsys, tmp_path / "models", monkeypatch, "--offline", "--batch", str(good)
+    )
+    assert code == 0, err
+    assert f"{good}: a production batch that satisfies the contract ({len(batch)} rows" in out
+    broken = tmp_path / "broken.csv"
+    batch.drop(columns=[batch.columns[0]]).to_csv(broken, index=False)
+    code, _, err = _check(
+        capsys, tmp_path / "models", monkeypatch, "--offline", "--batch", str(broken)
+    )
+    assert code == 2 and batch.columns[0] in err, err
