@@ -66,7 +66,9 @@ def suspicious_columns(frame: Any, target: str | None) -> dict[str, str]:
     return found
 
 
-def proposed_declaration(frame: Any, data_file: Path, target: str | None, name: str) -> str:
+def proposed_declaration(
+    frame: Any, data_file: Path, target: str | None, name: str, registry: str | None = None
+) -> str:
     """A model folder's defs.yaml to review: the inferred contract, a default estimator for the
     task, chance-level gates (floors the team replaces) and TODO markers where only people
     know the answer. Tags default to ``<name>-v*`` / ``<name>-batch-*``, so models sharing a
@@ -90,6 +92,7 @@ def proposed_declaration(frame: Any, data_file: Path, target: str | None, name: 
         "name": name,
         "description": "TODO: what the model is for, in one or two sentences",
         "data": {
+            **({"registry": registry} if registry else {}),
             "path": f"data/{data_file.name}",
             "format": fmt,
             "versions": f"{name}-v*",
@@ -113,6 +116,11 @@ def proposed_declaration(frame: Any, data_file: Path, target: str | None, name: 
         "# - the proposed gates only require beating chance (r2 >= 0, balanced accuracy >=\n"
         "#   1/classes, ROC AUC >= 0.5): set the thresholds your use needs;\n"
         "# - write the description and what a row is.\n"
+        + (
+            ""
+            if registry
+            else "# - set data.registry to your git + DVC registry's URL or path (required).\n"
+        )
         + "".join(
             f"# - proposed under `drop`, not as a feature: {column!r} is {reason}\n"
             for column, reason in dropped.items()
@@ -168,7 +176,13 @@ governance:
 """
 
 
-def scaffold_model(folder: Path, data: Path, target: str | None, force: bool = False) -> Path:
+def scaffold_model(
+    folder: Path,
+    data: Path,
+    target: str | None,
+    force: bool = False,
+    registry: str | None = None,
+) -> Path:
     """Write a new model folder (defs.yaml with the contract inferred from ``data``, and a
     model-card spec of TODOs); refuses to overwrite an existing one without ``force``."""
     from lifecycle_pipeline.contract import read_local
@@ -186,7 +200,7 @@ def scaffold_model(folder: Path, data: Path, target: str | None, force: bool = F
             raise CheckError(f"{existing} exists; review it, or pass --force to replace it.")
     frame = read_local(data)
     files = {
-        declaration: proposed_declaration(frame, data, target, name),
+        declaration: proposed_declaration(frame, data, target, name, registry),
         folder / "model_card.yaml": CARD_SPEC_TEMPLATE.format(name=name),
     }
     folder.mkdir(parents=True, exist_ok=True)
@@ -197,28 +211,55 @@ def scaffold_model(folder: Path, data: Path, target: str | None, force: bool = F
     return declaration
 
 
+def next_steps(name: str, data: Path, registry: str | None, folder: Path) -> str:
+    """What `new-model` tells a team to do next. Every command is on a line of its own after
+    ``$ ``, as typed from the folder `new-model` ran in, so a test can run each one."""
+    declaration = folder / DECLARATION_FILE
+    target = f"data/{data.name}"
+    clone = registry if registry and Path(registry).is_dir() else "YOUR_REGISTRY_CLONE"
+    where = (
+        ""
+        if registry
+        else "\n     then set `data.registry` in the declaration to the registry's git URL or path"
+    )
+    return f"""next steps:
+  1. review {declaration}: domain ranges and categories, the columns under `drop`,
+     the estimator, and the gates (the proposed ones only beat chance)
+  2. publish the data in your git + DVC registry at `data.path`, tagged `{name}-v1`:
+       $ mkdir -p {clone}/data && cp {data} {clone}/{target}
+       $ cd {clone} && dvc add {target} && git add {target}.dvc data/.gitignore
+       $ cd {clone} && git commit -m {name}-v1 && git tag {name}-v1 && dvc push{where}
+  3. check the declaration, the data and the registry (tags, `data.path` at the newest tag):
+       $ lifecycle check --model {name} --data {data}
+  4. fill the TODOs in {folder / "model_card.yaml"}
+  5. train, evaluate, document and package the first data version:
+       $ lifecycle materialize {name}-v1 --model {name}
+     or, in the Dagster UI, "Reload definitions" and switch on the sensor
+     `{name}_new_data_version_sensor`, which adds each `{name}-v*` tag as a partition and
+     runs `{name}_lifecycle` on it"""
+
+
 def _new_model(args: argparse.Namespace) -> int:
+    from lifecycle_pipeline.contract import read_local
     from lifecycle_pipeline.declaration import models_dir
 
     folder = models_dir() / args.name
-    declaration = scaffold_model(folder, Path(args.data), args.target, args.force)
     data = Path(args.data)
+    registry = args.registry
+    if registry and Path(registry).is_dir():  # the code location does not run from here
+        registry = str(Path(registry).resolve())
+    scaffold_model(folder, data, args.target, args.force, registry)
     print(
         f"""created {folder}/
   {DECLARATION_FILE}        the declaration: contract inferred from {data.name}, default estimator
-  model_card.yaml  the model card's human fields, every one a TODO (listed as gaps until filled)
-
-next steps:
-  1. review {declaration}: domain ranges and categories, identifiers to `drop`,
-     the estimator, and the gates (the proposed ones only beat chance)
-  2. check it against the data:  lifecycle check --model {args.name} --data {data}
-  3. version the data in your DVC registry at `data.path`, tagged `{args.name}-v1`
-     (`dvc add`, `git commit`, `git tag {args.name}-v1`); set `data.registry` to its URL
-  4. fill the TODOs in {folder / "model_card.yaml"}
-  5. in the Dagster UI, "Reload definitions": the group `{args.name}` appears; switch on
-     its sensor `{args.name}_new_data_version_sensor`, which adds each `{args.name}-v*` tag
-     as a partition and runs `{args.name}_lifecycle` on it"""
+  model_card.yaml  the model card's human fields, every one a TODO (listed as gaps until filled)"""
     )
+    for column, reason in suspicious_columns(read_local(data), args.target).items():
+        print(f"warning: {column!r} is {reason}: proposed under `drop`, not as a feature")
+    if not args.registry:
+        print("warning: data.registry is not set: the model cannot read data until it is")
+    print()
+    print(next_steps(args.name, data, args.registry, folder))
     return ExitCode.OK
 
 
@@ -369,6 +410,9 @@ def register(commands: Any) -> None:
     new.add_argument("--data", required=True, help="a CSV or Parquet sample of the training data")
     new.add_argument("--target", help="the label or target column (default: the last column)")
     new.add_argument("--force", action="store_true", help="replace an existing declaration")
+    new.add_argument(
+        "--registry", help="git URL or path of the model's data registry (data.registry)"
+    )
     new.set_defaults(handler=_new_model)
     contract = commands.add_parser("contract", help="Work with a model's data contract.")
     actions = contract.add_subparsers(dest="action", required=True)

@@ -266,3 +266,19 @@ def test_check_batch_checks_a_production_batch_without_the_target(
         capsys, tmp_path / "models", monkeypatch, "--offline", "--batch", str(broken)
     )
     assert code == 2 and batch.columns[0] in err, err
+
+
+def test_materialize_refuses_a_tag_the_registry_does_not_have_naming_pattern_and_tags(
+    tmp_path: Path,
+    demo_registry: Registry,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lifecycle_pipeline.cli import main
+
+    _declaration(tmp_path, {"registry": str(demo_registry.repo)})
+    monkeypatch.setenv("LIFECYCLE_MODELS_DIR", str(tmp_path / "models"))
+    capsys.readouterr()
+    assert main(["materialize", "data-v9", "--model", "loans"]) == 2
+    err = capsys.readouterr().err
+    assert "data.versions 'data-v*'" in err and "data-v1, data-v2" in err, err

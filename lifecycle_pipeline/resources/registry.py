@@ -157,8 +157,8 @@ class DataRegistry(dg.ConfigurableResource):
 
     url: str | None = Field(
         default=None,
-        description="Registry git URL or path; default $LIFECYCLE_REGISTRY_URL, else the demo "
-        "registry.",
+        description="Registry git URL or path; default: the declaration's data.registry ('demo': "
+        "$LIFECYCLE_REGISTRY_URL, else the demo registry under LIFECYCLE_HOME).",
     )
     dataset_path: str = Field(
         default="",
