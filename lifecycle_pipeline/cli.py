@@ -251,6 +251,7 @@ def _materialize(args: argparse.Namespace) -> int:
     from lifecycle_pipeline.definitions import build_definitions
     from lifecycle_pipeline.demo import (
         add_missing_partitions,
+        failed_on_gates,
         failed_on_input,
         failure_summary,
         materialize_version,
@@ -283,11 +284,13 @@ def _materialize(args: argparse.Namespace) -> int:
             f"{model.name} {version}: FAILED (run {result.run_id})\n{failure_summary(result)}",
             file=sys.stderr,
         )
+        if failed_on_gates(result):  # judged and found wanting: a verdict, like `verify`'s
+            return ExitCode.NEGATIVE
         return ExitCode.REFUSED if failed_on_input(result) else ExitCode.INTERNAL
     print(f"{model.name} {version}: success (run {result.run_id})")
     print(
-        f"next: lifecycle --model {model.name} summary   (metrics and gate verdicts)\n"
-        f"      lifecycle --model {model.name} promote {version} --approver NAME --reason TEXT"
+        f"next: lifecycle summary --model {model.name}   (metrics and gate verdicts)\n"
+        f"      lifecycle promote {version} --model {model.name} --approver NAME --reason TEXT"
     )
     return ExitCode.OK
 
@@ -345,7 +348,8 @@ class _CommandParser(argparse.ArgumentParser):
     """A subcommand's parser that also takes ``--model``: people write it after the command
     (`lifecycle check --model loans`) as often as before it. Its default is SUPPRESS so that a
     command line without it keeps the value given before the subcommand. Nested subcommands
-    (``audit verify``) are made with this class too, as argparse uses the parent's class."""
+    (``contract infer``, ``instance rebuild``) get it too: argparse makes them with the class
+    of the parser they belong to."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

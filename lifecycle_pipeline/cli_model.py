@@ -4,15 +4,20 @@ and checking its declaration before any run starts."""
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
+import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from lifecycle_pipeline.declaration import COMPONENT_TYPE, DECLARATION_FILE
 from lifecycle_pipeline.errors import ExitCode, LifecycleError
+
+if TYPE_CHECKING:
+    from lifecycle_pipeline.declaration import LoadedDeclaration
 
 
 class CheckError(LifecycleError, ValueError):
@@ -45,7 +50,7 @@ def suspicious_columns(frame: Any, target: str | None) -> dict[str, str]:
     """Columns a model should not learn from, by what the sample shows: an identifier (every
     text value different, or integers counting up one per row) lets a forest memorise rows, and
     a constant carries nothing. Each name maps to the reason a reviewer reads."""
-    import pandas as pd
+    import pandas as pd  # every `lifecycle` command loads this module; pandas only this one
 
     target = frame.columns[-1] if target is None else target
     found: dict[str, str] = {}
@@ -294,8 +299,6 @@ def check_against_data(model: Any, frame: Any, source: str) -> list[str]:
 def _registry_tags(url: str) -> list[str]:
     """The registry's tag names, asked of git itself (``git ls-remote``), which answers for a
     local folder and a remote URL alike: reachable and a git repository, or a CheckError."""
-    import subprocess
-
     try:
         listed = subprocess.run(
             ["git", "ls-remote", "--tags", "--", url],
@@ -315,13 +318,11 @@ def _registry_tags(url: str) -> list[str]:
     return sorted({r.removeprefix("refs/tags/").removesuffix("^{}") for r in refs})
 
 
-def check_registry(model: Any) -> list[str]:
+def check_registry(model: LoadedDeclaration) -> list[str]:
     """What `lifecycle check` can say about the model's registry before any run: it is set and
     reachable and a git repository, which tags match ``data.versions`` and ``data.batches``,
     and the newest data version holds ``data.path`` tracked by DVC. Each problem names the
     declaration key to fix (a CheckError, a RegistryError or a DeclarationError)."""
-    import fnmatch
-
     from lifecycle_pipeline.resources.registry import DataRegistry
 
     registry = DataRegistry.for_model(model)

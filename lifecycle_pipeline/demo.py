@@ -72,6 +72,13 @@ def failed_on_input(result: dg.ExecuteInProcessResult) -> bool:
     return bool(causes) and all(name in known for name in causes)
 
 
+def failed_on_gates(result: dg.ExecuteInProcessResult) -> bool:
+    """Every failed step was stopped by a failing blocking check (a gate): the version was
+    judged and found wanting, which is a verdict, not a refusal of the input or a defect."""
+    causes = _root_causes(result)
+    return bool(causes) and all(name == "DagsterAssetCheckFailedError" for name in causes)
+
+
 DAGSTER_YAML = """\
 # Embedded default: SQLite run, event-log and schedule storage under this folder.
 telemetry:

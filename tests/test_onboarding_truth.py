@@ -282,3 +282,19 @@ def test_materialize_refuses_a_tag_the_registry_does_not_have_naming_pattern_and
     assert main(["materialize", "data-v9", "--model", "loans"]) == 2
     err = capsys.readouterr().err
     assert "data.versions 'data-v*'" in err and "data-v1, data-v2" in err, err
+
+
+def test_a_failed_gate_is_a_verdict_not_a_refusal_or_a_defect(
+    demo_registry: Registry, tmp_path: Path
+) -> None:
+    """`lifecycle materialize` exits 1 for a version its gates stop (as `verify` does for a
+    package that does not verify), 2 for refused input, 3 for a defect."""
+    from lifecycle_pipeline.demo import failed_on_gates, failed_on_input
+    from tests.conftest import FAST_TRAINING, scratch_pipeline
+
+    with scratch_pipeline(demo_registry, tmp_path) as pipeline:
+        strict = {"config": {"gates": {"roc_auc": 0.99999}}}
+        config = {"ops": {**FAST_TRAINING["ops"], pipeline.op("evaluation"): strict}}
+        result = pipeline.run("data-v1", run_config=config)
+    assert not result.success
+    assert failed_on_gates(result) and not failed_on_input(result)
