@@ -189,7 +189,8 @@ def scaffold_model(
     registry: str | None = None,
 ) -> Path:
     """Write a new model folder (defs.yaml with the contract inferred from ``data``, and a
-    model-card spec of TODOs); refuses to overwrite an existing one without ``force``."""
+    model-card spec of TODOs); refuses to overwrite an existing one without ``force``. A
+    ``registry`` that is a local folder is written as an absolute path."""
     from lifecycle_pipeline.contract import read_local
     from lifecycle_pipeline.declaration import _NAME
 
@@ -203,6 +204,8 @@ def scaffold_model(
     for existing in (declaration, folder / "model_card.yaml"):
         if existing.exists() and not force:
             raise CheckError(f"{existing} exists; review it, or pass --force to replace it.")
+    if registry and Path(registry).is_dir():  # the code location does not run from here
+        registry = str(Path(registry).resolve())
     frame = read_local(data)
     files = {
         declaration: proposed_declaration(frame, data, target, name, registry),
@@ -250,10 +253,7 @@ def _new_model(args: argparse.Namespace) -> int:
 
     folder = models_dir() / args.name
     data = Path(args.data)
-    registry = args.registry
-    if registry and Path(registry).is_dir():  # the code location does not run from here
-        registry = str(Path(registry).resolve())
-    scaffold_model(folder, data, args.target, args.force, registry)
+    scaffold_model(folder, data, args.target, args.force, args.registry)
     print(
         f"""created {folder}/
   {DECLARATION_FILE}        the declaration: contract inferred from {data.name}, default estimator

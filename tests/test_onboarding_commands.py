@@ -177,6 +177,8 @@ def test_the_readme_onboarding_and_manual_materialization_commands_run(
     declaration = (onboarding.project / "models" / "churn" / "defs.yaml").read_text()
     assert f"registry: {onboarding.registry}" in declaration
     assert "customer_id" in declaration.split("drop:")[1], "the id column is not proposed to drop"
+    scaffolded = onboarding.project / "models" / "churn_dg" / "defs.yaml"
+    assert declaration == scaffolded.read_text().replace("churn_dg", "churn")  # one proposal
 
 
 def test_every_next_step_new_model_prints_runs(onboarding: Onboarding) -> None:
