@@ -8,7 +8,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lifecycle_pipeline.errors import EXIT_CODES_HELP, ExitCode, SettingError
 from lifecycle_pipeline.settings import Settings
@@ -247,6 +247,59 @@ def _drift(args: argparse.Namespace) -> int:
     return 0
 
 
+def _materialize(args: argparse.Namespace) -> int:
+    """A data version by hand, without the UI or Python: the sensor's two steps (add the
+    registry tag as a partition, run the model's lifecycle job for it) in this process."""
+    import dagster as dg
+
+    from lifecycle_pipeline.declaration import current_declaration
+    from lifecycle_pipeline.definitions import build_definitions
+    from lifecycle_pipeline.demo import (
+        add_missing_partitions,
+        failed_on_gates,
+        failed_on_input,
+        failure_summary,
+        materialize_version,
+        prepare_environment,
+    )
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    if not args.verbose:
+        logging.getLogger("dagster").setLevel(logging.WARNING)
+    model = current_declaration()
+    version = _version(args.version)
+    registry = current_registry()
+    versions = registry.versions()
+    if version not in versions:
+        raise SettingError(
+            f"{version!r} is not a data version of model {model.name}: no tag of that name "
+            f"matches data.versions {registry.version_pattern!r} in registry "
+            f"{registry.resolved_url()!r} (tags that match: {', '.join(versions) or 'none'}). "
+            f"Publish it first (dvc add, git commit, git tag {version}), or check the name."
+        )
+    prepare_environment(Settings.from_env())
+    with dg.DagsterInstance.get() as instance:
+        added = add_missing_partitions(instance, [version], model.scoped("data_versions"))
+        print(f"{model.name}: partition {version} {'added' if added else 'already known'}")
+        defs = build_definitions(model=model)
+        reason = f"by hand: lifecycle materialize {version}"
+        result = materialize_version(instance, defs, model, version, reason)
+    if not result.success:
+        print(
+            f"{model.name} {version}: FAILED (run {result.run_id})\n{failure_summary(result)}",
+            file=sys.stderr,
+        )
+        if failed_on_gates(result):  # judged and found wanting: a verdict, like `verify`'s
+            return ExitCode.NEGATIVE
+        return ExitCode.REFUSED if failed_on_input(result) else ExitCode.INTERNAL
+    print(f"{model.name} {version}: success (run {result.run_id})")
+    print(
+        f"next: lifecycle summary --model {model.name}   (metrics and gate verdicts)\n"
+        f"      lifecycle promote {version} --model {model.name} --approver NAME --reason TEXT"
+    )
+    return ExitCode.OK
+
+
 def current_registry() -> DataRegistry:
     """The registry this process's declared model reads (never the bare defaults)."""
     from lifecycle_pipeline.declaration import current_declaration
@@ -290,6 +343,24 @@ def _build_info(args: argparse.Namespace) -> int:
     return 0
 
 
+_MODEL_HELP = (
+    "the model to work on: a folder name under models/ (default: $LIFECYCLE_MODEL, else the "
+    "only model declared; status, history, summary, check and demo without it cover every model)"
+)
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser that also takes ``--model``: people write it after the command
+    (`lifecycle check --model loans`) as often as before it. Its default is SUPPRESS so that a
+    command line without it keeps the value given before the subcommand. Nested subcommands
+    (``contract infer``, ``instance rebuild``) get it too: argparse makes them with the class
+    of the parser they belong to."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--model", default=argparse.SUPPRESS, help=_MODEL_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lifecycle",
@@ -297,13 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--model",
-        help="the model to work on: a folder name under models/ (default: $LIFECYCLE_MODEL, "
-        "else the only model declared; status, history, summary, check and demo without it "
-        "cover every model)",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--model", help=_MODEL_HELP)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
     demo = commands.add_parser(
         "demo", help="Build the demo registry and materialize every data version."
     )
@@ -356,6 +422,14 @@ def build_parser() -> argparse.ArgumentParser:
     from lifecycle_pipeline import cli_drift
 
     cli_drift.register(drift)
+    materialize = commands.add_parser(
+        "materialize",
+        help="Add a registry tag as a data version (partition) and run the model's lifecycle "
+        "job for it.",
+    )
+    materialize.add_argument("version", help="a tag matching the declaration's data.versions")
+    materialize.add_argument("--verbose", action="store_true", help="Show Dagster's step logs.")
+    materialize.set_defaults(handler=_materialize)
     info = commands.add_parser(
         "build-info", help="Record the commit an image is built from (container builds)."
     )
@@ -408,6 +482,8 @@ def validate_arguments(args: argparse.Namespace) -> None:
         existing_file(checkpoint, "--checkpoint")
     if given.get("data"):
         existing_file(given["data"], "--data")
+    if args.command == "check" and given.get("batch"):
+        existing_file(given["batch"], "--batch")
     if args.command in ("replay", "predict") and given.get("input"):
         existing_file(given["input"], "input" if args.command == "predict" else "--input")
     if given.get("output"):

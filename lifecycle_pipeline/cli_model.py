@@ -4,15 +4,20 @@ and checking its declaration before any run starts."""
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
+import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from lifecycle_pipeline.declaration import COMPONENT_TYPE, DECLARATION_FILE
 from lifecycle_pipeline.errors import ExitCode, LifecycleError
+
+if TYPE_CHECKING:
+    from lifecycle_pipeline.declaration import LoadedDeclaration
 
 
 class CheckError(LifecycleError, ValueError):
@@ -60,21 +65,53 @@ def marker_lookalikes(frame: Any, declared: tuple[str, ...]) -> dict[str, list[s
     return found
 
 
+def suspicious_columns(frame: Any, target: str | None) -> dict[str, str]:
+    """Columns a model should not learn from, by what the sample shows: an identifier (every
+    text value different, or integers counting up one per row) lets a forest memorise rows, and
+    a constant carries nothing. Each name maps to the reason a reviewer reads."""
+    import pandas as pd  # every `lifecycle` command loads this module; pandas only this one
+
+    target = frame.columns[-1] if target is None else target
+    found: dict[str, str] = {}
+    for name in frame.columns:
+        if name == target:
+            continue
+        values = frame[name]
+        distinct = values.nunique(dropna=False)
+        if distinct <= 1:
+            found[str(name)] = f"constant (one value, {values.iloc[0]!r}, in {len(frame)} rows)"
+        elif len(frame) > 1 and distinct == len(frame) and not values.isna().any():
+            if pd.api.types.is_integer_dtype(values) and values.is_monotonic_increasing:
+                found[str(name)] = "id-like (a different integer on every row, counting up)"
+            elif not pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(
+                values
+            ):
+                found[str(name)] = "id-like (a different value on every row)"
+    return found
+
+
 def proposed_declaration(
     frame: Any,
     data_file: Path,
     target: str | None,
     name: str,
     missing_values: tuple[str, ...] = (),
+    registry: str | None = None,
 ) -> str:
     """A model folder's defs.yaml to review: the inferred contract, a default estimator for the
     task, chance-level gates (floors the team replaces) and TODO markers where only people
     know the answer. Tags default to ``<name>-v*`` / ``<name>-batch-*``, so models sharing a
     registry never read each other's versions. ``frame`` was read with ``missing_values`` (the
-    markers the team named), which the proposal declares so every later reader uses them."""
+    markers the team named), which the proposal declares so every later reader uses them.
+    Id-like and constant columns are proposed under ``drop`` (allowed in the data, never
+    features), each named in the header."""
     from lifecycle_pipeline.contract import infer_contract
 
     contract = infer_contract(frame, target=target)
+    dropped = suspicious_columns(frame, contract["target"])
+    if dropped:
+        contract["features"] = {k: v for k, v in contract["features"].items() if k not in dropped}
+        contract["drop"] = list(dropped)
     task = contract["task"]
     estimator = (
         "sklearn.ensemble.RandomForestRegressor"
@@ -86,6 +123,7 @@ def proposed_declaration(
         "name": name,
         "description": "TODO: what the model is for, in one or two sentences",
         "data": {
+            **({"registry": registry} if registry else {}),
             "path": f"data/{data_file.name}",
             "format": fmt,
             "versions": f"{name}-v*",
@@ -110,6 +148,15 @@ def proposed_declaration(
         "# - the proposed gates only require beating chance (r2 >= 0, balanced accuracy >=\n"
         "#   1/classes, ROC AUC >= 0.5): set the thresholds your use needs;\n"
         "# - write the description and what a row is.\n"
+        + (
+            ""
+            if registry
+            else "# - set data.registry to your git + DVC registry's URL or path (required).\n"
+        )
+        + "".join(
+            f"# - proposed under `drop`, not as a feature: {column!r} is {reason}\n"
+            for column, reason in dropped.items()
+        )
     )
     for column, hits in marker_lookalikes(frame, missing_values).items():
         header += (
@@ -173,10 +220,12 @@ def scaffold_model(
     target: str | None,
     force: bool = False,
     missing_values: tuple[str, ...] = (),
+    registry: str | None = None,
 ) -> Path:
     """Write a new model folder (defs.yaml with the contract inferred from ``data``, read with
     ``missing_values`` as markers, and a model-card spec of TODOs); refuses to overwrite an
-    existing one without ``force``."""
+    existing one without ``force``. A ``registry`` that is a local folder is written as an
+    absolute path."""
     from lifecycle_pipeline.contract import read_local
     from lifecycle_pipeline.declaration import _NAME
     from lifecycle_pipeline.missing import MissingValues
@@ -191,9 +240,11 @@ def scaffold_model(
     for existing in (declaration, folder / "model_card.yaml"):
         if existing.exists() and not force:
             raise CheckError(f"{existing} exists; review it, or pass --force to replace it.")
+    if registry and Path(registry).is_dir():  # the code location does not run from here
+        registry = str(Path(registry).resolve())
     frame = read_local(data, missing=MissingValues(missing_values))
     files = {
-        declaration: proposed_declaration(frame, data, target, name, missing_values),
+        declaration: proposed_declaration(frame, data, target, name, missing_values, registry),
         folder / "model_card.yaml": CARD_SPEC_TEMPLATE.format(name=name),
     }
     folder.mkdir(parents=True, exist_ok=True)
@@ -204,30 +255,61 @@ def scaffold_model(
     return declaration
 
 
+def next_steps(name: str, data: Path, registry: str | None, folder: Path) -> str:
+    """What `new-model` tells a team to do next. Every command is on a line of its own after
+    ``$ ``, as typed from the folder `new-model` ran in, so a test can run each one."""
+    declaration = folder / DECLARATION_FILE
+    target = f"data/{data.name}"
+    clone = registry if registry and Path(registry).is_dir() else "YOUR_REGISTRY_CLONE"
+    where = (
+        ""
+        if registry
+        else "\n     then set `data.registry` in the declaration to the registry's git URL or path"
+    )
+    return f"""next steps:
+  1. review {declaration}: domain ranges and categories, the columns under `drop`,
+     the estimator, and the gates (the proposed ones only beat chance)
+  2. publish the data in your git + DVC registry at `data.path`, tagged `{name}-v1`:
+       $ mkdir -p {clone}/data && cp {data} {clone}/{target}
+       $ cd {clone} && dvc add {target} && git add {target}.dvc data/.gitignore
+       $ cd {clone} && git commit -m {name}-v1 && git tag {name}-v1 && dvc push{where}
+  3. check the declaration, the data and the registry (tags, `data.path` at the newest tag):
+       $ lifecycle check --model {name} --data {data}
+  4. fill the TODOs in {folder / "model_card.yaml"}; to calibrate drift alarms to your
+     production batch size, set `drift: {{batch_size: N, false_alarm_rate: 0.01}}` in the
+     declaration, then paste the `drift:` block this prints over it:
+       $ lifecycle drift calibrate --model {name} --data {data}
+  5. commit the model's folder: a version trained from uncommitted files cannot be
+     reproduced, and `lifecycle reproduce` will say so
+       $ git add {folder} && git commit -m "{name}: declare the model"
+  6. train, evaluate, document and package the first data version:
+       $ lifecycle materialize {name}-v1 --model {name}
+     or, in the Dagster UI, "Reload definitions" and switch on the sensor
+     `{name}_new_data_version_sensor`, which adds each `{name}-v*` tag as a partition and
+     runs `{name}_lifecycle` on it"""
+
+
 def _new_model(args: argparse.Namespace) -> int:
+    from lifecycle_pipeline.contract import read_local
     from lifecycle_pipeline.declaration import models_dir
+    from lifecycle_pipeline.missing import MissingValues
 
     folder = models_dir() / args.name
-    declaration = scaffold_model(
-        folder, Path(args.data), args.target, args.force, _markers(args.missing_values)
-    )
     data = Path(args.data)
+    markers = _markers(args.missing_values)
+    scaffold_model(folder, data, args.target, args.force, markers, args.registry)
     print(
         f"""created {folder}/
   {DECLARATION_FILE}        the declaration: contract inferred from {data.name}, default estimator
-  model_card.yaml  the model card's human fields, every one a TODO (listed as gaps until filled)
-
-next steps:
-  1. review {declaration}: domain ranges and categories, identifiers to `drop`,
-     the estimator, and the gates (the proposed ones only beat chance)
-  2. check it against the data:  lifecycle check --model {args.name} --data {data}
-  3. version the data in your DVC registry at `data.path`, tagged `{args.name}-v1`
-     (`dvc add`, `git commit`, `git tag {args.name}-v1`); set `data.registry` to its URL
-  4. fill the TODOs in {folder / "model_card.yaml"}
-  5. in the Dagster UI, "Reload definitions": the group `{args.name}` appears; switch on
-     its sensor `{args.name}_new_data_version_sensor`, which adds each `{args.name}-v*` tag
-     as a partition and runs `{args.name}_lifecycle` on it"""
+  model_card.yaml  the model card's human fields, every one a TODO (listed as gaps until filled)"""
     )
+    sample = read_local(data, missing=MissingValues(markers))
+    for column, reason in suspicious_columns(sample, args.target).items():
+        print(f"warning: {column!r} is {reason}: proposed under `drop`, not as a feature")
+    if not args.registry:
+        print("warning: data.registry is not set: the model cannot read data until it is")
+    print()
+    print(next_steps(args.name, data, args.registry, folder))
     return ExitCode.OK
 
 
@@ -274,13 +356,67 @@ def check_against_data(model: Any, frame: Any, source: str) -> list[str]:
     return []
 
 
+def _registry_tags(url: str) -> list[str]:
+    """The registry's tag names, asked of git itself (``git ls-remote``), which answers for a
+    local folder and a remote URL alike: reachable and a git repository, or a CheckError."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-remote", "--tags", "--", url],
+            capture_output=True, text=True, timeout=60, check=False,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CheckError(f"data.registry {url!r} cannot be asked for its tags: {exc}") from exc
+    if listed.returncode != 0:
+        said = listed.stderr.strip().splitlines()
+        raise CheckError(
+            f"data.registry {url!r} is not a reachable git repository "
+            f"({said[-1] if said else f'git ls-remote exit {listed.returncode}'}); set it to the "
+            "git URL or path of the model's git + DVC data registry."
+        )
+    refs = (line.split("\t", 1)[-1] for line in listed.stdout.splitlines())
+    return sorted({r.removeprefix("refs/tags/").removesuffix("^{}") for r in refs})
+
+
+def check_registry(model: LoadedDeclaration) -> list[str]:
+    """What `lifecycle check` can say about the model's registry before any run: it is set and
+    reachable and a git repository, which tags match ``data.versions`` and ``data.batches``,
+    and the newest data version holds ``data.path`` tracked by DVC. Each problem names the
+    declaration key to fix (a CheckError, a RegistryError or a DeclarationError)."""
+    from lifecycle_pipeline.resources.registry import DataRegistry
+
+    registry = DataRegistry.for_model(model)
+    url = registry.resolved_url()
+    tags = _registry_tags(url)
+    data = model.model.data
+    versions = [t for t in tags if fnmatch.fnmatchcase(t, data.versions)]
+    batches = [t for t in tags if fnmatch.fnmatchcase(t, data.batches)]
+    if not versions:
+        raise CheckError(
+            f"no tag matches data.versions {data.versions!r} in registry {url!r} (its tags: "
+            f"{', '.join(tags) or 'none'}); publish a data version under a matching tag, or "
+            "correct the pattern."
+        )
+    if Path(url).is_dir():  # a local clone orders tags by commit, as the sensors do
+        versions = [v for v in registry.versions() if v in versions] or versions
+    newest = versions[-1]
+    resolved = registry.resolve(newest)
+    return [
+        f"registry {url}: a git repository with {len(tags)} tag(s)",
+        f"data.versions {data.versions!r} matches {', '.join(versions)}",
+        f"data.batches {data.batches!r} matches {', '.join(batches) or 'none yet'}",
+        f"data.path {data.path!r} at {newest} (newest): tracked by DVC, md5 {resolved.md5}, "
+        f"{resolved.size} bytes",
+    ]
+
+
 def _check(args: argparse.Namespace) -> int:
     from lifecycle_pipeline.contract import read_local
     from lifecycle_pipeline.declaration import declaration_path, load_declaration
 
     if not args.declaration and not os.environ.get("LIFECYCLE_MODEL"):
-        if args.data:
-            raise CheckError("--data checks one model: name it with --model NAME.")
+        if args.data or args.batch:
+            raise CheckError("--data and --batch check one model: name it with --model NAME.")
         return _check_every_model()
     model = load_declaration(Path(args.declaration) if args.declaration else declaration_path())
     print(
@@ -298,6 +434,20 @@ def _check(args: argparse.Namespace) -> int:
         if problems:
             raise CheckError("\n".join(problems))
         print(f"{args.data}: satisfies the contract ({len(frame)} rows)")
+    if args.batch:
+        from lifecycle_pipeline.assets.monitoring import read_batch
+
+        raw = Path(args.batch).read_bytes()
+        batch = read_batch(model, raw, source=args.batch)  # the drift monitor's own rules
+        print(
+            f"{args.batch}: a production batch that satisfies the contract ({len(batch)} rows; "
+            "the target is not required, extra columns are ignored)"
+        )
+    if args.offline:
+        print("registry not checked (--offline)")
+    else:
+        for line in check_registry(model):
+            print(line)
     for warning in drift_warnings(model, Path(args.data) if args.data else None):
         print(f"warning: {warning}", file=sys.stderr)
     return ExitCode.OK
@@ -390,6 +540,9 @@ def register(commands: Any) -> None:
     new.add_argument("--target", help="the label or target column (default: the last column)")
     new.add_argument("--force", action="store_true", help="replace an existing declaration")
     new.add_argument("--missing-values", help=_MISSING_HELP)
+    new.add_argument(
+        "--registry", help="git URL or path of the model's data registry (data.registry)"
+    )
     new.set_defaults(handler=_new_model)
     contract = commands.add_parser("contract", help="Work with a model's data contract.")
     actions = contract.add_subparsers(dest="action", required=True)
@@ -412,4 +565,14 @@ def register(commands: Any) -> None:
         help="a defs.yaml or model folder (default: --model, else every model)",
     )
     check.add_argument("--data", help="a local data file to check against the contract")
+    check.add_argument(
+        "--batch",
+        help="a local production batch to check against the contract (no target needed)",
+    )
+    check.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not reach the registry (by default a single model's registry, tag patterns "
+        "and data.path at the newest data version are checked)",
+    )
     check.set_defaults(handler=_check)

@@ -65,6 +65,9 @@ class NewModelParams(BaseModel):
     target: str | None = Field(
         default=None, description="The label or target column (default: the last column)."
     )
+    registry: str | None = Field(
+        default=None, description="Git URL or path of the model's data registry (data.registry)."
+    )
 
 
 class LifecycleModelScaffolder(dg.Scaffolder[NewModelParams]):
@@ -78,7 +81,10 @@ class LifecycleModelScaffolder(dg.Scaffolder[NewModelParams]):
     def scaffold(self, request: dg.ScaffoldRequest[NewModelParams]) -> None:
         from lifecycle_pipeline.cli_model import scaffold_model
 
-        scaffold_model(Path(request.target_path), Path(request.params.data), request.params.target)
+        params = request.params
+        scaffold_model(
+            Path(request.target_path), Path(params.data), params.target, registry=params.registry
+        )
 
 
 @dg.scaffold_with(LifecycleModelScaffolder)

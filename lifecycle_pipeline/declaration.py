@@ -79,11 +79,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# ``data.registry`` of the sample models: the registry `lifecycle registry` / `make demo` build.
+DEMO_REGISTRY = "demo"
+
+
 class DataSource(_Strict):
     registry: str | None = Field(
         default=None,
         description="git URL or path of the data registry; '$NAME' reads environment variable "
-        "NAME; omitted: $LIFECYCLE_REGISTRY_URL, else the demo registry.",
+        f"NAME; '{DEMO_REGISTRY}': the demo registry `lifecycle registry` builds (the sample "
+        "models); omitted: $LIFECYCLE_REGISTRY_URL, which must then be set.",
     )
     path: str = Field(description="The dataset file inside the registry.")
     format: Literal["csv", "parquet"] = "csv"
@@ -145,8 +150,25 @@ class DataSource(_Strict):
         return MissingValues(self.missing_values)
 
     def registry_url(self) -> str | None:
-        """The configured registry, with a '$NAME' reference resolved now (not at load)."""
-        if self.registry is None or not self.registry.startswith("$"):
+        """The configured registry, with a '$NAME' reference resolved now (not at load).
+
+        None only for the demo registry, which the resource resolves from the settings when it
+        is used. A team's model that names no registry must not read the demo's data without
+        anyone noticing, so an omitted key outside the demo is an error unless the deployment
+        set ``LIFECYCLE_REGISTRY_URL`` for every model on purpose."""
+        if self.registry == DEMO_REGISTRY:
+            return None
+        if self.registry is None:
+            configured = os.environ.get("LIFECYCLE_REGISTRY_URL")
+            if configured:
+                return configured
+            raise DeclarationError(
+                "data.registry is not set: name the git URL or path of the model's data "
+                "registry there (or '$NAME' to read it from environment variable NAME), or set "
+                f"LIFECYCLE_REGISTRY_URL for every model that names none; `registry: "
+                f"{DEMO_REGISTRY}` reads the demo registry (`make demo` builds it)."
+            )
+        if not self.registry.startswith("$"):
             return self.registry
         name = self.registry[1:]
         value = os.environ.get(name)

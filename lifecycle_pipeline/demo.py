@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from lifecycle_pipeline.assets.documentation import REASON_TAG
 from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.lineage.query import (
     VersionSummary,
@@ -71,6 +72,13 @@ def failed_on_input(result: dg.ExecuteInProcessResult) -> bool:
     return bool(causes) and all(name in known for name in causes)
 
 
+def failed_on_gates(result: dg.ExecuteInProcessResult) -> bool:
+    """Every failed step was stopped by a failing blocking check (a gate): the version was
+    judged and found wanting, which is a verdict, not a refusal of the input or a defect."""
+    causes = _root_causes(result)
+    return bool(causes) and all(name == "DagsterAssetCheckFailedError" for name in causes)
+
+
 DAGSTER_YAML = """\
 # Embedded default: SQLite run, event-log and schedule storage under this folder.
 telemetry:
@@ -97,6 +105,25 @@ def add_missing_partitions(
     if missing:
         instance.add_dynamic_partitions(partitions, missing)
     return missing
+
+
+def materialize_version(
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    model: LoadedDeclaration,
+    version: str,
+    reason: str,
+) -> dg.ExecuteInProcessResult:
+    """One run of the model's lifecycle job for a data version that is already a partition,
+    in this process (the demo and `lifecycle materialize`), with the reason the card quotes."""
+    job = defs.resolve_job_def(model.scoped("lifecycle"))
+    return job.execute_in_process(
+        partition_key=version,
+        instance=instance,
+        raise_on_error=False,
+        run_config=QUIET,
+        tags={REASON_TAG: reason},
+    )
 
 
 def drift_table(instance: dg.DagsterInstance, model: LoadedDeclaration, batches: list[str]) -> str:
@@ -140,15 +167,9 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> list[Ve
     with dg.DagsterInstance.get() as instance:
         added = add_missing_partitions(instance, versions, model.scoped("data_versions"))
         echo(f"partitions: {', '.join(versions)} ({len(added)} new)")
-        job = defs.resolve_job_def(model.scoped("lifecycle"))
         for version in versions:
-            result = job.execute_in_process(
-                partition_key=version,
-                instance=instance,
-                raise_on_error=False,
-                run_config=QUIET,
-                tags={"lifecycle/reason": f"demo: train and document data version {version}"},
-            )
+            reason = f"demo: train and document data version {version}"
+            result = materialize_version(instance, defs, model, version, reason)
             echo(
                 f"materialized {version}: {'success' if result.success else 'FAILED'} "
                 f"(run {result.run_id})"

@@ -128,7 +128,7 @@ def test_sample_declaration_loads() -> None:
 
 
 def test_lifecycle_check_of_the_sample_exits_0(tmp_path: Path) -> None:
-    done = _real_lifecycle(PROJECT_ROOT, tmp_path, "check", "models/breast_cancer")
+    done = _real_lifecycle(PROJECT_ROOT, tmp_path, "check", "models/breast_cancer", "--offline")
     assert done.returncode == ExitCode.OK, done.stderr
     assert "declaration valid (breast_cancer, binary, sha256 " in done.stdout
 
@@ -144,7 +144,7 @@ def test_base_declaration_of_the_bad_cases_is_valid(
     loaded = load_declaration(path)
     assert loaded.model.contract.feature_names == ("size", "count", "colour")
     assert loaded.model.contract.drop == ("row_id",)
-    code, out, err = _lifecycle(capsys, "check", str(path))
+    code, out, err = _lifecycle(capsys, "check", str(path), "--offline")
     assert (code, err) == (ExitCode.OK, "")
     assert "declaration valid (toy, binary" in out
 
@@ -446,7 +446,7 @@ def test_contract_infer_writes_a_proposal_that_loads_and_touches_nothing_else(
     assert model.estimator.class_ == "sklearn.ensemble.RandomForestClassifier"
     assert "REVIEW BEFORE USE" in loaded.text()
 
-    code, out, err = _lifecycle(capsys, "check", str(loaded.path), "--data", str(data))
+    code, out, err = _lifecycle(capsys, "check", str(loaded.path), "--data", str(data), "--offline")
     assert (code, err) == (ExitCode.OK, ""), err
     assert "satisfies the contract (90 rows)" in out
 

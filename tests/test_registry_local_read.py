@@ -180,10 +180,10 @@ def test_a_tag_without_a_pointer_for_the_path_gives_todays_error(
     with pytest.raises(RegistryError) as error:
         registry_copy.resource().read("data-v0")
     assert served == [True, False]
-    assert str(error.value) == (
-        f"Data version 'data-v0' of registry {str(repo)!r} has no {DATASET_PATH!r}; the tag "
-        "does not point at a data version."
-    )
+    assert str(error.value).startswith(
+        f"data.path is {DATASET_PATH!r}, but tag 'data-v0' of registry {str(repo)!r} has no "
+        "such file; the tag holds "
+    ), error.value
 
 
 def test_a_file_git_tracks_and_dvc_does_not_gives_todays_error(

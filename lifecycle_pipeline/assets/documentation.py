@@ -156,7 +156,7 @@ def build_model_card(model: LoadedDeclaration) -> dg.AssetsDefinition:
         changes = changes_since(lineage, previous, reason, untraceable)
         documents = documents_for(lineage, spec, changes, model)
         version_id = lineage.model.metadata.get("model/version_id")
-        heading = f"{model.name} {lineage.model.partition} / model {version_id}"
+        heading = render.card_heading(model.name, lineage.model.partition, version_id)
         gaps = [g for d in documents for g in d.gaps()]
         files = bundle_files(
             documents,

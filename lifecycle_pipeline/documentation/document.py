@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lifecycle_pipeline.documentation.spec import unfilled
+from lifecycle_pipeline.documentation.spec import OPTIONAL_FIELDS, unfilled
 from lifecycle_pipeline.lineage.trace import Materialization
 
 
@@ -90,8 +90,16 @@ def fact(label: str, value: Any, origin: Materialization) -> Row:
 
 
 def human(label: str, value: Any, spec_path: str, dotted: str) -> Row:
-    """A reviewed, human-written value from the spec file, or a gap naming the field."""
+    """A reviewed, human-written value from the spec file, or a gap naming the field; an
+    optional field left out is said to be optional, because a gap asks for work nobody owes."""
     if value is None or (isinstance(value, str | list) and not value):
+        if dotted in OPTIONAL_FIELDS:
+            return Row(
+                label,
+                value=f"not given (optional field `{dotted}` of {spec_path})",
+                source={"spec": spec_path, "field": dotted},
+                cite=f"spec `{dotted}` (optional)",
+            )
         return Row(label, gap=f"required field `{dotted}` is missing from {spec_path}")
     return Row(
         label, value=value, source={"spec": spec_path, "field": dotted}, cite=f"spec `{dotted}`"

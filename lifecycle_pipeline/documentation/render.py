@@ -9,8 +9,21 @@ import jinja2
 
 from lifecycle_pipeline.documentation.document import DeclarationSource, Document
 
+# An undefined value (a metric with no positives in a slice, a field not recorded): a reader
+# sees "n/a", never Python's ``None``.
+UNDEFINED = "n/a"
+
+
+def card_heading(model: str, partition: str | None, version_id: object) -> str:
+    """The bundle's heading; a partition named after its model (``diabetes-v1``, the tags
+    `new-model` proposes) already says which model, so the name is not repeated."""
+    named = partition if (partition or "").startswith(f"{model}-") else f"{model} {partition}"
+    return f"{named} / model {version_id}"
+
 
 def _text(value: Any) -> str:
+    if value is None:
+        return UNDEFINED
     if isinstance(value, list):
         return " · ".join(_text(v) for v in value)
     if isinstance(value, dict):

@@ -43,6 +43,13 @@ REQUIRED_FIELDS: tuple[str, ...] = (
     "governance.monitoring_plan",
 )
 
+# Fields the card shows when given and says are optional when not: they are never gaps.
+OPTIONAL_FIELDS: tuple[str, ...] = (
+    "model.citation",
+    "factors.evaluation",
+    "governance.approval_process",
+)
+
 
 class SpecError(LifecycleError, ValueError):
     """The spec file is missing, unreadable, or has a malformed field."""

@@ -157,8 +157,8 @@ class DataRegistry(dg.ConfigurableResource):
 
     url: str | None = Field(
         default=None,
-        description="Registry git URL or path; default $LIFECYCLE_REGISTRY_URL, else the demo "
-        "registry.",
+        description="Registry git URL or path; default: the declaration's data.registry ('demo': "
+        "$LIFECYCLE_REGISTRY_URL, else the demo registry under LIFECYCLE_HOME).",
     )
     dataset_path: str = Field(
         default="",
@@ -182,14 +182,15 @@ class DataRegistry(dg.ConfigurableResource):
         """The registry a declaration names; fields set on ``given`` (a deployment's or a test's
         resource) win over the declaration, which wins over the defaults."""
         data = model.model.data
+        explicit = given.model_dump(exclude_unset=True) if given is not None else {}
         declared: dict[str, Any] = {
-            "url": data.registry_url(),
+            # A given URL wins: the declared one (which may be an error) is not even resolved.
+            "url": explicit.get("url") or data.registry_url(),
             "dataset_path": data.path,
             "version_pattern": data.versions,
             "batch_pattern": data.batches,
             "batch_path": data.batch_path,
         }
-        explicit = given.model_dump(exclude_unset=True) if given is not None else {}
         return cls(**{k: v for k, v in declared.items() if v is not None} | explicit)
 
     @staticmethod
@@ -327,8 +328,10 @@ class DataRegistry(dg.ConfigurableResource):
             info = fs.info(path)
         except FileNotFoundError as exc:
             raise RegistryError(
-                f"Data version {key!r} of registry {self.resolved_url()!r} has no "
-                f"{path!r}; the tag does not point at a data version."
+                f"{self._field_of(path)} is {path!r}, but tag {key!r} of registry "
+                f"{self.resolved_url()!r} has no such file; the tag holds "
+                f"{self._files_at(fs)}. Correct {self._field_of(path)} in the declaration, "
+                "or publish the file at that path under the tag."
             ) from exc
         except (SCMError, OSError, ValueError) as exc:
             raise self._unreachable(rev, exc) from exc
@@ -347,6 +350,28 @@ class DataRegistry(dg.ConfigurableResource):
             md5=str(md5),
             size=int(info.get("size") or 0),
         )
+
+    def _field_of(self, path: str) -> str:
+        """The declaration key a registry path came from, so that an error names what to fix."""
+        if path == self.dataset_path:
+            return "data.path"
+        if fnmatch.fnmatchcase(path, self.batch_path.replace("{key}", "*")):
+            return "data.batch_path"
+        return "the path"
+
+    @staticmethod
+    def _files_at(fs: Any, shown: int = 20) -> str:
+        """The data files a revision holds (git's and DVC's, dot files left out), for an error
+        that must say where the data is when it is not where the declaration says."""
+        try:
+            found = [str(p).lstrip("/") for p in fs.find("/", detail=False)]
+        except (OSError, ValueError) as exc:  # the listing is a hint; the error stands without it
+            return f"files that could not be listed ({type(exc).__name__}: {exc})"
+        files = [p for p in found if not any(part.startswith(".") for part in p.split("/"))]
+        if not files:
+            return "no data files"
+        more = f" and {len(files) - shown} more" if len(files) > shown else ""
+        return ", ".join(repr(p) for p in sorted(files)[:shown]) + more
 
     @contextmanager
     def open(
