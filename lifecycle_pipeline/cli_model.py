@@ -275,10 +275,10 @@ def next_steps(name: str, data: Path, registry: str | None, folder: Path) -> str
        $ cd {clone} && git commit -m {name}-v1 && git tag {name}-v1 && dvc push{where}
   3. check the declaration, the data and the registry (tags, `data.path` at the newest tag):
        $ lifecycle check --model {name} --data {data}
-  4. fill the TODOs in {folder / "model_card.yaml"}; to calibrate drift alarms to your
-     production batch size, set `drift: {{batch_size: N, false_alarm_rate: 0.01}}` in the
-     declaration, then paste the `drift:` block this prints over it:
-       $ lifecycle drift calibrate --model {name} --data {data}
+  4. fill the TODOs in {folder / "model_card.yaml"}; calibrate drift alarms to the size of
+     your production batches (put yours for 100) and paste the `drift:` block it prints
+     into the declaration:
+       $ lifecycle drift calibrate --model {name} --data {data} --batch-size 100 --false-alarm-rate 0.01
   5. commit the model's folder: a version trained from uncommitted files cannot be
      reproduced, and `lifecycle reproduce` will say so
        $ git add {folder} && git commit -m "{name}: declare the model"

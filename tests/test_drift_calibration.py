@@ -250,7 +250,7 @@ def test_lifecycle_drift_calibrate_prints_a_declaration_that_loads_and_check_acc
     document = yaml.safe_load(text)
     document["attributes"]["drift"].update(proposed)
     declaration.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
-    code = main(["--model", str(declaration), "check", "--data", str(data)])
+    code = main(["--model", str(declaration), "check", "--offline", "--data", str(data)])
     out, err = capsys.readouterr()
     assert code == ExitCode.OK and err == "", err
     assert "drift: at batch size 60, the declared thresholds raised the verdict" in out
@@ -260,13 +260,13 @@ def test_lifecycle_check_warns_when_declared_thresholds_alarm_too_often(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     declaration, data = _project(tmp_path, "  batch_size: 60\n  false_alarm_rate: 0.05\n")
-    code = main(["--model", str(declaration), "check", "--data", str(data)])
+    code = main(["--model", str(declaration), "check", "--offline", "--data", str(data)])
     out, err = capsys.readouterr()
     assert code == ExitCode.OK  # a warning, not a failure
     assert "warning: drift: the declared thresholds raise the verdict on" in err
     assert "above drift.false_alarm_rate 0.05" in err and "drift calibrate --data" in err
 
-    code = main(["--model", str(declaration), "check"])  # without data: says what it did not do
+    code = main(["--model", str(declaration), "check", "--offline"])  # without data: says what it did not do
     out, err = capsys.readouterr()
     assert code == ExitCode.OK and err == ""
     assert "thresholds not measured at batch size 60 (give --data FILE" in out

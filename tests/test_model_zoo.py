@@ -40,6 +40,7 @@ from lifecycle_pipeline.lineage.query import latest, metadata_values
 from lifecycle_pipeline.registry_demo import Publication, init_registry, publish
 from tests.conftest import (
     GIT_IDENTITY,
+    PROJECT_ROOT,
     Registry,
     committed_project_copy,
     dagster_home,
@@ -123,7 +124,7 @@ def _team_registry(base: Path, model: ZooModel, path: str, batch_path: str) -> P
     return repo
 
 
-def _review(zoo: Zoo, model: ZooModel, declaration: Path, registry: Path) -> dict[str, Any]:
+def _review(zoo: Zoo, model: ZooModel, declaration: Path) -> dict[str, Any]:
     """What the team's reviewer checks and edits in the proposal: the invariants of the
     inference first (they are the point of onboarding), then the team's own choices."""
     document = yaml.safe_load(declaration.read_text(encoding="utf-8"))
@@ -145,7 +146,6 @@ def _review(zoo: Zoo, model: ZooModel, declaration: Path, registry: Path) -> dic
             proposed["categories"] = sorted({str(v) for v in sample[column].dropna()})
         else:
             proposed.pop("categories", None)
-    attributes["data"]["registry"] = str(registry)
     attributes["estimator"]["params"] = {"n_estimators": 25, "min_samples_leaf": 3}
     attributes["description"] = f"A generated {model.kind.task} model of the zoo ({model.name})."
     contract["row"] = "one generated record"
@@ -174,12 +174,17 @@ def _calibrated(said: Said) -> dict[str, Any]:
 
 def _onboard(zoo: Zoo, model: ZooModel, inbox: Path) -> None:
     sample = model.write(model.versions[model.tag(1)], inbox / f"{model.name}{model.suffix}")
-    said = [zoo.ok("new-model", model.name, "--data", str(sample), "--target", model.target)]
+    # The team's registry first, at the path and tags `new-model` proposes by default.
+    registry = _team_registry(
+        zoo.base, model, f"data/{sample.name}", "batches/{key}" + model.suffix
+    )
+    said = [
+        zoo.ok("new-model", model.name, "--data", str(sample), "--target", model.target,
+               "--registry", str(registry))
+    ]  # fmt: skip
     folder = zoo.project / "models" / model.name
     declaration = folder / DECLARATION_FILE
-    proposal = yaml.safe_load(declaration.read_text(encoding="utf-8"))["attributes"]["data"]
-    registry = _team_registry(zoo.base, model, proposal["path"], proposal["batch_path"])
-    _review(zoo, model, declaration, registry)
+    _review(zoo, model, declaration)
     said.append(zoo.ok("--model", model.name, "check", "--data", str(sample)))
     calibration = zoo.ok(
         "--model", model.name, "drift", "calibrate", "--data", str(sample),
@@ -211,6 +216,9 @@ def zoo(demo_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> It
         "LIFECYCLE_REGISTRY_URL": str(demo_registry.repo),  # the demo models' registry
         "DAGSTER_HOME": str(dagster_home(base / "dagster_home")),
         "PYTHONPATH": str(project),
+        # Models onboarded earlier are reproduced at their own, older commit: a worktree
+        # whose environment uv builds from that commit's lock.
+        "LIFECYCLE_UV": str(PROJECT_ROOT / ".tools" / "bin" / "uv"),
     }
     rng = np.random.default_rng(SEED)
     models = [generate(SEED, i, kind) for i, kind in enumerate(kinds()[:COUNT])]
@@ -254,7 +262,7 @@ def _package(zoo: Zoo, model: ZooModel, version: str) -> Path:
     declared = load_declaration(zoo.project / "models" / model.name / DECLARATION_FILE)
     with zoo.instance() as instance:
         meta = metadata_values(latest(instance, declared.key("deployment_package"), version))
-    folder = Path(str(meta["package/path"]))
+    folder = Path(str(meta["artifact/uri"]))
     assert (folder / "predict.py").is_file(), meta
     return folder
 
@@ -333,7 +341,7 @@ def test_each_card_names_the_true_previous_version(zoo: Zoo) -> None:
             first = metadata_values(latest(instance, declared.key("model_card"), f"{name}-v1"))
             second = metadata_values(latest(instance, declared.key("model_card"), f"{name}-v2"))
             assert first["previous_version"] == "none: first model version", name
-            assert str(second["previous_version"]).startswith(f"{name}/evaluation@{name}-v1"), (
+            assert str(second["previous_version"]).startswith(f"{name}/trained_model@{name}-v1 "), (
                 name,
                 second["previous_version"],
             )

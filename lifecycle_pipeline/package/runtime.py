@@ -247,8 +247,8 @@ def _as_boolean(value: Any) -> bool | None:
 def _booleans(
     name: str, spec: dict[str, Any], raw: pd.Series, problems: list[str]
 ) -> pd.Series | None:
-    if pd.api.types.is_bool_dtype(raw):
-        return raw
+    if raw.dtype == np.bool_:  # complete; a nullable `boolean` column (Parquet) holds pd.NA,
+        return raw  # which scikit-learn refuses: it is mapped below, as training reads it
     mapped = raw.map(_as_boolean)
     present = raw.notna().to_numpy()
     bad = mapped.isna().to_numpy() & present
