@@ -286,7 +286,7 @@ def next_steps(name: str, data: Path, registry: str | None, folder: Path) -> str
        $ lifecycle materialize {name}-v1 --model {name}
      or, in the Dagster UI, "Reload definitions" and switch on the sensor
      `{name}_new_data_version_sensor`, which adds each `{name}-v*` tag as a partition and
-     runs `{name}_lifecycle` on it"""
+     runs `{name}_lifecycle` on it"""  # noqa: E501 (each command one line, as typed)
 
 
 def _new_model(args: argparse.Namespace) -> int:

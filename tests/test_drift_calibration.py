@@ -266,7 +266,8 @@ def test_lifecycle_check_warns_when_declared_thresholds_alarm_too_often(
     assert "warning: drift: the declared thresholds raise the verdict on" in err
     assert "above drift.false_alarm_rate 0.05" in err and "drift calibrate --data" in err
 
-    code = main(["--model", str(declaration), "check", "--offline"])  # without data: says what it did not do
+    # Without data it says what it did not do.
+    code = main(["--model", str(declaration), "check", "--offline"])
     out, err = capsys.readouterr()
     assert code == ExitCode.OK and err == ""
     assert "thresholds not measured at batch size 60 (give --data FILE" in out
