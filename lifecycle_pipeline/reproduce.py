@@ -329,14 +329,29 @@ def run_failure(
         ),
         None,
     )
-    errors = [m for line in output.splitlines() if (m := _ERROR_LINE.match(line.strip()))]
-    cause = (
-        f"{errors[-1].group('kind')}: {errors[-1].group('message')}" if errors else "no error line"
-    )
+    cause = _cause(output)
     where = f"at stage {stage}" if stage else "before any stage ran"
     return ReproduceError(
         f"the reproduction of {version} failed {where}: {cause[:500]}. The run's full output "
         f"is in {log}."
+    )
+
+
+def _cause(output: str) -> str:
+    """The exception a failed step raised: the first error line after Dagster's "Error
+    occurred while executing op" (the chain below it only explains that one), else the last
+    error line that is not Dagster's own summary."""
+    lines = [line.strip() for line in output.splitlines()]
+    for index, line in enumerate(lines):
+        if "Error occurred while executing op" in line:
+            for after in lines[index + 1 :]:
+                if (found := _ERROR_LINE.match(after)) and not after.startswith("dagster."):
+                    return f"{found.group('kind')}: {found.group('message')}"
+    errors = [
+        m for line in lines if (m := _ERROR_LINE.match(line)) and not line.startswith("Error:")
+    ]
+    return (
+        f"{errors[-1].group('kind')}: {errors[-1].group('message')}" if errors else "no error line"
     )
 
 

@@ -569,3 +569,42 @@ def test_a_commit_without_the_trained_declaration_is_refused_before_running(
     declaration.write_bytes(b"as trained\n")
     same = _commit(repo, "the model as trained")
     _check_declaration_at(repo, same, model, trained, "m-v1")  # type: ignore[arg-type]
+
+
+def test_a_failed_reproduction_run_names_its_stage_and_cause_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """The worktree reproduction runs Dagster's CLI in another interpreter; what it prints
+    when a stage fails is read back as a reproduction failure naming the stage and the cause,
+    with the full output kept in a file (here: a registry that does not exist)."""
+    from lifecycle_pipeline.reproduce import STAGES, run_failure
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions(SAMPLE_MODEL.scoped("data_versions"), ["data-v1"])
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env |= {
+        "DAGSTER_HOME": str(home),
+        "LIFECYCLE_HOME": str(tmp_path / "state"),
+        "LIFECYCLE_REGISTRY_URL": str(tmp_path / "no-such-registry"),
+        "LIFECYCLE_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
+        "LIFECYCLE_EXECUTOR": "in_process",
+    }
+    selection = " or ".join(f"key:{SAMPLE_MODEL.asset(stage)}" for stage in STAGES)
+    done = subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m",
+         "lifecycle_pipeline.definitions", "--select", selection, "--partition", "data-v1"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0, done.stdout + done.stderr
+
+    error = run_failure(SAMPLE_MODEL, "data-v1", done.stdout + done.stderr, tmp_path / "logs")
+
+    message = str(error)
+    assert message.startswith("the reproduction of data-v1 failed at stage data_snapshot: ")
+    assert "no-such-registry" in message, message
+    assert "Traceback" not in message and "\n" not in message
+    logs = list((tmp_path / "logs").glob("breast_cancer-data-v1-failed-*.log"))
+    assert len(logs) == 1 and logs[0].read_text(encoding="utf-8") == done.stdout + done.stderr
