@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,31 @@ def test_a_run_is_recorded_once_even_when_synced_twice(log: AuditLog) -> None:
     assert first is not None and again is None
     assert [r.data["run_id"] for r in log.records() if r.kind == "run"] == ["r-1"]
     assert log.verify().ok
+
+
+def test_a_record_of_another_model_is_named_in_its_log(
+    log: AuditLog, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two models' logs swapped: each chain verifies on its own and every record carries the
+    key, so only the model each record names shows whose it is, before and after one more
+    record is written on top of the swapped log."""
+    fault = case("coverage", "another model's records in a log")
+    other = AuditLog.for_model("diabetes")
+    for n in range(2):
+        other.append("run", {"run_id": f"d-{n}", "status": "SUCCESS"}, version="diabetes-v1")
+    shutil.copy(other.path, log.path)  # before the sample's first promotion: a swap
+    report = log.verify()
+    assert fault.shown_in("\n".join(report.problems)), report.problems
+    assert len(report.problems) == 2  # each foreign record, once
+    with pytest.raises(AuditError, match="refusing to append"):
+        log.append("promotion", {"approver": "a", "reason": "r"}, version="v9")
+    # A writer that did not check (the code before this check) added the model's own record.
+    AuditLog(log.path).append("promotion", {"model": SAMPLE_MODEL.name, "approver": "a",
+                                            "reason": "r"}, version="v9")  # fmt: skip
+    report = log.verify()
+    assert fault.shown_in("\n".join(report.problems)), report.problems
+    assert not any("record 2" in problem for problem in report.problems)  # its own: not named
+    assert other.verify().ok  # the other model's own log still verifies
+    capsys.readouterr()
+    assert main(["audit", "verify"]) == 1
+    assert fault.shown_in(capsys.readouterr().err)

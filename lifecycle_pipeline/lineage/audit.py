@@ -361,6 +361,15 @@ class AuditLog:
                     f"{where}: not written with the audit key (forged or re-hashed)"
                 )
                 flawed.add(record.seq)
+            elif self.model is not None and record.data.get("model") != self.model:
+                # Every record carries the key and chains, so a log swapped with (or copied
+                # from) another model's verifies as a chain: only the model it names tells.
+                named = record.data.get("model")
+                whose = f"belongs to model {named}" if named else "names no model"
+                report.problems.append(
+                    f"{where}: {whose}, not to {self.model}: another model's records are in "
+                    "this log"
+                )
             report.head = record.hash
             report.records = position + 1
         for position, (record, _, _) in enumerate(parsed):

@@ -813,6 +813,21 @@ ON_CALL = [
           test="tests/test_reproduce.py::test_worktrees_are_listed_and_pruned_through_git"),
 ]  # fmt: skip
 
+# --- governance coverage (issue 29, points 1-4) ---------------------------------------------
+# Every model on disk verified, every record its log's model's, no answer from a log that does
+# not verify, and the instance's event index agreeing with each run's own event log.
+
+COVERAGE_TEST = "tests/test_governance_coverage.py::"
+COVERAGE = [
+    Fault("coverage", "another model's records in a log", "`diabetes.jsonl` copied over "
+          "`breast_cancer.jsonl`, then a breast_cancer record appended by a writer that did not "
+          "check", "record 0 (line 1): belongs to model diabetes, not to breast_cancer: another "
+          "model's records are in this log",
+          proof="`audit verify` exits 1 naming each foreign record (and not the log's own); "
+          "appending is refused", test="tests/test_audit.py::test_a_record_of_another_model_is_"
+          "named_in_its_log"),
+]  # fmt: skip
+
 ALL = [
     *DATA_FILES,
     *PARTITION_KEYS,
@@ -832,6 +847,7 @@ ALL = [
     *INSTANCE_DAMAGE,
     *INSTANCE_REBUILD,
     *ON_CALL,
+    *COVERAGE,
 ]
 
 

@@ -70,6 +70,7 @@ HEADINGS = {
     "identifier": "Identifiers and paths on the command line",
     "on-call": "On-call: rollback, replay and reproduce",
     "instance": "A damaged instance (`lifecycle doctor`, `lifecycle instance rebuild`)",
+    "coverage": "Governance coverage: every model, every record, every store",
 }
 
 SHOWN = 100  # longer messages are cut in the table (the test asserts all of it)
