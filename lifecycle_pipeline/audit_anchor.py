@@ -88,12 +88,43 @@ def verify_anchored(
     return report
 
 
+def resolution(model: LoadedDeclaration | str, path: Path, problem: str) -> str:
+    """The command (or act) that resolves one problem ``verify_anchored`` named in the log at
+    ``path``: said with the problem, so an on-call engineer is not left to guess."""
+    name = _name(model)
+    if "torn (no line end)" in problem:
+        return f"`lifecycle --model {name} audit recover`"
+    if "another model's records" in problem:
+        return (
+            f"put each model's log back at its own path ({path.parent}/<model>.jsonl) from a "
+            f"backup; `lifecycle --model {name} audit verify` shows the details"
+        )
+    return (
+        f"restore {path} from a backup (never edit it by hand); "
+        f"`lifecycle --model {name} audit verify` shows the details"
+    )
+
+
+def refusal(
+    action: str, model: LoadedDeclaration | str, log: AuditLog, report: VerifyReport
+) -> str:
+    """Why ``action`` is refused on a log that does not verify, and what resolves it."""
+    fixes = dict.fromkeys(resolution(model, log.path, p) for p in report.problems)
+    return (
+        f"{action} refused: the audit log of {_name(model)} does not verify against itself and "
+        "its evidence (the instance's copy of its governance changes, its signed checkpoints); "
+        f"nothing is answered from it or recorded on top of it:\n{report.render()}\n"
+        + "\n".join(f"fix: {fix}" for fix in fixes)
+    )
+
+
 def require_anchored(
     instance: dg.DagsterInstance, model: LoadedDeclaration | str, log: AuditLog, action: str
-) -> None:
+) -> VerifyReport:
+    """The log's anchored verification, or an ``AuditError`` naming the problems and their
+    fixes: every command that answers from the log (status, history, replay, export) or
+    writes to it calls this first."""
     report = verify_anchored(instance, model, log)
     if not report.ok:
-        raise AuditError(
-            f"{action} refused: the audit log does not agree with its evidence, and nothing is "
-            f"ever recorded on top of it:\n{report.render()}"
-        )
+        raise AuditError(refusal(action, model, log, report))
+    return report

@@ -19,7 +19,7 @@ import dagster as dg
 import jinja2
 from upath import UPath
 
-from lifecycle_pipeline.audit_anchor import verify_anchored
+from lifecycle_pipeline.audit_anchor import require_anchored
 from lifecycle_pipeline.audit_checkpoint import write_checkpoint
 from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.governance import jsonable, sync_runs
@@ -38,9 +38,7 @@ def collect(
     instance: dg.DagsterInstance, model: LoadedDeclaration, log: AuditLog, version: str
 ) -> dict[str, Any]:
     validate_partition_key(version)
-    report = verify_anchored(instance, model, log)  # also against its witnesses
-    if not report.ok:
-        raise AuditError("the audit log does not verify; not exporting:\n" + report.render())
+    report = require_anchored(instance, model, log, f"export of {version}")  # and witnesses
     sync_runs(instance, model.name, log)
     start = next(
         (r for a in ENDPOINTS if (r := latest(instance, model.key(a), version)) is not None), None

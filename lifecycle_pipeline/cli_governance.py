@@ -175,6 +175,7 @@ def score(package: Path, rows: Path, out_of_range: str | None = None) -> tuple[A
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from lifecycle_pipeline.audit_anchor import require_anchored
     from lifecycle_pipeline.package.runtime import InputError, load_manifest
     from lifecycle_pipeline.package.verify import opened
     from lifecycle_pipeline.replay import replay_package
@@ -189,6 +190,10 @@ def _replay(args: argparse.Namespace) -> int:
             f"--package {args.package!r} does not exist; give a package folder or its .zip."
         )
     with _instance() as instance:
+        # Which package served is read from the log: never from one that does not verify
+        # (a log cut short would call the served package "never promoted"), and nothing is
+        # appended to it.
+        require_anchored(instance, model, log, f"replay of {args.version}")
         chosen = replay_package(
             instance, model, log, args.version, _public_key(args), args.run, given, args.unrecorded
         )
@@ -274,11 +279,14 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _status_of_every_model() -> int:
-    """One row per declared model; a model whose declaration or audit log is broken is a row
-    saying so, its problem printed in full below the table, and the exit status is 1."""
+    """One row per model on disk (a model folder, or an audit log no folder declares); a model
+    that is not loaded, or whose audit log does not verify, is a row saying so, its problem
+    printed in full below the table (its log still held against its evidence), and the exit
+    status is 1."""
     from datetime import UTC, datetime
 
     from lifecycle_pipeline.audit_anchor import verify_anchored
+    from lifecycle_pipeline.coverage import not_verified, unloaded_models
     from lifecycle_pipeline.declaration import valid_model_names
     from lifecycle_pipeline.governance_log import serving_at
     from lifecycle_pipeline.lineage.audit import AuditLog
@@ -286,11 +294,18 @@ def _status_of_every_model() -> int:
 
     names, broken = valid_model_names()
     rows: dict[str, tuple[str, ...]] = {}
-    problems = [str(exc) for exc in broken.values()]
-    for name in broken:
-        rows[name] = (name, "BROKEN DECLARATION (not loaded)", "-", "-", "-")
+    problems: list[str] = []
+    unloaded = unloaded_models(broken, names)
+    for name, why in unloaded.items():
+        shown = "BROKEN DECLARATION (not loaded)" if name in broken else "NOT DECLARED (log only)"
+        rows[name] = (name, shown, "-", "-", "-")
+        problems.append(not_verified(name, why))
     now = datetime.now(tz=UTC)
     with _instance() as instance:
+        for name in unloaded:  # not loaded, but its log is still held against its evidence
+            report = verify_anchored(instance, name, AuditLog.for_model(name))
+            if not report.ok:
+                problems.append(f"{name}: {report.render()}")
         for name in names:
             log = AuditLog.for_model(name)
             report = verify_anchored(instance, name, log)
@@ -321,13 +336,53 @@ def _status_of_every_model() -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from lifecycle_pipeline.declaration import load_every_model
-    from lifecycle_pipeline.governance_log import history, parse_time, serving_at, to_json
+    """Promotions and rollbacks (or who served at ``--at``), answered only from logs that
+    verify against their evidence.
 
-    names = [_model_name()] if _chosen() else [m.name for m in load_every_model()[0]]
+    With ``--model`` a log that does not verify refuses the command (exit 2), naming the
+    problem and its fix. Without it every model on disk is covered: the others are answered,
+    and each model whose log does not verify, or that is not loaded, is reported as not
+    verified on stderr (exit 1) instead of being left out without a word.
+    """
+    from lifecycle_pipeline.audit_anchor import refusal, require_anchored, verify_anchored
+    from lifecycle_pipeline.coverage import not_verified, unloaded_models
+    from lifecycle_pipeline.declaration import valid_model_names
+    from lifecycle_pipeline.governance_log import parse_time
+
+    when = parse_time(args.at) if args.at else None  # a malformed time, before any file
     several = not _chosen()
-    if args.at:
-        when = parse_time(args.at)
+    answered: list[str] = []
+    unverified: list[str] = []
+    if several:
+        valid, broken = valid_model_names()
+        unloaded = unloaded_models(broken, valid)
+        with _instance() as instance:
+            for name in sorted([*valid, *unloaded]):
+                report = verify_anchored(instance, name, _log(name))
+                if name in unloaded:  # answered from its log if that verifies, yet not verified
+                    unverified.append(not_verified(name, unloaded[name]))
+                if not report.ok:
+                    unverified.append(refusal(f"history of {name}", name, _log(name), report))
+                    continue
+                answered.append(name)
+    else:
+        name = _model_name()
+        with _instance() as instance:
+            require_anchored(instance, name, _log(name), "history")
+        answered.append(name)
+    code = _answer_history(args, when, answered, several)
+    for problem in unverified:
+        print(f"\n{problem}", file=sys.stderr)
+    return 1 if unverified else code
+
+
+def _answer_history(
+    args: argparse.Namespace, when: datetime | None, names: list[str], several: bool
+) -> int:
+    """Print the history of ``names``, whose logs were verified against their evidence."""
+    from lifecycle_pipeline.governance_log import history, serving_at, to_json
+
+    if when is not None:
         found = 0
         for name in names:
             change = serving_at(_log(name), when)
@@ -352,16 +407,24 @@ def _history(args: argparse.Namespace) -> int:
 
 def _audit(args: argparse.Namespace) -> int:
     if args.action == "verify":
+        from lifecycle_pipeline.coverage import unloaded_models
         from lifecycle_pipeline.declaration import load_every_model
 
-        models = [_model()] if _chosen() else load_every_model()[0]
+        unloaded: dict[str, str] = {}
+        if _chosen():
+            models, unloaded = _chosen_model()
+        else:
+            models, broken = load_every_model()
+            unloaded = unloaded_models(broken, [m.name for m in models])
         given = [Path(p) for p in args.checkpoint or []]
-        if given and len(models) != 1:
+        if given and len(models) + len(unloaded) != 1:
             from lifecycle_pipeline.errors import SettingError
 
             raise SettingError("--checkpoint witnesses one model's log: name it with --model")
         key = Path(args.public_key) if args.public_key else None
-        return max((_verify_log(model, given, key) for model in models), default=0)
+        codes = [_verify_log(model.name, given, key) for model in models]
+        codes += [_verify_log(name, given, key, why) for name, why in unloaded.items()]
+        return max(codes, default=0)
     model = _model()
     log = _log(model)
     if args.action == "checkpoint":
@@ -401,9 +464,32 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify_log(model: LoadedDeclaration, checkpoints: list[Path], public_key: Path | None) -> int:
+def _chosen_model() -> tuple[list[LoadedDeclaration], dict[str, str]]:
+    """The model ``--model`` names, loaded; or, when it is on disk but does not load, no
+    model and its name with why (verified as far as its log allows, reported not verified)."""
+    import os
+
+    from lifecycle_pipeline.coverage import chosen_unloaded
+    from lifecycle_pipeline.declaration import DeclarationError
+
+    try:
+        return [_model()], {}
+    except DeclarationError:
+        unloaded = chosen_unloaded(os.environ.get("LIFECYCLE_MODEL", ""))
+        if not unloaded:
+            raise
+        return [], unloaded
+
+
+def _verify_log(
+    model: str, checkpoints: list[Path], public_key: Path | None, unloaded: str | None = None
+) -> int:
+    """Verify one model's log against its evidence; ``unloaded`` says why the model itself is
+    not loaded: its log is still verified as far as it can be, and the model is reported as
+    not verified (exit 1), never skipped."""
     from lifecycle_pipeline.audit_anchor import verify_anchored
     from lifecycle_pipeline.audit_checkpoint import checkpoint_problems
+    from lifecycle_pipeline.coverage import not_verified
 
     log = _log(model)
     try:
@@ -416,7 +502,9 @@ def _verify_log(model: LoadedDeclaration, checkpoints: list[Path], public_key: P
             f"the Dagster instance cannot be opened ({type(exc).__name__}: {exc}), so the "
             "log was not compared with the instance's copy of its governance changes"
         )
-    print(f"{model.name}: {report.render()}", file=sys.stdout if report.ok else sys.stderr)
+    if unloaded is not None:
+        report.problems.insert(0, not_verified(model, unloaded))
+    print(f"{model}: {report.render()}", file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else 1
 
 

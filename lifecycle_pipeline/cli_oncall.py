@@ -36,12 +36,34 @@ def _models() -> list[LoadedDeclaration]:
     return load_every_model()[0]
 
 
+def _unloaded(models: list[LoadedDeclaration]) -> dict[str, str]:
+    """Without ``--model``: each model on disk that is not loaded (a declaration that does not
+    load, a log no folder declares) and why; the doctor covers them too, never skips them."""
+    from lifecycle_pipeline.coverage import unloaded_models
+    from lifecycle_pipeline.declaration import valid_model_names
+
+    if os.environ.get("LIFECYCLE_MODEL"):
+        return {}
+    _, broken = valid_model_names()
+    return unloaded_models(broken, [m.name for m in models])
+
+
 def _doctor(args: argparse.Namespace) -> int:
+    from lifecycle_pipeline.declaration import DeclarationError
     from lifecycle_pipeline.doctor import diagnose
 
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     home = _home()
-    report = diagnose(home, _models())
+    try:
+        models = _models()
+        unloaded = _unloaded(models)
+    except DeclarationError:  # --model names a model on disk that does not load: cover it
+        from lifecycle_pipeline.coverage import chosen_unloaded
+
+        models, unloaded = [], chosen_unloaded(os.environ.get("LIFECYCLE_MODEL", ""))
+        if not unloaded:
+            raise
+    report = diagnose(home, models, unloaded)
     print(report.to_json() if args.json else f"instance {home}\n{report.render()}")
     return 0 if report.ok else 1
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,7 +286,83 @@ def check_storage(layout: StorageLayout, report: DoctorReport) -> bool:
                 report.problems.append(
                     Problem(str(path), f"event log of {status} run {run_id}: missing", REBUILD)
                 )
+    if not damaged and layout.index_db.exists():
+        check_index(layout, report)
     return not any(p in damaged for p in (layout.runs_db, layout.index_db))
+
+
+GOVERNANCE_EVENTS = ("ASSET_MATERIALIZATION", "ASSET_OBSERVATION")
+
+
+def _governance_rows(path: Path) -> dict[str, str]:
+    """The ``production_model`` events (promotions, rollbacks) a SQLite event log holds:
+    serialized event -> its run id ("" for a run-less event)."""
+    from lifecycle_pipeline.audit_anchor import PRODUCTION_ASSET
+
+    marks = ", ".join("?" for _ in GOVERNANCE_EVENTS)
+    with read_only(path) as connection:
+        rows = connection.execute(
+            f"SELECT run_id, event FROM event_logs WHERE dagster_event_type IN ({marks}) "
+            "AND asset_key LIKE ?",
+            (*GOVERNANCE_EVENTS, f'%"{PRODUCTION_ASSET}"]'),
+        ).fetchall()
+    return {str(event): str(run_id or "") for run_id, event in rows}
+
+
+def _describe_event(event: str) -> str:
+    """One governance event in words: its model, action, version and audit record."""
+    from dagster._core.events.log import EventLogEntry
+    from dagster._serdes import deserialize_value
+
+    entry = deserialize_value(event, EventLogEntry)
+    dagster_event = entry.dagster_event
+    key = dagster_event.asset_key if dagster_event else None
+    data = dagster_event.event_specific_data if dagster_event else None
+    found = getattr(data, "materialization", None) or getattr(data, "asset_observation", None)
+    meta = {k: getattr(v, "value", v) for k, v in (getattr(found, "metadata", None) or {}).items()}
+    model = key.path[0] if key else "?"
+    seq = meta.get("audit/seq")
+    return f"the {meta.get('action', 'governance event')} of {model} {meta.get('version', '?')}" + (
+        f" (audit record {seq})" if seq is not None else ""
+    )
+
+
+def check_index(layout: StorageLayout, report: DoctorReport) -> None:
+    """Every promotion and rollback event in a run's own event log (the run-less ``.db`` for
+    those `promote` and `rollback` report) is in the instance-wide index, and back.
+
+    Dagster answers asset queries (the UI, `fetch_materializations`, the log's anchoring)
+    from the index alone; an event missing there is invisible to every check that asks
+    Dagster, while the per-run file still shows it in the run's own view, and an event only
+    in the index has lost its own record. Read from the files, read-only."""
+    indexed = _governance_rows(layout.index_db)
+    stored: dict[str, Path] = {}
+    for shard in layout.shards():
+        for event in _governance_rows(shard):
+            stored.setdefault(event, shard)
+    report.count("governance event(s)", len(stored))
+    for event, shard in stored.items():
+        if event not in indexed:
+            report.problems.append(
+                Problem(
+                    str(layout.index_db),
+                    f"{_describe_event(event)} is in {shard} ({layout.describe(shard)}) but "
+                    "missing from the event index, so the instance's queries and the audit "
+                    "log's anchoring do not see it",
+                    REBUILD,
+                )
+            )
+    for event, run_id in indexed.items():
+        if event not in stored:
+            shard = layout.event_dir / f"{run_id}.db"
+            report.problems.append(
+                Problem(
+                    str(shard),
+                    f"{_describe_event(event)} is in the event index but missing from "
+                    f"{layout.describe(shard)}",
+                    REBUILD,
+                )
+            )
 
 
 def _materializations(instance: dg.DagsterInstance, key: dg.AssetKey) -> Iterator[Any]:
@@ -303,27 +379,32 @@ def _materializations(instance: dg.DagsterInstance, key: dg.AssetKey) -> Iterato
         cursor = page.cursor
 
 
+def _name(model: LoadedDeclaration | str) -> str:
+    """A model's name: a model that is not loaded is checked by its name alone."""
+    return model if isinstance(model, str) else model.name
+
+
 def recorded_in_instance(
-    instance: dg.DagsterInstance, model: LoadedDeclaration
+    instance: dg.DagsterInstance, model: LoadedDeclaration | str
 ) -> list[Materialization]:
     """Every materialization of the model's assets, oldest first."""
     from lifecycle_pipeline.lineage.trace import Materialization
 
     found = [
         Materialization.from_record(record)
-        for key in instance.get_asset_keys(prefix=[model.name])
+        for key in instance.get_asset_keys(prefix=[_name(model)])
         for record in _materializations(instance, key)
     ]
     return sorted(found, key=lambda m: m.storage_id)
 
 
-def recorded_in_log(model: LoadedDeclaration, report: DoctorReport) -> list[Materialization]:
+def recorded_in_log(model: LoadedDeclaration | str, report: DoctorReport) -> list[Materialization]:
     """Every materialization the model's audit log holds, oldest first (the evidence left
     when the instance cannot be read); a log that does not verify is reported instead."""
     from lifecycle_pipeline.lineage.audit import AuditLog
     from lifecycle_pipeline.lineage.trace import Materialization
 
-    log = AuditLog.for_model(model.name)
+    log = AuditLog.for_model(_name(model))
     if not log.path.exists():
         return []
     verified = log.verify()
@@ -417,27 +498,23 @@ def check_artifacts(made: list[Materialization], report: DoctorReport) -> None:
 
 
 def _log_problems(
-    model: LoadedDeclaration, path: Path, problems: list[str], report: DoctorReport
+    model: LoadedDeclaration | str, path: Path, problems: list[str], report: DoctorReport
 ) -> None:
+    from lifecycle_pipeline.audit_anchor import resolution
+
     for problem in problems:
-        fix = (
-            f"`lifecycle --model {model.name} audit recover`"
-            if "torn (no line end)" in problem
-            else f"restore {path} from a backup (never edit it by hand); "
-            f"`lifecycle --model {model.name} audit verify` shows the details"
-        )
-        report.problems.append(Problem(str(path), problem, fix))
+        report.problems.append(Problem(str(path), problem, resolution(model, path, problem)))
 
 
 def check_audit(
-    instance: dg.DagsterInstance, model: LoadedDeclaration, report: DoctorReport
+    instance: dg.DagsterInstance, model: LoadedDeclaration | str, report: DoctorReport
 ) -> None:
     """The model's audit log verifies, agrees with the instance's copy of its governance
     changes, and every run it holds is still in the instance."""
     from lifecycle_pipeline.audit_anchor import verify_anchored
     from lifecycle_pipeline.lineage.audit import AuditLog
 
-    log = AuditLog.for_model(model.name)
+    log = AuditLog.for_model(_name(model))
     if not log.path.exists():
         return
     verified = verify_anchored(instance, model, log)
@@ -496,16 +573,37 @@ def check_registry(
             )
 
 
-def diagnose(home: Path, models: list[LoadedDeclaration]) -> DoctorReport:
-    """Every check, for ``models``. The instance is opened only when its storage is whole;
-    otherwise artifacts and tags are checked against the audit logs' run records."""
+def check_unloaded(unloaded: Mapping[str, str], report: DoctorReport) -> None:
+    """Each model on disk that is not loaded is a problem of its own: its log is checked by
+    name below, but the model is not verified, and saying nothing would read as healthy."""
+    from lifecycle_pipeline.coverage import not_loaded_fix
+    from lifecycle_pipeline.declaration import DECLARATION_FILE, models_dir
+
+    for name, why in unloaded.items():
+        report.count("model(s) not loaded")
+        where = str(models_dir() / name / DECLARATION_FILE)
+        report.problems.append(
+            Problem(where, f"model {name} is not verified: {why}", not_loaded_fix(name))
+        )
+        report.skipped.append(f"the registry tags of {name}: its declaration is not loaded")
+
+
+def diagnose(
+    home: Path, models: list[LoadedDeclaration], unloaded: Mapping[str, str] | None = None
+) -> DoctorReport:
+    """Every check, for ``models`` and (by name, as far as that goes) for the models on disk
+    that are not loaded (``unloaded``: name -> why). The instance is opened only when its
+    storage is whole; otherwise artifacts and tags are checked against the audit logs' run
+    records."""
 
     report = DoctorReport()
+    unloaded = dict(unloaded or {})
+    check_unloaded(unloaded, report)
     try:
         layout = StorageLayout.of(home)
     except UnsupportedStorageError as exc:  # a database server: its own tools check its files
         report.skipped.append(f"the storage files: {exc}")
-        return _with_instance(home, models, report)
+        return _with_instance(home, models, unloaded, report)
     if not layout.history.is_dir():  # opening it would create the storage
         report.skipped.append(f"everything: {layout.history} does not exist, nothing ran yet")
         return report
@@ -515,25 +613,29 @@ def diagnose(home: Path, models: list[LoadedDeclaration]) -> DoctorReport:
             f"registry tags were checked against the audit logs instead); run `{REBUILD}`, "
             "then `lifecycle doctor` again"
         )
-        for model in models:
+        every: list[LoadedDeclaration | str] = [*models, *unloaded]
+        for model in every:
             made = recorded_in_log(model, report)
             check_artifacts(made, report)
-            check_registry(model, made, report)
+            if not isinstance(model, str):
+                check_registry(model, made, report)
         return report
-    return _with_instance(home, models, report)
+    return _with_instance(home, models, unloaded, report)
 
 
 def _with_instance(
-    home: Path, models: list[LoadedDeclaration], report: DoctorReport
+    home: Path, models: list[LoadedDeclaration], unloaded: Mapping[str, str], report: DoctorReport
 ) -> DoctorReport:
     """The checks that need the instance's answers: its artifacts, its copy of each log's
     governance changes, and each version's first data snapshot."""
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        for model in models:
+        every: list[LoadedDeclaration | str] = [*models, *unloaded]
+        for model in every:
             made = recorded_in_instance(instance, model)
             check_artifacts(made, report)
             check_audit(instance, model, report)
-            check_registry(model, made, report)
+            if not isinstance(model, str):
+                check_registry(model, made, report)
     return report

@@ -1,8 +1,9 @@
 """Promotions and rollbacks read back from the audit log, without importing Dagster.
 
-``lifecycle status`` and ``lifecycle history`` answer from the audit log alone; keeping these
-readers apart from governance.py (which needs Dagster to trace materializations) lets those
-commands start in a fraction of a second instead of paying Dagster's import on every call.
+``lifecycle status`` and ``lifecycle history`` answer from the audit log, once it verifies
+against the instance's copy of its governance changes and its checkpoints (``audit_anchor``);
+keeping these readers apart from governance.py (which needs the lineage, artifact and pandas
+modules to trace materializations) keeps those commands to the instance and the log.
 """
 
 from __future__ import annotations

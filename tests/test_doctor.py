@@ -27,6 +27,7 @@ from lifecycle_pipeline.lineage.trace import Materialization, trace
 from lifecycle_pipeline.reproduce import recorded_version
 from lifecycle_pipeline.resources.signing import PackageSigner
 from tests.conftest import (
+    PROJECT_ROOT,
     SAMPLE,
     SAMPLE_MODEL,
     Registry,
@@ -36,7 +37,7 @@ from tests.conftest import (
     lifecycle_cli,
     tree_digest,
 )
-from tests.reliability.cases import INSTANCE_DAMAGE, INSTANCE_REBUILD, Fault
+from tests.reliability.cases import INSTANCE_DAMAGE, INSTANCE_REBUILD, Fault, case
 
 pytestmark = pytest.mark.xdist_group("doctor")
 
@@ -372,3 +373,131 @@ def test_doctor_checks_artifacts_and_tags_from_the_log_when_the_instance_is_dama
     assert "dagster asset materialize" in where[uri]
     assert any(w.startswith(f"tag {tag} ") and "tag -f" in f for w, f in where.items())
     assert report["checked"]["data-version tag(s)"] == 2
+
+
+# ---------------------------------------------------------------- coverage (issue 29)
+
+
+def _models_folder(base: Path, change: str) -> Path:
+    """A copy of the project's models folder: breast_cancer's declaration with a typo
+    (``typo``) or its folder removed (``removed``)."""
+    folder = base / "models"
+    shutil.copytree(PROJECT_ROOT / "models", folder)
+    declaration = folder / MODEL / "defs.yaml"
+    if change == "removed":
+        shutil.rmtree(declaration.parent)
+    else:
+        text = declaration.read_text(encoding="utf-8")
+        assert "\n  description: >" in text
+        declaration.write_text(text.replace("\n  description: >", "\n  descriptoin: >", 1))
+    return folder
+
+
+def test_a_model_that_does_not_load_is_verified_and_reported(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A broken declaration must not hide its model from verification: with a typo in it and
+    an approver edited in its log, every command that covers all models names both."""
+    broken = case("coverage", "declaration broken, approver edited")
+    log = world.audit / f"{MODEL}.jsonl"
+    lines = log.read_bytes().splitlines(keepends=True)
+    assert b"on-call" in lines[3]
+    log.write_bytes(b"".join([*lines[:3], lines[3].replace(b"on-call", b"on-kall")]))
+    monkeypatch.setenv("LIFECYCLE_MODELS_DIR", str(_models_folder(tmp_path / "typo", "typo")))
+    edited = "record 3 (line 4): content was edited"
+    now = "2100-01-01T00:00:00Z"
+    for command in (("audit", "verify"), ("doctor",), ("history",), ("history", "--at", now),
+                    ("status",)):  # fmt: skip
+        capsys.readouterr()
+        assert lifecycle(*command) == 1, command
+        out, err = capsys.readouterr()
+        assert broken.shown_in(out + err), (command, out, err)
+        assert edited in out + err, (command, out, err)
+        assert "no problems found" not in out
+    for command in (("audit", "verify"), ("doctor",)):  # the model named: the same verdict
+        capsys.readouterr()
+        assert lifecycle("--model", MODEL, *command) == 1, command
+        out, err = capsys.readouterr()
+        assert broken.shown_in(out + err) and edited in out + err, (command, out, err)
+    # The folder removed, the log left: still a model with a history, still verified.
+    gone = case("coverage", "log without a model folder")
+    monkeypatch.setenv("LIFECYCLE_MODELS_DIR", str(_models_folder(tmp_path / "gone", "removed")))
+    for command in (("audit", "verify"), ("doctor",)):
+        capsys.readouterr()
+        assert lifecycle(*command) == 1, command
+        out, err = capsys.readouterr()
+        assert gone.shown_in(out + err), (command, out, err)
+        assert edited in out + err, (command, out, err)
+
+
+def test_nothing_is_answered_from_a_log_that_does_not_verify(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """history, history --at, replay and export refuse a log cut short (exit 2), naming the
+    problem and its fix, and append nothing; one model's damaged log does not stop
+    `history --at` answering for the others."""
+    refused = case("coverage", "history and replay from a log cut short")
+    intact = (world.audit / f"{MODEL}.jsonl").read_bytes()
+    path = _cut_log(world)
+    cut = Path(path).read_bytes()
+    rows = tmp_path / "rows.csv"
+    rows.write_text("mean_radius\n1.0\n", encoding="utf-8")
+    missing = "record 3, the promotion of data-v1 (run-less event), is recorded in the Dagster"
+    for command in (
+        ("history", "--at", "2100-01-01T00:00:00Z"),
+        ("history",),
+        ("replay", "data-v1", "--input", str(rows), "--public-key", str(world.public_key)),
+        ("audit", "export", "--version", "data-v1", "--output", str(tmp_path / "export")),
+    ):
+        capsys.readouterr()
+        assert lifecycle("--model", MODEL, *command) == 2, command
+        err = capsys.readouterr().err
+        action = {"replay": "replay of data-v1", "audit": "export of data-v1"}.get(command[0])
+        expected = refused.expected.replace("history", action) if action else refused.expected
+        assert expected in err, (command, err)
+        assert missing in err and f"fix: restore {path} from a backup" in err, err
+        assert Path(path).read_bytes() == cut  # nothing appended
+    assert not (tmp_path / "export").exists()
+    # The log whole again, another model's log torn: the others are still answered.
+    others = case("coverage", "one model's log torn, history --at of all")
+    Path(path).write_bytes(intact)
+    torn = AuditLog.for_model("diabetes")
+    torn.append("replay", {"note": "a record cut in half below"}, version="diabetes-v1")
+    torn.path.write_bytes(torn.path.read_bytes()[:-20])
+    capsys.readouterr()
+    assert lifecycle("history", "--at", "2100-01-01T00:00:00Z") == 1
+    out, err = capsys.readouterr()
+    assert others.shown_in(out), out + err
+    assert "record 0: torn" in err and "fix: `lifecycle --model diabetes audit recover`" in err
+
+
+def _delete_promotion_row(database: Path) -> None:
+    with sqlite3.connect(database) as connection:
+        deleted = connection.execute(
+            "DELETE FROM event_logs WHERE asset_key LIKE '%\"production_model\"]'"
+        ).rowcount
+    assert deleted == 1, deleted
+
+
+@pytest.mark.parametrize("store", ["index", "run-less shard"])
+def test_doctor_compares_the_event_index_with_each_runs_event_log(
+    world: World, store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A promotion event kept by one of the instance's stores and lost from the other is
+    named, with the command that rebuilds the index; in the issue's drill the last audit
+    record and the newest checkpoint went too, so nothing else contradicted the log."""
+    if store == "index":
+        fault = case("coverage", "promotion missing from the event index")
+        _cut_log(world)
+        for checkpoint in (world.audit / "checkpoints").rglob("*.json"):
+            checkpoint.unlink()
+        _delete_promotion_row(world.history / "runs" / "index.db")
+    else:
+        fault = case("coverage", "promotion missing from its run's event log")
+        _delete_promotion_row(world.history / "runs" / ".db")
+    assert lifecycle("doctor") == 1
+    out = capsys.readouterr().out
+    assert fault.shown_in(out), out
+    line = next(line for line in out.splitlines() if fault.shown_in(line))
+    assert line.endswith("; fix: lifecycle instance rebuild"), line

@@ -817,8 +817,45 @@ ON_CALL = [
 # Every model on disk verified, every record its log's model's, no answer from a log that does
 # not verify, and the instance's event index agreeing with each run's own event log.
 
-COVERAGE_TEST = "tests/test_governance_coverage.py::"
+COVERAGE_TEST = "tests/test_doctor.py::"
 COVERAGE = [
+    Fault("coverage", "declaration broken, approver edited", "a typo (`descriptoin:`) in "
+          "breast_cancer's `defs.yaml` and the approver of its promotion edited in its log; "
+          "`audit verify`, `doctor`, `history`, `history --at`, `status` without `--model`",
+          "model breast_cancer is not verified: its declaration does not load: …descriptoin: "
+          "unknown key",
+          proof="each command exits 1 naming the model, why it is not loaded and the edited "
+          "record (`record 3 (line 4): content was edited`); the other model is still answered",
+          test=COVERAGE_TEST + "test_a_model_that_does_not_load_is_verified_and_reported"),
+    Fault("coverage", "log without a model folder", "the breast_cancer folder removed, its "
+          "audit log left; `audit verify`", "model breast_cancer is not verified: no model "
+          "folder declares it (…/breast_cancer/defs.yaml does not exist)",
+          proof="`audit verify` and `doctor` exit 1 naming the log's model; its log is still "
+          "verified", test=COVERAGE_TEST + "test_a_model_that_does_not_load_is_verified_and_"
+          "reported"),
+    Fault("coverage", "history and replay from a log cut short", "the promotion (the log's "
+          "last line) deleted; `--model breast_cancer history --at`, `history`, `replay`, "
+          "`audit export`", "history refused: the audit log of breast_cancer does not verify",
+          proof="each exits 2 naming the missing record and `fix: restore …`; the log is "
+          "byte-identical afterwards (replay appends nothing)",
+          test=COVERAGE_TEST + "test_nothing_is_answered_from_a_log_that_does_not_verify"),
+    Fault("coverage", "one model's log torn, history --at of all", "diabetes' log torn; "
+          "`history --at` without `--model`", "breast_cancer: at …: …promotion  data-v1",
+          proof="exit 1; diabetes named as not verified with `lifecycle --model diabetes audit "
+          "recover`", test=COVERAGE_TEST + "test_nothing_is_answered_from_a_log_that_does_"
+          "not_verify"),
+    Fault("coverage", "promotion missing from the event index", "the last audit record, the "
+          "checkpoints and the promotion's row in `index.db` deleted; `doctor`",
+          "the promotion of breast_cancer data-v1 (audit record 3) is in …/history/runs/.db "
+          "(run-less event log (promotions)) but missing from the event index",
+          proof="`doctor` exits 1, the same line ending `fix: lifecycle instance rebuild`",
+          test=COVERAGE_TEST + "test_doctor_compares_the_event_index_with_each_runs_event_log"),
+    Fault("coverage", "promotion missing from its run's event log", "the promotion's row in "
+          "the run-less `history/runs/.db` deleted; `doctor`",
+          "the promotion of breast_cancer data-v1 (audit record 3) is in the event index but "
+          "missing from run-less event log (promotions)",
+          proof="`doctor` exits 1, the same line ending `fix: lifecycle instance rebuild`",
+          test=COVERAGE_TEST + "test_doctor_compares_the_event_index_with_each_runs_event_log"),
     Fault("coverage", "another model's records in a log", "`diabetes.jsonl` copied over "
           "`breast_cancer.jsonl`, then a breast_cancer record appended by a writer that did not "
           "check", "record 0 (line 1): belongs to model diabetes, not to breast_cancer: another "
