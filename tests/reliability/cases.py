@@ -825,7 +825,8 @@ COVERAGE = [
           "model breast_cancer is not verified: its declaration does not load: …descriptoin: "
           "unknown key",
           proof="each command exits 1 naming the model, why it is not loaded and the edited "
-          "record (`record 3 (line 4): content was edited`); the other model is still answered",
+          "record (`record 3 (line 4): content was edited`); `--model breast_cancer` "
+          "`audit verify` and `doctor` say the same",
           test=COVERAGE_TEST + "test_a_model_that_does_not_load_is_verified_and_reported"),
     Fault("coverage", "log without a model folder", "the breast_cancer folder removed, its "
           "audit log left; `audit verify`", "model breast_cancer is not verified: no model "
