@@ -423,7 +423,7 @@ def test_a_model_that_does_not_load_is_verified_and_reported(
     # The folder removed, the log left: still a model with a history, still verified.
     gone = case("coverage", "log without a model folder")
     monkeypatch.setenv("LIFECYCLE_MODELS_DIR", str(_models_folder(tmp_path / "gone", "removed")))
-    for command in (("audit", "verify"), ("doctor",)):
+    for command in (("audit", "verify"), ("doctor",), ("history",), ("status",)):
         capsys.readouterr()
         assert lifecycle(*command) == 1, command
         out, err = capsys.readouterr()

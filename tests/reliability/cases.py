@@ -829,10 +829,11 @@ COVERAGE = [
           "`audit verify` and `doctor` say the same",
           test=COVERAGE_TEST + "test_a_model_that_does_not_load_is_verified_and_reported"),
     Fault("coverage", "log without a model folder", "the breast_cancer folder removed, its "
-          "audit log left; `audit verify`", "model breast_cancer is not verified: no model "
+          "audit log left; `audit verify`, `doctor`, `history`, `status`",
+          "model breast_cancer is not verified: no model "
           "folder declares it (…/breast_cancer/defs.yaml does not exist)",
-          proof="`audit verify` and `doctor` exit 1 naming the log's model; its log is still "
-          "verified", test=COVERAGE_TEST + "test_a_model_that_does_not_load_is_verified_and_"
+          proof="each exits 1 naming the log's model; its log is still verified (the edited "
+          "record named)", test=COVERAGE_TEST + "test_a_model_that_does_not_load_is_verified_and_"
           "reported"),
     Fault("coverage", "history and replay from a log cut short", "the promotion (the log's "
           "last line) deleted; `--model breast_cancer history --at`, `history`, `replay`, "
