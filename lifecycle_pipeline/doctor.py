@@ -419,10 +419,12 @@ def check_artifacts(made: list[Materialization], report: DoctorReport) -> None:
 def _log_problems(
     model: LoadedDeclaration, path: Path, problems: list[str], report: DoctorReport
 ) -> None:
+    from lifecycle_pipeline.governance_commit import INCOMPLETE
+
     for problem in problems:
         fix = (
             f"`lifecycle --model {model.name} audit recover`"
-            if "torn (no line end)" in problem
+            if "torn (no line end)" in problem or INCOMPLETE in problem
             else f"restore {path} from a backup (never edit it by hand); "
             f"`lifecycle --model {model.name} audit verify` shows the details"
         )
