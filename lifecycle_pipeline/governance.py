@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     pass
 
 
-def as_damage(exc: BaseException) -> BaseException | None:
+def as_damage(exc: BaseException) -> Exception | None:
     """A damaged instance file named as such (doctor's reading), imported when needed."""
     from lifecycle_pipeline.doctor import as_damage as named
 
@@ -479,8 +479,11 @@ def _change(
             f"its production_model event; intent record {intent.seq} was withdrawn (record "
             f"{withdrawn.seq})"
         )
-        if isinstance(exc, LifecycleError) or as_damage(exc) is not None:
-            raise GovernanceError(f"{note}. The instance: {as_damage(exc) or exc}") from exc
+        damage = as_damage(exc)
+        if damage is not None:  # kept an InstanceDamagedError: the CLI names it as such
+            raise type(damage)(f"{note}. {damage}") from exc
+        if isinstance(exc, LifecycleError):
+            raise GovernanceError(f"{note}. The instance: {exc}") from exc
         exc.add_note(note)  # a defect stays a defect (exit 3), with what it left behind
         raise
     failpoint("governance.event_reported")
