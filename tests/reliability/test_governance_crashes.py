@@ -209,6 +209,14 @@ def _stopped(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "T"
 
 
+def _waits(pid: int) -> bool:
+    """Whether the process sleeps in the kernel waiting for a file lock (``flock``)."""
+    try:
+        return "lock" in Path(f"/proc/{pid}/wchan").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return False
+
+
 def test_concurrent_promotions_of_one_model_record_the_right_predecessor(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -223,8 +231,9 @@ def test_concurrent_promotions_of_one_model_record_the_right_predecessor(
             time.sleep(0.2)
         assert _stopped(first.pid), "the first promotion never reached its pause point"
         second = start("promote", "data-v2", *CHANGE)
-        time.sleep(10)  # long enough to start, open the instance and reach the lock
-        assert second.poll() is None, second.communicate()  # waiting for the lock
+        while time.monotonic() < deadline and second.poll() is None and not _waits(second.pid):
+            time.sleep(0.2)
+        assert _waits(second.pid), second.communicate()  # blocked on the governance lock
         os.kill(first.pid, signal.SIGCONT)
         out, err = first.communicate(timeout=600)
         assert first.returncode == 0, out + err
