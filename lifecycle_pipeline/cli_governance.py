@@ -419,6 +419,15 @@ def _recover(model: LoadedDeclaration, log: AuditLog) -> int:
         log.recover_torn()  # refuses, naming the problems a crash does not cause
     with _instance() as instance:
         done += settle(instance, model, log)
+        if not done:
+            from lifecycle_pipeline.audit_anchor import verify_anchored
+
+            report = verify_anchored(instance, model, log)
+            if not report.ok:
+                raise AuditError(
+                    "refusing to recover: the log disagrees with its evidence, which a crash "
+                    f"does not cause:\n{report.render()}"
+                )
     if not done:
         raise AuditError(
             f"{log.path}: no torn record and no unfinished promotion or rollback to recover; "

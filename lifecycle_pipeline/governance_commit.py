@@ -216,11 +216,16 @@ def settle_locked(
     """Complete or withdraw every unfinished change; the caller holds ``log.governing()``.
 
     Returns one line per change settled, saying which was done and as which record. A log
-    that does not verify is left alone (nothing is written on top of it; the caller refuses).
+    that does not verify, or disagrees with the instance's copy or a checkpoint, is left alone:
+    a crash between the writes causes neither, so it is tampering or damage, and nothing is
+    written on top of it (the caller refuses, naming the problems).
     """
-    from lifecycle_pipeline.audit_checkpoint import write_checkpoint
+    from lifecycle_pipeline.audit_anchor import anchor_problems
+    from lifecycle_pipeline.audit_checkpoint import checkpoint_problems, write_checkpoint
 
     if not log.path.exists() or not log.verify().ok:
+        return []
+    if anchor_problems(instance, model, log) or checkpoint_problems(log):
         return []
     pending, _ = pending_changes(instance, model, log)
     done: list[str] = []
