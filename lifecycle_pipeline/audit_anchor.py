@@ -79,20 +79,26 @@ def verify_anchored(
 ) -> VerifyReport:
     """The log's own chain and keyed digests, and its agreement with the instance's copy of
     its governance changes and with every signed checkpoint of its head (those beside it and
-    those ``checkpoints`` names, e.g. fetched from the team's own store)."""
+    those ``checkpoints`` names, e.g. fetched from the team's own store), and no promotion or
+    rollback left unfinished by a crash (``governance_commit``)."""
     from lifecycle_pipeline.audit_checkpoint import checkpoint_problems
+    from lifecycle_pipeline.governance_commit import incomplete_problems
 
     report = log.verify()
     report.problems += anchor_problems(instance, model, log)
     report.problems += checkpoint_problems(log, checkpoints, public_key)
+    if report.ok:  # a change is settled only on a log that verifies: name it only there
+        report.problems += incomplete_problems(instance, model, log)
     return report
 
 
 def resolution(model: LoadedDeclaration | str, path: Path, problem: str) -> str:
     """The command (or act) that resolves one problem ``verify_anchored`` named in the log at
     ``path``: said with the problem, so an on-call engineer is not left to guess."""
+    from lifecycle_pipeline.governance_commit import INCOMPLETE
+
     name = _name(model)
-    if "torn (no line end)" in problem:
+    if "torn (no line end)" in problem or INCOMPLETE in problem:
         return f"`lifecycle --model {name} audit recover`"
     if "another model's records" in problem:
         return (

@@ -244,13 +244,18 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _governance_change(args: argparse.Namespace) -> int:
+    """Exit 0: the change is in force in all three stores; 2: refused, nothing in force."""
     from lifecycle_pipeline import governance
+    from lifecycle_pipeline.governance_commit import settle
 
     model = _model()
     log = _log(model)
     # Before the key and the package are consulted: a broken log is the reason to report.
     log.require_intact(f"promotion of {args.version}" if args.command == "promote" else "rollback")
     with _instance() as instance:
+        # An earlier promotion or rollback a crash left unfinished is settled first, and said.
+        for done in settle(instance, model, log):
+            print(f"{model.name}: {done}")
         if args.command == "promote":
             change = governance.promote(
                 instance, model, log, args.version, args.approver, args.reason, _public_key(args)
@@ -443,12 +448,7 @@ def _audit(args: argparse.Namespace) -> int:
             print(f"{sync_runs(instance, model.name, log)} run(s) added to {log.path}")
         return 0
     if args.action == "recover":
-        record = log.recover_torn()
-        print(
-            f"torn record moved to {record.data['kept_at']} ({record.data['torn_bytes']} bytes, "
-            f"sha256 {record.data['torn_sha256']}); recorded as record {record.seq}"
-        )
-        return 0
+        return _recover(model, log)
     from lifecycle_pipeline.audit_export import export
 
     if not args.version:
@@ -479,6 +479,42 @@ def _chosen_model() -> tuple[list[LoadedDeclaration], dict[str, str]]:
         if not unloaded:
             raise
         return [], unloaded
+
+
+def _recover(model: LoadedDeclaration, log: AuditLog) -> int:
+    """A torn last record moved aside, then any promotion or rollback a crash left unfinished
+    completed or withdrawn (``governance_commit``); each step said, with its record."""
+    from lifecycle_pipeline.governance_commit import settle
+    from lifecycle_pipeline.lineage.audit import AuditError
+
+    done: list[str] = []
+    report = log.verify()
+    if any(": torn (no line end)" in problem for problem in report.problems):
+        record = log.recover_torn()
+        done.append(
+            f"torn record moved to {record.data['kept_at']} ({record.data['torn_bytes']} bytes, "
+            f"sha256 {record.data['torn_sha256']}); recorded as record {record.seq}"
+        )
+    elif not report.ok:
+        log.recover_torn()  # refuses, naming the problems a crash does not cause
+    with _instance() as instance:
+        done += settle(instance, model, log)
+        if not done:
+            from lifecycle_pipeline.audit_anchor import verify_anchored
+
+            report = verify_anchored(instance, model, log)
+            if not report.ok:
+                raise AuditError(
+                    "refusing to recover: the log disagrees with its evidence, which a crash "
+                    f"does not cause:\n{report.render()}"
+                )
+    if not done:
+        raise AuditError(
+            f"{log.path}: no torn record and no unfinished promotion or rollback to recover; "
+            "nothing was changed"
+        )
+    print("\n".join(done))
+    return 0
 
 
 def _verify_log(

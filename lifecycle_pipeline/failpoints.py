@@ -22,6 +22,10 @@ POINTS = {
     "tree.half_written:<asset>": "the artifact store, half of that asset's folder written "
     "(deployment_package: a package, model_card: a documentation bundle)",
     "audit.half_appended": "the audit log, half of a record's bytes written and none synced",
+    # A promotion or rollback, between its writes (governance_commit explains the order).
+    "governance.intent_written": "a change's intent record appended, nothing else written",
+    "governance.event_reported": "the production_model event written, no commit record",
+    "governance.committed": "the commit record appended, no signed checkpoint of it",
 }
 
 

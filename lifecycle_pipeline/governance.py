@@ -27,6 +27,9 @@ from lifecycle_pipeline.audit_anchor import (  # re-exported: governance's publi
 )
 from lifecycle_pipeline.audit_checkpoint import signing_key, write_checkpoint
 from lifecycle_pipeline.declaration import LoadedDeclaration
+from lifecycle_pipeline.errors import LifecycleError
+from lifecycle_pipeline.failpoints import failpoint
+from lifecycle_pipeline.governance_commit import commit_record, settle_locked, withdraw
 from lifecycle_pipeline.governance_log import (  # re-exported: governance's public names
     Change,
     GovernanceError,
@@ -42,6 +45,14 @@ from lifecycle_pipeline.resources.artifact_store import SHA_KEY, URI_KEY, Artifa
 
 if TYPE_CHECKING:
     pass
+
+
+def as_damage(exc: BaseException) -> Exception | None:
+    """A damaged instance file named as such (doctor's reading), imported when needed."""
+    from lifecycle_pipeline.doctor import as_damage as named
+
+    return named(exc)
+
 
 MODEL_TAG = "lifecycle/model"  # on every run of a model's jobs
 FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
@@ -401,16 +412,29 @@ def _change(
     approver: str,
     reason: str,
 ) -> Change:
+    """Record one change in the three stores, in the order ``governance_commit`` justifies.
+
+    The caller holds ``log.governing()``, so what serves now (the change's "previous") cannot
+    move until the change is committed; re-approving the version already serving is refused
+    (nothing would change in production, and an auditor would read two promotions).
+    """
     if not approver.strip() or not reason.strip():
         raise GovernanceError(f"{action} needs an approver and a reason (--approver, --reason).")
     if chosen.missing:
         raise GovernanceError(
             f"{action} of {chosen.version} refused; missing:\n  - " + "\n  - ".join(chosen.missing)
         )
+    current = serving_at(log, datetime.now(tz=UTC))
+    if current is not None and current.version == chosen.version:
+        raise GovernanceError(
+            f"{action} of {chosen.version} refused: {chosen.version} is already serving "
+            f"({model.name}, {current.action} of {current.time.isoformat(timespec='seconds')} "
+            f"by {current.approver}, package sha256 {current.package_sha256[:12]}); nothing was "
+            "recorded. Promote or roll back to another version to change what serves."
+        )
     sync_runs(
         instance, model.name, log
     )  # the evidence the decision rests on is in the log before it
-    current = serving_at(log, datetime.now(tz=UTC))
     data = {
         **chosen.summary(),
         "approver": approver,
@@ -419,33 +443,53 @@ def _change(
         "previous_package_sha256": current.package_sha256 if current else None,
     }
     key = signing_key()  # before anything is recorded: no change without its witness
-    record = log.append(action, data, version=chosen.version)
-    # The new head, signed: evidence outside the log that it held this change (audit_checkpoint).
-    witnessed = write_checkpoint(log, key=key)
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(
-            asset_key=model.key(PRODUCTION_ASSET),
-            description=f"{action} of {model.name} {chosen.version} by {approver}: {reason}",
-            metadata={
-                "action": action,
-                "model": model.name,
-                "version": chosen.version,
-                "approver": approver,
-                "reason": reason,
-                "previous": data["previous"] or "",
-                "package/uri": dg.MetadataValue.path(chosen.package_uri),
-                "package/sha256": chosen.package_sha256,
-                "model/fingerprint": chosen.fingerprint,
-                "dvc/md5": chosen.data_md5,
-                "code/commit": chosen.commit,
-                "audit/seq": record.seq,
-                "audit/hash": record.hash,
-                "audit/log": str(log.path.resolve()),
-                "audit/checkpoint": dg.MetadataValue.path(str(witnessed)),
-                "lineage": dg.MetadataValue.json(chosen.summary()["runs"]),
-            },
+    intent = log.append("intent", {"action": action, **data}, version=chosen.version)
+    failpoint("governance.intent_written")
+    try:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                asset_key=model.key(PRODUCTION_ASSET),
+                description=f"{action} of {model.name} {chosen.version} by {approver}: {reason}",
+                metadata={
+                    "action": action,
+                    "model": model.name,
+                    "version": chosen.version,
+                    "approver": approver,
+                    "reason": reason,
+                    "previous": data["previous"] or "",
+                    "package/uri": dg.MetadataValue.path(chosen.package_uri),
+                    "package/sha256": chosen.package_sha256,
+                    "model/fingerprint": chosen.fingerprint,
+                    "dvc/md5": chosen.data_md5,
+                    "code/commit": chosen.commit,
+                    # The intent record: written before this event, so it can name it.
+                    "audit/seq": intent.seq,
+                    "audit/hash": intent.hash,
+                    "audit/log": str(log.path.resolve()),
+                    "lineage": dg.MetadataValue.json(chosen.summary()["runs"]),
+                },
+            )
         )
-    )
+    except Exception as exc:
+        # The instance refused the event (a SQLite error is atomic: nothing was written), so
+        # the change must not take effect: withdraw the intent before anything reads it.
+        withdrawn = withdraw(log, intent, f"the Dagster instance refused the event: {exc}")
+        note = (
+            f"{action} of {chosen.version} did NOT take effect: the Dagster instance refused "
+            f"its production_model event; intent record {intent.seq} was withdrawn (record "
+            f"{withdrawn.seq})"
+        )
+        damage = as_damage(exc)
+        if damage is not None:  # kept an InstanceDamagedError: the CLI names it as such
+            raise type(damage)(f"{note}. {damage}") from exc
+        if isinstance(exc, LifecycleError):
+            raise GovernanceError(f"{note}. The instance: {exc}") from exc
+        exc.add_note(note)  # a defect stays a defect (exit 3), with what it left behind
+        raise
+    failpoint("governance.event_reported")
+    record = commit_record(log, intent)
+    failpoint("governance.committed")
+    write_checkpoint(log, key=key)  # the new head, signed: evidence outside the log
     return Change.from_record(record)
 
 
@@ -458,9 +502,15 @@ def promote(
     reason: str,
     public_key: Path,
 ) -> Change:
-    require_anchored(instance, model, log, f"promotion of {version}")
-    chosen = candidate(instance, model, version, public_key)
-    return _change(instance, model, log, "promotion", chosen, approver, reason)
+    """Put ``version``'s newest package in production, if its evidence allows it.
+
+    Everything from reading what serves to the signed checkpoint happens under the log's
+    governance lock, after any change an earlier command left unfinished is settled."""
+    with log.governing():
+        settle_locked(instance, model, log)
+        require_anchored(instance, model, log, f"promotion of {version}")
+        chosen = candidate(instance, model, version, public_key)
+        return _change(instance, model, log, "promotion", chosen, approver, reason)
 
 
 def rollback(
@@ -479,7 +529,21 @@ def rollback(
     re-materialized since then count against it only when they differ from it or failed a
     check (see ``candidate``). A version never served is restored with its newest package.
     """
-    require_anchored(instance, model, log, "rollback")
+    with log.governing():
+        settle_locked(instance, model, log)
+        require_anchored(instance, model, log, "rollback")
+        return _rollback_locked(instance, model, log, approver, reason, public_key, to)
+
+
+def _rollback_locked(
+    instance: dg.DagsterInstance,
+    model: LoadedDeclaration,
+    log: AuditLog,
+    approver: str,
+    reason: str,
+    public_key: Path,
+    to: str | None,
+) -> Change:
     changes = history(log)
     if not changes:
         raise GovernanceError("nothing has been promoted yet, so there is nothing to roll back.")

@@ -245,8 +245,9 @@ def _governance_event(record: Record, log: AuditLog) -> EventLogEntry:
             "model/fingerprint": data["fingerprint"],
             "dvc/md5": data["data_md5"],
             "code/commit": data["code_commit"],
-            "audit/seq": record.seq,
-            "audit/hash": record.hash,
+            # A change written in two phases was reported under its intent record.
+            "audit/seq": data.get("intent_seq", record.seq),
+            "audit/hash": data.get("intent_hash", record.hash),
             "audit/log": str(log.path.resolve()),
             "lineage": dg.MetadataValue.json(data.get("runs") or {}),
         },

@@ -160,7 +160,7 @@ def test_doctor_healthy_instance_creates_nothing(
 def _cut_log(world: World) -> str:
     log = world.audit / f"{MODEL}.jsonl"
     lines = log.read_bytes().splitlines(keepends=True)
-    log.write_bytes(b"".join(lines[:-1]))  # the promotion record deleted
+    log.write_bytes(b"".join(lines[:-2]))  # the promotion's intent and commit records deleted
     return str(log)
 
 

@@ -170,7 +170,8 @@ def test_rollback_restores_the_previous_version_and_history_answers_time_t(
     newest = metadata_values(events[0])
     assert (newest["action"], newest["model"], newest["version"]) == ("rollback", MODEL, "data-v1")
     assert newest["approver"] == "cy"
-    assert newest["audit/hash"] == log.records()[-1].hash
+    committed = log.records()[-1]  # the event names the intent record the commit closes
+    assert newest["audit/hash"] == committed.data["intent_hash"] == log.records()[-2].hash
     assert log.verify().ok
 
 
@@ -286,14 +287,18 @@ def test_a_log_cut_short_or_replaced_is_caught_by_the_instances_copy(
     # Each change signed the head it made: the witness outside the log and the instance.
     heads = [json.loads(p.read_text())["checkpoint"]["seq"] for p in found_checkpoints(log)]
     assert back.seq in heads and len(heads) == 3
+    # The rollback is two records: its intent (which the instance's event names) and the
+    # commit that put it in force; both gone.
+    intent = int(log.records()[back.seq].data["intent_seq"])
+    assert intent == back.seq - 1
     whole = log.path.read_bytes()
-    log.path.write_bytes(whole[: whole.rstrip(b"\n").rfind(b"\n") + 1])  # the rollback, gone
+    log.path.write_bytes(b"".join(whole.splitlines(keepends=True)[:intent]))
     assert log.verify().ok  # on its own, the shorter chain is flawless
 
     assert lifecycle("audit", "verify") == 1
     err = capsys.readouterr().err
     assert (
-        f"record {back.seq}, the rollback of data-v1 (run-less event), is recorded in the "
+        f"record {intent}, the rollback of data-v1 (run-less event), is recorded in the "
         "Dagster instance but missing from the log: the log was cut short"
     ) in err, err
     assert err.startswith(f"{MODEL}: ")  # the model whose log it is
@@ -304,7 +309,7 @@ def test_a_log_cut_short_or_replaced_is_caught_by_the_instances_copy(
     out, err = capsys.readouterr()
     assert "breast_cancer  AUDIT LOG DOES NOT VERIFY" in out
     assert "the log was cut short" in err
-    with pytest.raises(AuditError, match=f"record {back.seq}, the rollback of data-v1"):
+    with pytest.raises(AuditError, match=f"record {intent}, the rollback of data-v1"):
         governance.promote(instance, SAMPLE_MODEL, log, "data-v2", "ana", "again", key)
 
     # A log replaced by another that chains and verifies on its own: the hashes disagree.

@@ -42,6 +42,8 @@ KINDS = (
     "reproduction",
     "replay",
     "recovery",  # a torn last record (a writer killed mid-append) moved aside, with its digest
+    "intent",  # a promotion or rollback begun: not in force until its commit record follows
+    "withdrawal",  # an intent that never reached the instance, withdrawn (governance_commit)
 )
 
 
@@ -191,6 +193,20 @@ class AuditLog:
     def _locked(self) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with (self.path.parent / f".{self.path.name}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextmanager
+    def governing(self) -> Iterator[None]:
+        """Held across a whole promotion or rollback of this log's model, from reading what
+        serves to the signed checkpoint: two changes at once would both read the same
+        "previous" and record a stale predecessor. A lock file of its own, apart from the
+        append lock, so runs and replays keep appending while a change is being decided."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with (self.path.parent / f".{self.path.name}.governance.lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield

@@ -580,6 +580,37 @@ CRASHES = [
           test="tests/test_artifact_store.py::test_failed_write_leaves_no_temporary_file"),
 ]  # fmt: skip
 
+GOVERNANCE_KILL_TEST = (
+    "tests/reliability/test_governance_crashes.py::test_a_change_killed_between_its_writes_is_"
+    "named_then_completed_or_withdrawn"
+)
+GOVERNANCE_KILL_PROOF = (
+    "writes in order: intent record, production_model event, commit record, signed checkpoint "
+    "(governance_commit.py says why); `audit verify` and `doctor` exit 1 naming the record "
+    "and `audit recover`, `status` refuses; the next command (`audit recover` after a "
+    "promotion, `rollback --to data-v1` after a rollback) withdraws a change the instance "
+    "never held or completes one it holds, and says which; then the log, the newest signed "
+    "checkpoint and the newest production_model event agree, and `audit verify` and `doctor` "
+    "exit 0"
+)
+_BEGUN = "incomplete governance change: the {} was begun (intent record) but never reached"
+_HELD = "incomplete governance change: the {} is in the Dagster instance (production_model event)"
+_UNWITNESSED = "incomplete governance change: the {} is committed in the log and the instance"
+
+# value: (command, failpoint); the world serves data-v1 (and data-v2 before a rollback).
+GOVERNANCE_KILLS = [
+    Fault("crash", f"SIGKILL of `{command}` {where}", f"`lifecycle {command}` killed at "
+          f"`{point}`", text.format(change), proof=GOVERNANCE_KILL_PROOF,
+          test=GOVERNANCE_KILL_TEST, value=(command, point))
+    for command, change in (("promote", "promotion of data-v2"),
+                            ("rollback", "rollback of data-v1"))
+    for where, point, text in (
+        ("after its intent record", "governance.intent_written", _BEGUN),
+        ("after its instance event", "governance.event_reported", _HELD),
+        ("after its commit record", "governance.committed", _UNWITNESSED),
+    )
+]  # fmt: skip
+
 RUN_SUCCESS = 'RUN_SUCCESS - Finished execution of run for "breast_cancer_lifecycle".'
 
 CONCURRENCY = [
@@ -602,6 +633,13 @@ CONCURRENCY = [
           "85 record(s) verify", proof="`lifecycle audit verify` exits 0; each writer's 20 "
           "records present once",
           test="tests/test_audit.py::test_concurrent_writers_extend_one_chain"),
+    Fault("concurrency", "two promotions of one model", "`promote data-v2` twice at once: "
+          "the first paused while it holds the log's governance lock",
+          "refused: data-v2 is already serving", proof="the second waits for the lock, then "
+          "is refused with exit 2; one promotion of data-v2 in the log, recording data-v1 as "
+          "its predecessor; the three stores agree",
+          test="tests/reliability/test_governance_crashes.py::test_concurrent_promotions_of_"
+          "one_model_record_the_right_predecessor"),
     Fault("concurrency", "dev key race", "6 processes create the signing key at once, each "
           "signing its own copy of a package", "signature model.sig verifies with "
           "signing-key.pub", proof="one public key id from all six; `lifecycle verify` of "
@@ -721,11 +759,24 @@ INSTANCE_DAMAGE = [
         ("moved registry tag", "`git tag -f data-v1` onto data-v2's commit",
          "tag data-v1 in …: now resolves to md5 … (commit …), but was first materialized from "
          "md5 … (commit …, run …); fix: `git -C … tag -f data-v1 …`"),
-        ("log cut short", "the audit log's last record (the promotion) deleted",
+        ("log cut short", "the audit log's last two records (the promotion: its intent and its "
+         "commit) deleted",
          "…/breast_cancer.jsonl: record 3, the promotion of data-v1 (run-less event), is "
          "recorded in the Dagster instance but missing from the log"),
     ]
 ]  # fmt: skip
+
+INSTANCE_REFUSED_EVENT = Fault(
+    "instance",
+    "promotion refused by a damaged instance",
+    "`history/runs/.db` (the run-less event storage) truncated, then `promote data-v2`",
+    "promotion of data-v2 did NOT take effect: the Dagster instance refused its production_model "
+    "event; intent record … was withdrawn",
+    proof="exit 2; the log holds the intent and its withdrawal, no promotion of data-v2; "
+    "`status` still shows data-v1 serving",
+    test="tests/reliability/test_governance_crashes.py::test_a_promotion_the_instance_refuses_"
+    "does_not_take_effect",
+)
 
 INSTANCE_REBUILD = [
     Fault("instance", f"rebuild: {name}", how, expected, proof=REBUILD_PROOF,
@@ -880,10 +931,12 @@ ALL = [
     *AUDIT_WITNESS,
     *STORE_TAMPERING,
     *CRASHES,
+    *GOVERNANCE_KILLS,
     *CONCURRENCY,
     *EXPOSURE,
     *IDENTIFIERS,
     *INSTANCE_DAMAGE,
+    INSTANCE_REFUSED_EVENT,
     *INSTANCE_REBUILD,
     *ON_CALL,
     *COVERAGE,
