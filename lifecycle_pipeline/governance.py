@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -41,6 +40,8 @@ from lifecycle_pipeline.partitions import validate_partition_key
 from lifecycle_pipeline.resources.artifact_store import SHA_KEY, URI_KEY, ArtifactStore
 
 if TYPE_CHECKING:
+    from lifecycle_pipeline.resources.signing import TrustedKeys
+
     pass
 
 MODEL_TAG = "lifecycle/model"  # on every run of a model's jobs
@@ -286,7 +287,7 @@ def candidate(
     instance: dg.DagsterInstance,
     model: LoadedDeclaration,
     version: str,
-    public_key: Path,
+    public_key: TrustedKeys,
     package_sha256: str | None = None,
 ) -> Candidate:
     """A package of ``version`` (the newest, or the one with ``package_sha256``) and
@@ -456,7 +457,7 @@ def promote(
     version: str,
     approver: str,
     reason: str,
-    public_key: Path,
+    public_key: TrustedKeys,
 ) -> Change:
     require_anchored(instance, model, log, f"promotion of {version}")
     chosen = candidate(instance, model, version, public_key)
@@ -469,7 +470,7 @@ def rollback(
     log: AuditLog,
     approver: str,
     reason: str,
-    public_key: Path,
+    public_key: TrustedKeys,
     to: str | None = None,
 ) -> Change:
     """Back to ``to``, or to the version that served before the current one.

@@ -813,7 +813,31 @@ ON_CALL = [
           test="tests/test_reproduce.py::test_worktrees_are_listed_and_pruned_through_git"),
 ]  # fmt: skip
 
+KEYS_TEST = "tests/test_keys.py::"
 KEYS_AND_CACHES = [
+    Fault("keys and caches", "no keys configured", "a package signed or an audit record "
+          "appended with no signing or audit key configured and no `LIFECYCLE_DEV_KEYS=1`",
+          "is not configured, and development keys are not allowed here. Create a key set with "
+          "`lifecycle keys create DIR`", proof="nothing signed, no record appended, no key "
+          "file created; with the keys `lifecycle keys create` writes (0600), both work",
+          test=KEYS_TEST + "test_signing_and_the_audit_log_refuse_to_start_without_configured_"
+          "keys"),
+    Fault("keys and caches", "development keys in use", "`status`, `status --model`, `doctor` "
+          "and `doctor --json` with `LIFECYCLE_DEV_KEYS=1` and no key configured",
+          "DEVELOPMENT KEYS in use (LIFECYCLE_DEV_KEYS=1): signing key …/keys/signing-key.pem; "
+          "audit key …/keys/audit.key", proof="exit 0, the line names each development key's "
+          "file; with configured keys the line is absent",
+          test=KEYS_TEST + "test_status_and_doctor_say_when_development_keys_are_in_use"),
+    Fault("keys and caches", "revoked signing key", "the rotation drill: data-v1 signed and "
+          "promoted with the old key, the key rotated, data-v2 signed and promoted with the new "
+          "one, then `lifecycle keys revoke OLD`",
+          "was signed with key …, which is revoked in keyring …: its signatures are refused",
+          proof="before the revocation both packages and both checkpoints verify, each with the "
+          "key id it records; after it, data-v1's package, its checkpoint, `audit verify` and "
+          "`verify data-v1` are refused (exit 1), data-v2's still verify, and the old key "
+          "signs nothing more",
+          test=KEYS_TEST + "test_key_rotation_drill_old_and_new_verify_and_a_revoked_key_is_"
+          "refused"),
     Fault("keys and caches", "team estimator module edited in place", "`status` after "
           "`team_estimators/forest.py` (the declared estimator's module) renamed its class, "
           "with the earlier verdict cached", "module 'team_estimators.forest' has no class "
