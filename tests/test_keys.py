@@ -188,3 +188,45 @@ def test_key_rotation_drill_old_and_new_verify_and_a_revoked_key_is_refused(
             PackageSigner().sign(tmp_path / "anything")
     with pytest.raises(KeyConfigError, match="not a key id"):
         revoke(keyring, "../../etc")
+
+
+def test_a_checkpoint_without_a_key_id_verifies_with_the_single_configured_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints (and packages) written before key ids were recorded name no key: they
+    verify with the one configured public key, with or without a keyring, never a guess."""
+    import base64
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from lifecycle_pipeline.audit_checkpoint import write_checkpoint
+    from lifecycle_pipeline.lineage.hashing import canonical_json
+
+    _unconfigured(monkeypatch, tmp_path / "home")
+    monkeypatch.delenv("LIFECYCLE_AUDIT_CHECKPOINTS", raising=False)
+    keys, other = create_key_set(tmp_path / "keys"), create_key_set(tmp_path / "other")
+    for name, path in keys.items():
+        monkeypatch.setenv(name, str(path))
+    log = AuditLog.for_model(MODEL)
+    log.append("promotion", {"approver": "ana", "reason": "r"}, "v1")
+    path = write_checkpoint(log)
+    document = json.loads(path.read_text())
+    del document["checkpoint"]["public_key_id"]  # as written before ids were recorded
+    private = serialization.load_pem_private_key(
+        keys["LIFECYCLE_SIGNING_KEY"].read_bytes(), password=None
+    )
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    signature = private.sign(canonical_json(document["checkpoint"]), ec.ECDSA(hashes.SHA256()))
+    document["signature"] = base64.b64encode(signature).decode("ascii")
+    path.write_text(json.dumps(document))
+
+    assert checkpoint_problems(log) == []
+    keyring = tmp_path / "keyring"
+    for pair in (keys, other):
+        trust(keyring, pair["LIFECYCLE_SIGNING_PUBLIC_KEY"])
+    monkeypatch.setenv("LIFECYCLE_TRUSTED_KEYS", str(keyring))
+    assert checkpoint_problems(log) == []
+    monkeypatch.setenv("LIFECYCLE_SIGNING_PUBLIC_KEY", str(other["LIFECYCLE_SIGNING_PUBLIC_KEY"]))
+    (problem,) = checkpoint_problems(log)
+    assert "signature does not verify with" in problem, problem

@@ -330,7 +330,7 @@ def build_package_verifies(model: LoadedDeclaration) -> dg.AssetChecksDefinition
                 "problems": len(report.problems),
                 "run_id": record.run_id,
                 "archive": str(record.asset_materialization.metadata[ARCHIVE_KEY].value),
-                "trusted_public_key_ids": ", ".join(sorted(keys.trusted)),
+                "trusted_public_key_id": ", ".join(sorted(keys.trusted)),
             },
         )
 

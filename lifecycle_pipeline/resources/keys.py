@@ -93,12 +93,13 @@ class Keyring:
     revoked: dict[str, Path] = field(default_factory=dict)
     legacy: str | None = None
     source: str = "the configured public key"
+    alone: bool = False  # one key trusted alone: every signature is checked against it
 
     @classmethod
     def single(cls, public_key: Path, source: str | None = None) -> Keyring:
         """One public key trusted alone (``--public-key``, or no keyring configured)."""
         ident = key_id(public_key)
-        return cls({ident: public_key}, {}, ident, source or str(public_key))
+        return cls({ident: public_key}, {}, ident, source or str(public_key), alone=True)
 
     @classmethod
     def load(cls, folder: Path, legacy: Path | None = None) -> Keyring:
@@ -133,7 +134,11 @@ class Keyring:
 
     def public_key(self, ident: str | None, what: str) -> Path:
         """The trusted key with id ``ident`` (None: the signature records none), else
-        KeyConfigError saying why ``what``'s signature cannot be accepted."""
+        KeyConfigError saying why ``what``'s signature cannot be accepted. A key trusted alone
+        is returned whatever id is recorded: its signature check then says whether it holds,
+        naming the key, as before keyrings existed."""
+        if self.alone and self.legacy is not None:
+            return self.trusted[self.legacy]
         if ident is None:
             if self.legacy is None or self.legacy not in self.trusted:
                 raise KeyConfigError(
