@@ -7,7 +7,9 @@ deployment's signing key. Promotions, rollbacks and `audit export` write one, an
 `lifecycle audit checkpoint` writes one on demand (to ship to a store the log's writers cannot
 change: that copy is the external witness). `audit verify` holds the log against every
 checkpoint it is given or finds: each must name a record the log still holds, with the same
-hash, and the signature must verify with the trusted public key.
+hash, and the signature must verify with the trusted key whose id the checkpoint records
+(``public_key_id``, looked up in the keyring, so the signing key can rotate; a revoked key's
+checkpoints are refused).
 
 Checkpoint files are written once (exclusive create) and never rewritten.
 """
@@ -145,7 +147,7 @@ def _keys(given: TrustedKeys | None) -> Keyring | str:
     """The keys checkpoints are verified with (``given``, else the deployment's trusted keys),
     or why there are none. Never created here: verifying must not make a development key
     that would then vouch for nothing."""
-    from lifecycle_pipeline.resources.keys import KeyConfigError, dev_keys_allowed
+    from lifecycle_pipeline.resources.keys import dev_keys_allowed
     from lifecycle_pipeline.resources.signing import _dev_key_paths, as_keyring, trusted_keys
 
     if given is not None:
