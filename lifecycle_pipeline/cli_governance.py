@@ -277,11 +277,13 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _print_key_notice() -> None:
+    """Development keys named on stderr: said every time, without changing the table or lines
+    that scripts read from stdout."""
     from lifecycle_pipeline.resources.signing import development_keys_notice
 
     notice = development_keys_notice()
     if notice:
-        print(f"keys      {notice}")
+        print(f"keys      {notice}", file=sys.stderr)
 
 
 def _status_of_every_model() -> int:

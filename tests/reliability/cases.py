@@ -825,8 +825,9 @@ KEYS_AND_CACHES = [
     Fault("keys and caches", "development keys in use", "`status`, `status --model`, `doctor` "
           "and `doctor --json` with `LIFECYCLE_DEV_KEYS=1` and no key configured",
           "DEVELOPMENT KEYS in use (LIFECYCLE_DEV_KEYS=1): signing key …/keys/signing-key.pem; "
-          "audit key …/keys/audit.key", proof="exit 0, the line names each development key's "
-          "file; with configured keys the line is absent",
+          "audit key …/keys/audit.key", proof="exit 0; the line (status: on stderr, its table "
+          "unchanged; doctor: in its report and its JSON `notices`) names each development "
+          "key's file; with configured keys the line is absent",
           test=KEYS_TEST + "test_status_and_doctor_say_when_development_keys_are_in_use"),
     Fault("keys and caches", "revoked signing key", "the rotation drill: data-v1 signed and "
           "promoted with the old key, the key rotated, data-v2 signed and promoted with the new "
