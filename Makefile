@@ -18,6 +18,13 @@ unexport VIRTUAL_ENV
 export DVC_NO_ANALYTICS := 1
 export DAGSTER_HOME ?= $(CURDIR)/.lifecycle/dagster_home
 
+# The demo, the tests, the UI on the demo's instance and the benchmarks sign and key the audit
+# log with development keys under .lifecycle/keys, allowed here explicitly: outside these
+# targets, signing and the audit log refuse to start without configured keys (README, "Keys").
+DEV_KEY_TARGETS := demo test ui summary bench-drift bench-calibrate bench bench-large \
+	bench-models bench-quick
+$(DEV_KEY_TARGETS): export LIFECYCLE_DEV_KEYS := 1
+
 .PHONY: install demo test lint ui summary clean bench-drift bench bench-large bench-quick bench-models bench-calibrate
 
 $(UV):

@@ -7,7 +7,9 @@ deployment's signing key. Promotions, rollbacks and `audit export` write one, an
 `lifecycle audit checkpoint` writes one on demand (to ship to a store the log's writers cannot
 change: that copy is the external witness). `audit verify` holds the log against every
 checkpoint it is given or finds: each must name a record the log still holds, with the same
-hash, and the signature must verify with the trusted public key.
+hash, and the signature must verify with the trusted key whose id the checkpoint records
+(``public_key_id``, looked up in the keyring, so the signing key can rotate; a revoked key's
+checkpoints are refused).
 
 Checkpoint files are written once (exclusive create) and never rewritten.
 """
@@ -20,10 +22,14 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lifecycle_pipeline.lineage.audit import AuditError, AuditLog, Record
 from lifecycle_pipeline.lineage.hashing import canonical_json
+from lifecycle_pipeline.resources.keys import KeyConfigError, Keyring
+
+if TYPE_CHECKING:
+    from lifecycle_pipeline.resources.signing import TrustedKeys
 
 FORMAT = 1
 ALGORITHM = "ecdsa-p256-sha256"
@@ -65,7 +71,7 @@ def _private_key() -> Any:
 
     from lifecycle_pipeline.resources.signing import PackageSigner
 
-    private, _ = PackageSigner().key_pair()
+    private, _ = PackageSigner().signing_pair()
     return serialization.load_pem_private_key(private.read_bytes(), password=None)
 
 
@@ -98,7 +104,7 @@ def write_checkpoint(log: AuditLog, folder: Path | None = None, key: Any = None)
         "seq": report.records - 1,
         "head": report.head,
         "time": datetime.now(tz=UTC).isoformat(timespec="microseconds"),
-        "public_key_id": public_key_id(PackageSigner().key_pair()[1]),
+        "public_key_id": public_key_id(PackageSigner().signing_pair()[1]),
     }
     signature = (key or _private_key()).sign(canonical_json(body), ec.ECDSA(hashes.SHA256()))
     document = {
@@ -137,18 +143,30 @@ def found_checkpoints(log: AuditLog) -> list[Path]:
     return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
 
-def _public_key(given: Path | None) -> Path | None:
-    """The key checkpoints are verified with, never created here: verifying must not make a
-    development key that would then vouch for nothing."""
-    if given is not None:
-        return given
-    configured = os.environ.get("LIFECYCLE_SIGNING_PUBLIC_KEY")
-    if configured:
-        return Path(configured)
-    from lifecycle_pipeline.settings import Settings
+def _keys(given: TrustedKeys | None) -> Keyring | str:
+    """The keys checkpoints are verified with (``given``, else the deployment's trusted keys),
+    or why there are none. Never created here: verifying must not make a development key
+    that would then vouch for nothing."""
+    from lifecycle_pipeline.resources.keys import dev_keys_allowed
+    from lifecycle_pipeline.resources.signing import _dev_key_paths, as_keyring, trusted_keys
 
-    dev = Settings.from_env().home / "keys" / "signing-key.pub"
-    return dev if dev.is_file() else None
+    if given is not None:
+        return as_keyring(given)
+    if (
+        dev_keys_allowed()
+        and not os.environ.get("LIFECYCLE_SIGNING_PUBLIC_KEY")
+        and not os.environ.get("LIFECYCLE_TRUSTED_KEYS")
+    ):
+        dev = _dev_key_paths()[1]
+        if not dev.is_file():
+            return (
+                "no public key to verify it with; set LIFECYCLE_SIGNING_PUBLIC_KEY or pass "
+                "--public-key"
+            )
+    try:
+        return trusted_keys()
+    except KeyConfigError as exc:
+        return str(exc)
 
 
 def _signature_holds(checkpoint: Checkpoint, public_key: Path) -> bool:
@@ -171,7 +189,7 @@ def _signature_holds(checkpoint: Checkpoint, public_key: Path) -> bool:
 
 
 def checkpoint_problems(
-    log: AuditLog, given: list[Path] | None = None, public_key: Path | None = None
+    log: AuditLog, given: list[Path] | None = None, public_key: TrustedKeys | None = None
 ) -> list[str]:
     """The log against every checkpoint found beside it and every one ``given``.
 
@@ -182,7 +200,7 @@ def checkpoint_problems(
     paths = list(dict.fromkeys([*found_checkpoints(log), *(given or [])]))
     if not paths:
         return []
-    key = _public_key(public_key)
+    keys = _keys(public_key)
     held: dict[int, Record] = {}
     if log.path.exists():
         held = {record.seq: record for record in _readable(log)}
@@ -194,11 +212,16 @@ def checkpoint_problems(
         except AuditError as exc:
             problems.append(str(exc))
             continue
-        if key is None:
-            problems.append(
-                f"{checkpoint.describe()}: no public key to verify it with; set "
-                "LIFECYCLE_SIGNING_PUBLIC_KEY or pass --public-key"
+        if isinstance(keys, str):
+            problems.append(f"{checkpoint.describe()}: {keys}")
+            continue
+        recorded = checkpoint.body.get("public_key_id")
+        try:  # the key whose id the checkpoint records; the configured one when it has none
+            key = keys.public_key(
+                None if recorded is None else str(recorded), checkpoint.describe()
             )
+        except KeyConfigError as exc:
+            problems.append(str(exc))
             continue
         if not _signature_holds(checkpoint, key):
             problems.append(

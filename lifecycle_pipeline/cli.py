@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import dagster as dg
 
     from lifecycle_pipeline.monitoring.drift import DriftSummary
+    from lifecycle_pipeline.resources.keys import Keyring
     from lifecycle_pipeline.resources.registry import DataRegistry
 
 
@@ -96,10 +97,11 @@ def _registry(args: argparse.Namespace) -> int:
     return 0
 
 
-def _public_key(args: argparse.Namespace) -> Path:
-    from lifecycle_pipeline.resources.signing import trusted_public_key
+def _public_key(args: argparse.Namespace) -> Keyring:
+    """``--public-key`` trusted alone, else the deployment's trusted keys (its keyring)."""
+    from lifecycle_pipeline.resources.signing import trusted_keys
 
-    return trusted_public_key(args.public_key)
+    return trusted_keys(args.public_key)
 
 
 def _package_path(reference: str) -> Path:
@@ -435,9 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("--commit", required=True, help="full commit id of the clean checkout")
     info.set_defaults(handler=_build_info)
-    from lifecycle_pipeline import cli_governance, cli_model, cli_oncall
+    from lifecycle_pipeline import cli_governance, cli_keys, cli_model, cli_oncall
 
     cli_governance.register(commands)
+    cli_keys.register(commands)
     cli_model.register(commands)
     cli_oncall.register(commands)
     return parser

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from lifecycle_pipeline.declaration import LoadedDeclaration
     from lifecycle_pipeline.lineage.audit import AuditLog
+    from lifecycle_pipeline.resources.keys import Keyring
 
 
 def _model() -> LoadedDeclaration:
@@ -90,10 +91,11 @@ def _instance() -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
-def _public_key(args: argparse.Namespace) -> Path:
-    from lifecycle_pipeline.resources.signing import trusted_public_key
+def _public_key(args: argparse.Namespace) -> Keyring:
+    """``--public-key`` trusted alone, else the deployment's trusted keys (its keyring)."""
+    from lifecycle_pipeline.resources.signing import trusted_keys
 
-    return trusted_public_key(args.public_key)
+    return trusted_keys(args.public_key)
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -280,7 +282,18 @@ def _status(args: argparse.Namespace) -> int:
         require_anchored(instance, name, log, "status")
     print(f"model     {name}")
     print("\n".join(status_lines(log)))
+    _print_key_notice()
     return 0
+
+
+def _print_key_notice() -> None:
+    """Development keys named on stderr: said every time, without changing the table or lines
+    that scripts read from stdout."""
+    from lifecycle_pipeline.resources.signing import development_keys_notice
+
+    notice = development_keys_notice()
+    if notice:
+        print(f"keys      {notice}", file=sys.stderr)
 
 
 def _status_of_every_model() -> int:
@@ -335,6 +348,7 @@ def _status_of_every_model() -> int:
         return 0
     header = ("model", "serving", "since", "approved by", "package")
     print(render_table(header, [rows[name] for name in sorted(rows)]))
+    _print_key_notice()
     for problem in problems:
         print(f"\n{problem}", file=sys.stderr)
     return 1 if problems else 0

@@ -1088,12 +1088,48 @@ def _environment_digest() -> str:
     return digest.hexdigest()
 
 
+def _resolved_modules(validated: LoadedDeclaration) -> dict[str, str]:
+    """The module files a validated declaration's verdict rests on, each with its sha256.
+
+    The declared estimator's own module wherever it lives, and every module this process has
+    loaded from outside the installed distributions, the standard library and this package
+    (a team's code on ``PYTHONPATH`` or installed editable, and whatever it imported): those
+    can change in place without any ``*.dist-info`` changing. Wider than the estimator's
+    imports when several models share a process, never narrower: a broader key only costs a
+    validation, a narrower one calls a broken model valid.
+    """
+    import sys
+
+    installed = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    files: set[Path] = set()
+    estimator_module = validated.model.estimator.class_.rpartition(".")[0]
+    for name, module in list(sys.modules.items()):
+        raw = getattr(module, "__file__", None)
+        if not raw or not raw.endswith(".py"):
+            continue
+        path = Path(raw).resolve()
+        if name == estimator_module or not (
+            path.is_relative_to(PACKAGE_DIR) or any(path.is_relative_to(p) for p in installed)
+        ):
+            files.add(path)
+    return {str(path): _file_sha256(path) for path in sorted(files)}
+
+
+def _file_sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""  # gone: never equal to a recorded digest
+
+
 class _Verdicts:
     """The validation verdicts cache (``<home>/cache/declarations.json``): a declaration whose
-    bytes, this package's code and the installed distributions are those of an earlier
-    successful validation is valid without validating it again (validating imports the
-    declared estimator, hence scikit-learn: most of a `lifecycle status`). A broken
-    declaration is never cached: it is validated every time, so its error is always current.
+    bytes, this package's code, the installed distributions and every module file its
+    validation resolved (``_resolved_modules``: a team's estimator module edited in place) are
+    those of an earlier successful validation is valid without validating it again
+    (validating imports the declared estimator, hence scikit-learn: most of a `lifecycle
+    status`). A broken declaration is never cached: it is validated every time, so its error
+    is always current.
     """
 
     def __init__(self, directory: Path, cache: Path | None = None) -> None:
@@ -1102,10 +1138,19 @@ class _Verdicts:
         self.directory = directory
         self.cache = cache or Settings.from_env().home / "cache" / "declarations.json"
         try:
-            self.known: dict[str, str] = json.loads(self.cache.read_text(encoding="utf-8"))
+            known = json.loads(self.cache.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            self.known = {}
-        self.changed = False
+            known = {}
+        # An entry of the earlier format (a bare verdict, without module digests) is dropped:
+        # it says nothing about the modules, so that declaration is validated once more.
+        self.known: dict[str, dict[str, Any]] = {
+            name: entry
+            for name, entry in (known.items() if isinstance(known, dict) else [])
+            if isinstance(entry, dict)
+            and isinstance(entry.get("verdict"), str)
+            and isinstance(entry.get("modules"), dict)
+        }
+        self.changed = len(self.known) != len(known) if isinstance(known, dict) else True
 
     def verdict(self, name: str, sha256: str | None = None) -> str:
         """The key of a valid verdict: the declaration's name, the sha256 of its bytes (those
@@ -1121,19 +1166,30 @@ class _Verdicts:
         return hashlib.sha256(f"{name}\0{sha256}\0{environment}".encode()).hexdigest()
 
     def valid(self, name: str) -> bool:
-        return bool(self.known.get(name)) and self.known.get(name) == self.verdict(name)
+        entry = self.known.get(name)
+        if not entry or entry["verdict"] != self.verdict(name):
+            return False
+        return all(_file_sha256(Path(path)) == digest for path, digest in entry["modules"].items())
 
     def record(self, name: str, validated: LoadedDeclaration | None) -> None:
         """``validated``: the declaration as loaded (its verdict is keyed by the bytes that
-        were validated, not by the file, which may have changed since); None: broken. One
-        loaded without its estimator checks proves nothing about them and is not recorded."""
+        were validated, not by the file, which may have changed since, and by the module files
+        it resolved); None: broken. One loaded without its estimator checks proves nothing
+        about them and is not recorded."""
         if validated is not None and not validated.estimator_checked:
             return
-        verdict = self.verdict(name, validated.sha256) if validated is not None else None
-        if self.known.get(name) != verdict:
+        entry = (
+            {
+                "verdict": self.verdict(name, validated.sha256),
+                "modules": _resolved_modules(validated),
+            }
+            if validated is not None
+            else None
+        )
+        if self.known.get(name) != entry:
             self.changed = True
-            if verdict:
-                self.known[name] = verdict
+            if entry:
+                self.known[name] = entry
             else:
                 self.known.pop(name, None)
 

@@ -243,6 +243,7 @@ class DoctorReport:
     checked: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # not problems, never to go unsaid
 
     @property
     def ok(self) -> bool:
@@ -255,6 +256,7 @@ class DoctorReport:
         checked = ", ".join(f"{n} {what}" for what, n in self.checked.items()) or "nothing"
         lines = [p.line() for p in self.problems]
         lines += [f"not checked: {reason}" for reason in self.skipped]
+        lines += self.notices
         verdict = "no problems found" if self.ok else f"{len(self.problems)} problem(s) found"
         return "\n".join([*lines, f"{verdict}; checked {checked}"])
 
@@ -265,6 +267,7 @@ class DoctorReport:
                 "checked": self.checked,
                 "problems": [p.to_dict() for p in self.problems],
                 "skipped": self.skipped,
+                "notices": self.notices,
             },
             indent=2,
         )
@@ -596,7 +599,11 @@ def diagnose(
     storage is whole; otherwise artifacts and tags are checked against the audit logs' run
     records."""
 
+    from lifecycle_pipeline.resources.signing import development_keys_notice
+
     report = DoctorReport()
+    notice = development_keys_notice()
+    report.notices += [notice] if notice else []
     unloaded = dict(unloaded or {})
     check_unloaded(unloaded, report)
     try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -44,6 +43,8 @@ from lifecycle_pipeline.partitions import validate_partition_key
 from lifecycle_pipeline.resources.artifact_store import SHA_KEY, URI_KEY, ArtifactStore
 
 if TYPE_CHECKING:
+    from lifecycle_pipeline.resources.signing import TrustedKeys
+
     pass
 
 
@@ -297,7 +298,7 @@ def candidate(
     instance: dg.DagsterInstance,
     model: LoadedDeclaration,
     version: str,
-    public_key: Path,
+    public_key: TrustedKeys,
     package_sha256: str | None = None,
 ) -> Candidate:
     """A package of ``version`` (the newest, or the one with ``package_sha256``) and
@@ -500,7 +501,7 @@ def promote(
     version: str,
     approver: str,
     reason: str,
-    public_key: Path,
+    public_key: TrustedKeys,
 ) -> Change:
     """Put ``version``'s newest package in production, if its evidence allows it.
 
@@ -519,7 +520,7 @@ def rollback(
     log: AuditLog,
     approver: str,
     reason: str,
-    public_key: Path,
+    public_key: TrustedKeys,
     to: str | None = None,
 ) -> Change:
     """Back to ``to``, or to the version that served before the current one.

@@ -23,6 +23,7 @@ from lifecycle_pipeline.resources.artifact_store import SHA_KEY, URI_KEY, Artifa
 
 if TYPE_CHECKING:
     from lifecycle_pipeline.package.verify import VerificationReport
+    from lifecycle_pipeline.resources.signing import TrustedKeys
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def replay_package(
     model: LoadedDeclaration,
     log: AuditLog,
     version: str,
-    public_key: Path,
+    public_key: TrustedKeys,
     run: str | None = None,
     package: Path | None = None,
     unrecorded: bool = False,
@@ -120,7 +121,7 @@ def _given_package(
     instance: dg.DagsterInstance,
     model: LoadedDeclaration,
     version: str,
-    public_key: Path,
+    public_key: TrustedKeys,
     package: Path,
     unrecorded: bool,
 ) -> ReplayPackage:

@@ -611,3 +611,61 @@ def test_the_code_locations_verdicts_spare_status_its_validation(
     path.write_text(path.read_text().replace("  out_of_range: flag", "  out_of_rnge: flag"))
     valid, broken = module.valid_model_names(models, only="diabetes")
     assert valid == [] and "out_of_rnge: unknown key" in str(broken["diabetes"])
+
+
+TEAM_MODULE = '''"""A team's estimator, imported by its declaration."""
+
+from sklearn.ensemble import RandomForestClassifier
+
+
+class TeamForest(RandomForestClassifier):
+    pass
+'''
+
+
+def test_a_team_estimator_module_edited_in_place_is_validated_again(tmp_path: Path) -> None:
+    """The verdicts cache is keyed on the module files the declaration resolved, not only on
+    the declaration's bytes and the installed distributions: a team's own estimator module
+    edited in place (no reinstall) makes `lifecycle status` validate again and say broken."""
+    fault = case("keys and caches", "team estimator module edited in place")
+    models = _sample_models(tmp_path)
+    shutil.rmtree(models / "diabetes")
+    team = tmp_path / "team"
+    (team / "team_estimators").mkdir(parents=True)
+    (team / "team_estimators" / "__init__.py").write_text("")
+    module = team / "team_estimators" / "forest.py"
+    module.write_text(TEAM_MODULE)
+    declaration = models / "breast_cancer" / "defs.yaml"
+    text = declaration.read_text()
+    assert "class: sklearn.ensemble.RandomForestClassifier" in text
+    declaration.write_text(
+        text.replace(
+            "class: sklearn.ensemble.RandomForestClassifier",
+            "class: team_estimators.forest.TeamForest",
+        )
+    )
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "LIFECYCLE_MODEL"},
+        "DAGSTER_HOME": str(home),
+        "LIFECYCLE_HOME": str(tmp_path / "lifecycle_home"),
+        "LIFECYCLE_AUDIT_DIR": str(tmp_path / "audit"),
+        "LIFECYCLE_MODELS_DIR": str(models),
+        "PYTHONPATH": str(team),
+    }
+
+    def status() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "lifecycle_pipeline.cli", "status"], cwd=PROJECT_ROOT,
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+
+    first = status()
+    assert first.returncode == 0, first.stderr
+    assert "BROKEN" not in first.stdout
+    module.write_text(TEAM_MODULE.replace("class TeamForest", "class TeamForst"))  # in place
+    second = status()
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "breast_cancer  BROKEN DECLARATION" in second.stdout
+    assert fault.shown_in(second.stderr), second.stderr

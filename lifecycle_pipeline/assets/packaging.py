@@ -47,7 +47,7 @@ from lifecycle_pipeline.resources.artifact_store import (
     recorded_materialization,
 )
 from lifecycle_pipeline.resources.codecs import trusted_types
-from lifecycle_pipeline.resources.signing import PackageSigner, public_key_id, trusted_public_key
+from lifecycle_pipeline.resources.signing import PackageSigner, public_key_id, trusted_keys
 from lifecycle_pipeline.settings import Settings
 
 # Runs the package's own predict.py in a fresh, isolated interpreter (-I: no user site, no
@@ -247,7 +247,7 @@ def build_deployment_package(model: LoadedDeclaration) -> dg.AssetsDefinition:
             raise PackageBuildError(
                 f"{lock_path} not found: a package must carry its environment lock."
             )
-        _, public = signer.key_pair()
+        _, public = signer.signing_pair()  # refused for a key the keyring revoked
         inputs = PackageInputs(
             partition=context.partition_key,
             declaration=model,
@@ -308,7 +308,7 @@ def build_package_verifies(model: LoadedDeclaration) -> dg.AssetChecksDefinition
         Signing already verified the fresh folder with the signer's own key pair; that cannot
         catch a signer configured with the wrong key, or bytes that changed on their way into
         the store. This re-reads what the run recorded and verifies it with
-        ``trusted_public_key()``, the key `lifecycle verify` and promotion use (`lifecycle
+        ``trusted_keys()``, the keys `lifecycle verify` and promotion use (`lifecycle
         verify VERSION` repeats it later).
         """
         record = recorded_materialization(
@@ -321,8 +321,8 @@ def build_package_verifies(model: LoadedDeclaration) -> dg.AssetChecksDefinition
             raise PackageBuildError(
                 f"deployment_package@{context.partition_key} has no materialization to verify."
             )
-        public = trusted_public_key()
-        report = verify_stored_package(artifact_store, record, public)
+        keys = trusted_keys()
+        report = verify_stored_package(artifact_store, record, keys)
         return dg.AssetCheckResult(
             passed=report.ok,
             description=report.render(),
@@ -330,7 +330,7 @@ def build_package_verifies(model: LoadedDeclaration) -> dg.AssetChecksDefinition
                 "problems": len(report.problems),
                 "run_id": record.run_id,
                 "archive": str(record.asset_materialization.metadata[ARCHIVE_KEY].value),
-                "trusted_public_key_id": public_key_id(public),
+                "trusted_public_key_id": ", ".join(sorted(keys.trusted)),
             },
         )
 

@@ -64,19 +64,35 @@ def audit_path(model: str, environ: Mapping[str, str] | None = None) -> Path:
     return audit_dir(environ) / f"{model}.jsonl"
 
 
-def _key_path() -> Path:
-    configured = os.environ.get("LIFECYCLE_AUDIT_KEY")
-    return Path(configured) if configured else Settings.from_env().home / "keys" / "audit.key"
+def dev_audit_key_path() -> Path:
+    """Where the development audit key lives (only where ``LIFECYCLE_DEV_KEYS=1``)."""
+    return Settings.from_env().home / "keys" / "audit.key"
 
 
 def audit_key(create: bool = True) -> bytes:
-    """The HMAC key (``LIFECYCLE_AUDIT_KEY``, a file path), or a dev key made once (0600)."""
-    path = _key_path()
+    """The HMAC key: the file ``LIFECYCLE_AUDIT_KEY`` names. Without it, refused, unless the
+    deployment allows development keys (``LIFECYCLE_DEV_KEYS=1``: the demo, the tests), where
+    a development key is made once (0600) under ``$LIFECYCLE_HOME/keys``: a key created
+    silently beside the logs would let whoever can write them forge records too."""
+    from lifecycle_pipeline.resources.keys import dev_keys_allowed, how_to_configure
+
+    configured = os.environ.get("LIFECYCLE_AUDIT_KEY")
+    if configured:
+        path = Path(configured)
+        if not path.is_file():
+            raise AuditError(
+                f"audit key {path} not found; set LIFECYCLE_AUDIT_KEY to the team's key file."
+            )
+        return path.read_bytes().strip()
+    if not dev_keys_allowed():
+        raise AuditError(how_to_configure("The audit log's HMAC key (LIFECYCLE_AUDIT_KEY)"))
+    path = dev_audit_key_path()
     if path.is_file():
         return path.read_bytes().strip()
-    if not create or os.environ.get("LIFECYCLE_AUDIT_KEY"):
+    if not create:
         raise AuditError(
-            f"audit key {path} not found; set LIFECYCLE_AUDIT_KEY to the team's key file."
+            f"development audit key {path} not found; the logs it keyed cannot be verified "
+            "without it (set LIFECYCLE_AUDIT_KEY to the key that wrote them)."
         )
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     staging = Path(tempfile.mkdtemp(prefix=".audit-key-", dir=path.parent))

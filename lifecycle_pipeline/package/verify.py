@@ -20,7 +20,12 @@ import pandas as pd
 
 from lifecycle_pipeline.package import environment, runtime
 from lifecycle_pipeline.resources.codecs import LEGACY_TRUSTED_TYPES
-from lifecycle_pipeline.resources.signing import SIGNATURE_FILE, SignatureError, verify_signature
+from lifecycle_pipeline.resources.signing import (
+    SIGNATURE_FILE,
+    SignatureError,
+    TrustedKeys,
+    verify_signed,
+)
 
 # Packages of this format predate recorded trusted types and per-task outputs.
 LEGACY_FORMAT = "lifecycle-package/1"
@@ -60,13 +65,15 @@ def opened(package: Path) -> Iterator[Path]:
         yield Path(scratch)
 
 
-def verify_package(package: Path, public_key: Path) -> VerificationReport:
+def verify_package(package: Path, keys: TrustedKeys) -> VerificationReport:
+    """A package folder or archive, its signature verified with the trusted key whose id its
+    manifest records (``keys``: a keyring, or one public key trusted alone)."""
     with opened(package) as folder:
-        return _verify_folder(folder, public_key, str(package))
+        return _verify_folder(folder, keys, str(package))
 
 
-def verify_stored_package(store: Any, record: Any, public_key: Path) -> VerificationReport:
-    """A recorded package as the artifact store holds it, verified against ``public_key``.
+def verify_stored_package(store: Any, record: Any, keys: TrustedKeys) -> VerificationReport:
+    """A recorded package as the artifact store holds it, verified against ``keys``.
 
     The folder's files are read back and checked against the digests the materialization
     recorded, the zip beside it must hold exactly those files, and the zip is then verified
@@ -85,7 +92,7 @@ def verify_stored_package(store: Any, record: Any, public_key: Path) -> Verifica
         stored = Path(scratch) / "package.zip"
         stored.write_bytes(archive)
         with opened(stored) as folder:
-            report = _verify_folder(folder, public_key, label)
+            report = _verify_folder(folder, keys, label)
             # Name files as they are in the stored zip, not in a folder that is gone afterwards.
             inside = f"{label}!"
             report.passed = [p.replace(f"{folder}/", inside) for p in report.passed]
@@ -94,16 +101,18 @@ def verify_stored_package(store: Any, record: Any, public_key: Path) -> Verifica
     return report
 
 
-def _verify_folder(folder: Path, public_key: Path, label: str) -> VerificationReport:
+def _verify_folder(folder: Path, keys: TrustedKeys, label: str) -> VerificationReport:
     report = VerificationReport(package=label)
     try:
         manifest = runtime.load_manifest(folder)
     except runtime.PackageError as exc:
         report.problems.append(str(exc))
         return report
-    try:
-        verify_signature(folder, public_key)
-        report.passed.append(f"signature {SIGNATURE_FILE} verifies with {public_key.name}")
+    signing = manifest.get("signing")
+    recorded = signing.get("public_key_id") if isinstance(signing, dict) else None
+    try:  # the key the manifest names; a package from before key ids: the configured one
+        used = verify_signed(folder, keys, None if recorded is None else str(recorded))
+        report.passed.append(f"signature {SIGNATURE_FILE} verifies with {used.name}")
     except SignatureError as exc:
         report.problems.append(str(exc))
     listed = set(manifest["files"])

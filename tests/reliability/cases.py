@@ -918,6 +918,41 @@ COVERAGE = [
           "named_in_its_log"),
 ]  # fmt: skip
 
+KEYS_TEST = "tests/test_keys.py::"
+KEYS_AND_CACHES = [
+    Fault("keys and caches", "no keys configured", "a package signed or an audit record "
+          "appended with no signing or audit key configured and no `LIFECYCLE_DEV_KEYS=1`",
+          "is not configured, and development keys are not allowed here. Create a key set with "
+          "`lifecycle keys create DIR`", proof="nothing signed, no record appended, no key "
+          "file created; with the keys `lifecycle keys create` writes (0600), both work",
+          test=KEYS_TEST + "test_signing_and_the_audit_log_refuse_to_start_without_configured_"
+          "keys"),
+    Fault("keys and caches", "development keys in use", "`status`, `status --model`, `doctor` "
+          "and `doctor --json` with `LIFECYCLE_DEV_KEYS=1` and no key configured",
+          "DEVELOPMENT KEYS in use (LIFECYCLE_DEV_KEYS=1): signing key …/keys/signing-key.pem; "
+          "audit key …/keys/audit.key", proof="exit 0; the line (status: on stderr, its table "
+          "unchanged; doctor: in its report and its JSON `notices`) names each development "
+          "key's file; with configured keys the line is absent",
+          test=KEYS_TEST + "test_status_and_doctor_say_when_development_keys_are_in_use"),
+    Fault("keys and caches", "revoked signing key", "the rotation drill: data-v1 signed and "
+          "promoted with the old key, the key rotated, data-v2 signed and promoted with the new "
+          "one, then `lifecycle keys revoke OLD`",
+          "was signed with key …, which is revoked in keyring …: its signatures are refused",
+          proof="before the revocation both packages and both checkpoints verify, each with the "
+          "key id it records; after it, data-v1's package, its checkpoint, `audit verify` and "
+          "`verify data-v1` are refused (exit 1), data-v2's still verify, and the old key "
+          "signs nothing more",
+          test=KEYS_TEST + "test_key_rotation_drill_old_and_new_verify_and_a_revoked_key_is_"
+          "refused"),
+    Fault("keys and caches", "team estimator module edited in place", "`status` after "
+          "`team_estimators/forest.py` (the declared estimator's module) renamed its class, "
+          "with the earlier verdict cached", "module 'team_estimators.forest' has no class "
+          "'TeamForest'", proof="exit 1; the row says BROKEN DECLARATION; the cached verdict "
+          "named the module's sha256, which changed",
+          test="tests/test_declaration.py::test_a_team_estimator_module_edited_in_place_is_"
+          "validated_again"),
+]  # fmt: skip
+
 ALL = [
     *DATA_FILES,
     *PARTITION_KEYS,
@@ -940,6 +975,7 @@ ALL = [
     *INSTANCE_REBUILD,
     *ON_CALL,
     *COVERAGE,
+    *KEYS_AND_CACHES,
 ]
 
 

@@ -69,6 +69,7 @@ HEADINGS = {
     "exposure": "Exposure",
     "identifier": "Identifiers and paths on the command line",
     "on-call": "On-call: rollback, replay and reproduce",
+    "keys and caches": "Keys and caches (`lifecycle status`, `doctor`, `verify`)",
     "instance": "A damaged instance (`lifecycle doctor`, `lifecycle instance rebuild`)",
     "coverage": "Governance coverage: every model, every record, every store",
 }
