@@ -542,7 +542,7 @@ def _rollback_locked(
     log: AuditLog,
     approver: str,
     reason: str,
-    public_key: Path,
+    public_key: TrustedKeys,
     to: str | None,
 ) -> Change:
     changes = history(log)
