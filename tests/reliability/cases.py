@@ -379,6 +379,12 @@ REGISTRY_REFERENCES = [
           "Registry revision 'data-v1' cannot be opened in registry", proof="resolve refused "
           "before any read", test="tests/test_registry.py::test_unknown_registry_is_a_clear_"
           "error"),
+    Fault("registry reference", "defect while reading", "a `TypeError` or `MemoryError` "
+          "raised by the file handle DVC opened", "… raised as itself, not "
+          "RegistryError", proof="not reported as \"not stored\" (exit 2, `dvc push`): the "
+          "CLI exits 3 with the traceback; an `OSError` or DVC error still reads as not stored",
+          test="tests/test_registry_errors.py::test_a_defect_while_reading_is_not_called_not_"
+          "stored"),
 ]  # fmt: skip
 
 # --- tampering -------------------------------------------------------------------------------
