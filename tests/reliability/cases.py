@@ -695,6 +695,29 @@ IDENTIFIERS = [
     ]
 ]  # fmt: skip
 
+NEW_MODEL_TEST = (
+    "tests/reliability/test_identifiers.py::test_new_model_name_is_refused_before_any_file_is_"
+    "written"
+)
+NEW_MODEL_PROOF = (
+    "exit 2 before the data file is read; no file is created anywhere under the test's folder, "
+    "which holds the models folder and its parent"
+)
+
+# value: the name given to `new-model`; {tmp} is the test's folder (the models folder's parent).
+NEW_MODEL_NAMES = [
+    Fault("identifier", name, how, expected, proof=NEW_MODEL_PROOF, test=NEW_MODEL_TEST,
+          value=value)
+    for name, how, value, expected in [
+        ("new model crafted as a path", "`new-model ../evil`", "../evil",
+         "'../evil' is not a model name"),
+        ("new model as an absolute path", "`new-model /…/evil`", "{tmp}/evil",
+         "'…/evil' is not a model name"),
+        ("new model name too long", "`new-model` with a 300-character name", "m" * 300,
+         "'mmmm…' is not a model name"),
+    ]
+]  # fmt: skip
+
 DOCTOR_PROOF = (
     "`lifecycle doctor` exits 1; the problem and the command that fixes it are on one line "
     "naming the file or tag"
@@ -835,6 +858,7 @@ ALL = [
     *CONCURRENCY,
     *EXPOSURE,
     *IDENTIFIERS,
+    *NEW_MODEL_NAMES,
     *INSTANCE_DAMAGE,
     *INSTANCE_REBUILD,
     *ON_CALL,
