@@ -330,6 +330,10 @@ class Estimator(_Strict):
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise ValueError(f"cannot import module {module_name!r} ({exc})") from exc
+        except Exception as exc:  # a team's module that raises on import is the team's to fix
+            raise ValueError(
+                f"cannot import module {module_name!r} ({type(exc).__name__}: {exc})"
+            ) from exc
         cls = getattr(module, class_name, None)
         if not isinstance(cls, type):
             raise ValueError(f"module {module_name!r} has no class {class_name!r}")

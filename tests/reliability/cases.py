@@ -302,6 +302,23 @@ DECLARATIONS = [
           value=[("- column: count", "- column: weight")]),
 ]  # fmt: skip
 
+# What the code location does with each model folder (tests/test_component_loader.py).
+COMPONENT_LOADING = [
+    Fault("declaration", "defect in the package's code", "a `TypeError` raised by our "
+          "`model_definitions` while building every model",
+          "building model 'breast_cancer' (…) failed with a defect in lifecycle_pipeline, not in "
+          "its declaration: TypeError: model_definitions() got an unexpected keyword argument",
+          proof="loading the models raises (the code location fails to load) with the defect's "
+          "traceback chained; no model is shown as \"BROKEN DECLARATION\"",
+          test="tests/test_component_loader.py::test_a_defect_in_our_code_fails_loading_naming_"
+          "the_model"),
+    Fault("declaration", "typo beside a valid model", "`out_of_rnge:` in diabetes's "
+          "`defs.yaml`, breast_cancer intact", "defs.yaml:78: out_of_rnge: unknown key",
+          proof="diabetes is the only broken model and has no asset; breast_cancer's assets load",
+          test="tests/test_component_loader.py::test_a_typo_shows_that_model_broken_and_the_"
+          "others_load"),
+]  # fmt: skip
+
 MODEL_CARD_SPECS = [
     Fault("model-card spec", "not YAML", "`model: [unclosed`", "not valid UTF-8 YAML",
           proof=STAGE_FAILS.format(stage="model_card"), value=b"model: [unclosed\n"),
@@ -848,6 +865,7 @@ ALL = [
     *CONFIG_AT_LAUNCH,
     *CONFIG_OUT_OF_RANGE,
     *DECLARATIONS,
+    *COMPONENT_LOADING,
     *MODEL_CARD_SPECS,
     *PREDICT_INPUTS,
     *REGISTRY_REFERENCES,
