@@ -1206,7 +1206,11 @@ def declaration_path(environ: dict[str, str] | None = None) -> Path:
             )
         chosen = names[0]
     candidate = Path(chosen)
-    if candidate.is_file() or (candidate / DECLARATION_FILE).is_file():
+    try:
+        named_by_path = candidate.is_file() or (candidate / DECLARATION_FILE).is_file()
+    except OSError:  # "File name too long" and the like: not a path, so checked as a name
+        named_by_path = False
+    if named_by_path:
         return candidate  # an existing declaration or model folder, named by its path
     if not _NAME.fullmatch(chosen):
         raise DeclarationError(

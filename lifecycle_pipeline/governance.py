@@ -12,6 +12,7 @@ a rollback restores the very package that served, by its sha256, not the version
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -392,6 +393,25 @@ def recorded_package(
     return None
 
 
+def check_approval(action: str, approver: str, reason: str) -> None:
+    """Refuse an empty approver or reason, or one holding a control character (a line break,
+    a tab, a right-to-left override: Unicode category C). Both are printed as they were given
+    by `history`, `status` and the UI; a line break in them printed a line that looked like
+    another promotion. Refused rather than escaped: the log keeps what was approved verbatim."""
+    if not approver.strip() or not reason.strip():
+        raise GovernanceError(f"{action} needs an approver and a reason (--approver, --reason).")
+    for field, value in (("approver", approver), ("reason", reason)):
+        for position, character in enumerate(value):
+            if unicodedata.category(character).startswith("C"):
+                raise GovernanceError(
+                    f"{action} refused: {field} {value!r} holds a control character "
+                    f"(U+{ord(character):04X} at position {position}); an approver and a reason "
+                    "are one line of printable text, so that `history`, `status` and the UI "
+                    f"print them as given. Pass --{field} without line breaks or control "
+                    "characters."
+                )
+
+
 def _change(
     instance: dg.DagsterInstance,
     model: LoadedDeclaration,
@@ -401,8 +421,7 @@ def _change(
     approver: str,
     reason: str,
 ) -> Change:
-    if not approver.strip() or not reason.strip():
-        raise GovernanceError(f"{action} needs an approver and a reason (--approver, --reason).")
+    check_approval(action, approver, reason)
     if chosen.missing:
         raise GovernanceError(
             f"{action} of {chosen.version} refused; missing:\n  - " + "\n  - ".join(chosen.missing)
@@ -458,6 +477,7 @@ def promote(
     reason: str,
     public_key: Path,
 ) -> Change:
+    check_approval("promotion", approver, reason)
     require_anchored(instance, model, log, f"promotion of {version}")
     chosen = candidate(instance, model, version, public_key)
     return _change(instance, model, log, "promotion", chosen, approver, reason)
@@ -479,6 +499,7 @@ def rollback(
     re-materialized since then count against it only when they differ from it or failed a
     check (see ``candidate``). A version never served is restored with its newest package.
     """
+    check_approval("rollback", approver, reason)
     require_anchored(instance, model, log, "rollback")
     changes = history(log)
     if not changes:

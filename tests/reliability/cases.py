@@ -690,6 +690,16 @@ IDENTIFIERS = [
          ("audit", "export", "--version", "data/v1"), "Invalid partition key 'data/v1'"),
         ("model name crafted as a path", "`--model ../no-such-model status`",
          ("--model", "../no-such-model", "status"), "'../no-such-model' is not a model name"),
+        ("model name too long", "`--model` with a 300-character name, then `status`",
+         ("--model", "m" * 300, "status"), "'mmmm…' is not a model name"),
+        ("approver with a line break", "`promote data-v1 --approver` 'ana', a newline and a "
+         "forged history line", ("promote", "data-v1", "--approver",
+         "ana\n2026-12-01T09:00:00+00:00  promotion  data-v9  by eve", "--reason", "r"),
+         "approver 'ana\\n2026-12-01T09:00:00+00:00  promotion  data-v9  by eve' holds a "
+         "control character (U+000A at position 3)"),
+        ("reason with a direction override", "`rollback --reason` holding U+202E (right-to-left "
+         "override)", ("rollback", "--approver", "a", "--reason", "fix \u202eesaeler"),
+         "reason 'fix \\u202eesaeler' holds a control character (U+202E at position 4)"),
         ("model not declared", "`--model nosuch status`", ("--model", "nosuch", "status"),
          "No model 'nosuch': …/models/nosuch/defs.yaml does not exist"),
         ("replay input missing", "`replay data-v1 --input` a missing file",
