@@ -35,6 +35,7 @@ from lifecycle_pipeline.governance_log import (  # re-exported: governance's pub
     serving_at,
 )
 from lifecycle_pipeline.lineage.audit import AuditLog
+from lifecycle_pipeline.lineage.environment import commit_gap
 from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
 from lifecycle_pipeline.lineage.query import history as materializations
 from lifecycle_pipeline.lineage.trace import Materialization, trace
@@ -283,6 +284,28 @@ def blocking_checks(model: LoadedDeclaration) -> dict[str, list[str]]:
     return found
 
 
+def lineage_gaps(fingerprint: str, data_md5: str, commit: str) -> list[str]:
+    """What a promotion record would lack: each of the model fingerprint, the data md5 and
+    the code commit that is not recorded (an empty value is a gap, never a value written as
+    ``""``), and a commit git could not read when the model was trained (``unknown``)."""
+    gaps = [
+        f"{asset}: {key} is not recorded"
+        for asset, key, value in (
+            ("trained_model", "model/fingerprint", fingerprint),
+            ("data_snapshot", "dvc/md5", data_md5),
+            ("trained_model", "code/commit", commit),
+        )
+        if not value
+    ]
+    if commit and commit_gap({"commit": commit}):
+        gaps.append(
+            f"trained_model: code/commit is {commit!r} (git could not read it when the model "
+            "was trained): retrain where git can read the checkout, or build an image with "
+            "build-info.json"
+        )
+    return gaps
+
+
 def candidate(
     instance: dg.DagsterInstance,
     model: LoadedDeclaration,
@@ -345,13 +368,17 @@ def candidate(
         missing += [f"package does not verify: {p}" for p in report.problems]
     trained = lineage.get(model.asset("trained_model"))
     data = lineage.get(model.asset("data_snapshot"))
+    fingerprint = str(package.metadata.get("model/fingerprint") or "")
+    data_md5 = str(data.metadata.get("dvc/md5") or "") if data else ""
+    commit = str(trained.metadata.get("code/commit") or "") if trained else ""
+    missing += lineage_gaps(fingerprint, data_md5, commit)
     return Candidate(
         version=version,
         package_uri=str(package.metadata[URI_KEY]),
         package_sha256=str(package.metadata[SHA_KEY]),
-        fingerprint=str(package.metadata.get("model/fingerprint", "")),
-        data_md5=str(data.metadata.get("dvc/md5", "")) if data else "",
-        commit=str(trained.metadata.get("code/commit", "")) if trained else "",
+        fingerprint=fingerprint,
+        data_md5=data_md5,
+        commit=commit,
         lineage=lineage,
         missing=missing,
         identical=identical,

@@ -869,6 +869,19 @@ ON_CALL = [
           test="tests/test_reproduce.py::test_worktrees_are_listed_and_pruned_through_git"),
 ]  # fmt: skip
 
+LINEAGE_GAPS = [
+    Fault("lineage", "commit git could not read", "a trained model whose code commit is "
+          "'unknown' because git refused the checkout (\"dubious ownership\")",
+          "data version 'data-v1': the model's code commit is unknown (git: fatal: detected "
+          "dubious ownership…); a model whose code no commit holds is never packaged",
+          proof="`deployment_package` raises before anything is built or signed; governance "
+          "lists a missing fingerprint, md5 or commit among what blocks a promotion instead of "
+          "recording \"\"; an image's build-info.json commit is still packaged",
+          test="tests/test_unknown_lineage.py::test_a_model_whose_commit_could_not_be_read_is_"
+          "not_packaged"),
+]  # fmt: skip
+
+
 ALL = [
     *DATA_FILES,
     *PARTITION_KEYS,
@@ -890,6 +903,7 @@ ALL = [
     *INSTANCE_DAMAGE,
     *INSTANCE_REBUILD,
     *ON_CALL,
+    *LINEAGE_GAPS,
 ]
 
 

@@ -69,6 +69,7 @@ HEADINGS = {
     "exposure": "Exposure",
     "identifier": "Identifiers and paths on the command line",
     "on-call": "On-call: rollback, replay and reproduce",
+    "lineage": "Lineage that could not be read",
     "instance": "A damaged instance (`lifecycle doctor`, `lifecycle instance rebuild`)",
 }
 
