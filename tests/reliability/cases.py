@@ -869,6 +869,15 @@ ON_CALL = [
           test="tests/test_reproduce.py::test_worktrees_are_listed_and_pruned_through_git"),
 ]  # fmt: skip
 
+ON_CALL.append(
+    Fault("on-call", "reproduce: another model's run", "`reproduce data-v1 --run` a run that "
+          "materialized only diabetes/trained_model", "run … did not train breast_cancer "
+          "data-v1: it materialized diabetes/trained_model",
+          proof="exit 2 before any worktree or run; the message names the run and what it made",
+          test="tests/test_reproduce_other_run.py::test_another_models_run_is_named_as_not_"
+          "training_this_version")
+)  # fmt: skip
+
 LINEAGE_GAPS = [
     Fault("lineage", "commit git could not read", "a trained model whose code commit is "
           "'unknown' because git refused the checkout (\"dubious ownership\")",
