@@ -112,15 +112,21 @@ class DataRead:
     def pinned(self) -> bool:
         return self.recorded_commit is not None and self.tag_commit != self.recorded_commit
 
-    def note(self) -> str | None:
+    def note(self) -> str:
+        """What the printed report says about the data it read: always a line, so the
+        terminal names the registry commit as the JSON report does."""
         if self.recorded_commit is None:
             return (
                 f"the registry commit {self.tag} was trained on is not traceable in this "
                 f"instance; this reproduction read tag {self.tag} as it is now "
                 f"({self.tag_commit}), so only data_md5 shows whether that is the same data"
             )
-        if not self.pinned:
-            return None
+        if not self.pinned:  # said all the same: the printed report names the data it read
+            return (
+                f"this reproduction read registry commit {self.recorded_commit} of "
+                f"{self.registry}, where tag {self.tag} still points (the commit it was "
+                "trained on)"
+            )
         where = (
             f"now points at {self.tag_commit}"
             if self.tag_commit

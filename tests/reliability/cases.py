@@ -878,6 +878,16 @@ ON_CALL.append(
           "training_this_version")
 )  # fmt: skip
 
+ON_CALL.append(
+    Fault("on-call", "reproduce: data tag not moved", "`reproduce data-v1` with the tag still "
+          "on the commit data-v1 was trained on", "this reproduction read registry commit "
+          "0123456789abcdef0123456789abcdef01234567 of /srv/registry, where tag data-v1 still "
+          "points",
+          proof="the printed report names the commit above its table, as the JSON does",
+          test="tests/test_reproduce_report.py::test_the_printed_report_names_the_registry_"
+          "commit_when_the_tag_has_not_moved")
+)  # fmt: skip
+
 LINEAGE_GAPS = [
     Fault("lineage", "commit git could not read", "a trained model whose code commit is "
           "'unknown' because git refused the checkout (\"dubious ownership\")",
