@@ -888,6 +888,17 @@ ON_CALL.append(
           "commit_when_the_tag_has_not_moved")
 )  # fmt: skip
 
+INSTANCE_REBUILD.append(
+    Fault("instance", "rebuild: run from its audit record only", "a run whose event log and "
+          "index rows are gone, restored from its audit record",
+          "lost: run …: its start time and RUN_START event (no run-status event survives; it is "
+          "restored from its audit record with its status and end time)",
+          proof="the run is in run storage with its recorded status; the outcome lists what "
+          "of it did not come back",
+          test="tests/test_rebuild_lost.py::test_a_run_restored_without_its_start_says_its_"
+          "start_is_lost")
+)  # fmt: skip
+
 LINEAGE_GAPS = [
     Fault("lineage", "commit git could not read", "a trained model whose code commit is "
           "'unknown' because git refused the checkout (\"dubious ownership\")",
