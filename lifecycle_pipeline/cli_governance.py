@@ -250,6 +250,8 @@ def _governance_change(args: argparse.Namespace) -> int:
     from lifecycle_pipeline import governance
     from lifecycle_pipeline.governance_commit import settle
 
+    action = "promotion" if args.command == "promote" else "rollback"
+    governance.check_approval(action, args.approver, args.reason)  # before anything is opened
     model = _model()
     log = _log(model)
     # Before the key and the package are consulted: a broken log is the reason to report.

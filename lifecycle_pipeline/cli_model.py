@@ -214,6 +214,20 @@ governance:
 """
 
 
+def check_model_name(name: str) -> str:
+    """``name`` if it is a model name, else a refusal naming the rule. Checked on the name as
+    given, before it becomes a path: ``models_dir() / "../evil"`` has the valid last part
+    ``evil`` but is a folder outside ``models/``, and an absolute name replaces the folder."""
+    from lifecycle_pipeline.declaration import _NAME
+
+    if not _NAME.fullmatch(name):
+        raise CheckError(
+            f"{name!r} is not a model name: 1-48 lower-case letters, digits or '_', starting "
+            "with a letter (it names the folder, the asset keys and the jobs)."
+        )
+    return name
+
+
 def scaffold_model(
     folder: Path,
     data: Path,
@@ -227,15 +241,10 @@ def scaffold_model(
     existing one without ``force``. A ``registry`` that is a local folder is written as an
     absolute path."""
     from lifecycle_pipeline.contract import read_local
-    from lifecycle_pipeline.declaration import _NAME
     from lifecycle_pipeline.missing import MissingValues
 
     name = folder.name
-    if not _NAME.fullmatch(name):
-        raise CheckError(
-            f"{name!r} is not a model name: 1-48 lower-case letters, digits or '_', starting "
-            "with a letter (it names the folder, the asset keys and the jobs)."
-        )
+    check_model_name(name)
     declaration = folder / DECLARATION_FILE
     for existing in (declaration, folder / "model_card.yaml"):
         if existing.exists() and not force:
@@ -294,7 +303,7 @@ def _new_model(args: argparse.Namespace) -> int:
     from lifecycle_pipeline.declaration import models_dir
     from lifecycle_pipeline.missing import MissingValues
 
-    folder = models_dir() / args.name
+    folder = models_dir() / check_model_name(args.name)  # before the name becomes a path
     data = Path(args.data)
     markers = _markers(args.missing_values)
     scaffold_model(folder, data, args.target, args.force, markers, args.registry)

@@ -119,6 +119,13 @@ class LifecycleModel(dg.Component):
         return model_definitions(self.declaration, registry, cron)
 
 
+class ModelBuildError(RuntimeError):
+    """Building a model's definitions failed for a reason that is not its declaration: a
+    defect in this package (or the environment). Not a :class:`LifecycleError`: it must fail
+    the code location (and exit 3 in the CLI) with the traceback, never be shown as a team's
+    broken YAML."""
+
+
 @dataclass(frozen=True)
 class BrokenModel:
     """A model folder whose declaration did not load, and why (file, line, field)."""
@@ -176,33 +183,79 @@ def load_models(
     (bad YAML, an invalid declaration, an estimator that does not import) becomes a
     ``BrokenModel`` and the others load as if it were not there. ``registry`` and
     ``retrain_cron`` apply to every model, as ``build_definitions`` documents."""
-    from dagster.components.core.component_tree import ComponentTree
-
     directory, project_root = directory.resolve(), project_root.resolve()
-    tree = ComponentTree.from_module(defs_module=_defs_module(directory), project_root=project_root)
     loaded: list[dg.Definitions] = []
     broken: list[BrokenModel] = []
     token = _OVERRIDES.set((registry, retrain_cron))
     try:
         for name in declared_models(directory):
-            _load_one(tree, directory, name, loaded, broken)
+            _load_one(project_root, directory, name, loaded, broken)
     finally:
         _OVERRIDES.reset(token)
     return LoadedModels(loaded, broken)
 
 
 def _load_one(
-    tree: Any, directory: Path, name: str, loaded: list[dg.Definitions], broken: list[BrokenModel]
+    project_root: Path,
+    directory: Path,
+    name: str,
+    loaded: list[dg.Definitions],
+    broken: list[BrokenModel],
 ) -> None:
+    """One model folder, as a component tree of its own: a tree rooted at the models folder
+    parses every folder's defs.yaml on first use, so one model's YAML that does not parse, an
+    unknown top-level key or a ``type:`` naming no component made every model broken.
+
+    Only a declaration problem makes the model a ``BrokenModel``; anything else is a defect in
+    this package and is raised as :class:`ModelBuildError`, which fails the code location."""
+    from dagster.components.core.component_tree import ComponentTree
+
     folder = directory / name
     try:
         with warnings.catch_warnings():  # Dagster's own, from its component loading
             warnings.simplefilter("ignore", dg.BetaWarning)
             warnings.simplefilter("ignore", dg.PreviewWarning)
             warnings.simplefilter("ignore", PydanticDeprecatedSince20)  # its parse_obj_as
+            tree = ComponentTree.from_module(
+                defs_module=_defs_module(folder), project_root=project_root
+            )
             loaded.append(tree.build_defs_at_path(folder))
     except Exception as exc:
+        if not is_declaration_problem(exc):
+            defect = _innermost(exc)  # Dagster's wrapper only draws the component tree
+            raise ModelBuildError(
+                f"building model {name!r} ({folder}) failed with a defect in "
+                f"lifecycle_pipeline, not in its declaration: {type(defect).__name__}: "
+                f"{defect}. The code location does not load until it is fixed; the traceback "
+                "above is the defect's: please report it."
+            ) from defect
         broken.append(BrokenModel(name, folder / DECLARATION_FILE, _explain(exc)))
+
+
+def is_declaration_problem(exc: BaseException) -> bool:
+    """Whether an error building a model's definitions is the declaration's: our
+    ``DeclarationError`` (which covers an estimator that does not import), YAML that does not
+    parse, a ``defs.yaml`` whose top level is not a component file (Dagster's
+    ``ComponentFileModel``), or a ``type:`` naming no component. Anything else in the chain is
+    not the team's to fix."""
+    import yaml
+    from dagster_shared.error import DagsterUnresolvableSymbolError
+    from pydantic import ValidationError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DeclarationError | yaml.YAMLError | DagsterUnresolvableSymbolError):
+            return True
+        if isinstance(seen, ValidationError) and seen.title == "ComponentFileModel":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    while (inner := exc.__cause__ or exc.__context__) is not None:
+        exc = inner
+    return exc
 
 
 def _explain(exc: BaseException) -> str:

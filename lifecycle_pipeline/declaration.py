@@ -330,6 +330,10 @@ class Estimator(_Strict):
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise ValueError(f"cannot import module {module_name!r} ({exc})") from exc
+        except Exception as exc:  # a team's module that raises on import is the team's to fix
+            raise ValueError(
+                f"cannot import module {module_name!r} ({type(exc).__name__}: {exc})"
+            ) from exc
         cls = getattr(module, class_name, None)
         if not isinstance(cls, type):
             raise ValueError(f"module {module_name!r} has no class {class_name!r}")
@@ -1258,7 +1262,11 @@ def declaration_path(environ: dict[str, str] | None = None) -> Path:
             )
         chosen = names[0]
     candidate = Path(chosen)
-    if candidate.is_file() or (candidate / DECLARATION_FILE).is_file():
+    try:
+        named_by_path = candidate.is_file() or (candidate / DECLARATION_FILE).is_file()
+    except OSError:  # "File name too long" and the like: not a path, so checked as a name
+        named_by_path = False
+    if named_by_path:
         return candidate  # an existing declaration or model folder, named by its path
     if not _NAME.fullmatch(chosen):
         raise DeclarationError(

@@ -12,6 +12,7 @@ a rollback restores the very package that served, by its sha256, not the version
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ from lifecycle_pipeline.governance_log import (  # re-exported: governance's pub
     serving_at,
 )
 from lifecycle_pipeline.lineage.audit import AuditLog
+from lifecycle_pipeline.lineage.environment import commit_gap
 from lifecycle_pipeline.lineage.query import check_results, latest, metadata_values
 from lifecycle_pipeline.lineage.query import history as materializations
 from lifecycle_pipeline.lineage.trace import Materialization, trace
@@ -294,6 +296,28 @@ def blocking_checks(model: LoadedDeclaration) -> dict[str, list[str]]:
     return found
 
 
+def lineage_gaps(fingerprint: str, data_md5: str, commit: str) -> list[str]:
+    """What a promotion record would lack: each of the model fingerprint, the data md5 and
+    the code commit that is not recorded (an empty value is a gap, never a value written as
+    ``""``), and a commit git could not read when the model was trained (``unknown``)."""
+    gaps = [
+        f"{asset}: {key} is not recorded"
+        for asset, key, value in (
+            ("trained_model", "model/fingerprint", fingerprint),
+            ("data_snapshot", "dvc/md5", data_md5),
+            ("trained_model", "code/commit", commit),
+        )
+        if not value
+    ]
+    if commit and commit_gap({"commit": commit}):
+        gaps.append(
+            f"trained_model: code/commit is {commit!r} (git could not read it when the model "
+            "was trained): retrain where git can read the checkout, or build an image with "
+            "build-info.json"
+        )
+    return gaps
+
+
 def candidate(
     instance: dg.DagsterInstance,
     model: LoadedDeclaration,
@@ -356,13 +380,17 @@ def candidate(
         missing += [f"package does not verify: {p}" for p in report.problems]
     trained = lineage.get(model.asset("trained_model"))
     data = lineage.get(model.asset("data_snapshot"))
+    fingerprint = str(package.metadata.get("model/fingerprint") or "")
+    data_md5 = str(data.metadata.get("dvc/md5") or "") if data else ""
+    commit = str(trained.metadata.get("code/commit") or "") if trained else ""
+    missing += lineage_gaps(fingerprint, data_md5, commit)
     return Candidate(
         version=version,
         package_uri=str(package.metadata[URI_KEY]),
         package_sha256=str(package.metadata[SHA_KEY]),
-        fingerprint=str(package.metadata.get("model/fingerprint", "")),
-        data_md5=str(data.metadata.get("dvc/md5", "")) if data else "",
-        commit=str(trained.metadata.get("code/commit", "")) if trained else "",
+        fingerprint=fingerprint,
+        data_md5=data_md5,
+        commit=commit,
         lineage=lineage,
         missing=missing,
         identical=identical,
@@ -404,6 +432,25 @@ def recorded_package(
     return None
 
 
+def check_approval(action: str, approver: str, reason: str) -> None:
+    """Refuse an empty approver or reason, or one holding a control character (a line break,
+    a tab, a right-to-left override: Unicode category C). Both are printed as they were given
+    by `history`, `status` and the UI; a line break in them printed a line that looked like
+    another promotion. Refused rather than escaped: the log keeps what was approved verbatim."""
+    if not approver.strip() or not reason.strip():
+        raise GovernanceError(f"{action} needs an approver and a reason (--approver, --reason).")
+    for field, value in (("approver", approver), ("reason", reason)):
+        for position, character in enumerate(value):
+            if unicodedata.category(character).startswith("C"):
+                raise GovernanceError(
+                    f"{action} refused: {field} {value!r} holds a control character "
+                    f"(U+{ord(character):04X} at position {position}); an approver and a reason "
+                    "are one line of printable text, so that `history`, `status` and the UI "
+                    f"print them as given. Pass --{field} without line breaks or control "
+                    "characters."
+                )
+
+
 def _change(
     instance: dg.DagsterInstance,
     model: LoadedDeclaration,
@@ -419,8 +466,7 @@ def _change(
     move until the change is committed; re-approving the version already serving is refused
     (nothing would change in production, and an auditor would read two promotions).
     """
-    if not approver.strip() or not reason.strip():
-        raise GovernanceError(f"{action} needs an approver and a reason (--approver, --reason).")
+    check_approval(action, approver, reason)
     if chosen.missing:
         raise GovernanceError(
             f"{action} of {chosen.version} refused; missing:\n  - " + "\n  - ".join(chosen.missing)
@@ -507,6 +553,7 @@ def promote(
 
     Everything from reading what serves to the signed checkpoint happens under the log's
     governance lock, after any change an earlier command left unfinished is settled."""
+    check_approval("promotion", approver, reason)
     with log.governing():
         settle_locked(instance, model, log)
         require_anchored(instance, model, log, f"promotion of {version}")
@@ -530,6 +577,7 @@ def rollback(
     re-materialized since then count against it only when they differ from it or failed a
     check (see ``candidate``). A version never served is restored with its newest package.
     """
+    check_approval("rollback", approver, reason)
     with log.governing():
         settle_locked(instance, model, log)
         require_anchored(instance, model, log, "rollback")

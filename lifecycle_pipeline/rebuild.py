@@ -395,6 +395,16 @@ def _add_runs(
             if e.dagster_event is not None
             and e.dagster_event.event_type in EVENT_TYPE_TO_PIPELINE_RUN_STATUS
         ]
+        if not any(change.event_type == DagsterEventType.RUN_START for _, change in changes):
+            source = (
+                "its other run-status events survive"
+                if changes
+                else "no run-status event survives; it is restored from its audit record with "
+                "its status and end time"
+                if record is not None
+                else "no run-status event survives"
+            )
+            outcome.lost.append(f"run {run_id}: its start time and RUN_START event ({source})")
         status = dg.DagsterRunStatus.NOT_STARTED
         if not changes and record is not None:
             status = dg.DagsterRunStatus(str(record.data["status"]))

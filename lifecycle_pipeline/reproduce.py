@@ -31,11 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._core.events import DagsterEventType
 
 from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.lineage.environment import UNKNOWN, code_state, model_files
 from lifecycle_pipeline.lineage.hashing import sha256_bytes
+from lifecycle_pipeline.lineage.query import history as materializations
 from lifecycle_pipeline.lineage.query import latest, metadata_values
 from lifecycle_pipeline.lineage.trace import Materialization
 from lifecycle_pipeline.partitions import validate_partition_key
@@ -110,15 +112,21 @@ class DataRead:
     def pinned(self) -> bool:
         return self.recorded_commit is not None and self.tag_commit != self.recorded_commit
 
-    def note(self) -> str | None:
+    def note(self) -> str:
+        """What the printed report says about the data it read: always a line, so the
+        terminal names the registry commit as the JSON report does."""
         if self.recorded_commit is None:
             return (
                 f"the registry commit {self.tag} was trained on is not traceable in this "
                 f"instance; this reproduction read tag {self.tag} as it is now "
                 f"({self.tag_commit}), so only data_md5 shows whether that is the same data"
             )
-        if not self.pinned:
-            return None
+        if not self.pinned:  # said all the same: the printed report names the data it read
+            return (
+                f"this reproduction read registry commit {self.recorded_commit} of "
+                f"{self.registry}, where tag {self.tag} still points (the commit it was "
+                "trained on)"
+            )
         where = (
             f"now points at {self.tag_commit}"
             if self.tag_commit
@@ -257,6 +265,30 @@ def _recorded_snapshot(
         return None
 
 
+def _not_trained_by(
+    instance: dg.DagsterInstance, model: LoadedDeclaration, version: str, run_id: str
+) -> str:
+    """Why ``run_id`` cannot be reproduced as ``version``: it trained no model of it (another
+    model's run, another version's, or a run that stopped before training); named with what
+    the run did materialize, so a wrong run id reads as one, not as a damaged instance."""
+    records = instance.get_records_for_run(
+        run_id=run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    made = sorted(
+        {
+            f"{m.asset}@{m.partition}" if m.partition else m.asset
+            for m in (Materialization.from_record(r) for r in records)
+        }
+    )
+    trainings = [r.run_id for r in materializations(instance, model.key("trained_model"), version)]
+    runs = f"the runs that trained it: {', '.join(trainings)}" if trainings else "none trained it"
+    return (
+        f"run {run_id} did not train {model.name} {version}: it materialized "
+        f"{', '.join(made) if made else 'nothing'}. Pass --run a run that trained {version} "
+        f"({runs}), or leave --run out for its newest training."
+    )
+
+
 def recorded_version(
     instance: dg.DagsterInstance,
     model: LoadedDeclaration,
@@ -267,11 +299,16 @@ def recorded_version(
     validate_partition_key(version)
     if run_id:
         from lifecycle_pipeline.lineage.trace import LineageError, in_run
+        from lifecycle_pipeline.partitions import RunIdError, validate_run_id
 
         try:
+            validate_run_id(run_id, instance)
+        except RunIdError as exc:
+            raise ReproduceError(f"{model.name} {version}: {exc}") from None
+        try:
             found = in_run(instance, model.key("trained_model"), version, run_id, None)
-        except LineageError as exc:
-            raise ReproduceError(str(exc)) from None
+        except LineageError:
+            raise ReproduceError(_not_trained_by(instance, model, version, run_id)) from None
     else:
         record = latest(instance, model.key("trained_model"), version)
         if record is None:

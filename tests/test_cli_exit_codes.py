@@ -13,10 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle_pipeline.errors import ExitCode
 from tests.conftest import PROJECT_ROOT
 
 BIN = Path(sys.executable).parent
+
+# The table of the README's "Exit status of `lifecycle`", as literals (not the code's enum).
+README_EXIT_CODES = {
+    0: "done",
+    1: "a negative verdict",
+    2: "refused",
+    3: "internal error",
+}
 
 
 @pytest.fixture
@@ -40,9 +47,22 @@ def lifecycle(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
 
 def test_help_documents_every_exit_code(env: dict[str, str]) -> None:
     done = lifecycle(env, "--help")
-    assert done.returncode == ExitCode.OK
-    for code in ExitCode:
-        assert f"\n  {code.value}  " in done.stdout, f"exit status {code.value} is not documented"
+    assert done.returncode == 0
+    for code, meaning in README_EXIT_CODES.items():
+        assert f"\n  {code}  {meaning}" in done.stdout, f"exit status {code} is not documented"
+
+
+def test_the_code_promises_the_readmes_numbers() -> None:
+    """The numbers are the README's promise to scripts, written here as literals: a change to
+    the code's own table (two values swapped) fails this test instead of moving with it."""
+    from lifecycle_pipeline.errors import ExitCode
+
+    assert {code.value: code.name for code in ExitCode} == {
+        0: "OK",
+        1: "NEGATIVE",
+        2: "REFUSED",
+        3: "INTERNAL",
+    }
 
 
 def test_0_when_the_audit_log_verifies(
@@ -56,7 +76,7 @@ def test_0_when_the_audit_log_verifies(
         "promotion", {"approver": "a", "reason": "r"}, version="v1"
     )
     done = lifecycle(env, "audit", "verify")  # every declared model's log
-    assert done.returncode == ExitCode.OK, done.stderr
+    assert done.returncode == 0, done.stderr
     assert f"breast_cancer: {log}: 1 record(s) verify" in done.stdout
     assert "diabetes: " in done.stdout
 
@@ -64,7 +84,7 @@ def test_0_when_the_audit_log_verifies(
 def test_1_for_a_negative_verdict(env: dict[str, str]) -> None:
     """Nothing served at a time is an answer, not an error: exit 1, no traceback."""
     done = lifecycle(env, "history", "--at", "2001-01-01T00:00:00+00:00")
-    assert done.returncode == ExitCode.NEGATIVE, done.stdout + done.stderr
+    assert done.returncode == 1, done.stdout + done.stderr
     assert "nothing was serving at 2001-01-01T00:00:00+00:00" in done.stdout
     assert "Traceback" not in done.stderr
 
@@ -102,7 +122,7 @@ def test_2_for_rejected_input_with_the_problem_named(
     env: dict[str, str], args: list[str], expected: str
 ) -> None:
     done = lifecycle(env, *args)
-    assert done.returncode == ExitCode.REFUSED, done.stdout + done.stderr
+    assert done.returncode == 2, done.stdout + done.stderr
     assert expected in done.stderr
     assert "Traceback" not in done.stderr  # a refusal is one readable line, not a stack
 
@@ -122,7 +142,7 @@ def test_3_for_a_defect_or_unexpected_failure_with_the_traceback(env: dict[str, 
         "run_storage:\n  module: no_such_storage_plugin\n  class: RunStorage\n"
     )
     done = lifecycle(env, "summary")
-    assert done.returncode == ExitCode.INTERNAL, done.stdout + done.stderr
+    assert done.returncode == 3, done.stdout + done.stderr
     assert "Traceback (most recent call last)" in done.stderr
     assert "internal error (" in done.stderr and "please report it" in done.stderr
 
@@ -134,7 +154,7 @@ def test_2_for_a_damaged_instance_file_naming_it(env: dict[str, str]) -> None:
     history.mkdir()
     (history / "runs.db").write_bytes(b"this is not an SQLite database" * 100)
     done = lifecycle(env, "summary")
-    assert done.returncode == ExitCode.REFUSED, done.stdout + done.stderr
+    assert done.returncode == 2, done.stdout + done.stderr
     assert f"{history / 'runs.db'} (run storage): file is not a database" in done.stderr
     assert "lifecycle instance rebuild" in done.stderr and "Traceback" not in done.stderr
 
@@ -156,7 +176,7 @@ def test_a_run_id_is_validated_before_it_touches_storage(
     for args in (["--model", "breast_cancer", "reproduce", "data-v1", "--run", run],
                  ["resume", run], ["runs", "recover", run]):  # fmt: skip
         done = lifecycle(env, *args)
-        assert done.returncode == ExitCode.REFUSED, done.stdout + done.stderr
+        assert done.returncode == 2, done.stdout + done.stderr
         assert expected in done.stderr, done.stderr
     created = (set(tmp_path.rglob("*")) | set(tmp_path.parent.glob("*"))) - before
     instance_files = {"runs.db", "index.db", "schedules.db"}  # opening the instance makes these

@@ -25,6 +25,7 @@ from lifecycle_pipeline.assets.common import (
 )
 from lifecycle_pipeline.assets.features import ROW_ID
 from lifecycle_pipeline.declaration import LoadedDeclaration
+from lifecycle_pipeline.lineage.environment import commit_gap
 from lifecycle_pipeline.lineage.hashing import sha256_bytes
 from lifecycle_pipeline.lineage.records import EvaluationReport, FeatureSet, FileTree, TrainedModel
 from lifecycle_pipeline.package import build as build_module
@@ -180,11 +181,20 @@ def parity(
 def check_packageable(
     partition: str, trained_model: TrainedModel, evaluation: EvaluationReport
 ) -> None:
-    """Only the model evaluation scored, and only one that passed every gate, is packaged."""
+    """Only the model evaluation scored, only one whose code a commit holds, and only one that
+    passed every gate, is packaged."""
     if evaluation.model_fingerprint != trained_model.fingerprint.combined:
         raise PackageBuildError(
             f"evaluation scored model {evaluation.model_fingerprint[:16]} but trained_model is "
             f"{trained_model.fingerprint.combined[:16]}; re-run evaluation for this model."
+        )
+    gap = commit_gap(trained_model.lineage.get("code", {}))
+    if gap:
+        raise PackageBuildError(
+            f"data version {partition!r}: {gap}; a model whose code no commit holds is never "
+            "packaged. Let git read the checkout (for a checkout owned by another user: `git "
+            "config --global --add safe.directory PATH`), or build an image with "
+            "build-info.json (`lifecycle build-info`), then retrain."
         )
     failed = [gate.describe() for gate in evaluation.gates if not gate.passed]
     if failed:

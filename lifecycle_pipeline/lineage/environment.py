@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -33,6 +34,9 @@ class CodeState:
     # Files that make the model but are not committed as they are (a declaration, its card
     # spec, a team's estimator module): named, so that a refusal can say which to commit.
     uncommitted: tuple[str, ...] = ()
+    # Why git could not read the commit ("git: fatal: detected dubious ownership ..."): the
+    # commit is then UNKNOWN, a gap that packaging and promotion refuse (``commit_gap``).
+    commit_unreadable: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
@@ -43,17 +47,41 @@ class CodeState:
         }
         if self.uncommitted:  # absent when clean: a clean record's lineage hash is unchanged
             state["uncommitted"] = list(self.uncommitted)
+        if self.commit_unreadable:  # absent when git answered, for the same reason
+            state["commit_unreadable"] = self.commit_unreadable
         return state
 
 
-def _git(root: Path, *args: str) -> str | None:
+_COMMIT = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")  # SHA-1 or SHA-256 object names
+
+
+def commit_gap(code: Mapping[str, Any]) -> str | None:
+    """Why a recorded code state names no commit (None when it names one): such a model's
+    code is held by no commit, so it can be neither reproduced nor audited, and it is never
+    packaged or promoted. The reason is git's own message when git could not be run."""
+    commit = str(code.get("commit") or UNKNOWN)
+    if _COMMIT.fullmatch(commit):
+        return None
+    why = code.get("commit_unreadable") or "no reason was recorded"
+    return f"the model's code commit is {commit} ({why})"
+
+
+def _run_git(root: Path, *args: str) -> tuple[str | None, str]:
+    """git's output, or None and why git did not answer (its own first error line)."""
     try:
         result = subprocess.run(
             ["git", "-C", str(root), *args], capture_output=True, text=True, check=False, timeout=30
         )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() if result.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"git could not be run: {exc}"
+    if result.returncode != 0:
+        first = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[0]
+        return None, f"git: {first}"
+    return result.stdout.strip(), ""
+
+
+def _git(root: Path, *args: str) -> str | None:
+    return _run_git(root, *args)[0]
 
 
 def source_digest(package_dir: Path = PACKAGE_DIR) -> str:
@@ -76,13 +104,15 @@ def code_state(project_root: Path, model_files: Sequence[Path] = ()) -> CodeStat
     record said "clean"). A model file outside the project's checkout cannot be tied to the
     recorded commit, so it counts as uncommitted too.
 
-    Outside git and without build information the commit is 'unknown' and the state counts as
-    dirty: such a model cannot be reproduced from its record, and the record says so.
+    Outside git and without build information (or when git refuses, e.g. "dubious ownership")
+    the commit is 'unknown', the state counts as dirty and ``commit_unreadable`` holds git's
+    reason: such a model cannot be reproduced from its record, the record says why, and it is
+    never packaged or promoted (``commit_gap``).
     """
     lock = project_root / LOCK_FILE
     lock_hash = sha256_file(lock) if lock.exists() else UNKNOWN
     digest = source_digest()
-    commit = _git(project_root, "rev-parse", "HEAD")
+    commit, unreadable = _run_git(project_root, "rev-parse", "HEAD")
     if commit is None and (project_root / BUILD_INFO).is_file():
         built = json.loads((project_root / BUILD_INFO).read_text(encoding="utf-8"))
         # Sources edited inside a running container no longer match the commit's.
@@ -108,7 +138,7 @@ def code_state(project_root: Path, model_files: Sequence[Path] = ()) -> CodeStat
         *inside,
     )
     if status is None:
-        return CodeState(commit or UNKNOWN, True, digest, lock_hash, tuple(outside))
+        return CodeState(commit or UNKNOWN, True, digest, lock_hash, tuple(outside), unreadable)
     changed = [line[3:] for line in status.splitlines() if line[3:]]
     ours = {p for p in changed if any(_covers(m, p) for m in inside)} | set(outside)
     return CodeState(
@@ -117,6 +147,7 @@ def code_state(project_root: Path, model_files: Sequence[Path] = ()) -> CodeStat
         source_digest=digest,
         lock_hash=lock_hash,
         uncommitted=tuple(sorted(ours)),
+        commit_unreadable=unreadable,
     )
 
 

@@ -101,6 +101,17 @@ def registry_pins(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return {str(tag): str(commit) for tag, commit in pins.items()}
 
 
+def means_not_stored(exc: BaseException) -> bool:
+    """Whether an error opening or reading registry content means the content cannot be had:
+    a file or a remote that cannot be read (``OSError``: missing cache file, refused
+    connection) or DVC's own refusal (``DvcException``). Anything else (a ``TypeError``, a
+    ``MemoryError``) is a defect or the machine, and is raised as itself so that the CLI
+    reports it as one (exit 3) instead of sending the operator to `dvc push` (exit 2)."""
+    from dvc.exceptions import DvcException  # only once something failed: DVC is slow to import
+
+    return isinstance(exc, OSError | DvcException)
+
+
 class VerifiedStream:
     """A registry file read once, front to back, with its md5 computed on the way.
 
@@ -130,8 +141,10 @@ class VerifiedStream:
     def read(self, size: int = -1) -> bytes:
         try:
             chunk: bytes = self._handle.read(size)
-        except Exception as exc:  # the cache file vanished, the remote failed mid-read
-            raise self._not_stored(exc) from exc
+        except Exception as exc:
+            if not means_not_stored(exc):
+                raise  # a defect (TypeError) or the machine (MemoryError): not the registry's
+            raise self._not_stored(exc) from exc  # the cache file vanished, the remote failed
         self._md5.update(chunk)
         self.size += len(chunk)
         return chunk
@@ -416,6 +429,8 @@ class DataRegistry(dg.ConfigurableResource):
         try:
             handle = fs.open(path, "rb")
         except Exception as exc:
+            if not means_not_stored(exc):
+                raise
             raise self._not_stored(resolved, exc) from exc
         return resolved, handle
 

@@ -302,6 +302,23 @@ DECLARATIONS = [
           value=[("- column: count", "- column: weight")]),
 ]  # fmt: skip
 
+# What the code location does with each model folder (tests/test_component_loader.py).
+COMPONENT_LOADING = [
+    Fault("declaration", "defect in the package's code", "a `TypeError` raised by our "
+          "`model_definitions` while building every model",
+          "building model 'breast_cancer' (…) failed with a defect in lifecycle_pipeline, not in "
+          "its declaration: TypeError: model_definitions() got an unexpected keyword argument",
+          proof="loading the models raises (the code location fails to load) with the defect's "
+          "traceback chained; no model is shown as \"BROKEN DECLARATION\"",
+          test="tests/test_component_loader.py::test_a_defect_in_our_code_fails_loading_naming_"
+          "the_model"),
+    Fault("declaration", "typo beside a valid model", "`out_of_rnge:` in diabetes's "
+          "`defs.yaml`, breast_cancer intact", "defs.yaml:78: out_of_rnge: unknown key",
+          proof="diabetes is the only broken model and has no asset; breast_cancer's assets load",
+          test="tests/test_component_loader.py::test_a_typo_shows_that_model_broken_and_the_"
+          "others_load"),
+]  # fmt: skip
+
 MODEL_CARD_SPECS = [
     Fault("model-card spec", "not YAML", "`model: [unclosed`", "not valid UTF-8 YAML",
           proof=STAGE_FAILS.format(stage="model_card"), value=b"model: [unclosed\n"),
@@ -379,6 +396,12 @@ REGISTRY_REFERENCES = [
           "Registry revision 'data-v1' cannot be opened in registry", proof="resolve refused "
           "before any read", test="tests/test_registry.py::test_unknown_registry_is_a_clear_"
           "error"),
+    Fault("registry reference", "defect while reading", "a `TypeError` or `MemoryError` "
+          "raised by the file handle DVC opened", "… raised as itself, not "
+          "RegistryError", proof="not reported as \"not stored\" (exit 2, `dvc push`): the "
+          "CLI exits 3 with the traceback; an `OSError` or DVC error still reads as not stored",
+          test="tests/test_registry_errors.py::test_a_defect_while_reading_is_not_called_not_"
+          "stored"),
 ]  # fmt: skip
 
 # --- tampering -------------------------------------------------------------------------------
@@ -705,6 +728,16 @@ IDENTIFIERS = [
          ("audit", "export", "--version", "data/v1"), "Invalid partition key 'data/v1'"),
         ("model name crafted as a path", "`--model ../no-such-model status`",
          ("--model", "../no-such-model", "status"), "'../no-such-model' is not a model name"),
+        ("model name too long", "`--model` with a 300-character name, then `status`",
+         ("--model", "m" * 300, "status"), "'mmmm…' is not a model name"),
+        ("approver with a line break", "`promote data-v1 --approver` 'ana', a newline and a "
+         "forged history line", ("promote", "data-v1", "--approver",
+         "ana\n2026-12-01T09:00:00+00:00  promotion  data-v9  by eve", "--reason", "r"),
+         "approver 'ana\\n2026-12-01T09:00:00+00:00  promotion  data-v9  by eve' holds a "
+         "control character (U+000A at position 3)"),
+        ("reason with a direction override", "`rollback --reason` holding U+202E (right-to-left "
+         "override)", ("rollback", "--approver", "a", "--reason", "fix \u202eesaeler"),
+         "reason 'fix \\u202eesaeler' holds a control character (U+202E at position 4)"),
         ("model not declared", "`--model nosuch status`", ("--model", "nosuch", "status"),
          "No model 'nosuch': …/models/nosuch/defs.yaml does not exist"),
         ("replay input missing", "`replay data-v1 --input` a missing file",
@@ -724,6 +757,29 @@ IDENTIFIERS = [
         ("checkpoint missing", "`audit verify --checkpoint` a missing file",
          ("audit", "verify", "--checkpoint", "{tmp}/absent.json"),
          "--checkpoint '…/absent.json' does not exist"),
+    ]
+]  # fmt: skip
+
+NEW_MODEL_TEST = (
+    "tests/reliability/test_identifiers.py::test_new_model_name_is_refused_before_any_file_is_"
+    "written"
+)
+NEW_MODEL_PROOF = (
+    "exit 2 before the data file is read; no file is created anywhere under the test's folder, "
+    "which holds the models folder and its parent"
+)
+
+# value: the name given to `new-model`; {tmp} is the test's folder (the models folder's parent).
+NEW_MODEL_NAMES = [
+    Fault("identifier", name, how, expected, proof=NEW_MODEL_PROOF, test=NEW_MODEL_TEST,
+          value=value)
+    for name, how, value, expected in [
+        ("new model crafted as a path", "`new-model ../evil`", "../evil",
+         "'../evil' is not a model name"),
+        ("new model as an absolute path", "`new-model /…/evil`", "{tmp}/evil",
+         "'…/evil' is not a model name"),
+        ("new model name too long", "`new-model` with a 300-character name", "m" * 300,
+         "'mmmm…' is not a model name"),
     ]
 ]  # fmt: skip
 
@@ -952,6 +1008,48 @@ KEYS_AND_CACHES = [
           test="tests/test_declaration.py::test_a_team_estimator_module_edited_in_place_is_"
           "validated_again"),
 ]  # fmt: skip
+ON_CALL.append(
+    Fault("on-call", "reproduce: another model's run", "`reproduce data-v1 --run` a run that "
+          "materialized only diabetes/trained_model", "run … did not train breast_cancer "
+          "data-v1: it materialized diabetes/trained_model",
+          proof="exit 2 before any worktree or run; the message names the run and what it made",
+          test="tests/test_reproduce_other_run.py::test_another_models_run_is_named_as_not_"
+          "training_this_version")
+)  # fmt: skip
+
+ON_CALL.append(
+    Fault("on-call", "reproduce: data tag not moved", "`reproduce data-v1` with the tag still "
+          "on the commit data-v1 was trained on", "this reproduction read registry commit "
+          "0123456789abcdef0123456789abcdef01234567 of /srv/registry, where tag data-v1 still "
+          "points",
+          proof="the printed report names the commit above its table, as the JSON does",
+          test="tests/test_reproduce_report.py::test_the_printed_report_names_the_registry_"
+          "commit_when_the_tag_has_not_moved")
+)  # fmt: skip
+
+INSTANCE_REBUILD.append(
+    Fault("instance", "rebuild: run from its audit record only", "a run whose event log and "
+          "index rows are gone, restored from its audit record",
+          "lost: run …: its start time and RUN_START event (no run-status event survives; it is "
+          "restored from its audit record with its status and end time)",
+          proof="the run is in run storage with its recorded status; the outcome lists what "
+          "of it did not come back",
+          test="tests/test_rebuild_lost.py::test_a_run_restored_without_its_start_says_its_"
+          "start_is_lost")
+)  # fmt: skip
+
+LINEAGE_GAPS = [
+    Fault("lineage", "commit git could not read", "a trained model whose code commit is "
+          "'unknown' because git refused the checkout (\"dubious ownership\")",
+          "data version 'data-v1': the model's code commit is unknown (git: fatal: detected "
+          "dubious ownership…); a model whose code no commit holds is never packaged",
+          proof="`deployment_package` raises before anything is built or signed; governance "
+          "lists a missing fingerprint, md5 or commit among what blocks a promotion instead of "
+          "recording \"\"; an image's build-info.json commit is still packaged",
+          test="tests/test_unknown_lineage.py::test_a_model_whose_commit_could_not_be_read_is_"
+          "not_packaged"),
+]  # fmt: skip
+
 
 ALL = [
     *DATA_FILES,
@@ -959,6 +1057,7 @@ ALL = [
     *CONFIG_AT_LAUNCH,
     *CONFIG_OUT_OF_RANGE,
     *DECLARATIONS,
+    *COMPONENT_LOADING,
     *MODEL_CARD_SPECS,
     *PREDICT_INPUTS,
     *REGISTRY_REFERENCES,
@@ -970,12 +1069,14 @@ ALL = [
     *CONCURRENCY,
     *EXPOSURE,
     *IDENTIFIERS,
+    *NEW_MODEL_NAMES,
     *INSTANCE_DAMAGE,
     INSTANCE_REFUSED_EVENT,
     *INSTANCE_REBUILD,
     *ON_CALL,
     *COVERAGE,
     *KEYS_AND_CACHES,
+    *LINEAGE_GAPS,
 ]
 
 

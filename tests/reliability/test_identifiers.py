@@ -15,7 +15,7 @@ import pytest
 
 from lifecycle_pipeline.cli import main
 from tests.conftest import SAMPLE_MODEL, dagster_home, tree_digest
-from tests.reliability.cases import IDENTIFIERS, Fault
+from tests.reliability.cases import IDENTIFIERS, NEW_MODEL_NAMES, Fault
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +49,26 @@ def test_bad_identifier_is_refused_before_anything_is_created(
     err = capsys.readouterr().err
     assert fault.shown_in(err), err
     assert tree_digest(world) == before
+
+
+@pytest.mark.parametrize("fault", NEW_MODEL_NAMES, ids=[f.name for f in NEW_MODEL_NAMES])
+def test_new_model_name_is_refused_before_any_file_is_written(
+    tmp_path: Path,
+    fault: Fault,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`new-model NAME` writes ``models/NAME/``: a name holding ``..`` or an absolute path once
+    wrote the declaration outside the models folder (only the last path part was checked)."""
+    models = tmp_path / "project" / "models"
+    models.mkdir(parents=True)
+    data = tmp_path / "sample.csv"
+    data.write_text("size,label\n1.5,0\n2.5,1\n3.5,0\n4.5,1\n")
+    monkeypatch.setenv("LIFECYCLE_MODELS_DIR", str(models))
+    monkeypatch.setenv("LIFECYCLE_HOME", str(tmp_path / "home"))
+    before = tree_digest(tmp_path)
+    name = fault.value.replace("{tmp}", str(tmp_path))
+    assert main(["new-model", name, "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert fault.shown_in(err), err
+    assert tree_digest(tmp_path) == before

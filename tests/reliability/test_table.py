@@ -70,6 +70,7 @@ HEADINGS = {
     "identifier": "Identifiers and paths on the command line",
     "on-call": "On-call: rollback, replay and reproduce",
     "keys and caches": "Keys and caches (`lifecycle status`, `doctor`, `verify`)",
+    "lineage": "Lineage that could not be read",
     "instance": "A damaged instance (`lifecycle doctor`, `lifecycle instance rebuild`)",
     "coverage": "Governance coverage: every model, every record, every store",
 }
