@@ -399,14 +399,12 @@ def _check_declaration_at(
     version was trained with (records made before untracked model files counted as dirty
     say "clean" for a model whose folder was committed later): the run would otherwise fail
     deep in Dagster, or train another model."""
-    try:
-        relative = Path(model.path).resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        raise ReproduceError(
-            f"{model.path} is outside the project checkout {root}, so no commit holds the "
-            f"declaration {version} was trained with: keep model folders under the project's "
-            "models/ and commit them."
-        ) from None
+    path = Path(model.path).resolve()
+    if not path.is_relative_to(root.resolve()):
+        # A models folder of its own (LIFECYCLE_MODELS_DIR) is read by the reproduction from
+        # the same place; the declaration.sha256 element then says whether it still matches.
+        return
+    relative = path.relative_to(root.resolve()).as_posix()
     shown = subprocess.run(  # bytes: the recorded sha256 is of the file's exact bytes
         ["git", "-C", str(root), "show", f"{commit}:{relative}"], capture_output=True, check=False
     )

@@ -101,8 +101,9 @@ def code_state(project_root: Path, model_files: Sequence[Path] = ()) -> CodeStat
     team's estimator module): an untracked or edited one makes the state dirty and is named
     in ``uncommitted``, since the commit alone would not hold that model (a model trained
     before its folder was first committed could otherwise never be reproduced, though its
-    record said "clean"). A model file outside the project's checkout cannot be tied to the
-    recorded commit, so it counts as uncommitted too.
+    record said "clean"). A model folder outside the checkout (``LIFECYCLE_MODELS_DIR``) is
+    not the commit's to hold: a reproduction reads it from the same folder, and the recorded
+    declaration sha256 then tells whether it is still the one trained.
 
     Outside git and without build information (or when git refuses, e.g. "dubious ownership")
     the commit is 'unknown', the state counts as dirty and ``commit_unreadable`` holds git's
@@ -119,14 +120,11 @@ def code_state(project_root: Path, model_files: Sequence[Path] = ()) -> CodeStat
         dirty = built.get("source_digest") != digest or built.get("lock_hash") != lock_hash
         return CodeState(str(built.get("commit", UNKNOWN)), dirty, digest, lock_hash)
     root = project_root.resolve()
-    inside: list[str] = []
-    outside: list[str] = []
-    for path in model_files:
-        resolved = path.resolve()
-        if resolved.is_relative_to(root):
-            inside.append(resolved.relative_to(root).as_posix())
-        else:
-            outside.append(str(resolved))
+    inside = [
+        path.resolve().relative_to(root).as_posix()
+        for path in model_files
+        if path.resolve().is_relative_to(root)
+    ]
     status = _git(
         project_root,
         "status",
@@ -138,12 +136,12 @@ def code_state(project_root: Path, model_files: Sequence[Path] = ()) -> CodeStat
         *inside,
     )
     if status is None:
-        return CodeState(commit or UNKNOWN, True, digest, lock_hash, tuple(outside), unreadable)
+        return CodeState(commit or UNKNOWN, True, digest, lock_hash, (), unreadable)
     changed = [line[3:] for line in status.splitlines() if line[3:]]
-    ours = {p for p in changed if any(_covers(m, p) for m in inside)} | set(outside)
+    ours = {p for p in changed if any(_covers(m, p) for m in inside)}
     return CodeState(
         commit=commit or UNKNOWN,
-        dirty=bool(status) or bool(outside),
+        dirty=bool(status),
         source_digest=digest,
         lock_hash=lock_hash,
         uncommitted=tuple(sorted(ours)),
