@@ -91,7 +91,7 @@ class Binary(Classification):
         positives, predicted = int(truth.sum()), int(labels.sum())
         # Undefined is None, as `Task.score` promises: precision with nothing predicted
         # positive, recall and F1 (of the positive class) on rows with no positives. A slice
-        # of benign cases only must not read as a model that finds no cancer.
+        # of negatives only must not read as a model that finds no positives.
         return {
             "rows": len(truth),
             "positives": positives,
