@@ -256,7 +256,11 @@ def _path(world: World, name: str) -> Path:
     return world.home / name
 
 
-@pytest.mark.parametrize("fault", INSTANCE_REBUILD, ids=[f.value for f in INSTANCE_REBUILD])
+# The faults that damage one store (a row with no store is asserted by its own test).
+REBUILT_STORES = [f for f in INSTANCE_REBUILD if f.value is not None]
+
+
+@pytest.mark.parametrize("fault", REBUILT_STORES, ids=[str(f.value) for f in REBUILT_STORES])
 def test_rebuild_restores_status_history_lineage_and_promotion(
     world: World, fault: Fault, capsys: pytest.CaptureFixture[str]
 ) -> None:
