@@ -278,14 +278,53 @@ def _status(args: argparse.Namespace) -> int:
 
     if not _chosen():
         return _status_of_every_model()
-    name = _model_name()
+    name, why = _chosen_name()
     log = _log(name)
-    with _instance() as instance:  # a log cut short would name the wrong version as serving
-        require_anchored(instance, name, log, "status")
+    with _unverified_named(name, why), _instance() as instance:
+        require_anchored(instance, name, log, "status")  # a cut log names the wrong version
     print(f"model     {name}")
     print("\n".join(status_lines(log)))
     _print_key_notice()
-    return 0
+    return _unverified(name, why)
+
+
+def _chosen_name() -> tuple[str, str | None]:
+    """The model ``--model`` names, and why it is not verified when its declaration does not
+    load (or no folder declares its log): such a model is still answered from its log, if the
+    log verifies, and reported as not verified (exit 1) instead of refused as unknown."""
+    import os
+
+    from lifecycle_pipeline.coverage import chosen_unloaded
+    from lifecycle_pipeline.declaration import DeclarationError
+
+    try:
+        return _model_name(), None
+    except DeclarationError:
+        name = os.environ.get("LIFECYCLE_MODEL", "")
+        unloaded = chosen_unloaded(name)
+        if not unloaded:
+            raise
+        return name, unloaded[name]
+
+
+@contextmanager
+def _unverified_named(name: str, why: str | None) -> Iterator[None]:
+    """A refusal of a model that is not loaded also says that it is not loaded."""
+    try:
+        yield
+    except Exception:
+        _unverified(name, why)
+        raise
+
+
+def _unverified(name: str, why: str | None) -> int:
+    """Exit 0 for a loaded model; for one that is not loaded, say so on stderr: exit 1."""
+    from lifecycle_pipeline.coverage import not_verified
+
+    if why is None:
+        return 0
+    print(f"\n{not_verified(name, why)}", file=sys.stderr)
+    return 1
 
 
 def _print_key_notice() -> None:
@@ -387,10 +426,12 @@ def _history(args: argparse.Namespace) -> int:
                     continue
                 answered.append(name)
     else:
-        name = _model_name()
-        with _instance() as instance:
+        name, why = _chosen_name()
+        with _unverified_named(name, why), _instance() as instance:
             require_anchored(instance, name, _log(name), "history")
         answered.append(name)
+        if why is not None:
+            unverified.append(not_verified(name, why))
     code = _answer_history(args, when, answered, several)
     for problem in unverified:
         print(f"\n{problem}", file=sys.stderr)

@@ -407,8 +407,8 @@ def package_record(
         record = latest(instance, key, version)
         if record is None:
             raise GovernanceError(
-                f"{version!r} has no deployment_package in this instance; materialize the "
-                "lifecycle job for it first (it packages only a model that passed its gates)."
+                f"{version!r} has no deployment_package in this instance; "
+                + _why_unpackaged(instance, model, version)
             )
         return record
     record = recorded_package(instance, model, version, sha256)
@@ -420,6 +420,24 @@ def package_record(
             "current package explicitly if its evidence allows it."
         )
     return record
+
+
+def _why_unpackaged(instance: dg.DagsterInstance, model: LoadedDeclaration, version: str) -> str:
+    """What to do about a version without a package: a model whose code no commit holds is
+    never packaged (its training record says so), anything else is materialized first."""
+    trained = latest(instance, model.key("trained_model"), version)
+    commit = str(metadata_values(trained).get("code/commit") or "") if trained else ""
+    if trained is not None and commit_gap({"commit": commit}):
+        return (
+            f"its trained model (run {trained.run_id}) recorded code/commit {commit!r}: git "
+            "could not read the checkout, and a model whose code no commit holds is never "
+            "packaged or promoted. Retrain where git can read the checkout (or from an image "
+            "with build-info.json), then promote."
+        )
+    return (
+        "materialize the lifecycle job for it first (it packages only a model that passed its "
+        "gates)."
+    )
 
 
 def recorded_package(

@@ -424,6 +424,19 @@ def test_a_model_that_does_not_load_is_verified_and_reported(
         assert lifecycle("--model", MODEL, *command) == 1, command
         out, err = capsys.readouterr()
         assert broken.shown_in(out + err) and edited in out + err, (command, out, err)
+    answering = (("status",), ("history",), ("history", "--at", now))
+    for command in answering:  # the log does not verify: refused, and the model still named
+        capsys.readouterr()
+        assert lifecycle("--model", MODEL, *command) == 2, command
+        out, err = capsys.readouterr()
+        assert broken.shown_in(err) and edited in err and "data-v1" not in out, (command, out)
+    log.write_bytes(b"".join(lines))  # the log whole: answered from it, still not verified
+    for command in answering:
+        capsys.readouterr()
+        assert lifecycle("--model", MODEL, *command) == 1, command
+        out, err = capsys.readouterr()
+        assert broken.shown_in(err) and "data-v1" in out and "on-call" in out, (command, out)
+    log.write_bytes(b"".join([*lines[:3], lines[3].replace(b"on-call", b"on-kall")]))
     # The folder removed, the log left: still a model with a history, still verified.
     gone = case("coverage", "log without a model folder")
     monkeypatch.setenv("LIFECYCLE_MODELS_DIR", str(_models_folder(tmp_path / "gone", "removed")))

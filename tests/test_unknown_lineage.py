@@ -18,6 +18,15 @@ import pytest
 from lifecycle_pipeline.assets.packaging import PackageBuildError, check_packageable
 from lifecycle_pipeline.governance import lineage_gaps
 from lifecycle_pipeline.lineage.environment import BUILD_INFO, UNKNOWN, code_state, commit_gap
+from lifecycle_pipeline.lineage.query import latest, metadata_values
+from tests.conftest import (
+    PROJECT_ROOT,
+    SAMPLE,
+    SAMPLE_MODEL,
+    Registry,
+    home_pipeline,
+    lifecycle_cli,
+)
 from tests.reliability.cases import case
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -85,3 +94,36 @@ def test_governance_names_every_lineage_field_that_is_missing() -> None:
         "build-info.json",
     ]
     assert lineage_gaps(fingerprint="f" * 64, data_md5="d" * 32, commit=COMMIT) == []
+
+
+@pytest.mark.slow
+def test_a_checkout_git_cannot_read_packages_nothing_and_promotion_says_why(
+    registry_copy: Registry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """End to end, with real git: the code checkout is not a repository (no .git, no
+    build-info.json), so the real lifecycle job trains, records the gap, and refuses to package;
+    then `lifecycle promote` exits 2 saying why, and nothing reaches the audit log."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    monkeypatch.setenv("LIFECYCLE_PROJECT_ROOT", str(checkout))
+    monkeypatch.setenv("LIFECYCLE_MODELS_DIR", str(PROJECT_ROOT / "models"))
+    monkeypatch.setenv("LIFECYCLE_AUDIT_DIR", str(tmp_path / "audit"))
+    with home_pipeline(registry_copy.resource(), tmp_path) as pipeline:
+        monkeypatch.setenv("DAGSTER_HOME", str(pipeline.instance.root_directory))
+        result = pipeline.run("data-v1")
+        assert not result.success
+        failed = [e for e in result.all_events if e.is_step_failure]
+        assert [e.step_key for e in failed] == [SAMPLE_MODEL.op("deployment_package")]
+        assert "no commit holds" in str(failed[0].step_failure_data.error), failed
+        trained = latest(pipeline.instance, SAMPLE["trained_model"], "data-v1")
+        assert trained is not None and metadata_values(trained)["code/commit"] == UNKNOWN
+        assert latest(pipeline.instance, SAMPLE["deployment_package"], "data-v1") is None
+    capsys.readouterr()
+    promote = ["promote", "data-v1", "--approver", "ana", "--reason", "ship it"]
+    assert lifecycle_cli("--model", SAMPLE_MODEL.name, *promote) == 2
+    err = capsys.readouterr().err
+    assert f"recorded code/commit {UNKNOWN!r}" in err and "never packaged or promoted" in err, err
+    assert not (tmp_path / "audit" / f"{SAMPLE_MODEL.name}.jsonl").exists()
