@@ -456,7 +456,9 @@ def _verify_artifact(made: Materialization) -> None:
         return
     tree = store.read_tree(ref, str(meta[KIND_KEY]), dict(meta[FILES_KEY]))
     if ARCHIVE_KEY in meta:
-        archive = Path(str(meta[ARCHIVE_KEY]))
+        from upath import UPath
+
+        archive = UPath(str(meta[ARCHIVE_KEY]))  # s3://... stays a URI (Path makes it s3:/)
         if not archive.is_file():
             raise ArtifactIntegrityError(f"Artifact archive {archive} is missing")
         if archive.read_bytes() != codecs.tree_archive(tree.files):
