@@ -529,7 +529,8 @@ def test_on_call_tools_on_postgres(
     every = lifecycle(env, "runs", "recover", "--all")  # one host cannot see another's workers
     assert every.returncode == 2 and "name the run ids" in every.stderr, every
     recovered = lifecycle(env, "runs", "recover", run.run_id)
-    assert recovered.returncode == 0 and "marked FAILURE" in recovered.stdout, recovered
+    killed_worker = case("team deployment", "run worker killed on PostgreSQL")
+    assert recovered.returncode == 0 and killed_worker.shown_in(recovered.stdout), recovered
     resumed = lifecycle(env, "resume", run.run_id)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
 

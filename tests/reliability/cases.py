@@ -1008,6 +1008,26 @@ KEYS_AND_CACHES = [
           test="tests/test_declaration.py::test_a_team_estimator_module_edited_in_place_is_"
           "validated_again"),
 ]  # fmt: skip
+
+# --- team deployment (issue 30): object stores and PostgreSQL -------------------------------
+TEAM_DEPLOYMENT = [
+    Fault("team deployment", "object deleted from an S3 artifact root", "the lifecycle run "
+          "with `LIFECYCLE_ARTIFACT_ROOT=s3://…` against an S3 endpoint on localhost; `verify`, "
+          "`promote`, `status`, `audit verify` and `doctor` exit 0; then an artifact's archive "
+          "object deleted; `doctor`", "s3://lifecycle-artifacts/…: is missing (recorded by …)",
+          proof="exit 1; the object is named by its URI (never `s3:/`); before the deletion "
+          "doctor counted the objects and found no problem",
+          test="tests/test_object_store.py::test_a_lifecycle_on_s3_is_promoted_verified_and_"
+          "checked_by_doctor"),
+    Fault("team deployment", "run worker killed on PostgreSQL", "`dagster job execute` on a "
+          "PostgreSQL instance SIGKILLed after the fit; `runs recover --all`, then `runs "
+          "recover RUN`, `resume RUN`, `doctor`, an artifact deleted, `doctor`, `instance "
+          "rebuild`", "marked FAILURE: the run worker (pid … on …) is gone without finishing "
+          "the run", proof="`--all` exits 2 (one host cannot see another's workers); the "
+          "resumed run succeeds; doctor exits 0, then 1 naming the deleted file; rebuild exits "
+          "2 saying it is SQLite-only and naming pg_dump / pg_restore",
+          test="tests/test_deployment.py::test_on_call_tools_on_postgres"),
+]  # fmt: skip
 ON_CALL.append(
     Fault("on-call", "reproduce: another model's run", "`reproduce data-v1 --run` a run that "
           "materialized only diabetes/trained_model", "run … did not train breast_cancer "
@@ -1076,6 +1096,7 @@ ALL = [
     *ON_CALL,
     *COVERAGE,
     *KEYS_AND_CACHES,
+    *TEAM_DEPLOYMENT,
     *LINEAGE_GAPS,
 ]
 

@@ -73,6 +73,7 @@ HEADINGS = {
     "lineage": "Lineage that could not be read",
     "instance": "A damaged instance (`lifecycle doctor`, `lifecycle instance rebuild`)",
     "coverage": "Governance coverage: every model, every record, every store",
+    "team deployment": "Team deployment: object stores and PostgreSQL",
 }
 
 SHOWN = 100  # longer messages are cut in the table (the test asserts all of it)
