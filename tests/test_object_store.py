@@ -8,6 +8,9 @@ into a local path (``s3://`` collapsed to ``s3:/``) and reported every package a
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,3 +114,27 @@ def test_a_lifecycle_on_s3_is_promoted_verified_and_checked_by_doctor(
     assert case("team deployment", "object deleted from an S3 artifact root").shown_in(out), out
     assert f"s3://{BUCKET}/{archive}" in out, out
     assert "s3:/" + BUCKET not in out
+
+
+def test_a_data_version_is_pushed_to_and_read_back_from_an_s3_dvc_remote(
+    s3_endpoint: str, registry_copy: Registry, sample_dir: Path
+) -> None:
+    """`dvc push` to an S3 remote works as locked (dvc-s3), and a version whose bytes are only
+    on that remote (no local cache, no other remote) is read through DVC and checked by md5."""
+    repo = registry_copy.repo
+    dvc = [str(Path(sys.executable).with_name("dvc"))]
+    url = f"s3://{BUCKET}/dvc"
+    subprocess.run([*dvc, "remote", "add", "-f", "-d", "team", url], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qam", "data on S3"], cwd=repo, check=True)
+    content = (sample_dir / "versions" / "data-v2" / "breast_cancer.csv").read_bytes()
+    content += content.rstrip(b"\n").rsplit(b"\n", 1)[1] + b"\n"  # one row more: new bytes
+    md5 = registry_copy.publish("data-v3", content)  # pushed to the default remote: S3
+
+    stored = boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(Bucket=BUCKET)
+    assert f"dvc/files/md5/{md5[:2]}/{md5[2:]}" in [o["Key"] for o in stored["Contents"]]
+    shutil.rmtree(repo / ".dvc" / "cache")  # only the S3 remote holds the bytes now
+    shutil.rmtree(registry_copy.remote)
+    with registry_copy.resource().open("data-v3") as (resolved, stream):
+        read = stream.read()
+        stream.verify()
+    assert (resolved.md5, read) == (md5, content)
