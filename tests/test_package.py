@@ -970,15 +970,36 @@ def test_parity_runs_the_package_where_lifecycle_pipeline_cannot_be_imported(
         assert parity(package, feature_set, scored, tmp_path, interpreter).passed
 
 
-def test_an_interpreter_never_given_a_package_is_stopped(tmp_path: Path) -> None:
-    from lifecycle_pipeline.assets.packaging import ParityInterpreter
+def _children(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
 
-    with (
-        pytest.raises(RuntimeError, match="build failed"),
-        ParityInterpreter(tmp_path) as interpreter,
-    ):
+
+def test_one_zygote_serves_every_check_until_the_environment_changes(
+    packaged: Packaged, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checks reuse one zygote (its imports are paid once per process), a check leaves no child
+    behind, a predict.py that prints to stdout does not break the exchange, and a change in
+    what predict.py could read (a thread count) starts a new zygote and stops the old one."""
+    from lifecycle_pipeline.assets.packaging import ParityInterpreter, parity
+
+    package, _, predictions, test_rows = packaged
+    feature_set, scored = held_out(test_rows), report(predictions)
+    with pytest.raises(RuntimeError, match="build failed"), ParityInterpreter(tmp_path) as first:
         raise RuntimeError("build failed")
-    assert interpreter.process.returncode is not None  # killed and reaped, not left waiting
+    talkative = copy_of(package, tmp_path)
+    entry = talkative / "predict.py"
+    entry.write_text(entry.read_text(encoding="utf-8") + "\nprint('scored')\n", encoding="utf-8")
+    with ParityInterpreter(tmp_path) as second:
+        assert parity(talkative, feature_set, scored, tmp_path, second).passed
+    zygote = first.zygote.process
+    assert second.zygote.process is zygote and zygote.poll() is None
+    assert _children(zygote.pid) == []  # the check's child was reaped
+    monkeypatch.setenv("LIFECYCLE_AUDIT_DIR", str(tmp_path / "elsewhere"))  # not predict's
+    assert ParityInterpreter(tmp_path).zygote.process is zygote
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    third = ParityInterpreter(tmp_path)
+    assert third.zygote.process is not zygote and zygote.poll() == 0  # told to exit, reaped
+    assert parity(package, feature_set, scored, tmp_path, third).passed
 
 
 # -- the package's own environment ---------------------------------------------------------

@@ -5,12 +5,16 @@ wording come from it, and its sha256 is part of the asset's code version.
 """
 
 import json
+import os
+import select
 import subprocess
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import dagster as dg
 import numpy as np
@@ -51,59 +55,157 @@ from lifecycle_pipeline.resources.codecs import trusted_types
 from lifecycle_pipeline.resources.signing import PackageSigner, public_key_id, trusted_keys
 from lifecycle_pipeline.settings import Settings
 
-# Runs the package's own predict.py in a fresh, isolated interpreter (-I: no user site, no
-# environment overrides, no current directory on sys.path) in which importing
-# lifecycle_pipeline is impossible, so parity proves the package needs nothing of ours. The
-# held-out rows lie inside the declared domain (the contract checked them), so under the 'flag'
-# policy every one of them is scored, whatever the declared policy. The interpreter starts
-# before the package exists and imports the libraries every predict.py imports (most of its
-# ~2 s start: skops.io loads all of scikit-learn) while the package is built and signed; it
-# then reads the package's path from stdin, and predict.py runs its own imports as it would
-# alone (a library missing here fails there, by name).
-PARITY_RUNNER = """
-import json, runpy, sys
+# The package's own predict.py runs in a process that is not this one and in which importing
+# lifecycle_pipeline is impossible, so parity proves the package needs nothing of ours. That
+# process is forked, one per check, from a zygote: an isolated interpreter (-I: no user site,
+# no environment overrides, no current directory on sys.path) that imported only the libraries
+# every predict.py imports. Importing them is most of a fresh interpreter's ~2 s start
+# (skops.io loads all of scikit-learn), and every lifecycle run in a long-lived process (the
+# tests, `lifecycle demo`, a code location executing in process) paid it again for each package.
+# A forked child starts from that import state and nothing else: whatever a check's predict.py
+# imports or changes dies with the child, and a library missing here still fails there, by name.
+# The held-out rows lie inside the declared domain (the contract checked them), so under the
+# 'flag' policy every one of them is scored, whatever the declared policy.
+PARITY_ZYGOTE = """
+import json, os, runpy, sys, traceback
 sys.modules["lifecycle_pipeline"] = None
 for name in ("numpy", "pandas", "pyarrow.parquet", "skops.io", "threadpoolctl"):
     try:
         __import__(name)
     except ImportError:
         pass
-package, source, target = json.loads(sys.stdin.readline())
-sys.argv = [package + "/predict.py", source, target, "--out-of-range", "flag"]
-runpy.run_path(package + "/predict.py", run_name="__main__")
+for line in sys.stdin:
+    package, source, target, cwd, errors = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.chdir(cwd)
+            fd = os.open(errors, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(fd, 2)
+            os.dup2(os.open(os.devnull, os.O_RDWR), 0)
+            os.dup2(2, 1)
+            sys.argv = [package + "/predict.py", source, target, "--out-of-range", "flag"]
+            runpy.run_path(package + "/predict.py", run_name="__main__")
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if not isinstance(exc.code, int | None):
+                print(exc.code, file=sys.stderr)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    sys.stdout.write(json.dumps(os.waitstatus_to_exitcode(status)) + "\\n")
+    sys.stdout.flush()
 """
 
 
-class ParityInterpreter:
-    """The parity check's separate interpreter, started early (see ``PARITY_RUNNER``)."""
+# Variables that name this project's, Dagster's, DVC's, git's or the test runner's state: they
+# change between runs (a test's folders, a run's instance) and predict.py reads none of them, so
+# a change in them does not need a new zygote. Any other change does (e.g. thread counts).
+_NOT_FOR_PREDICT = ("LIFECYCLE_", "DAGSTER_", "DVC_", "GIT_", "PYTEST_", "AWS_")
 
-    def __init__(self, scratch: Path) -> None:
+
+def _environment_key() -> frozenset[tuple[str, str]]:
+    return frozenset((k, v) for k, v in os.environ.items() if not k.startswith(_NOT_FOR_PREDICT))
+
+
+class _Zygote:
+    """The parity zygote of this process, reused by every check while the environment
+    predict.py could read stays the same; one at a time (a replaced one exits when its stdin
+    is closed, and so does the last one when this process exits)."""
+
+    _current: ClassVar["_Zygote | None"] = None
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self) -> None:
+        self.environment = _environment_key()
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-c", PARITY_RUNNER],
-            cwd=scratch,
+            [sys.executable, "-I", "-c", PARITY_ZYGOTE],
+            cwd=tempfile.gettempdir(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
             text=True,
         )
 
+    @classmethod
+    def started(cls) -> "_Zygote":
+        """The zygote for the current environment, started if there is none, it died, or the
+        environment changed (the replaced one is told to exit and reaped)."""
+        with cls._lock:
+            zygote = cls._current
+            if zygote is not None and (
+                zygote.process.poll() is not None or zygote.environment != _environment_key()
+            ):
+                zygote.stop()
+                zygote = None
+            if zygote is None:
+                zygote = cls._current = cls()
+            return zygote
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()  # the zygote's loop ends at end of input
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+    def run(self, request: list[str], timeout: float) -> int:
+        """The exit status of predict.py run in a child forked for ``request``."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        with self._lock:
+            try:
+                self.process.stdin.write(json.dumps(request) + "\n")
+                self.process.stdin.flush()
+            except BrokenPipeError as exc:
+                raise RuntimeError(self._died()) from exc
+            ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+            line = self.process.stdout.readline() if ready else ""
+        if not ready:
+            self.process.kill()
+            raise TimeoutError(f"the parity check did not finish within {timeout:.0f} s")
+        if not line:
+            raise RuntimeError(self._died())
+        return int(json.loads(line))
+
+    def _died(self) -> str:
+        return (
+            f"the parity interpreter (pid {self.process.pid}) exited with status "
+            f"{self.process.wait()} before answering; see the run's log above"
+        )
+
+
+class ParityInterpreter:
+    """The parity check's separate process: its libraries are imported (once, by the zygote)
+    while the package is built and signed; ``score`` forks it for the package."""
+
+    def __init__(self, scratch: Path) -> None:
+        self.scratch = scratch
+        self.zygote = _Zygote.started()
+
     def score(self, package: Path, source: Path, target: Path) -> tuple[int, str]:
         """Run the package's predict.py on ``source``; its exit status and stderr."""
-        request = json.dumps([str(package), str(source), str(target)]) + "\n"
-        _, stderr = self.process.communicate(request, timeout=600)
-        return self.process.returncode, stderr
+        errors = self.scratch / "parity_stderr.txt"
+        request = [str(package), str(source), str(target), str(self.scratch), str(errors)]
+        returncode = self.zygote.run(request, timeout=600)
+        stderr = errors.read_text(encoding="utf-8", errors="replace") if errors.exists() else ""
+        errors.unlink(missing_ok=True)
+        return returncode, stderr
 
     def __enter__(self) -> "ParityInterpreter":
         return self
 
     def __exit__(self, *_: object) -> None:
-        """A package that failed to build leaves no interpreter waiting for it."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
+        """Nothing to stop: the zygote waits for the next package, a child never outlives its
+        check (``score`` waits for it)."""
 
 
 def parity(
@@ -121,11 +223,7 @@ def parity(
     """
     source, target = scratch / "parity_input.parquet", scratch / "parity_output.parquet"
     features.test[list(features.feature_columns)].to_parquet(source, index=False)
-    if interpreter is None:
-        with ParityInterpreter(scratch) as fresh:
-            returncode, stderr = fresh.score(package, source, target)
-    else:
-        returncode, stderr = interpreter.score(package, source, target)
+    returncode, stderr = (interpreter or ParityInterpreter(scratch)).score(package, source, target)
     if returncode != 0:
         return dg.AssetCheckResult(
             check_name="prediction_parity",
