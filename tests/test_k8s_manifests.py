@@ -109,23 +109,29 @@ def _run_launcher(tmp_path: Path) -> Any:
         ),
         encoding="utf-8",
     )  # fmt: skip
+    return K8sRunLauncher(kubeconfig_file=str(kubeconfig), **_launcher_config())
+
+
+def _launcher_config() -> dict[str, Any]:
+    """The run_launcher config the chart writes into the instance from the values (its
+    templates/helpers/instance/_run-launcher.tpl: runK8sConfig.containerConfig becomes
+    run_k8s_config.container_config, podSpecConfig pod_spec_config, the names by release)."""
     values = _launcher_values()
     run_k8s_config = values.get("runK8sConfig", {})
-    return K8sRunLauncher(
-        instance_config_map=f"{RELEASE}-dagster-instance",
-        service_account_name=f"{RELEASE}-dagster",
-        postgres_password_secret=_values()["global"]["postgresqlSecretName"],
-        dagster_home="/opt/dagster/dagster_home",
-        load_incluster_config=False,
-        kubeconfig_file=str(kubeconfig),
-        job_namespace="lifecycle",
-        env_config_maps=[f"{RELEASE}-dagster-pipeline-env", *values.get("envConfigMaps", [])],
-        env_secrets=[secret["name"] for secret in values.get("envSecrets", [])],
-        run_k8s_config={
+    return {
+        "instance_config_map": f"{RELEASE}-dagster-instance",
+        "service_account_name": f"{RELEASE}-dagster",
+        "postgres_password_secret": _values()["global"]["postgresqlSecretName"],
+        "dagster_home": "/opt/dagster/dagster_home",
+        "load_incluster_config": False,
+        "job_namespace": "lifecycle",
+        "env_config_maps": [f"{RELEASE}-dagster-pipeline-env", *values.get("envConfigMaps", [])],
+        "env_secrets": [secret["name"] for secret in values.get("envSecrets", [])],
+        "run_k8s_config": {
             "container_config": run_k8s_config.get("containerConfig", {}),
             "pod_spec_config": run_k8s_config.get("podSpecConfig", {}),
         },
-    )
+    }
 
 
 def _run_pod_job(tmp_path: Path, container_context: dict[str, Any] | None) -> dict[str, Any]:
@@ -351,7 +357,7 @@ def test_managed_postgres_parameters_reach_the_connection_string() -> None:
     postgres = _values()["postgresql"]
     params = postgres["postgresqlParams"]
     assert params["sslmode"] in {"require", "verify-ca", "verify-full"}
-    # The chart writes these as storage.postgres.postgres_db.params (dagster-postgres).
+    # The chart writes these as postgres_db.params (its instance/_postgresql.tpl).
     url = pg_url_from_config(
         {
             "postgres_db": {
@@ -374,3 +380,28 @@ def test_the_chart_version_is_pinned_to_the_locked_dagster() -> None:
             r"helm upgrade --install .*?--version (\S+)", re.sub(r"\\\n\s*", " ", text)
         )
         assert pins and set(pins) == {version}
+
+
+def test_the_launcher_config_passes_dagster_k8s_own_config_schema() -> None:
+    """The constructor takes anything; the instance's config schema is what the daemon checks."""
+    from dagster._config import process_config
+    from dagster_k8s import K8sRunLauncher
+
+    checked = process_config(K8sRunLauncher.config_type(), _launcher_config())
+    assert checked.success, checked.errors
+    wrong = _launcher_config()
+    wrong["run_k8s_config"]["containerConfig"] = wrong["run_k8s_config"].pop("container_config")
+    assert not process_config(K8sRunLauncher.config_type(), wrong).success
+
+
+def test_the_code_server_pod_from_the_values_is_valid_kubernetes(tmp_path: Path) -> None:
+    """The parts of the user deployment's pod the values supply, placed as the chart's
+    deployment-user.yaml template places them, validated as a Pod."""
+    name, spec = next(_pod_specs(tmp_path))
+    assert name == "code server"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "code-server"}, "spec": spec}
+    kubernetes_validate.validate(pod, KUBERNETES, strict=True)
+    broken = json.loads(json.dumps(pod))
+    broken["spec"]["securityContext"]["fsgroup"] = 10001  # a misspelt field is caught
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES, strict=True)
