@@ -248,7 +248,9 @@ def test_the_code_servers_resources_would_replace_the_run_pods_if_config_were_in
     assert deployment["includeConfigInLaunchedRuns"]["enabled"] is False
     included = _run_pod_job(tmp_path, _chart_container_context(deployment))
     (container,) = included["spec"]["template"]["spec"]["containers"]
-    assert container["resources"] == deployment["resources"] != {"requests": {"cpu": "2"}}
+    launcher = _launcher_values()["runK8sConfig"]["containerConfig"]["resources"]
+    assert deployment["resources"] != launcher
+    assert container["resources"] == deployment["resources"]
 
 
 def test_every_pod_runs_as_the_image_user_and_can_read_its_keys(tmp_path: Path) -> None:
