@@ -201,6 +201,8 @@ def model_definitions(
             dg.AutomationConditionSensorDefinition(
                 model.scoped("automation"),
                 target=dg.AssetSelection.assets(model_card, deployment_package),
+                # The run queue's per-model limit counts runs by this tag (dagster.yaml).
+                run_tags={MODEL_TAG: model.name},
                 default_status=dg.DefaultSensorStatus.RUNNING,
                 minimum_interval_seconds=30,
                 description=f"Keeps {model.name}'s model_card and deployment_package in step "

@@ -155,6 +155,8 @@ def _postgres_home(tmp_path: Path) -> Path:
     home = tmp_path / "pg_home"
     home.mkdir()
     profile = (PROJECT_ROOT / "deploy" / "dagster.postgres.yaml").read_text(encoding="utf-8")
+    # The profile's step logs go to the service user's /var/lib/lifecycle; here, the test's.
+    profile = profile.replace("/var/lib/lifecycle/", f"{tmp_path}/var_lib_lifecycle/")
     (home / "dagster.yaml").write_text(profile, encoding="utf-8")
     return home
 
