@@ -129,7 +129,9 @@ def executor_from_env(env: Mapping[str, str] | None = None) -> dg.ExecutorDefini
                     "n_workers": _int_env(env, "LIFECYCLE_DASK_WORKERS", 2),
                     "threads_per_worker": 1,
                     "processes": True,
-                    "dashboard_address": None,
+                    # Any free port: runs on one host each start a cluster, and a fixed
+                    # 8787 taken by another made distributed warn and move.
+                    "dashboard_address": ":0",
                 }
             }
         )
