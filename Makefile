@@ -92,9 +92,12 @@ summary: install
 ## mutate: mutation testing (mutmut) of the governance, audit, checkpoint, fingerprint and gate modules against their fast tests -> bench/results/mutation.json; fails under a 90% kill rate (docs/mutation.md)
 # One worker (--max-children 1): the other core stays free for other jobs. Tests that start the
 # `lifecycle` CLI as a subprocess import the mutated copy through PYTHONPATH, so they see the
-# mutant too. mutants/ keeps each mutant's result: a rerun checks only functions that changed.
+# mutant too. OMP_NUM_THREADS=1: mutmut forks each mutant's test run from a process that
+# already fitted models, and an OpenMP thread pool (HistGradientBoosting) does not survive a
+# fork: the child would hang until mutmut's timeout, counted as caught. mutants/ keeps each
+# mutant's result: a rerun checks only the functions that changed.
 mutate: install
-	PYTHONPATH=$(CURDIR)/mutants $(RUN) mutmut run --max-children 1 || true
+	PYTHONPATH=$(CURDIR)/mutants OMP_NUM_THREADS=1 $(RUN) mutmut run --max-children 1
 	$(RUN) python -m bench.mutation_report
 
 ## clean: local state, environments and reproduction worktrees (git forgets them too)

@@ -295,3 +295,16 @@ def test_a_fingerprint_is_of_the_models_state_and_its_outputs_on_the_golden_inpu
     assert scored.state == prints.state
     assert scored.predictions == prediction_digest(model.decision_function(golden))
     assert scored.predictions != prints.predictions
+
+
+def test_digests_are_the_ones_recorded_by_earlier_releases() -> None:
+    """Fingerprints are recorded in lineage and audit records and compared with a later
+    reproduction's: a change to the canonical walk (a tag renamed, a branch reordered) would
+    make every recorded model irreproducible. These values were computed by this code when
+    the test was written; a deliberate change of the walk must say so here."""
+    assert state_digest(VALUES) == (
+        "81875c7dd796df74dbbef4849f9a0d195d146bfd3e079a383780da18beae7fcb"
+    )
+    assert prediction_digest(np.array([[0.25, 0.75], [0.5, 0.5]])) == (
+        "92d4c7f7c57e0764509ba015931508569837e51709a271f62c8bbf49da83fc8b"
+    )
