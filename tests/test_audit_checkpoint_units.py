@@ -243,3 +243,90 @@ def test_a_checkpoint_by_a_revoked_or_unknown_key_is_refused_by_the_keyring(
     trust(fresh, other_public)
     (unnamed,) = checkpoint_problems(log, public_key=Keyring.load(fresh))
     assert "records no signing key id" in unnamed
+
+
+def test_a_checkpoint_file_is_named_by_record_head_and_utc_time(log: AuditLog) -> None:
+    import re
+
+    path = write_checkpoint(log)
+    head = log.verify().head[:16]
+    assert re.fullmatch(rf"00000002-{head}-\d{{8}}T\d{{12}}Z\.json", path.name), path.name
+    assert read_checkpoint(path).body["time"].endswith("+00:00")
+
+
+def test_a_checkpoint_missing_its_head_or_model_is_unreadable(
+    log: AuditLog, tmp_path: Path
+) -> None:
+    document = json.loads(write_checkpoint(log).read_text())
+    for field in ("head", "model", "seq"):
+        body = {k: v for k, v in document["checkpoint"].items() if k != field}
+        path = tmp_path / f"no-{field}.json"
+        path.write_text(json.dumps({**document, "checkpoint": body}))
+        with pytest.raises(AuditError, match="unreadable"):
+            read_checkpoint(path)
+
+
+def test_a_log_that_does_not_verify_gets_no_checkpoint(log: AuditLog) -> None:
+    lines = log.path.read_bytes().splitlines(keepends=True)
+    log.path.write_bytes(lines[0] + lines[2])
+    with pytest.raises(AuditError) as raised:
+        write_checkpoint(log)
+    assert str(raised.value).startswith(
+        f"no checkpoint of a log that does not verify:\n{log.path}: NOT VERIFIED"
+    )
+
+
+def test_every_checkpoint_is_held_against_the_log_not_only_the_first_bad_one(
+    log: AuditLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lifecycle_pipeline.resources.keys import Keyring, revoke, trust
+
+    other_key, _ = _other_key(tmp_path)
+    other = AuditLog(tmp_path / "audit" / "o.jsonl", "o")
+    other.append("promotion", {"n": 0})
+    garbled = [tmp_path / "g1.json", tmp_path / "g2.json"]
+    for path in garbled:
+        path.write_text("{")
+    assert len(checkpoint_problems(log, garbled)) == 2
+    elsewhere = [write_checkpoint(other), write_checkpoint(other)]
+    assert len(checkpoint_problems(log, elsewhere)) == 2
+    forged = [write_checkpoint(log, key=other_key), write_checkpoint(log, key=other_key)]
+    assert len(checkpoint_problems(log, forged)) == 2
+    ring = tmp_path / "ring"
+    revoke(ring, trust(ring, PackageSigner().signing_pair()[1]))
+    assert len(checkpoint_problems(log, public_key=Keyring.load(ring))) == 2
+    for name in ("signing-key.pem", "signing-key.pub"):
+        (tmp_path / "home" / "keys" / name).unlink()
+    assert len(checkpoint_problems(log)) == 2
+
+
+def test_a_configured_public_key_is_used_when_the_development_key_is_gone(
+    log: AuditLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lifecycle_pipeline.resources.keys import trust
+
+    signer = PackageSigner().signing_pair()[1]
+    kept = tmp_path / "kept.pub"
+    kept.write_bytes(signer.read_bytes())
+    write_checkpoint(log)
+    for name in ("signing-key.pem", "signing-key.pub"):
+        (tmp_path / "home" / "keys" / name).unlink()
+    monkeypatch.setenv("LIFECYCLE_SIGNING_PUBLIC_KEY", str(kept))
+    assert checkpoint_problems(log) == []
+    monkeypatch.delenv("LIFECYCLE_SIGNING_PUBLIC_KEY")
+    ring = tmp_path / "ring"
+    trust(ring, kept)
+    monkeypatch.setenv("LIFECYCLE_TRUSTED_KEYS", str(ring))
+    assert checkpoint_problems(log) == []
+    monkeypatch.delenv("LIFECYCLE_TRUSTED_KEYS")
+    monkeypatch.setenv("LIFECYCLE_DEV_KEYS", "0")
+    (problem,) = checkpoint_problems(log)
+    assert "no public key to verify it with" not in problem  # the configuration error instead
+
+
+def test_records_with_spaces_and_a_garbled_line_are_still_held(log: AuditLog) -> None:
+    log.append("promotion", {"reason": "gates passed, approved by the team"}, version="v3")
+    write_checkpoint(log)
+    lines = log.path.read_bytes().splitlines(keepends=True)
+    log.path.write_bytes(b"".join([lines[0], b"garbled line\n", *lines[1:]]))
+    assert checkpoint_problems(log) == []  # the log's own problems are verify's to report

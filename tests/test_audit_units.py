@@ -148,6 +148,7 @@ def test_history_as_json_names_each_model_when_asked(keyed: Path) -> None:
     assert [c["model"] for c in named] == ["a", "b"]
     text = to_json(changes)
     assert text.startswith("[\n  {\n") and text.index('"action"') < text.index('"approver"')
+    assert text.index('"time"') < text.index('"version"')  # keys sorted
     with pytest.raises(ValueError):
         to_json(changes, ["only one"])
 
@@ -412,6 +413,24 @@ def test_a_torn_last_record_is_moved_aside_and_the_chain_continues(keyed: Path) 
         "reason": "a writer stopped in the middle of a record (killed or crashed)",
     }
     assert log.path.read_bytes().startswith(whole) and log.verify().ok
+
+
+def test_recovering_a_log_that_does_not_exist_changes_nothing(keyed: Path) -> None:
+    log = AuditLog.for_model("m")
+    with pytest.raises(AuditError, match="no torn record to recover; nothing was changed"):
+        log.recover_torn()
+    assert not log.path.exists()
+
+
+def test_recovery_never_makes_a_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LIFECYCLE_AUDIT_KEY", raising=False)
+    monkeypatch.setenv("LIFECYCLE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LIFECYCLE_DEV_KEYS", "1")
+    log = AuditLog(tmp_path / "m.jsonl", "m")
+    log.path.write_bytes(b'{"seq": 0')
+    with pytest.raises(AuditError, match="development audit key"):
+        log.recover_torn()
+    assert not (tmp_path / "home" / "keys").exists()
 
 
 def test_a_torn_record_on_a_tampered_log_is_not_recovered(keyed: Path) -> None:

@@ -244,12 +244,26 @@ def test_a_key_and_its_value_are_not_interchangeable() -> None:
     assert state_digest({"1": 1}) != state_digest({"1": "1"})
 
 
-def test_a_value_without_state_is_refused_naming_its_type_and_place() -> None:
+@pytest.mark.parametrize(
+    ("value", "place"),
+    [
+        ({"inner": [_Opaque()]}, "dict.inner[0]"),
+        (_WithState(_Opaque()), "_WithState.value"),
+        (np.array([0, _Opaque()], dtype=object), "ndarray[1]"),
+        ([(_Opaque(),)], "list[0][0]"),
+    ],
+)
+def test_a_value_without_state_is_refused_naming_its_type_and_place(value: Any, place: str) -> None:
     with pytest.raises(FingerprintError) as raised:
-        state_digest({"inner": [_Opaque()]})
-    message = str(raised.value)
-    assert "Cannot fingerprint tests.test_records_fingerprint_units._Opaque at dict" in message
-    assert "[0]" in message and "no __getstate__ dict" in message
+        state_digest(value)
+    assert str(raised.value).startswith(
+        f"Cannot fingerprint tests.test_records_fingerprint_units._Opaque at {place}: it exposes "
+        "no state (no __getstate__ dict, no reduce arguments)."
+    )
+
+
+def test_a_dict_with_keys_of_several_types_has_a_digest() -> None:
+    assert state_digest({1: "a", "b": 2}) == state_digest({"b": 2, 1: "a"})
 
 
 _X = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 1.0], [3.0, 0.0], [4.0, 1.0], [5.0, 0.0]] * 5)
