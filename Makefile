@@ -97,6 +97,7 @@ summary: install
 # fork: the child would hang until mutmut's timeout, counted as caught. mutants/ keeps each
 # mutant's result: a rerun checks only the functions that changed.
 mutate: install
+	@mkdir -p mutants  # on PYTHONPATH from the start: Python skips a folder missing at startup
 	PYTHONPATH=$(CURDIR)/mutants OMP_NUM_THREADS=1 $(RUN) mutmut run --max-children 1
 	$(RUN) python -m bench.mutation_report
 

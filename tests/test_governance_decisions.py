@@ -8,6 +8,7 @@ rollback decides from that evidence: every missing verdict, failed check and unr
 lineage value is named, nothing is recorded, and a rollback restores the package that served.
 """
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from lifecycle_pipeline.errors import LifecycleError
 from lifecycle_pipeline.governance import (
     Candidate,
     GovernanceError,
@@ -232,10 +234,11 @@ def test_a_rollback_restores_the_package_that_served_not_the_versions_newest(
 ) -> None:
     _run(governed, "v1")
     log = AuditLog.for_model(MODEL)
-    _serve(log, "v1", "served-sha", 3)
-    _serve(log, "v2", "s2", 2)
-    _serve(log, "v1", "served-again", 1)  # v1 again, with another package: the newest served
-    _serve(log, "v2", "s2", 0)
+    _serve(log, "v1", "served-sha", 5)
+    _serve(log, "v3", "s3", 4)
+    _serve(log, "v2", "s2", 3)
+    _serve(log, "v1", "served-again", 2)  # v1 again, with another package: the newest served
+    _serve(log, "v2", "s2", 1)
     for to in (None, "v1"):
         with pytest.raises(GovernanceError) as raised:
             rollback(governed, SAMPLE_MODEL, log, "ana", "bad", _keys(), to=to)
@@ -278,6 +281,14 @@ def test_a_change_is_recorded_in_the_log_the_instance_and_a_checkpoint(
     assert (values["audit/seq"], values["audit/hash"]) == (intent.seq, intent.hash)
     assert values["previous"] == "" and values["package/sha256"] == "deployment_package-sha"
     assert values["audit/log"] == str(log.path.resolve())
+    assert (values["model"], values["reason"], values["code/commit"]) == (
+        MODEL,
+        "gates passed",
+        COMMIT,
+    )
+    assert values["package/uri"] == "file:///nowhere/deployment_package"
+    assert (values["model/fingerprint"], values["dvc/md5"]) == ("f" * 64, "d" * 32)
+    assert values["lineage"] == dict.fromkeys(chosen.lineage, run)
     materialization = event.asset_materialization
     assert materialization is not None and materialization.description == (
         f"promotion of {MODEL} v1 by ana: gates passed"
@@ -288,11 +299,23 @@ def test_a_change_is_recorded_in_the_log_the_instance_and_a_checkpoint(
     assert str(again.value).startswith(
         f"promotion of v1 refused: v1 is already serving ({MODEL}, promotion of "
     )
-    assert "by ana, package sha256 deployment_p); nothing was recorded." in str(again.value)
+    assert str(again.value).endswith(
+        "by ana, package sha256 deployment_p); nothing was recorded. Promote or roll back to "
+        "another version to change what serves."
+    )
     other = Candidate(**{**clean.__dict__, "version": "v2", "package_sha256": "p2"})
     second = _change(governed, SAMPLE_MODEL, log, "rollback", other, "bo", "back")
     assert second.previous == "v1" and second.action == "rollback"
     assert log.records()[-1].data["previous_package_sha256"] == "deployment_package-sha"
+    # Without a signing key for its checkpoint, a change stops before anything is recorded.
+    for name in ("signing-key.pem", "signing-key.pub"):
+        (Path(os.environ["LIFECYCLE_HOME"]) / "keys" / name).unlink()
+    os.environ["LIFECYCLE_DEV_KEYS"] = "0"  # restored by the fixture's monkeypatch
+    before = log.path.read_bytes()
+    third = Candidate(**{**clean.__dict__, "version": "v3"})
+    with pytest.raises(LifecycleError):
+        _change(governed, SAMPLE_MODEL, log, "promotion", third, "cy", "no key")
+    assert log.path.read_bytes() == before
 
 
 def test_the_production_asset_is_described_for_the_ui() -> None:
@@ -305,5 +328,7 @@ def test_the_production_asset_is_described_for_the_ui() -> None:
         f"The {MODEL} model serving in production. Each materialization is a promotion or "
         "rollback by `lifecycle promote|rollback`"
     )
+    assert spec.owners == ["team:ml-platform"] and spec.code_version
+    assert spec.description.endswith("version, package digest, approver, reason.")
     reference = spec.metadata["dagster/code_references"].code_references[0]
     assert reference.file_path.endswith("governance.py") and reference.line_number > 1

@@ -246,9 +246,14 @@ def test_a_version_never_packaged_says_what_to_do(instance: dg.DagsterInstance) 
     _report(instance, "trained_model", "v1", **{"code/commit": "unknown", "run": "x"})
     with pytest.raises(GovernanceError) as unreadable:
         package_record(instance, SAMPLE_MODEL, "v1", None)
-    assert "recorded code/commit 'unknown': git could not read the checkout" in str(
-        unreadable.value
+    assert str(unreadable.value).endswith(
+        "recorded code/commit 'unknown': git could not read the checkout, and a model whose "
+        "code no commit holds is never packaged or promoted. Retrain where git can read the "
+        "checkout (or from an image with build-info.json), then promote."
     )
+    _report(instance, "trained_model", "v3", run="y")  # no commit recorded at all
+    with pytest.raises(GovernanceError, match="recorded code/commit '': git could not read"):
+        package_record(instance, SAMPLE_MODEL, "v3", None)
     _report(instance, "trained_model", "v2", **{"code/commit": COMMIT})
     with pytest.raises(GovernanceError, match="materialize the lifecycle job for it first"):
         package_record(instance, SAMPLE_MODEL, "v2", None)

@@ -146,6 +146,32 @@ class _Reduced:
         return (_Reduced, (self.value,))
 
 
+class _ReducedWithState:
+    """Reduce arguments and a state (the third element of ``__reduce_ex__``)."""
+
+    def __init__(self, value: int, state: Any) -> None:
+        self.value, self.state = value, state
+
+    def __getstate__(self) -> None:
+        return None
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return (_ReducedWithState, (self.value,), self.state)
+
+
+class _ReducedToOne:
+    """A reduce whose argument is a single value, not a tuple."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __getstate__(self) -> None:
+        return None
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return (_ReducedToOne, self.value)
+
+
 class _Opaque:
     """Neither a state dict nor reduce arguments."""
 
@@ -256,9 +282,10 @@ def test_a_key_and_its_value_are_not_interchangeable() -> None:
 def test_a_value_without_state_is_refused_naming_its_type_and_place(value: Any, place: str) -> None:
     with pytest.raises(FingerprintError) as raised:
         state_digest(value)
-    assert str(raised.value).startswith(
+    assert str(raised.value) == (
         f"Cannot fingerprint tests.test_records_fingerprint_units._Opaque at {place}: it exposes "
-        "no state (no __getstate__ dict, no reduce arguments)."
+        "no state (no __getstate__ dict, no reduce arguments). Use an estimator whose fitted "
+        "state can be pickled, or report the type so a canonical rule can be added."
     )
 
 
@@ -319,6 +346,41 @@ def test_digests_are_the_ones_recorded_by_earlier_releases() -> None:
     assert state_digest(VALUES) == (
         "81875c7dd796df74dbbef4849f9a0d195d146bfd3e079a383780da18beae7fcb"
     )
+    tree = DecisionTreeClassifier(max_depth=2, random_state=0).fit(_X, _Y).tree_
+    others = [tree, _ReducedWithState(1, {"s": 2}), _ReducedToOne(3)]
+    assert state_digest(others) == (
+        "8ef220b79f36437af377fcf0a7ca13bf15b90822bf7e5461ab2ecabd9fdb5b7e"
+    )
     assert prediction_digest(np.array([[0.25, 0.75], [0.5, 0.5]])) == (
         "92d4c7f7c57e0764509ba015931508569837e51709a271f62c8bbf49da83fc8b"
     )
+
+
+def test_the_reproduction_table_reads_each_element_from_its_own_field() -> None:
+    """A reproduction compares recorded and reproduced lineage element by element, both read
+    through the same table: an element read from the wrong field would compare equal on both
+    sides and hide a difference, so the table is checked against distinct values here."""
+    from lifecycle_pipeline.reproduce import _tuple
+
+    prints = ModelFingerprint("state-digest", "prediction-digest")
+    lineage = {
+        "data_md5": "md5",
+        "declaration": {"sha256": "decl"},
+        "code": {"commit": "c", "dirty": False, "lock_hash": "lock", "source_digest": "src"},
+        "config_hash": "cfg",
+        "fingerprint": prints.to_dict(),
+    }
+    assert _tuple(lineage) == {
+        "data_md5": "md5",
+        "declaration.sha256": "decl",
+        "code.commit": "c",
+        "code.dirty": False,
+        "code.lock_hash": "lock",
+        "code.source_digest": "src",
+        "config_hash": "cfg",
+        "fingerprint.state": "state-digest",
+        "fingerprint.predictions": "prediction-digest",
+        "fingerprint.combined": prints.combined,
+    }
+    del lineage["declaration"]  # recorded before models were declared
+    assert "declaration.sha256" not in _tuple(lineage)
