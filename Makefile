@@ -22,10 +22,10 @@ export DAGSTER_HOME ?= $(CURDIR)/.lifecycle/dagster_home
 # log with development keys under .lifecycle/keys, allowed here explicitly: outside these
 # targets, signing and the audit log refuse to start without configured keys (README, "Keys").
 DEV_KEY_TARGETS := demo test ui summary bench-drift bench-calibrate bench bench-large \
-	bench-models bench-quick
+	bench-models bench-quick mutate
 $(DEV_KEY_TARGETS): export LIFECYCLE_DEV_KEYS := 1
 
-.PHONY: install demo test lint ui summary clean bench-drift bench bench-large bench-quick bench-models bench-calibrate
+.PHONY: install demo test lint ui summary clean bench-drift bench bench-large bench-quick bench-models bench-calibrate mutate
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -88,6 +88,18 @@ bench-quick: install
 
 summary: install
 	$(RUN) lifecycle summary
+
+## mutate: mutation testing (mutmut) of the governance, audit, checkpoint, fingerprint and gate modules against their fast tests -> bench/results/mutation.json; fails under a 90% kill rate (docs/mutation.md)
+# One worker (--max-children 1): the other core stays free for other jobs. Tests that start the
+# `lifecycle` CLI as a subprocess import the mutated copy through PYTHONPATH, so they see the
+# mutant too. OMP_NUM_THREADS=1: mutmut forks each mutant's test run from a process that
+# already fitted models, and an OpenMP thread pool (HistGradientBoosting) does not survive a
+# fork: the child would hang until mutmut's timeout, counted as caught. mutants/ keeps each
+# mutant's result: a rerun checks only the functions that changed.
+mutate: install
+	@mkdir -p mutants  # on PYTHONPATH from the start: Python skips a folder missing at startup
+	PYTHONPATH=$(CURDIR)/mutants OMP_NUM_THREADS=1 $(RUN) mutmut run --max-children 1
+	$(RUN) python -m bench.mutation_report
 
 ## clean: local state, environments and reproduction worktrees (git forgets them too)
 clean:

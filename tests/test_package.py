@@ -137,6 +137,21 @@ def test_flipped_model_byte_fails_naming_the_file(
     assert "the signed digest differs for model.skops" in err  # the signature names it too
 
 
+def test_edited_predict_py_fails_naming_the_file(packaged: Packaged, tmp_path: Path) -> None:
+    """The package's own entry point is a listed file like any other: an edit to it is caught
+    by its digest, not only by the signature (a mutation run once let predict.py out)."""
+    package, public, _, _ = packaged
+    copy = copy_of(package, tmp_path)
+    entry = copy / "predict.py"
+    edited = entry.read_bytes() + b"\nimport os  # an added line\n"
+    entry.write_bytes(edited)
+    report = verify_package(copy, public)
+    assert not report.ok
+    assert f"{entry}: sha256 {hashlib.sha256(edited).hexdigest()} differs" in "\n".join(
+        report.problems
+    ), report.problems
+
+
 def test_edited_manifest_fails_naming_the_file(
     packaged: Packaged, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
