@@ -292,19 +292,26 @@ def _chosen_name() -> tuple[str, str | None]:
     """The model ``--model`` names, and why it is not verified when its declaration does not
     load (or no folder declares its log): such a model is still answered from its log, if the
     log verifies, and reported as not verified (exit 1) instead of refused as unknown."""
-    import os
-
-    from lifecycle_pipeline.coverage import chosen_unloaded
     from lifecycle_pipeline.declaration import DeclarationError
 
     try:
         return _model_name(), None
-    except DeclarationError:
-        name = os.environ.get("LIFECYCLE_MODEL", "")
-        unloaded = chosen_unloaded(name)
-        if not unloaded:
-            raise
-        return name, unloaded[name]
+    except DeclarationError as exc:
+        [(name, why)] = _unloaded_or(exc).items()
+        return name, why
+
+
+def _unloaded_or(exc: Exception) -> dict[str, str]:
+    """``{name: why}`` for the chosen model when it is on disk but does not load; ``exc`` (its
+    declaration error) when no model folder or audit log of that name exists."""
+    import os
+
+    from lifecycle_pipeline.coverage import chosen_unloaded
+
+    unloaded = chosen_unloaded(os.environ.get("LIFECYCLE_MODEL", ""))
+    if not unloaded:
+        raise exc
+    return unloaded
 
 
 @contextmanager
@@ -524,18 +531,12 @@ def _audit(args: argparse.Namespace) -> int:
 def _chosen_model() -> tuple[list[LoadedDeclaration], dict[str, str]]:
     """The model ``--model`` names, loaded; or, when it is on disk but does not load, no
     model and its name with why (verified as far as its log allows, reported not verified)."""
-    import os
-
-    from lifecycle_pipeline.coverage import chosen_unloaded
     from lifecycle_pipeline.declaration import DeclarationError
 
     try:
         return [_model()], {}
-    except DeclarationError:
-        unloaded = chosen_unloaded(os.environ.get("LIFECYCLE_MODEL", ""))
-        if not unloaded:
-            raise
-        return [], unloaded
+    except DeclarationError as exc:
+        return [], _unloaded_or(exc)
 
 
 def _recover(model: LoadedDeclaration, log: AuditLog) -> int:

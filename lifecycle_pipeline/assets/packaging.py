@@ -218,8 +218,8 @@ def parity(
     """Score the held-out split with the package in a separate process; compare bit for bit.
 
     Every column evaluation recorded for the task (all but the row id) must be identical,
-    floats to the last bit, row for row. ``interpreter``: one started before the package was
-    built; without it, one is started now.
+    floats to the last bit, row for row. ``interpreter``: one taken before the package was
+    built; without it, one is taken now (both fork from this process's zygote).
     """
     source, target = scratch / "parity_input.parquet", scratch / "parity_output.parquet"
     features.test[list(features.feature_columns)].to_parquet(source, index=False)
