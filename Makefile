@@ -22,10 +22,10 @@ export DAGSTER_HOME ?= $(CURDIR)/.lifecycle/dagster_home
 # log with development keys under .lifecycle/keys, allowed here explicitly: outside these
 # targets, signing and the audit log refuse to start without configured keys (README, "Keys").
 DEV_KEY_TARGETS := demo test ui summary bench-drift bench-calibrate bench bench-large \
-	bench-models bench-quick mutate
+	bench-models bench-quick bench-throughput mutate
 $(DEV_KEY_TARGETS): export LIFECYCLE_DEV_KEYS := 1
 
-.PHONY: install demo test lint ui summary clean bench-drift bench bench-large bench-quick bench-models bench-calibrate mutate
+.PHONY: install demo test lint ui summary clean bench-drift bench bench-large bench-quick bench-models bench-calibrate bench-throughput mutate
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -76,6 +76,10 @@ bench: install
 ## bench-large: figures 1 and 3 at 5M rows, one repetition -> bench/results/lifecycle-large.json, BENCHMARKS.md (<= 40 min)
 bench-large: install
 	$(RUN) python -m bench.lifecycle --large
+
+## bench-throughput: 8 models retrained at once through the daemon's run queue on the team profile (PostgreSQL), 1 and 2 workers, in-process and Dask -> bench/results/throughput.json, BENCHMARKS.md (~15 min; a quiet machine)
+bench-throughput: install
+	$(RUN) python -m bench.throughput
 
 ## bench-models: 1, 10 and 50 declared models x 20 versions: load, sensor tick, status (minutes)
 bench-models: install

@@ -34,6 +34,7 @@ MANY_MODELS = RESULTS / "many_models.json"
 BEFORE_ROUND_TWO = RESULTS / "before-round-two.json"
 BEFORE_ROUND_TWO_MODELS = RESULTS / "before-round-two-many-models.json"
 DRIFT_CALIBRATION = RESULTS / "drift_calibration.json"
+THROUGHPUT = RESULTS / "throughput.json"
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -57,6 +58,7 @@ class Supplements:
     before: dict[str, Any] | None = None
     before_many_models: dict[str, Any] | None = None
     drift_calibration: dict[str, Any] | None = None  # ``make bench-calibrate``
+    throughput: dict[str, Any] | None = None  # ``make bench-throughput``
 
     @classmethod
     def load(
@@ -66,6 +68,7 @@ class Supplements:
         before: Path = BEFORE_ROUND_TWO,
         before_many_models: Path = BEFORE_ROUND_TWO_MODELS,
         drift_calibration: Path = DRIFT_CALIBRATION,
+        throughput: Path = THROUGHPUT,
     ) -> Supplements:
         """The files as ``bench/results`` holds them (any of them may be missing)."""
         return cls(
@@ -74,6 +77,7 @@ class Supplements:
             _read(before),
             _read(before_many_models),
             _read(drift_calibration),
+            _read(throughput),
         )
 
 
@@ -476,6 +480,9 @@ def render(results: dict[str, Any], supplements: Supplements | None = None) -> s
     out += _figure_4(results.get("reproduce"))
     out += _figure_5(results.get("many_versions"))
     out += _figure_6(extra.many_models)
+    from bench.throughput import section as throughput_section
+
+    out += throughput_section(extra.throughput)
     out += _round_two(results, extra)
     out += _before_after(results)
     from bench.drift_calibration import section

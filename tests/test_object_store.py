@@ -28,6 +28,7 @@ from tests.conftest import (
     SAMPLE_MODEL,
     Pipeline,
     Registry,
+    committed_project_copy,
     dagster_home,
     free_port,
     lifecycle_cli,
@@ -138,3 +139,39 @@ def test_a_data_version_is_pushed_to_and_read_back_from_an_s3_dvc_remote(
         read = stream.read()
         stream.verify()
     assert (resolved.md5, read) == (md5, content)
+
+
+@pytest.mark.slow
+def test_a_version_trained_onto_s3_is_reproduced_identically(
+    s3_endpoint: str, demo_registry: Registry, tmp_path: Path
+) -> None:
+    """`lifecycle reproduce` of a version whose artifacts are on the S3 endpoint: the lineage
+    recorded there is re-run in a scratch instance and matches, and nothing is added to the
+    deployment's store (the bucket holds the same objects before and after)."""
+    from tests.test_reproduce import Project, _elements, _report
+
+    root = f"s3://{BUCKET}/artifacts"
+
+    class OnS3(Project):
+        def env(self, home: Path) -> dict[str, str]:
+            return super().env(home) | {"LIFECYCLE_ARTIFACT_ROOT": root}
+
+    project = OnS3(committed_project_copy(tmp_path / "repo"), demo_registry, tmp_path / "state")
+    home = tmp_path / "home"
+    project.train(home)  # `dagster asset materialize` from the committed copy, onto S3
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+
+    def objects() -> list[str]:
+        return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []))
+
+    before = objects()
+    assert any(key.startswith("artifacts/") and key.endswith(".zip") for key in before), before
+
+    done = project.lifecycle(home, "reproduce", "data-v1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = _report(done)
+    assert (report["method"], report["verdict"]) == ("current", "identical")
+    elements = _elements(report)
+    for name in ("data_md5", "fingerprint.state", "fingerprint.predictions", "config_hash"):
+        assert elements[name]["recorded"] == elements[name]["reproduced"], name
+    assert objects() == before  # the reproduction ran in its own scratch root, not the bucket
