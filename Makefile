@@ -77,7 +77,7 @@ bench: install
 bench-large: install
 	$(RUN) python -m bench.lifecycle --large
 
-## bench-throughput: 8 models retrained at once through the daemon's run queue on the team profile (PostgreSQL), 1 and 2 workers, in-process and Dask -> bench/results/throughput.json, BENCHMARKS.md (~15 min; a quiet machine)
+## bench-throughput: 8 models retrained at once through the daemon's run queue on the team profile (PostgreSQL), 1 and 2 workers, in-process and Dask -> bench/results/throughput.json, BENCHMARKS.md (~20 min; a quiet machine)
 bench-throughput: install
 	$(RUN) python -m bench.throughput
 
