@@ -20,7 +20,8 @@ export DAGSTER_HOME ?= $(CURDIR)/.lifecycle/dagster_home
 
 # The demo, the tests, the UI on the demo's instance and the benchmarks sign and key the audit
 # log with development keys under .lifecycle/keys, allowed here explicitly: outside these
-# targets, signing and the audit log refuse to start without configured keys (README, "Keys").
+# targets, signing and the audit log refuse to start without configured keys
+# (docs/governance.md, "Keys").
 DEV_KEY_TARGETS := demo test ui summary bench-drift bench-calibrate bench bench-large \
 	bench-models bench-quick bench-throughput mutate
 $(DEV_KEY_TARGETS): export LIFECYCLE_DEV_KEYS := 1

@@ -29,7 +29,7 @@ def _create(args: argparse.Namespace) -> int:
     print(
         "then `lifecycle keys trust "
         f"{paths['LIFECYCLE_SIGNING_PUBLIC_KEY']} --keyring FOLDER` and "
-        "LIFECYCLE_TRUSTED_KEYS=FOLDER to rotate later (README, 'Rotating keys')."
+        "LIFECYCLE_TRUSTED_KEYS=FOLDER to rotate later (docs/runbooks/rotating-keys.md)."
     )
     return 0
 

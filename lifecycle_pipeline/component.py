@@ -94,7 +94,7 @@ class LifecycleModel(dg.Component):
     jobs, sensors and retraining schedule, all namespaced by the model's name.
 
     The attributes are the model declaration (data, contract, estimator, evaluation, drift,
-    documentation, schedule); see the README's "Declare your model".
+    documentation, schedule); see docs/declaring-a-model.md.
     """
 
     def __init__(self, declaration: LoadedDeclaration) -> None:

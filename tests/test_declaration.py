@@ -471,19 +471,23 @@ def test_contract_infer_refuses_to_overwrite_without_force(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["animals.csv", "proposal.yaml"]
 
 
-def _readme_example() -> str:
-    """The README's example declaration: a whole model folder's defs.yaml, as written."""
-    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = [b.split("```", 1)[0] for b in readme.split("```yaml\n")[1:]]
+DECLARING_PAGE = PROJECT_ROOT / "docs" / "declaring-a-model.md"
+
+
+def _documented_example() -> str:
+    """docs/declaring-a-model.md's example declaration: a whole model folder's defs.yaml, as
+    written."""
+    page = DECLARING_PAGE.read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in page.split("```yaml\n")[1:]]
     (example,) = [b for b in blocks if re.search(r"^ *name: loans", b, re.MULTILINE)]
-    assert example.startswith(COMPONENT), "the README's example is not a whole defs.yaml"
+    assert example.startswith(COMPONENT), "the documented example is not a whole defs.yaml"
     return example
 
 
-def test_the_readme_example_declaration_loads_trains_and_fingerprints(
+def test_the_documented_example_declaration_loads_trains_and_fingerprints(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The README's example is a declaration that works, not an illustration: it validates,
+    """The documented example is a declaration that works, not an illustration: it validates,
     and on data drawn from its own contract (with gaps where it declares them) the pipeline
     it builds trains, contains only its reviewed types, and fingerprints stably."""
     import numpy as np
@@ -502,8 +506,8 @@ def test_the_readme_example_declaration_loads_trains_and_fingerprints(
     from lifecycle_pipeline.tasks import task_for
 
     monkeypatch.setenv("LOANS_REGISTRY_URL", "/nowhere")
-    path = PROJECT_ROOT / "README.md"
-    declared = parse_declaration(_readme_example(), path)
+    path = DECLARING_PAGE
+    declared = parse_declaration(_documented_example(), path)
     contract = declared.contract
     rng = np.random.default_rng(1)
     rows = 400

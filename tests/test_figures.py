@@ -1,8 +1,9 @@
-"""Every performance figure README quotes comes from a results file the harness wrote.
+"""Every performance figure the documentation quotes comes from a results file the harness wrote.
 
-The passages checked: the section "What it costs: benchmarks", the reproduction costs in the
-runbook ("Measured by `make bench` (figure 4 ...") and the drift monitor's cost ("Cost,
-measured by `make bench-drift`" with its table and the paragraph after it). Two layers:
+The passages checked: docs/benchmarks.md, "What it costs: benchmarks"; the reproduction costs in
+the runbook docs/runbooks/model-misbehaves.md ("Measured by `make bench` (figure 4 ..."); and
+the drift monitor's cost in docs/drift.md ("Cost, measured by `make bench-drift`" with its
+table and the paragraph after it). Two layers:
 
 - every number in those passages must be a value of the results they cite, at the precision
   printed and matched by kind (a ratio ``x`` against ratios, ``s`` and ``min`` against
@@ -30,7 +31,10 @@ from bench.children import OUTSIDE_STEPS, RssSampler
 from bench.report import PROFILE_FRAMES, TARGETS, Supplements, profile_seconds, render
 from tests.conftest import PROJECT_ROOT
 
-README = PROJECT_ROOT / "README.md"
+DOCS = PROJECT_ROOT / "docs"
+COSTS_PAGE = DOCS / "benchmarks.md"
+REPRODUCE_PAGE = DOCS / "runbooks" / "model-misbehaves.md"
+DRIFT_PAGE = DOCS / "drift.md"
 RESULTS = PROJECT_ROOT / "bench" / "results"
 NUMBER = re.compile(
     r"(?<![\w.\-/#])(?P<value>\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)"
@@ -72,19 +76,19 @@ def drift() -> dict[str, Any]:
 def blocks(text: str, start: str, count: int) -> str:
     """``count`` blank-line-separated blocks of ``text``, from the one starting with ``start``."""
     at = text.find(start)
-    assert at >= 0, f"README no longer has the passage starting {start!r}"
+    assert at >= 0, f"the page no longer has the passage starting {start!r}"
     return "\n\n".join(text[at:].split("\n\n")[:count])
 
 
 def section(text: str, heading: str) -> str:
     at = text.find(heading)
-    assert at >= 0, f"README no longer has the section {heading!r}"
+    assert at >= 0, f"the page no longer has the section {heading!r}"
     end = text.find("\n## ", at + len(heading))
     return text[at : end if end >= 0 else len(text)]
 
 
 def costs_section(text: str) -> str:
-    return section(text, "## What it costs: benchmarks")
+    return section(text, "# What it costs: benchmarks")
 
 
 def reproduce_passage(text: str) -> str:
@@ -181,17 +185,19 @@ def unmatched(passage: str, results: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("passage", "results"),
+    ("page", "passage", "results"),
     [
-        pytest.param(costs_section, lifecycle_and_large, id="what-it-costs"),
-        pytest.param(reproduce_passage, lifecycle_and_verdict_count, id="reproduce"),
-        pytest.param(drift_passage, drift, id="drift"),
+        pytest.param(COSTS_PAGE, costs_section, lifecycle_and_large, id="what-it-costs"),
+        pytest.param(
+            REPRODUCE_PAGE, reproduce_passage, lifecycle_and_verdict_count, id="reproduce"
+        ),
+        pytest.param(DRIFT_PAGE, drift_passage, drift, id="drift"),
     ],
 )
-def test_every_readme_figure_is_a_recorded_result(
-    passage: Callable[[str], str], results: Callable[[], dict[str, Any]]
+def test_every_documented_figure_is_a_recorded_result(
+    page: Path, passage: Callable[[str], str], results: Callable[[], dict[str, Any]]
 ) -> None:
-    text = passage(README.read_text(encoding="utf-8"))
+    text = passage(page.read_text(encoding="utf-8"))
     assert list(quoted_figures(text)), "the passage quotes no figure: the parser lost it"
     assert unmatched(text, results()) == []
 
@@ -219,7 +225,7 @@ def assert_quotes(cell: str, *expected: float) -> None:
 
 def test_cost_table_quotes_figure_1_2_3() -> None:
     results = lifecycle_and_large()
-    header, rows = table(costs_section(README.read_text(encoding="utf-8")))
+    header, rows = table(costs_section(COSTS_PAGE.read_text(encoding="utf-8")))
     sizes_measured = [*results["sizes"], *results["large"].get("sizes", [])]
     by_size = {size["rows"]: size for size in sizes_measured if "dagster" in size}
     sizes = [int(Decimal(numbers(h)[0]) * (1000 if h.endswith("k") else 10**6)) for h in header[1:]]
@@ -242,7 +248,7 @@ def test_cost_table_quotes_figure_1_2_3() -> None:
 
 def test_cost_sentences_quote_the_runs_and_figure_5() -> None:
     results = lifecycle()
-    text = costs_section(README.read_text(encoding="utf-8"))
+    text = costs_section(COSTS_PAGE.read_text(encoding="utf-8"))
     full = re.search(r"last full run took ([\d.]+) min", text)
     assert full and rounds_to(results["total_seconds"] / 60, full[1])
     repetitions = re.search(r"medians of (\d+)", text)
@@ -272,7 +278,7 @@ def test_cost_sentences_quote_the_runs_and_figure_5() -> None:
 
 def test_reproduce_figures_are_figure_4() -> None:
     figure = lifecycle()["reproduce"]
-    text = " ".join(reproduce_passage(README.read_text(encoding="utf-8")).split())
+    text = " ".join(reproduce_passage(REPRODUCE_PAGE.read_text(encoding="utf-8")).split())
     expected = {
         r"at the current commit took ([\d.]+) s": figure["current_seconds"]["median"],
         r"against ([\d.]+) s for the original": figure["original_seconds"]["median"],
@@ -292,8 +298,8 @@ def test_reproduce_figures_are_figure_4() -> None:
         assert figure[f"{key}_seconds"]["n"] == int(medians[1])
     for pattern, value in expected.items():
         found = re.search(pattern, text)
-        assert found, f"README's reproduce passage lost {pattern!r}"
-        assert rounds_to(value, found[1]), f"{pattern}: README {found[1]}, results {value}"
+        assert found, f"the runbook's reproduce passage lost {pattern!r}"
+        assert rounds_to(value, found[1]), f"{pattern}: runbook {found[1]}, results {value}"
     verdicts = [r["verdict"] for runs in figure["reports"].values() for r in runs]
     counted = re.search(r"Every verdict was `identical` \((\d+) of (\d+)\)", text)
     assert counted and verdicts.count("identical") == int(counted[1]) == int(counted[2])
@@ -302,7 +308,7 @@ def test_reproduce_figures_are_figure_4() -> None:
 
 def test_drift_table_quotes_the_drift_benchmark() -> None:
     results = drift()
-    passage = drift_passage(README.read_text(encoding="utf-8"))
+    passage = drift_passage(DRIFT_PAGE.read_text(encoding="utf-8"))
     header, rows = table(passage)
     assert len(header) == 4 and len(rows) == len(results["sizes"])
     for row, size in zip(rows, results["sizes"], strict=True):

@@ -1,11 +1,11 @@
 """Every command the project tells a new team to type works (issue 28, point 4).
 
 The commands are read from the text people follow, not copied here: the shell blocks of the
-README's "Add a model" and "Materialize a data version by hand" sections, and the ``$ `` lines
-of `lifecycle new-model`'s next steps. Placeholders (the README's ``loans`` model, its data file
-and target) are replaced by a generated model's, and each block runs in a fresh copy of the
-project beside a real git + DVC registry, as a team would run it. A command that stops working,
-or a text that drifts to one that does not, fails here.
+README's "Add a model" section and docs/declaring-a-model.md's "Materialize a data version by
+hand", and the ``$ `` lines of `lifecycle new-model`'s next steps. Placeholders (the documented
+``loans`` model, its data file and target) are replaced by a generated model's, and each block
+runs in a fresh copy of the project beside a real git + DVC registry, as a team would run it.
+A command that stops working, or a text that drifts to one that does not, fails here.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from tests.conftest import PROJECT_ROOT, committed_project_copy
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("onboarding_commands")]
 BIN = Path(sys.executable).parent
 README = PROJECT_ROOT / "README.md"
+DECLARING_PAGE = PROJECT_ROOT / "docs" / "declaring-a-model.md"
 
 
 def team_frame(rows: int = 400, seed: int = 28) -> pd.DataFrame:
@@ -51,13 +52,13 @@ def team_frame(rows: int = 400, seed: int = 28) -> pd.DataFrame:
     )
 
 
-def readme_blocks(*headings: str) -> list[str]:
-    """The ``sh`` blocks of the README sections with these headings, dedented, in order."""
-    text = README.read_text(encoding="utf-8")
+def documented_blocks(*sections: tuple[Path, str]) -> list[str]:
+    """The ``sh`` blocks of these (page, heading) sections, dedented, in order."""
     blocks: list[str] = []
-    for heading in headings:
+    for page, heading in sections:
+        text = page.read_text(encoding="utf-8")
         match = re.search(rf"^(#+) {re.escape(heading)}\n", text, re.MULTILINE)
-        assert match, f"README has no section {heading!r}"
+        assert match, f"{page.name} has no section {heading!r}"
         level = len(match.group(1))
         rest = text[match.end() :]
         following = re.search(rf"^#{{1,{level}}} ", rest, re.MULTILINE)
@@ -139,8 +140,8 @@ def onboarding(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Onboarding]
     yield Onboarding(base=base, project=project, registry=registry)
 
 
-def _readme_command(line: str) -> str:
-    """The README's placeholders replaced by the generated model's: model `loans` -> `churn`,
+def _documented_command(line: str) -> str:
+    """The documented placeholders replaced by the generated model's: model `loans` -> `churn`,
     target `defaulted` -> `churned`. `dg scaffold` is the other spelling of `new-model`'s step;
     it declares a second model, so that both spellings are proven."""
     if line.startswith("dg scaffold"):
@@ -148,14 +149,16 @@ def _readme_command(line: str) -> str:
     return line.replace("loans", "churn").replace("defaulted", "churned")
 
 
-def test_the_readme_onboarding_and_manual_materialization_commands_run(
+def test_the_documented_onboarding_and_manual_materialization_commands_run(
     onboarding: Onboarding,
 ) -> None:
     frame = team_frame()
     frame.to_parquet(onboarding.project / "churn.parquet", index=False)
     batch = frame.drop(columns=["churned"]).head(60)
     batch.to_parquet(onboarding.project / "churn-batch-001.parquet", index=False)
-    blocks = readme_blocks("Add a model", "Materialize a data version by hand")
+    blocks = documented_blocks(
+        (README, "Add a model"), (DECLARING_PAGE, "Materialize a data version by hand")
+    )
     commands = [line for block in blocks for line in block.splitlines()]
     expected_commands = (
         "lifecycle new-model",
@@ -168,7 +171,7 @@ def test_the_readme_onboarding_and_manual_materialization_commands_run(
     for expected in expected_commands:
         assert any(c.startswith(expected) for c in commands), (expected, commands)
     for block in blocks:
-        script = "\n".join(_readme_command(line) for line in block.splitlines())
+        script = "\n".join(_documented_command(line) for line in block.splitlines())
         done = onboarding.shell(script)
         assert done.returncode == 0, (
             f"{script}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"

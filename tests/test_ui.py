@@ -3,7 +3,7 @@
 Chromium comes from the system (Debian's `chromium`, or LIFECYCLE_CHROMIUM); Playwright
 drives it headless. Without a browser these tests are skipped with the reason, except in CI
 (`CI=true`), where a missing browser is a failure: `.ci/run` installs one.
-Screenshots go to a temporary folder, or to docs/img/ with UPDATE_SCREENSHOTS=1 (the README
+Screenshots go to a temporary folder, or to docs/img/ with UPDATE_SCREENSHOTS=1 (docs/ui.md
 shows those).
 
 The webserver serves a committed copy of the project, and the sample's data-v1 is trained by
@@ -353,7 +353,7 @@ def test_lineage_of_a_package_reaches_the_data_snapshot(page: Any, served: Serve
 def test_one_partition_is_followed_from_package_to_data_by_recorded_references(
     page: Any, served: Served
 ) -> None:
-    """What the README walks through: each stage's page names the exact upstream it used."""
+    """What docs/ui.md walks through: each stage's page names the exact upstream it used."""
     instance = served.pipeline.instance
     package = metadata_values(latest(instance, SAMPLE_MODEL.key("deployment_package"), "data-v1"))
     trained = f"upstream/{BC}/trained_model"

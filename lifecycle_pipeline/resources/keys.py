@@ -52,8 +52,8 @@ def how_to_configure(what: str) -> str:
         "DIR/signing-key.pem -pubout -out DIR/signing-key.pub; openssl rand -hex 32 > "
         "DIR/audit.key; chmod 600 DIR/*`), then set LIFECYCLE_SIGNING_KEY=DIR/signing-key.pem, "
         "LIFECYCLE_SIGNING_PUBLIC_KEY=DIR/signing-key.pub and LIFECYCLE_AUDIT_KEY=DIR/audit.key "
-        "(README, 'Keys'). For a demo or tests only, set LIFECYCLE_DEV_KEYS=1 to use "
-        "development keys under $LIFECYCLE_HOME/keys."
+        "(docs/governance.md, 'Keys'). For a demo or tests only, set LIFECYCLE_DEV_KEYS=1 to "
+        "use development keys under $LIFECYCLE_HOME/keys."
     )
 
 
@@ -151,7 +151,7 @@ class Keyring:
             raise KeyConfigError(
                 f"{what} was signed with key {ident}, which is revoked in {self.source} "
                 f"({self.revoked[ident]}): its signatures are refused. Re-sign with a trusted key "
-                "(README, 'Rotating keys')."
+                "(docs/runbooks/rotating-keys.md)."
             )
         if ident not in self.trusted:
             raise KeyConfigError(
