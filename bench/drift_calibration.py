@@ -54,7 +54,8 @@ SHIFTED = 20
 SHIFT_SEED = 2
 DEMO_SEED = 3
 AGREEMENT = 5
-ALTERNATIVE = "wasserstein"  # a numeric test compared with the declared one (docs/drift.md, "Calibrating the thresholds")
+# A numeric test compared with the declared one (docs/drift.md, "Calibrating the thresholds").
+ALTERNATIVE = "wasserstein"
 
 
 def _frame(name: str) -> tuple[Any, str]:
