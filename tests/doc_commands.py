@@ -227,9 +227,7 @@ RUNS: dict[tuple[str, str], Run] = {
     ("docs/runbooks/model-misbehaves.md", "source .venv/bin/activate"): _demo(venv=VENV),
     ("docs/runbooks/model-misbehaves.md", "export LIFECYCLE_DEV_KEYS=1"): _demo(),
     ("docs/runbooks/model-misbehaves.md", "export LIFECYCLE_MODEL=breast_cancer"): _demo(),
-    ("docs/runbooks/model-misbehaves.md", "lifecycle status"): _demo(
-        output=("breast_cancer  data-v2",)
-    ),
+    ("docs/runbooks/model-misbehaves.md", "lifecycle status"): _demo(output=("data-v2 since",)),
     ("docs/runbooks/model-misbehaves.md", "lifecycle history --at 2026-11-26T09:42:35Z"): _demo(
         output=("data-v2",),
         time=Substitution(
@@ -344,7 +342,7 @@ RUNS: dict[tuple[str, str], Run] = {
         model=Substitution("MODEL", "breast_cancer", "the model whose log `audit verify` named")
     ),
     ("docs/runbooks/damaged-instance.md", "lifecycle doctor"): _demo(
-        exit=(1, 0), output=("lifecycle instance rebuild",)
+        exit=(1, 0), output=("checked",)
     ),
     ("docs/runbooks/damaged-instance.md", "lifecycle instance rebuild"): _demo(
         output=("restored",)

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -216,7 +217,9 @@ def test_the_docs_commands_run_on_the_demo_instance(project_copy: Path, tmp_path
         _run([*promotion, "--reason", "the docs' commands"], project_copy, env)
 
     def run(page: str, cwd: Path = project_copy, environ: dict[str, str] = env) -> None:
+        started = time.perf_counter()
         run_and_check(DEMO_TEST, page, cwd, environ, context)
+        print(f"{page}: {time.perf_counter() - started:.1f} s")  # shown with -rP
 
     # The status table docs/many-models.md shows: breast_cancer on data-v1, diabetes on v2.
     promote("breast_cancer", "data-v1", "alice")
