@@ -30,6 +30,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("onboarding_commands")]
 BIN = Path(sys.executable).parent
 README = PROJECT_ROOT / "README.md"
 DECLARING_PAGE = PROJECT_ROOT / "docs" / "declaring-a-model.md"
+# The sections whose every command the first test runs (tests/test_doc_commands.py counts them).
+ONBOARDING_SECTIONS = (
+    (README, "Add a model"),
+    (DECLARING_PAGE, "Materialize a data version by hand"),
+)
 
 
 def team_frame(rows: int = 400, seed: int = 28) -> pd.DataFrame:
@@ -156,9 +161,7 @@ def test_the_documented_onboarding_and_manual_materialization_commands_run(
     frame.to_parquet(onboarding.project / "churn.parquet", index=False)
     batch = frame.drop(columns=["churned"]).head(60)
     batch.to_parquet(onboarding.project / "churn-batch-001.parquet", index=False)
-    blocks = documented_blocks(
-        (README, "Add a model"), (DECLARING_PAGE, "Materialize a data version by hand")
-    )
+    blocks = documented_blocks(*ONBOARDING_SECTIONS)
     commands = [line for block in blocks for line in block.splitlines()]
     expected_commands = (
         "lifecycle new-model",

@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +16,7 @@ import pytest
 
 from lifecycle_pipeline.lineage.query import latest
 from tests.conftest import PROJECT_ROOT
+from tests.doc_commands import DEMO_TEST, DRIFT_TEST, run_and_check
 
 # One worker, in file order: the drift test reuses the instance the demo test populated.
 pytestmark = pytest.mark.xdist_group("project")
@@ -171,23 +174,22 @@ def test_drift_by_hand_for_a_registry_batch_and_a_file(project_copy: Path) -> No
     assert "Which model? Pass --model NAME" in unnamed.stderr
     assert "declared: breast_cancer, diabetes" in unnamed.stderr
 
-    cancer = [lifecycle, "--model", "breast_cancer"]
-    tagged = _run([*cancer, "drift", "--batch", "batch-002"], project_copy, env).stdout
+    # The two commands of docs/drift.md's "By hand", read from the page.
+    tagged, adhoc = (
+        outcome.output
+        for outcome in run_and_check(DRIFT_TEST, "docs/drift.md", project_copy, env, {})
+    )
     assert "Batch batch-002: drift; drift share 0.100" in tagged
     assert "mean_texture, mean_smoothness, worst_texture" in tagged and "against data-v2" in tagged
     report = Path(tagged.split("report: ")[1].split()[0])
     assert report.is_file() and report.name == "report.html"
 
-    csv = project_copy / "data" / "sample" / "batches" / "batch-001.csv"
-    adhoc = _run(
-        [*cancer, "drift", "--batch", str(csv), "--version", "data-v1"], project_copy, env
-    ).stdout
     assert ": no drift; drift share 0.000" in adhoc and "against data-v1" in adhoc
     assert "not recorded in the Dagster instance" in adhoc
     assert Path(adhoc.split("report: ")[1].split()[0]).is_file()
 
     missing = subprocess.run(
-        [*cancer, "drift", "--batch", "batch-404"],
+        [lifecycle, "--model", "breast_cancer", "drift", "--batch", "batch-404"],
         cwd=project_copy,
         env=env,
         capture_output=True,
@@ -196,3 +198,57 @@ def test_drift_by_hand_for_a_registry_batch_and_a_file(project_copy: Path) -> No
     )
     assert missing.returncode == 2
     assert "Registry revision 'batch-404' cannot be opened" in missing.stderr
+
+
+@pytest.mark.slow
+def test_the_docs_commands_run_on_the_demo_instance(project_copy: Path, tmp_path: Path) -> None:
+    """The shell commands of docs/ that need a demo instance, read from their pages and run on
+    the one the demo test left (tests/doc_commands.py says which, with each placeholder's
+    value): the state each page assumes is set up here, cheapest first, without a new run."""
+    env = _env(project_copy)
+    lifecycle = str(Path(sys.executable).with_name("lifecycle"))
+    if not (project_copy / ".lifecycle" / "dagster_home").exists():
+        _run([str(Path(sys.executable).with_name("dvc")), "repro"], project_copy, env)
+        _run([lifecycle, "demo"], project_copy, env)
+    context = {"bin": str(Path(sys.executable).parent), "tmp": str(tmp_path), "now": ""}
+
+    def promote(model: str, version: str, approver: str) -> None:
+        promotion = [lifecycle, "--model", model, "promote", version, "--approver", approver]
+        _run([*promotion, "--reason", "the docs' commands"], project_copy, env)
+
+    def run(page: str, cwd: Path = project_copy, environ: dict[str, str] = env) -> None:
+        started = time.perf_counter()
+        run_and_check(DEMO_TEST, page, cwd, environ, context)
+        print(f"{page}: {time.perf_counter() - started:.1f} s")  # shown with -rP
+
+    # The status table docs/many-models.md shows: breast_cancer on data-v1, diabetes on v2.
+    promote("breast_cancer", "data-v1", "alice")
+    promote("diabetes", "diabetes-v2", "bob")
+    run("docs/many-models.md")
+    run("docs/deployment-package.md")
+    # The runbook's model serves data-v2 after data-v1 (rollback has a version to go back to).
+    promote("breast_cancer", "data-v2", "bob")
+    complaint = datetime.now(UTC) + timedelta(seconds=1)  # after the promotion, to the second
+    context["now"] = complaint.strftime("%Y-%m-%dT%H:%M:%SZ")
+    run("docs/runbooks/model-misbehaves.md")
+    (tmp_path / "openssl-keys").mkdir()
+    run("docs/governance.md")
+    # A deployment's keyring already trusts the key in use (here the development key).
+    keyring = tmp_path / "keyring"
+    current = project_copy / ".lifecycle" / "keys" / "signing-key.pub"
+    _run([lifecycle, "keys", "trust", str(current), "--keyring", str(keyring)], project_copy, env)
+    run("docs/runbooks/rotating-keys.md", environ={**env, "LIFECYCLE_TRUSTED_KEYS": str(keyring)})
+    scratch = tmp_path / "deployment"  # its key commands write into the working folder
+    scratch.mkdir()
+    run("docs/deployment.md", cwd=scratch)
+    run("docs/drift.md")
+    # A writer killed mid-record: half a record at the end of the audit log.
+    with (project_copy / ".lifecycle" / "audit" / "breast_cancer.jsonl").open("ab") as log:
+        log.write(b'{"seq": 99, "kind": "promot')
+    run("docs/runbooks/run-died.md")
+    # A damaged instance: the event index cut short.
+    with (project_copy / ".lifecycle" / "dagster_home" / "history" / "runs" / "index.db").open(
+        "r+b"
+    ) as index:
+        index.truncate(4096)
+    run("docs/runbooks/damaged-instance.md")
