@@ -94,7 +94,7 @@ bench-quick: install
 summary: install
 	$(RUN) lifecycle summary
 
-## mutate: mutation testing (mutmut) of the governance, audit, checkpoint, fingerprint and gate modules against their fast tests -> bench/results/mutation.json; fails under a 90% kill rate (docs/mutation.md)
+## mutate: mutation testing (mutmut) of the governance, audit, checkpoint, package verification, fingerprint and gate modules against their fast tests -> bench/results/mutation.json; fails under a 90% kill rate (docs/mutation.md)
 # One worker (--max-children 1): the other core stays free for other jobs. Tests that start the
 # `lifecycle` CLI as a subprocess import the mutated copy through PYTHONPATH, so they see the
 # mutant too. OMP_NUM_THREADS=1: mutmut forks each mutant's test run from a process that

@@ -8,6 +8,11 @@ test, 36/24/-24/152/255 timeout, 37 caught by the type checker, None not run yet
 The kill rate counts a timeout as a kill (the mutant made the tests hang: it was noticed) and a
 mutant with no covering test as a survivor (nothing would notice it). Exits 1 under 90%, or when
 a mutant was never run (an interrupted run is not a measurement).
+
+``--only MODULE`` (repeatable) reads just those modules from ``mutants/`` and merges them into
+the existing results file, keeping every other module's counts and survivors as they were
+measured: for a run of some modules' mutants (``mutmut run "lifecycle_pipeline.gates*"``),
+which leaves the other modules' mutants unrun.
 """
 
 from __future__ import annotations
@@ -42,12 +47,15 @@ def status(exit_code: int | None) -> str:
     return f"suspicious (exit {exit_code})"
 
 
-def summarize(mutants_dir: Path) -> dict[str, Any]:
-    """Counts per mutated module, the overall kill rate, and every mutant not killed."""
+def summarize(mutants_dir: Path, only: list[str] | None = None) -> dict[str, Any]:
+    """Counts per mutated module (``only`` these, when given), the overall kill rate, and every
+    mutant not killed."""
     modules: dict[str, dict[str, int]] = {}
     survivors: list[dict[str, str]] = []
     for meta in sorted(mutants_dir.rglob("*.py.meta")):
         module = meta.relative_to(mutants_dir).as_posix().removesuffix(".meta")
+        if only is not None and module not in only:
+            continue
         verdicts = json.loads(meta.read_text())["exit_code_by_key"]
         counts = {
             "mutants": 0,
@@ -65,6 +73,10 @@ def summarize(mutants_dir: Path) -> dict[str, Any]:
             if verdict not in ("killed", "timeout", "caught by type check"):
                 survivors.append({"mutant": name, "status": verdict})
         modules[module] = counts
+    return totals(modules, survivors)
+
+
+def totals(modules: dict[str, dict[str, int]], survivors: list[dict[str, str]]) -> dict[str, Any]:
     total = sum(c["mutants"] for c in modules.values())
     caught = sum(c["killed"] + c["timeout"] for c in modules.values())
     return {
@@ -75,6 +87,18 @@ def summarize(mutants_dir: Path) -> dict[str, Any]:
         "threshold": THRESHOLD,
         "survivors": survivors,
     }
+
+
+def _module_of(mutant: str) -> str:
+    """The file a mutant's name belongs to: ``a.b.x_f__mutmut_1`` -> ``a/b.py``."""
+    return mutant.rsplit(".", 1)[0].replace(".", "/") + ".py"
+
+
+def merge(previous: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
+    """``previous`` with the modules of ``fresh`` replaced (or added) by their new counts."""
+    modules = {**previous["modules"], **fresh["modules"]}
+    kept = [s for s in previous["survivors"] if _module_of(s["mutant"]) not in fresh["modules"]]
+    return totals(dict(sorted(modules.items())), kept + fresh["survivors"])
 
 
 def render(summary: dict[str, Any]) -> str:
@@ -104,11 +128,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mutants", type=Path, default=Path("mutants"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/mutation.json"))
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="MODULE",
+        help="read only this module (e.g. lifecycle_pipeline/gates.py) from the mutants folder "
+        "and merge it into the existing --out file",
+    )
     args = parser.parse_args(argv)
-    summary = summarize(args.mutants)
+    summary = summarize(args.mutants, args.only)
     if not summary["mutants"]:
         print(f"no mutmut results under {args.mutants}: run `make mutate`", file=sys.stderr)
         return 1
+    missing = sorted(set(args.only or []) - set(summary["modules"]))
+    if missing:
+        print(f"no mutmut results for {missing} under {args.mutants}", file=sys.stderr)
+        return 1
+    if args.only:
+        summary = merge(json.loads(args.out.read_text()), summary)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     print(render(summary))

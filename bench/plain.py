@@ -106,7 +106,7 @@ def train(feature_set: FeatureSet, settings: TrainingSettings) -> TrainedModel:
 
 def evaluate(model: TrainedModel, feature_set: FeatureSet) -> EvaluationReport:
     from lifecycle_pipeline.assets.evaluation import evaluate as evaluate_model
-    from lifecycle_pipeline.assets.evaluation import gates_for
+    from lifecycle_pipeline.gates import gates_for
 
     declared = SAMPLE_MODEL.model
     gates = gates_for(declared.evaluation, {}, str(SAMPLE_MODEL.path))

@@ -390,8 +390,9 @@ def _materialization(asset: str, metadata: dict[str, Any]) -> Any:
 
 def _lineage(model: LoadedDeclaration, rows: int = 12, seed: int = 3) -> Any:
     """What the four upstream assets record, built from the task's own scoring (no pipeline)."""
-    from lifecycle_pipeline.assets.evaluation import gate_check_name, slice_masks, slice_table
+    from lifecycle_pipeline.assets.evaluation import slice_masks, slice_table
     from lifecycle_pipeline.documentation.bundle import Lineage
+    from lifecycle_pipeline.gates import gate_check_name
     from lifecycle_pipeline.lineage.records import GateVerdict
     from lifecycle_pipeline.tasks import task_for
 

@@ -562,7 +562,7 @@ class Direct(NamedTuple):
 
 def build_direct(declaration: LoadedDeclaration, frame: pd.DataFrame, folder: Path) -> Direct:
     """A signed package of ``declaration`` trained on ``frame``: the asset's steps, no Dagster."""
-    from lifecycle_pipeline.assets.evaluation import evaluate, gates_for
+    from lifecycle_pipeline.assets.evaluation import evaluate
     from lifecycle_pipeline.assets.features import FeaturesConfig, split
     from lifecycle_pipeline.assets.training import (
         TrainingConfig,
@@ -571,6 +571,7 @@ def build_direct(declaration: LoadedDeclaration, frame: pd.DataFrame, folder: Pa
         golden_inputs,
     )
     from lifecycle_pipeline.contract import validate
+    from lifecycle_pipeline.gates import gates_for
     from lifecycle_pipeline.lineage.fingerprint import fingerprint
     from lifecycle_pipeline.lineage.records import DataSnapshot, ResolvedVersion
     from lifecycle_pipeline.resources.codecs import dump_model

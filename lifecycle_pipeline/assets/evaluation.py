@@ -1,7 +1,6 @@
 """Lifecycle stage 4: held-out metrics, per-slice metrics and the blocking metric gates, all as
 the model's declaration and its task define them."""
 
-import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +10,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from lifecycle_pipeline import gates as gates_module
 from lifecycle_pipeline.assets.common import (
     IO_MANAGER_KEY,
     OWNERS,
@@ -19,12 +19,11 @@ from lifecycle_pipeline.assets.common import (
     upstream_metadata,
 )
 from lifecycle_pipeline.assets.features import ROW_ID
-from lifecycle_pipeline.declaration import Evaluation, LoadedDeclaration, ModelDeclaration, Slice
-from lifecycle_pipeline.errors import LifecycleError
+from lifecycle_pipeline.declaration import LoadedDeclaration, ModelDeclaration, Slice
+from lifecycle_pipeline.gates import gate_check_name, gates_for, judge
 from lifecycle_pipeline.lineage.records import (
     EvaluationReport,
     FeatureSet,
-    GateVerdict,
     TrainedModel,
 )
 from lifecycle_pipeline.tasks import Task, task_for
@@ -38,28 +37,6 @@ class EvaluationConfig(dg.Config):
         description="Metric -> threshold for this run, replacing the declared one; only metrics "
         "the declaration gates on.",
     )
-
-
-class GateConfigError(LifecycleError, ValueError):
-    """A run asks to override a gate the declaration does not have."""
-
-
-def gate_check_name(metric: str) -> str:
-    """A Dagster check name for a gate on ``metric`` (names allow letters, digits and '_')."""
-    return "gate_" + re.sub(r"[^A-Za-z0-9_]", "_", metric)
-
-
-def gates_for(declared: Evaluation, overrides: dict[str, float], source: str) -> dict[str, Any]:
-    unknown = sorted(set(overrides) - set(declared.gates))
-    if unknown:
-        raise GateConfigError(
-            f"{unknown} are not gated in {source}; declared gates: "
-            f"{', '.join(declared.gates) or 'none'}. Add a gate to the declaration instead."
-        )
-    return {
-        metric: (gate.comparison, float(overrides.get(metric, gate.threshold)))
-        for metric, gate in declared.gates.items()
-    }
 
 
 def slice_masks(test: pd.DataFrame, item: Slice) -> dict[str, np.ndarray]:
@@ -104,23 +81,13 @@ def evaluate(
         for name, mask in slice_masks(test, item).items()
         if mask.any()
     }
-    verdicts = []
-    for metric, (comparison, threshold) in gates.items():
-        value = overall[metric]
-        if value is None:
-            raise GateConfigError(
-                f"Gate on {metric!r} cannot be judged: the metric is undefined on the held-out "
-                "split (e.g. a class absent from it). Use more data or another gate."
-            )
-        verdicts.append(
-            GateVerdict(gate_check_name(metric), metric, float(value), threshold, comparison)
-        )
+    verdicts = judge(gates, overall)
     predictions = task.predictions(raw, classes, contract, evaluation)
     predictions.insert(0, ROW_ID, test[ROW_ID].to_numpy())
     return EvaluationReport(
         metrics={m: overall[m] for m in task.metric_names(contract)},
         slices=per_slice,
-        gates=tuple(verdicts),
+        gates=verdicts,
         predictions=predictions,
         model_fingerprint=model.fingerprint.combined,
         decision_threshold=evaluation.decision_threshold if contract.task == "binary" else None,
@@ -172,7 +139,7 @@ def build_evaluation(model: LoadedDeclaration) -> dg.AssetsDefinition:
         owners=OWNERS,
         tags={"lifecycle/stage": "4-evaluation"},
         io_manager_key=IO_MANAGER_KEY,
-        code_version=code_version(sys.modules[__name__], declaration=model),
+        code_version=code_version(sys.modules[__name__], gates_module, declaration=model),
         check_specs=[
             dg.AssetCheckSpec(
                 gate_check_name(metric),

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from lifecycle_pipeline.declaration import LoadedDeclaration
 from lifecycle_pipeline.errors import LifecycleError
+from lifecycle_pipeline.gates import GateConfigError, gates_for
 
 
 class ConfigurationError(LifecycleError, ValueError):
@@ -39,7 +40,6 @@ def _config_classes() -> dict[str, type[dg.Config]]:
 
 
 def _declared_overrides(ops: Mapping[str, Any], model: LoadedDeclaration) -> list[str]:
-    from lifecycle_pipeline.assets.evaluation import GateConfigError, gates_for
     from lifecycle_pipeline.assets.training import EstimatorError, estimator_params
 
     problems: list[str] = []
