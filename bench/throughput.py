@@ -12,7 +12,7 @@ Configurations, each on its own database and artifact root, the same N runs:
 - ``in_process x1`` and ``x2``: the default executor (every step in the run's process),
   ``max_concurrent_runs`` 1 (the runs one after another) and 2 (two runs at once);
 - ``multiprocess x1`` and ``x2``: the same with the multiprocess executor (a process per step,
-  forked from a server the run starts; docs/deployment.md's choice for a team server);
+  forked from a server the run starts);
 - ``dask 1 worker`` and ``dask 2 workers``: every step on a Dask cluster (``dask scheduler`` and
   ``dask worker --nworkers K --nthreads 1``), the queue at the shipped limit of 8 runs.
 
@@ -20,8 +20,9 @@ Reported per configuration: the window from the first run's start to the last ru
 instance's own run records), runs per hour, the sum of the deployment's processes' RSS at its
 sampled peak (every process the bench started and their children, PostgreSQL included; pages
 shared between processes counted in each) and the largest single run or Dask worker process;
-and whether each model has exactly one run, successful (no run lost or duplicated), with the
-fingerprints of what each configuration trained (they must be the same everywhere).
+CPU time per role (run processes, Dask workers, the rest); and whether each model has exactly
+one run, successful (no run lost or duplicated), with the fingerprints of what each
+configuration trained (they must be the same everywhere).
 
 ``python -m bench.throughput`` writes bench/results/throughput.json; ``bench.report`` renders
 it into BENCHMARKS.md. Run it on a quiet machine: anything else running shares the two cores.
