@@ -618,7 +618,9 @@ def main(argv: list[str] | None = None) -> int:
         "same_model_everywhere": len(fingerprints) == 1,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    partial = args.output.with_suffix(".partial")  # a stopped run leaves the old results whole
+    partial.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    partial.replace(args.output)
     print(json.dumps(document["ratios"], indent=1))
     if args.output == RESULTS:  # BENCHMARKS.md shows the committed results file only
         from bench import report

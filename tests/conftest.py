@@ -115,6 +115,23 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["LIFECYCLE_HOME"] = previous
 
 
+def own_audit_keys(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audit key and development signing keys of the test's own under ``folder``, and no
+    checkpoint witness or trusted keyring inherited from the environment."""
+    key = folder / "audit.key"
+    key.write_text("0" * 64)
+    monkeypatch.setenv("LIFECYCLE_AUDIT_KEY", str(key))
+    monkeypatch.setenv("LIFECYCLE_HOME", str(folder / "home"))
+    monkeypatch.setenv("LIFECYCLE_DEV_KEYS", "1")
+    for name in (
+        "LIFECYCLE_AUDIT_CHECKPOINTS",
+        "LIFECYCLE_SIGNING_KEY",
+        "LIFECYCLE_SIGNING_PUBLIC_KEY",
+        "LIFECYCLE_TRUSTED_KEYS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
 def fast_training(model: LoadedDeclaration = SAMPLE_MODEL) -> dict[str, Any]:
     """Small forests keep the suite fast; determinism does not depend on the tree count."""
     return {"ops": {model.op("trained_model"): {"config": {"params": {"n_estimators": 40}}}}}

@@ -23,23 +23,13 @@ from lifecycle_pipeline.audit_checkpoint import (
 )
 from lifecycle_pipeline.lineage.audit import AuditError, AuditLog
 from lifecycle_pipeline.resources.signing import PackageSigner, public_key_id
+from tests.conftest import own_audit_keys
 
 
 @pytest.fixture
 def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AuditLog:
     """Three records of model ``m``; development signing keys under a home of the test's own."""
-    key = tmp_path / "audit.key"
-    key.write_text("0" * 64)
-    monkeypatch.setenv("LIFECYCLE_AUDIT_KEY", str(key))
-    monkeypatch.setenv("LIFECYCLE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("LIFECYCLE_DEV_KEYS", "1")
-    for name in (
-        "LIFECYCLE_AUDIT_CHECKPOINTS",
-        "LIFECYCLE_SIGNING_KEY",
-        "LIFECYCLE_SIGNING_PUBLIC_KEY",
-        "LIFECYCLE_TRUSTED_KEYS",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    own_audit_keys(tmp_path, monkeypatch)
     audit = AuditLog(tmp_path / "audit" / "m.jsonl", "m")
     for n in range(3):
         audit.append("promotion", {"n": n}, version=f"v{n}")

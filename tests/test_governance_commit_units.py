@@ -41,7 +41,7 @@ from lifecycle_pipeline.governance_commit import (
     withdraw,
 )
 from lifecycle_pipeline.lineage.audit import AuditError, AuditLog, Record, VerifyReport
-from tests.conftest import SAMPLE_MODEL
+from tests.conftest import SAMPLE_MODEL, own_audit_keys
 
 FIX = "`lifecycle --model m audit recover`"
 
@@ -49,18 +49,7 @@ FIX = "`lifecycle --model m audit recover`"
 @pytest.fixture
 def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AuditLog:
     """An empty log of model ``m``, its own audit key, development signing keys of its own."""
-    key = tmp_path / "audit.key"
-    key.write_text("0" * 64)
-    monkeypatch.setenv("LIFECYCLE_AUDIT_KEY", str(key))
-    monkeypatch.setenv("LIFECYCLE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("LIFECYCLE_DEV_KEYS", "1")
-    for name in (
-        "LIFECYCLE_AUDIT_CHECKPOINTS",
-        "LIFECYCLE_SIGNING_KEY",
-        "LIFECYCLE_SIGNING_PUBLIC_KEY",
-        "LIFECYCLE_TRUSTED_KEYS",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    own_audit_keys(tmp_path, monkeypatch)
     return AuditLog(tmp_path / "audit" / "m.jsonl", "m")
 
 
